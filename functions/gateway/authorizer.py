@@ -1,0 +1,71 @@
+"""The Lambda REQUEST authorizer in front of every protected route.
+
+A known key yields an Allow policy whose context carries the principal
+(user, key, plan limits) to the handlers. A missing or unknown key yields a
+Deny whose context carries the error: the API's ACCESS_DENIED gateway
+response turns it into `401 {"error": {...}}` with the request's id.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from infergate import wiring
+from infergate.api.request_id import request_id_of
+from infergate.domain.accounts import authenticate
+from infergate.observability import logger, tracer
+
+_BEARER = "bearer "
+_REFUSALS = {
+    "missing_api_key": "An API key is required: send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'.",
+    "invalid_api_key": "The API key is not valid.",
+}
+
+
+def presented_key(event: APIGatewayAuthorizerRequestEvent) -> str | None:
+    """The key from `x-api-key`, or else from `Authorization: Bearer <key>`."""
+    key = event.headers.get("x-api-key", "")
+    if key:
+        return key.strip()
+    authorization = event.headers.get("authorization", "")
+    if authorization[: len(_BEARER)].lower() == _BEARER:
+        return authorization[len(_BEARER) :].strip()
+    return None
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
+    request_id = request_id_of(event.raw_event)
+    logger.set_correlation_id(request_id)
+    arn = event.parsed_arn
+    api_key = presented_key(event)
+    principal = authenticate(api_key, store=wiring.account_store()) if api_key else None
+
+    policy = APIGatewayAuthorizerResponse(
+        principal_id=principal.user_id if principal else "anonymous",
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+    )
+    if principal is None:
+        code = "invalid_api_key" if api_key else "missing_api_key"
+        logger.info("request refused", extra={"reason": code})
+        policy.context = {
+            "requestId": request_id,
+            "errorCode": code,
+            "errorMessage": _REFUSALS[code],
+        }
+        policy.deny_all_routes()
+    else:
+        logger.append_keys(user_id=principal.user_id, key_id=principal.key_id)
+        policy.context = principal.to_authorizer_context()
+        policy.allow_all_routes()
+    return policy.asdict()

@@ -1,0 +1,50 @@
+"""Operator endpoints: GET /health (liveness) and GET /metrics (request totals)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import redis
+
+from infergate import wiring
+from infergate.api.app import create_app, lambda_entrypoint
+from infergate.clock import utc_now
+from infergate.errors import ServiceUnavailable
+from infergate.models.ops import HealthResponse, MemoryUsage, MetricsResponse
+
+STARTED = time.monotonic()
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "infergate")
+
+app = create_app()
+
+
+def _uptime() -> float:
+    return round(time.monotonic() - STARTED, 3)
+
+
+@app.get("/health")
+def health() -> HealthResponse:
+    return HealthResponse(status="OK", service=SERVICE, uptime=_uptime(), timestamp=utc_now())
+
+
+@app.get("/metrics")
+def metrics() -> MetricsResponse:
+    try:
+        total = wiring.counters().total_requests()
+    except redis.RedisError:
+        raise ServiceUnavailable("Request totals are unavailable: Redis cannot be reached.") from None
+    return MetricsResponse(totalRequests=total, uptime=_uptime(), memoryUsage=_memory_usage())
+
+
+def _memory_usage() -> MemoryUsage:
+    with open("/proc/self/statm") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return MemoryUsage(
+        rss_bytes=resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        max_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    )
+
+
+lambda_handler = lambda_entrypoint(app)

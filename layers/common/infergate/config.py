@@ -1,0 +1,35 @@
+"""Settings read once from the environment (each also a SAM parameter)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    mongodb_uri: str = Field("mongodb://127.0.0.1:27017", alias="MONGODB_URI")
+    mongodb_db: str = Field("infergate", alias="MONGODB_DB")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
+    ollama_model: str = Field("smollm2:135m", alias="OLLAMA_MODEL")
+    # Seconds. The total must fit inside API Gateway's 29 s integration limit.
+    ollama_connect_timeout: float = Field(3.0, gt=0, alias="OLLAMA_CONNECT_TIMEOUT")
+    ollama_timeout: float = Field(25.0, gt=0, le=28, alias="OLLAMA_TIMEOUT")
+    default_monthly_token_quota: int = Field(100_000, ge=0, alias="DEFAULT_MONTHLY_TOKEN_QUOTA")
+    rate_limit_rpm: int = Field(60, ge=1, alias="RATE_LIMIT_RPM")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        # SAM passes unset optional parameters as empty strings: treat them as unset.
+        return cls.model_validate({key: value for key, value in env.items() if value != ""})
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings.from_env()

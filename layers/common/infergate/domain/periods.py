@@ -1,0 +1,25 @@
+"""Billing periods are calendar months in UTC, named `YYYY-MM`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def period_of(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+def period_start(period: str) -> datetime:
+    return datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
+
+
+def period_end(period: str) -> datetime:
+    """The instant the next period begins (00:00 UTC on the 1st)."""
+    start = period_start(period)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)
+
+
+def day_of(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")

@@ -1,0 +1,114 @@
+"""The interfaces the domain needs from the outside world.
+
+The stores and the LLM client implement them; tests may hand in anything
+with the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from infergate.models.chat import ChatMessage
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    user_id: str
+    email: str
+    plan: str
+    monthly_token_quota: int
+    rate_limit_rpm: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str
+    user_id: str
+    key_hash: str
+    created_at: datetime
+
+
+class AccountStore(Protocol):
+    def create(self, user: UserRecord, key: ApiKeyRecord) -> None:
+        """Store both or neither; raise EmailAlreadyRegistered if the email is taken."""
+
+    def find_by_key_hash(self, key_hash: str) -> tuple[ApiKeyRecord, UserRecord] | None: ...
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_ms: int
+
+
+class RateLimiter(Protocol):
+    def hit(self, subject: str, *, limit: int, window_ms: int) -> RateDecision: ...
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reservation_id: str
+    user_id: str
+    period: str
+    tokens: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """One line of the request log: what a request was charged and why."""
+
+    request_id: str
+    user_id: str
+    key_id: str
+    model: str
+    status: str  # "ok", or the error code that ended it
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+    at: datetime
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class PeriodUsage:
+    period: str
+    tokens_used: int
+    tokens_reserved: int
+    requests: int
+
+
+class UsageLedger(Protocol):
+    def reserve(self, reservation: Reservation, *, quota: int, now: datetime) -> bool:
+        """Hold `reservation.tokens` if used + held + tokens fits `quota`; False if it does not."""
+
+    def settle(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+        """Charge the outcome's tokens, drop the hold and log the request, all at once."""
+
+    def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+        """Drop the hold, charge nothing, and log why."""
+
+    def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage: ...
+
+
+@dataclass(frozen=True)
+class Completion:
+    model: str
+    content: str
+    prompt_tokens: int | None  # None when the model server did not report it
+    completion_tokens: int
+    done_reason: str | None
+
+
+class ChatModel(Protocol):
+    def chat(
+        self, *, model: str, messages: list[ChatMessage], max_tokens: int, request_id: str
+    ) -> Completion: ...

@@ -1,0 +1,25 @@
+"""Token arithmetic done before the model has seen the prompt.
+
+A reservation must never be smaller than what the model will charge, so the
+prompt's size is estimated from above: a BPE token covers at least one byte
+of UTF-8, and a chat template adds a bounded number of tokens per message
+(role markers) and per request (a default system prompt, the assistant
+turn). The real count from the model replaces the estimate when charging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from infergate.models.chat import ChatMessage
+
+TEMPLATE_TOKENS_PER_MESSAGE = 8
+TEMPLATE_TOKENS_PER_REQUEST = 64
+DEFAULT_MAX_TOKENS = 512
+
+
+def prompt_tokens_upper_bound(messages: Iterable[ChatMessage]) -> int:
+    total = TEMPLATE_TOKENS_PER_REQUEST
+    for message in messages:
+        total += len(message.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE
+    return total

@@ -1,0 +1,67 @@
+"""Every failure a caller can see, with its HTTP status and stable error code.
+
+Raised by the domain and the stores; the API edge turns them into
+`{"error": {"code", "message"}}` bodies.
+"""
+
+from __future__ import annotations
+
+
+class InferGateError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidRequest(InferGateError):
+    status, code = 400, "invalid_request"
+
+
+class Unauthorized(InferGateError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(InferGateError):
+    status, code = 404, "not_found"
+
+
+class EmailAlreadyRegistered(InferGateError):
+    status, code = 409, "email_already_registered"
+
+
+class RateLimited(InferGateError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={**(headers or {}), "Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(InferGateError):
+    status, code = 429, "quota_exceeded"
+
+
+class UpstreamError(InferGateError):
+    """The model server failed or could not be reached."""
+
+    status, code = 502, "upstream_error"
+
+
+class UpstreamTimeout(InferGateError):
+    status, code = 504, "upstream_timeout"
+
+
+class ServiceUnavailable(InferGateError):
+    status, code = 503, "service_unavailable"
+
+
+class ModelNotFound(InferGateError):
+    status, code = 400, "model_not_found"
+
+
+class RateLimiterUnavailable(ServiceUnavailable):
+    """Redis could not be asked; whether to admit the request is a policy decision."""

@@ -1,0 +1,1 @@
+"""pydantic models of everything that crosses InferGate's edges."""

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# Deliberately plain: one @, a dot in the domain, no spaces or control characters.
+# Deliverability is the mail server's business, not the gateway's.
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+$")
+
+
+def _normalise_email(value: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError("must be an email address such as ada@example.com")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_normalise_email)]
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class RegisterResponse(BaseModel):
+    user_id: str
+    email: str
+    api_key: str = Field(description="Shown once; InferGate stores only its hash.")
+    key_id: str
+    plan: str
+    monthly_token_quota: int

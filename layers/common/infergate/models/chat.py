@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_PROMPT_CHARS = 200_000
+MAX_OUTPUT_TOKENS = 4096
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+class ChatRequest(BaseModel):
+    """`{"prompt": "..."}` or `{"messages": [...]}`, plus optional `model` and `max_tokens`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=256)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+
+    @model_validator(mode="after")
+    def _one_of_prompt_or_messages(self) -> ChatRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("send exactly one of 'prompt' or 'messages'")
+        if self.messages is not None and sum(len(m.content) for m in self.messages) > MAX_PROMPT_CHARS:
+            raise ValueError(f"messages may hold at most {MAX_PROMPT_CHARS} characters in all")
+        return self
+
+    def conversation(self) -> list[ChatMessage]:
+        if self.messages is not None:
+            return self.messages
+        return [ChatMessage(role="user", content=self.prompt or "")]
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatResponse(BaseModel):
+    id: str
+    model: str
+    response: str
+    usage: TokenUsage

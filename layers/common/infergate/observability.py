@@ -1,0 +1,53 @@
+"""One Logger, Tracer and Metrics per function instance, shared by all modules.
+
+Every log line passes through `RedactingFormatter`: API keys, `Authorization`
+and `Cookie` values are replaced before the line is written, wherever they
+appear (a logged event, an exception message, an extra key).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+REDACTED = "[REDACTED]"
+
+# Field names whose values are secrets whatever they look like.
+SECRET_FIELDS = frozenset(
+    {"authorization", "x-api-key", "cookie", "set-cookie", "api_key", "apikey", "password"}
+)
+# Secrets inside free text: an InferGate key, a bearer credential, a cookie header.
+SECRET_PATTERNS = (
+    (re.compile(r"igk_[A-Za-z0-9]{8,}"), "igk_" + REDACTED),
+    (re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+"), r"\1 " + REDACTED),
+    (re.compile(r"(?i)((?:set-)?cookie|x-api-key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\"'\n]+"), r"\1\2" + REDACTED),
+)
+
+
+def redact(value: Any) -> Any:
+    """Return `value` with every secret it holds replaced by a marker."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if str(key).lower() in SECRET_FIELDS and value_ is not None else redact(value_)
+            for key, value_ in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        for pattern, replacement in SECRET_PATTERNS:
+            value = pattern.sub(replacement, value)
+    return value
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    def serialize(self, log: dict) -> str:  # type: ignore[override]
+        return super().serialize(redact(log))
+
+
+logger = Logger(logger_formatter=RedactingFormatter())
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InferGate"))

@@ -1,0 +1,1 @@
+"""MongoDB and Redis behind the domain's small interfaces (infergate.domain.ports)."""

@@ -1,0 +1,76 @@
+"""Users and their API keys in MongoDB."""
+
+from __future__ import annotations
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from infergate.domain.ports import ApiKeyRecord, UserRecord
+from infergate.errors import EmailAlreadyRegistered
+from infergate.stores.mongo import API_KEYS, USERS
+
+
+class MongoAccountStore:
+    def __init__(self, database: Database) -> None:
+        self._client = database.client
+        self._users = database[USERS]
+        self._keys = database[API_KEYS]
+
+    def create(self, user: UserRecord, key: ApiKeyRecord) -> None:
+        def insert_both(session) -> None:
+            self._users.insert_one(_user_document(user), session=session)
+            self._keys.insert_one(_key_document(key), session=session)
+
+        try:
+            with self._client.start_session() as session:
+                session.with_transaction(insert_both)
+        except DuplicateKeyError as error:
+            if "email" in (error.details or {}).get("keyPattern", {}):
+                raise EmailAlreadyRegistered(f"{user.email} is already registered.") from None
+            raise
+
+    def find_by_key_hash(self, key_hash: str) -> tuple[ApiKeyRecord, UserRecord] | None:
+        # One round trip: the key and its owner together.
+        found = next(
+            self._keys.aggregate([
+                {"$match": {"key_hash": key_hash}},
+                {"$limit": 1},
+                {"$lookup": {"from": USERS, "localField": "user_id", "foreignField": "_id", "as": "user"}},
+            ]),
+            None,
+        )
+        if found is None or not found["user"]:
+            return None
+        return _key_record(found), _user_record(found["user"][0])
+
+
+def _user_document(user: UserRecord) -> dict:
+    return {
+        "_id": user.user_id,
+        "email": user.email,
+        "plan": user.plan,
+        "monthly_token_quota": user.monthly_token_quota,
+        "rate_limit_rpm": user.rate_limit_rpm,
+        "created_at": user.created_at,
+    }
+
+
+def _user_record(document: dict) -> UserRecord:
+    return UserRecord(
+        user_id=document["_id"],
+        email=document["email"],
+        plan=document["plan"],
+        monthly_token_quota=document["monthly_token_quota"],
+        rate_limit_rpm=document["rate_limit_rpm"],
+        created_at=document["created_at"],
+    )
+
+
+def _key_document(key: ApiKeyRecord) -> dict:
+    return {"_id": key.key_id, "user_id": key.user_id, "key_hash": key.key_hash, "created_at": key.created_at}
+
+
+def _key_record(document: dict) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=document["_id"], user_id=document["user_id"], key_hash=document["key_hash"], created_at=document["created_at"]
+    )

@@ -1,0 +1,18 @@
+"""Request counting shared by every function instance (for /metrics)."""
+
+from __future__ import annotations
+
+import redis
+
+REQUESTS_TOTAL = "infergate:metrics:requests_total"
+
+
+class RedisCounters:
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def count_request(self) -> None:
+        self._client.incr(REQUESTS_TOTAL)
+
+    def total_requests(self) -> int:
+        return int(self._client.get(REQUESTS_TOTAL) or 0)

@@ -1,0 +1,49 @@
+"""One MongoClient per function instance, and the indexes InferGate relies on.
+
+Settlement and registration use multi-document transactions, so MongoDB must
+be a replica set (Atlas, or a single-node replica set for development).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database
+
+from infergate.config import get_settings
+
+USERS = "users"
+API_KEYS = "api_keys"
+USAGE = "usage"
+REQUEST_LOG = "request_log"
+
+
+@functools.cache
+def get_client() -> MongoClient:
+    settings = get_settings()
+    return MongoClient(
+        settings.mongodb_uri,
+        appname="infergate",
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+        socketTimeoutMS=10_000,
+        # Lambda freezes idle instances; short pools avoid reusing sockets the server dropped.
+        maxIdleTimeMS=60_000,
+    )
+
+
+@functools.cache
+def get_database() -> Database:
+    database = get_client()[get_settings().mongodb_db]
+    ensure_indexes(database)
+    return database
+
+
+def ensure_indexes(database: Database) -> None:
+    """Create the indexes if they are missing; a no-op when they exist."""
+    database[USERS].create_index([("email", ASCENDING)], unique=True, name="email_unique")
+    database[API_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
+    database[API_KEYS].create_index([("user_id", ASCENDING)], name="user_id")
+    database[REQUEST_LOG].create_index([("user_id", ASCENDING), ("period", ASCENDING)], name="user_period")

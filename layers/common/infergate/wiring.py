@@ -1,0 +1,76 @@
+"""Builds each collaborator once per function instance, on first use.
+
+Imports happen inside the factories so that a function loads only the
+drivers it uses: the health check never imports pymongo or httpx.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from infergate.config import get_settings
+from infergate.observability import logger
+
+if TYPE_CHECKING:
+    from infergate.domain.chat import ChatService
+    from infergate.stores.accounts import MongoAccountStore
+    from infergate.stores.counters import RedisCounters
+    from infergate.stores.rate_limit import RedisRateLimiter
+    from infergate.stores.usage import MongoUsageLedger
+
+
+@functools.cache
+def account_store() -> MongoAccountStore:
+    from infergate.stores.accounts import MongoAccountStore
+    from infergate.stores.mongo import get_database
+
+    return MongoAccountStore(get_database())
+
+
+@functools.cache
+def usage_ledger() -> MongoUsageLedger:
+    from infergate.stores.mongo import get_database
+    from infergate.stores.usage import MongoUsageLedger
+
+    return MongoUsageLedger(get_database())
+
+
+@functools.cache
+def rate_limiter() -> RedisRateLimiter:
+    from infergate.stores.rate_limit import RedisRateLimiter
+    from infergate.stores.redis_client import get_redis
+
+    return RedisRateLimiter(get_redis())
+
+
+@functools.cache
+def counters() -> RedisCounters:
+    from infergate.stores.counters import RedisCounters
+    from infergate.stores.redis_client import get_redis
+
+    return RedisCounters(get_redis())
+
+
+@functools.cache
+def chat_service() -> ChatService:
+    from infergate.domain.chat import ChatService
+    from infergate.llm.ollama import OllamaClient
+
+    settings = get_settings()
+    model = OllamaClient(
+        settings.ollama_url, connect_timeout=settings.ollama_connect_timeout, timeout=settings.ollama_timeout
+    )
+    return ChatService(
+        limiter=rate_limiter(), ledger=usage_ledger(), model=model, default_model=settings.ollama_model
+    )
+
+
+def count_request() -> None:
+    """Count one API request for /metrics; never fail the request over it."""
+    import redis
+
+    try:
+        counters().count_request()
+    except redis.RedisError as error:
+        logger.warning("request not counted: Redis unavailable", extra={"error": type(error).__name__})
