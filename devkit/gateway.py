@@ -1,0 +1,264 @@
+"""A local API Gateway (REST API, Lambda proxy integrations) for template.yaml.
+
+Per request, as API Gateway does it: match a route (else the
+MISSING_AUTHENTICATION_TOKEN response); if the route has a REQUEST
+authorizer, invoke it and evaluate the policy it returns (a Deny, or no
+Allow for this method ARN, is ACCESS_DENIED; an `Unauthorized` error is
+UNAUTHORIZED; any other failure is AUTHORIZER_FAILURE); invoke the
+function with the proxy event, the authorizer's context attached; map its
+response back to HTTP, or answer 502/504 when it fails or overruns 29 s.
+Responses API Gateway makes itself follow the template's GatewayResponses.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from devkit import events
+from devkit.events import HttpRequest
+from devkit.functions import FunctionPool, InvocationError, InvocationTimeout
+from devkit.template import ApiSpec, Route
+
+INTEGRATION_TIMEOUT = 29.0
+MAX_PAYLOAD = 10 * 1024 * 1024
+
+# API Gateway's own status and message for each kind of response it makes.
+_DEFAULTS = {
+    "ACCESS_DENIED": (403, "User is not authorized to access this resource with an explicit deny"),
+    "UNAUTHORIZED": (401, "Unauthorized"),
+    "AUTHORIZER_FAILURE": (500, None),
+    "AUTHORIZER_CONFIGURATION_ERROR": (500, None),
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token"),
+    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    "DEFAULT_5XX": (502, "Internal server error"),
+}
+
+
+class Response:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class LocalApiGateway:
+    def __init__(self, api: ApiSpec, pools: Mapping[str, FunctionPool]) -> None:
+        self.api = api
+        self.pools = pools
+
+    def handle(self, request: HttpRequest) -> Response:
+        request_id = events.new_request_id()
+        context: dict[str, Any] = {"requestId": request_id}
+        if len(request.body) > MAX_PAYLOAD:
+            return self._gateway_response("REQUEST_TOO_LARGE", request, context)
+        matched = self._route(request)
+        if matched is None:
+            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", request, context)
+        route, path_parameters = matched
+
+        authorizer_context = None
+        if route.authorizer:
+            outcome = self._authorize(route, path_parameters, request, request_id)
+            if isinstance(outcome, tuple):
+                kind, context["authorizer"] = outcome
+                return self._gateway_response(kind, request, context)
+            authorizer_context = outcome
+
+        event = events.proxy_event(
+            request, resource=route.path, path_parameters=path_parameters, stage=self.api.stage,
+            request_id=request_id, authorizer=authorizer_context,
+        )
+        try:
+            result = self.pools[route.function].invoke(event, timeout=INTEGRATION_TIMEOUT)
+        except InvocationTimeout:
+            if self.pools[route.function].spec.timeout >= INTEGRATION_TIMEOUT:
+                return self._gateway_response("INTEGRATION_TIMEOUT", request, context)
+            return self._gateway_response("DEFAULT_5XX", request, context)
+        except InvocationError:
+            return self._gateway_response("DEFAULT_5XX", request, context)
+        return self._proxy_response(result, request, context)
+
+    def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]] | None:
+        for route in self.api.routes:
+            parameters = route.match(request.method, request.path)
+            if parameters is not None:
+                return route, parameters
+        return None
+
+    def _authorize(
+        self, route: Route, path_parameters: dict[str, str], request: HttpRequest, request_id: str
+    ) -> dict | tuple[str, dict]:
+        """The authorizer context for the handler, or (gateway response kind, context) to refuse."""
+        authorizer = self.api.authorizers[route.authorizer]  # type: ignore[index]
+        event = events.request_authorizer_event(
+            request, resource=route.path, path_parameters=path_parameters, stage=self.api.stage, request_id=request_id
+        )
+        started = time.monotonic()
+        try:
+            policy = self.pools[authorizer.function].invoke(event)
+        except InvocationError as error:
+            if error.error.get("errorMessage") == "Unauthorized":
+                return "UNAUTHORIZED", {}
+            return "AUTHORIZER_FAILURE", {}
+        if not _valid_policy(policy):
+            return "AUTHORIZER_CONFIGURATION_ERROR", {}
+        # API Gateway hands the context on with every value as a string.
+        context = {key: _stringify(value) for key, value in (policy.get("context") or {}).items()}
+        context["principalId"] = str(policy["principalId"])
+        if not _allows(policy["policyDocument"], event["methodArn"]):
+            return "ACCESS_DENIED", context
+        context["integrationLatency"] = int((time.monotonic() - started) * 1000)
+        return context
+
+    def _proxy_response(self, result: Any, request: HttpRequest, context: dict) -> Response:
+        if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+            return self._gateway_response("DEFAULT_5XX", request, context)
+        headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers = [(k, v) for k, v in headers if k.lower() != name.lower()] + [(name, str(v)) for v in values]
+        body = result.get("body") or ""
+        raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+        return Response(result["statusCode"], [*headers, ("x-amzn-RequestId", context["requestId"])], raw)
+
+    def _gateway_response(self, kind: str, request: HttpRequest, context: dict) -> Response:
+        default_status, default_message = _DEFAULTS[kind]
+        spec = self.api.gateway_responses.get(kind) or self.api.gateway_responses.get(
+            "DEFAULT_4XX" if default_status < 500 else "DEFAULT_5XX"
+        )
+        context = {**context, "error": {"message": default_message, "messageString": json.dumps(default_message)}}
+        status = spec.status_code if spec and spec.status_code else default_status
+        if spec and spec.template:
+            body = _render(spec.template, context)
+        else:
+            body = json.dumps({"message": default_message})
+        headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", context["requestId"]),
+                   ("x-amzn-ErrorType", _error_type(kind))]
+        for name, expression in (spec.headers if spec else {}).items():
+            value = _header_value(expression, request, context)
+            if value is not None:
+                headers.append((name, value))
+        return Response(status, headers, body.encode())
+
+
+def _error_type(kind: str) -> str:
+    return {"ACCESS_DENIED": "AccessDeniedException", "UNAUTHORIZED": "UnauthorizedException",
+            "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException"}.get(kind, "InternalServerErrorException")
+
+
+def _stringify(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _valid_policy(policy: Any) -> bool:
+    if not isinstance(policy, dict) or "principalId" not in policy or not isinstance(policy.get("policyDocument"), dict):
+        return False
+    context = policy.get("context") or {}
+    # API Gateway accepts only flat string, number and boolean context values.
+    return isinstance(context, dict) and all(isinstance(v, (str, int, float, bool)) for v in context.values())
+
+
+def _allows(document: dict, method_arn: str) -> bool:
+    statements = document.get("Statement") or []
+    allowed = False
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action", [])
+        resources = statement.get("Resource", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = [resources] if isinstance(resources, str) else resources
+        if not any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions):
+            continue
+        if any(fnmatch.fnmatchcase(method_arn, r) for r in resources):
+            if statement.get("Effect") == "Deny":
+                return False
+            allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
+
+
+def _lookup(context: dict, dotted: str) -> Any:
+    value: Any = context
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _render(template: str, context: dict) -> str:
+    """Substitutes `$context.*` variables, the only mapping-template feature the API uses."""
+    return _CONTEXT_VARIABLE.sub(lambda m: "" if _lookup(context, m.group(1)) is None else str(_lookup(context, m.group(1))), template)
+
+
+def _header_value(expression: str, request: HttpRequest, context: dict) -> str | None:
+    if expression.startswith("'") and expression.endswith("'"):
+        return expression[1:-1]
+    if expression.startswith("context."):
+        value = _lookup(context, expression.removeprefix("context."))
+        return None if value is None else str(value)
+    if expression.startswith("method.request.header."):
+        return request.header(expression.removeprefix("method.request.header."))
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # An idle keep-alive connection is dropped after this long, so shutting
+    # down never waits on a client that has gone quiet.
+    timeout = 5
+    server: LocalApiServer
+
+    def _serve(self) -> None:
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = HttpRequest(
+            method=self.command, path=path, query=query, headers=list(self.headers.items()), body=body,
+            source_ip=self.client_address[0], protocol=self.request_version,
+        )
+        response = self.server.gateway.handle(request)
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        if self.server.access_log is not None:
+            print(f"{self.address_string()} {format % args}", file=self.server.access_log, flush=True)
+
+
+class LocalApiServer(ThreadingHTTPServer):
+    """Serves the gateway; `stop()` lets requests in flight finish."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], gateway: LocalApiGateway, *, access_log: Any = None) -> None:
+        super().__init__(address, _Handler)
+        self.gateway = gateway
+        self.access_log = access_log
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve_forever, name="local-api", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()  # joins the threads still serving requests

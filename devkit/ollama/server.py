@@ -1,0 +1,181 @@
+"""The HTTP side of the Ollama-compatible server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from devkit.ollama.engines import Generation
+
+VERSION = "0.9.3"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class OllamaServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], engine: Any, models: list[str]) -> None:
+        super().__init__(address, _Handler)
+        self.engine = engine
+        self.models = models
+        # What arrived lately, so tests can see what the gateway sent (ids, options).
+        self.recent: deque[dict] = deque(maxlen=200)
+        self.recent_lock = threading.Lock()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: OllamaServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    # -- plumbing ------------------------------------------------------------
+    def _send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._send_json(status, {"error": message})
+
+    def _chunk(self, obj: Any) -> None:
+        data = json.dumps(obj).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _read_json(self) -> dict | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            self._error(400, "missing request body")
+            return None
+        try:
+            body = json.loads(raw)
+        except ValueError as error:
+            self._error(400, f"invalid character in request body: {error}")
+            return None
+        if not isinstance(body, dict):
+            self._error(400, "json: cannot unmarshal into Go value of type api.ChatRequest")
+            return None
+        with self.server.recent_lock:
+            self.server.recent.append(
+                {"path": self.path, "x-request-id": self.headers.get("x-request-id"), "body": body, "at": time.time()}
+            )
+        return body
+
+    # -- routes --------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/":
+            data = b"Ollama is running"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path == "/api/version":
+            self._send_json(200, {"version": VERSION})
+        elif self.path == "/api/tags":
+            self._send_json(200, {"models": [self._tag(name) for name in self.server.models]})
+        elif self.path == "/_devkit/requests":
+            with self.server.recent_lock:
+                self._send_json(200, list(self.server.recent))
+        else:
+            self._error(404, "404 page not found")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path == "/api/chat":
+            self._generate(chat=True)
+        elif self.path == "/api/generate":
+            self._generate(chat=False)
+        else:
+            self._error(404, "404 page not found")
+
+    def _tag(self, name: str) -> dict:
+        info = self.server.engine.info(name)
+        return {
+            "name": name,
+            "model": name,
+            "modified_at": _now(),
+            "size": info.size,
+            "digest": info.digest,
+            "details": {
+                "format": "gguf",
+                "family": info.family,
+                "families": [info.family],
+                "parameter_size": info.parameter_size,
+                "quantization_level": info.quantization_level,
+            },
+        }
+
+    def _generate(self, *, chat: bool) -> None:
+        body = self._read_json()
+        if body is None:
+            return
+        model = body.get("model")
+        if not model:
+            return self._error(400, "model is required")
+        if model not in self.server.models:
+            return self._error(404, f'model "{model}" not found, try pulling it first')
+        if chat:
+            messages = body.get("messages") or []
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                return self._error(400, "messages must be a list of objects")
+        else:
+            messages = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + [
+                {"role": "user", "content": str(body.get("prompt", ""))}
+            ]
+        options = body.get("options") or {}
+        num_predict = options.get("num_predict")
+        started = time.perf_counter_ns()
+        generation = self.server.engine.generate(messages, num_predict=num_predict, options=options)
+        if body.get("stream", True):
+            self._stream(model, chat, generation, started)
+        else:
+            text = "".join(generation.pieces)
+            self._send_json(200, self._final(model, chat, generation, started, text))
+
+    def _piece(self, model: str, chat: bool, text: str) -> dict:
+        content = {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
+        return {"model": model, "created_at": _now(), **content, "done": False}
+
+    def _final(self, model: str, chat: bool, generation: Generation, started: int, text: str) -> dict:
+        final = self._piece(model, chat, text)
+        final.update(
+            done=True,
+            done_reason=generation.done_reason,
+            total_duration=time.perf_counter_ns() - started,
+            load_duration=generation.load_ns,
+            prompt_eval_count=generation.prompt_tokens,
+            prompt_eval_duration=generation.prompt_ns,
+            eval_count=generation.completion_tokens,
+            eval_duration=generation.eval_ns,
+        )
+        if not chat:
+            final["context"] = []
+        return final
+
+    def _stream(self, model: str, chat: bool, generation: Generation, started: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for text in generation.pieces:
+                self._chunk(self._piece(model, chat, text))
+            self._chunk(self._final(model, chat, generation, started, ""))
+        except Exception as error:  # noqa: BLE001 - Ollama reports a failure after 200 as an error line
+            self._chunk({"error": str(error)})
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()

@@ -1,0 +1,132 @@
+"""`make run`: the whole API on one machine, no Docker.
+
+Starts what the API needs unless told where to find it (MONGODB_URI,
+REDIS_URL, OLLAMA_URL), serves template.yaml's API on 127.0.0.1:$PORT
+(default 3000), and on Ctrl-C or SIGTERM lets requests in flight finish,
+then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+from devkit import backends, template
+from devkit.functions import FunctionPool, InvocationError
+from devkit.gateway import LocalApiGateway, LocalApiServer
+from devkit.model_setup import ensure_model_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+LOCAL_OLLAMA = "http://127.0.0.1:11434"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _ollama_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_backends(stack: ExitStack, logs: Path) -> dict[str, str]:
+    """The backend URLs, starting a local server for each one not configured."""
+    urls: dict[str, str] = {}
+    if os.environ.get("MONGODB_URI"):
+        urls["MONGODB_URI"] = os.environ["MONGODB_URI"]
+    else:
+        say(f"Starting MongoDB (secantusdb), data in {DATA / 'mongodb'} ...")
+        mongo = backends.start_mongo(DATA / "mongodb", log=stack.enter_context(open(logs / "mongodb.log", "a")))
+        stack.callback(mongo.stop)
+        urls["MONGODB_URI"] = mongo.url
+
+    if os.environ.get("REDIS_URL"):
+        urls["REDIS_URL"] = os.environ["REDIS_URL"]
+    else:
+        say("Starting Redis ...")
+        redis = backends.start_redis(log=stack.enter_context(open(logs / "redis.log", "a")))
+        stack.callback(redis.stop)
+        urls["REDIS_URL"] = redis.url
+
+    if os.environ.get("OLLAMA_URL"):
+        urls["OLLAMA_URL"] = os.environ["OLLAMA_URL"]
+    elif os.environ.get("OLLAMA_AUTODETECT", "1") != "0" and _ollama_answers(LOCAL_OLLAMA):
+        say(f"Using the Ollama already running at {LOCAL_OLLAMA}")
+        urls["OLLAMA_URL"] = LOCAL_OLLAMA
+    else:
+        ensure_model_runtime()
+        say("Starting the local model server (SmolLM2-135M-Instruct on llama.cpp) ...")
+        model = os.environ.get("OLLAMA_MODEL", "smollm2:135m")
+        ollama = backends.start_model_server(
+            engine="llama", models=[model], log=stack.enter_context(open(logs / "model-server.log", "a"))
+        )
+        stack.callback(ollama.stop)
+        urls["OLLAMA_URL"] = ollama.url
+    return urls
+
+
+def function_environment(spec: template.FunctionSpec, overrides: dict[str, str]) -> dict[str, str]:
+    """The template's variables, each replaced by the same-named one from the shell or a started backend."""
+    environment = {name: overrides.get(name, os.environ.get(name, value)) for name, value in spec.environment.items()}
+    # No X-Ray daemon runs locally.
+    environment.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    return environment
+
+
+def serve(port: int, overrides: dict[str, str], stack: ExitStack) -> LocalApiServer:
+    spec = template.load(ROOT / "template.yaml")
+    pools = {
+        name: FunctionPool(function, function_environment(function, overrides))
+        for name, function in spec.functions.items()
+    }
+    for pool in pools.values():
+        stack.callback(pool.close)
+    with ThreadPoolExecutor(max_workers=len(pools)) as executor:
+        for name, init_ms in zip(pools, executor.map(lambda pool: pool.warm(), pools.values()), strict=True):
+            say(f"  {name}: ready (init {init_ms:.0f} ms)")
+    server = LocalApiServer(("127.0.0.1", port), LocalApiGateway(spec.api, pools))
+    server.start()
+    stack.callback(server.stop)  # runs first on exit: in-flight requests finish before the rest stops
+    return server
+
+
+def main() -> int:
+    port = int(os.environ.get("PORT", "3000"))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    logs = DATA / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    with ExitStack() as stack:
+        try:
+            overrides = start_backends(stack, logs)
+            say("Starting the functions ...")
+            server = serve(port, overrides, stack)
+        except (RuntimeError, OSError, InvocationError) as error:
+            say(f"make run: {error}")
+            return 1
+        say(f"\nInferGate is listening on {server.url}  (backend logs in {logs})")
+        say("Try:")
+        say(f"  curl -s -X POST {server.url}/v1/register -H 'content-type: application/json' -d '{{\"email\": \"ada@example.com\"}}'")
+        say(f"  curl -s -X POST {server.url}/v1/chat -H 'x-api-key: <api_key from above>' -H 'content-type: application/json' -d '{{\"prompt\": \"Say hello\"}}'")
+        say(f"  curl -s {server.url}/v1/usage -H 'x-api-key: <api_key>'")
+        say("Ctrl-C stops it.\n")
+        stopping.wait()
+        say("Stopping: letting requests in flight finish ...")
+    say("Stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
