@@ -1,0 +1,53 @@
+# InferGate developer commands. `make run` and `make test` set everything up themselves.
+
+SHELL := /bin/bash
+VENV := .venv
+# Python 3.12 matches the Lambda runtime and is what `sam build` needs; 3.11 works for `make run`.
+PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+BIN := $(VENV)/bin
+# sam build looks for python3.12 on PATH; the virtualenv provides it.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+PYTEST_ARGS ?=
+
+.PHONY: help run test unit build validate deploy model-runtime clean
+
+help:
+	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
+	@echo "make test      validate and build the SAM template, then run the whole test suite"
+	@echo "make unit      unit tests only (no services)"
+	@echo "make build     sam build"
+	@echo "make deploy    sam build && sam deploy --guided"
+
+$(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (3.12 for sam build)"; exit 1; }
+	@echo "Setting up $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/python -m devkit.run
+
+model-runtime: $(BIN)/.installed
+	$(BIN)/python -m devkit.model_setup
+
+validate: $(BIN)/.installed
+	$(BIN)/sam validate --lint
+
+build: $(BIN)/.installed
+	$(BIN)/sam build
+
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test: $(BIN)/.installed model-runtime
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+deploy: build
+	$(BIN)/sam deploy --guided
+
+clean:
+	rm -rf .aws-sam .pytest_cache

@@ -1,0 +1,60 @@
+"""Shared fixtures: real MongoDB, Redis and model servers, started once per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pymongo
+import pytest
+import redis as redis_lib
+
+from tests.support import services
+from tests.support.paths import use_common_layer
+
+use_common_layer()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    with services.mongo_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongo_uri: str) -> Iterator[pymongo.MongoClient]:
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def database(mongo_client: pymongo.MongoClient):
+    """A fresh database per test, with InferGate's indexes, dropped afterwards."""
+    from infergate.stores.mongo import ensure_indexes
+
+    name = f"infergate_test_{uuid.uuid4().hex[:12]}"
+    database = mongo_client[name]
+    ensure_indexes(database)
+    yield database
+    mongo_client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with services.redis_url() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
+    client = redis_lib.Redis.from_url(redis_url)
+    client.flushdb()  # the suite's own server: nobody else's data is here
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def ollama_url() -> Iterator[str]:
+    with services.model_server() as url:
+        yield url

@@ -1,0 +1,47 @@
+"""Real backends for tests, each on a free port, stopped when the session ends.
+
+MongoDB: a secantusdb server, unless TEST_MONGODB_URI names one to use
+instead (any MongoDB replica set; each test then gets its own database,
+dropped afterwards). Redis: always a redis-server of the suite's own, so a
+flush never touches someone else's data. The model server: the
+Ollama-compatible server in its deterministic mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from devkit import backends
+
+
+@contextmanager
+def mongo_url() -> Iterator[str]:
+    external = os.environ.get("TEST_MONGODB_URI")
+    if external:
+        yield external
+        return
+    service = backends.start_mongo(":memory:")
+    try:
+        yield service.url
+    finally:
+        service.stop()
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    service = backends.start_redis()
+    try:
+        yield service.url
+    finally:
+        service.stop()
+
+
+@contextmanager
+def model_server(*extra: str, models: tuple[str, ...] = ("smollm2:135m", "tiny:latest")) -> Iterator[str]:
+    service = backends.start_model_server(engine="deterministic", models=list(models), extra=list(extra))
+    try:
+        yield service.url
+    finally:
+        service.stop()

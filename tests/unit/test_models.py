@@ -1,0 +1,59 @@
+import pytest
+from pydantic import ValidationError
+
+from infergate.models.accounts import RegisterRequest
+from infergate.models.chat import ChatRequest
+from infergate.models.principal import Principal
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "  Ada.Lovelace+ai@Example.co.uk "])
+def test_emails_are_accepted_and_normalised(email):
+    assert RegisterRequest(email=email).email == email.strip().lower()
+
+
+@pytest.mark.parametrize("email", ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.com", "x" * 250 + "@e.com"])
+def test_bad_emails_are_refused(email):
+    with pytest.raises(ValidationError):
+        RegisterRequest(email=email)
+
+
+def test_register_refuses_unknown_fields():
+    with pytest.raises(ValidationError):
+        RegisterRequest.model_validate({"email": "ada@example.com", "plan": "pro"})
+
+
+def test_a_prompt_becomes_one_user_message():
+    request = ChatRequest(prompt="hi")
+    assert [(m.role, m.content) for m in request.conversation()] == [("user", "hi")]
+
+
+def test_messages_are_kept_as_sent():
+    request = ChatRequest.model_validate({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+    assert [m.role for m in request.conversation()] == ["system", "user"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
+        {"prompt": ""},
+        {"messages": []},
+        {"messages": [{"role": "tool", "content": "x"}]},
+        {"prompt": "a", "max_tokens": 0},
+        {"prompt": "a", "max_tokens": 5000},
+        {"prompt": "a", "model": "bad model name"},
+        {"prompt": "a", "temperature": 2},
+        {"prompt": "x" * 200_001},
+    ],
+)
+def test_chat_requests_that_are_refused(body):
+    with pytest.raises(ValidationError):
+        ChatRequest.model_validate(body)
+
+
+def test_the_principal_survives_api_gateways_stringified_context():
+    principal = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=100, rate_limit_rpm=60)
+    stringified = {key: str(value) for key, value in principal.to_authorizer_context().items()}
+    stringified["principalId"] = "usr_1"
+    assert Principal.from_authorizer_context(stringified) == principal
