@@ -70,7 +70,7 @@ def start_mongo(storage: str | Path, *, log: IO[Any] | None = None, port: int | 
     if str(storage) != ":memory:":
         Path(storage).mkdir(parents=True, exist_ok=True)
     command = [_script("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)]
-    process = subprocess.Popen(command, stdout=log, stderr=log or subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    process = _spawn(command, stdout=log, stderr=log or subprocess.DEVNULL)
     _wait_until(lambda: port_open("127.0.0.1", port), process, "MongoDB (secantusdb)", 60)
     return Service("mongodb", f"mongodb://127.0.0.1:{port}/", process, signal.SIGINT, log)
 
@@ -81,7 +81,7 @@ def start_redis(*, log: IO[Any] | None = None, port: int | None = None) -> Servi
         raise RuntimeError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server), or set REDIS_URL")
     port = port or free_port()
     command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--protected-mode", "yes"]
-    process = subprocess.Popen(command, stdout=log or subprocess.DEVNULL, stderr=log or subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    process = _spawn(command, stdout=log or subprocess.DEVNULL, stderr=log or subprocess.DEVNULL)
     _wait_until(lambda: port_open("127.0.0.1", port), process, "redis-server", 20)
     return Service("redis", f"redis://127.0.0.1:{port}/0", process, signal.SIGTERM, log)
 
@@ -95,12 +95,18 @@ def start_model_server(
     for model in models:
         command += ["--model", model]
     command += extra or []
-    process = subprocess.Popen(
-        command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,
+    process = _spawn(
+        command, stdout=log, stderr=log, cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     _wait_until(lambda: port_open("127.0.0.1", port), process, f"the model server ({engine})", 120)
     return Service("ollama", f"http://127.0.0.1:{port}", process, signal.SIGTERM, log)
+
+
+def _spawn(command: list[str], **options: Any) -> subprocess.Popen:
+    # In a session of its own, a backend ignores the terminal's Ctrl-C and is stopped
+    # by whoever started it, after the requests that need it have finished.
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **options)
 
 
 def _script(name: str) -> str:

@@ -153,6 +153,9 @@ class FunctionPool:
         process = subprocess.Popen(
             command, env=self._environment, pass_fds=[child.fileno()], stdout=self._log, stderr=self._log,
             stdin=subprocess.DEVNULL, cwd=paths[0],
+            # Ctrl-C goes to the terminal's process group; an instance stops when its pool says so,
+            # after its invocation, or when the pool's socket closes.
+            start_new_session=True,
         )
         child.close()
         reader, writer = parent.makefile("r", encoding="utf-8"), parent.makefile("w", encoding="utf-8")

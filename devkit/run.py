@@ -23,7 +23,7 @@ from devkit.gateway import LocalApiGateway, LocalApiServer
 from devkit.model_setup import ensure_model_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".data"
+DATA = Path(os.environ.get("INFERGATE_DATA_DIR") or ROOT / ".data")
 LOCAL_OLLAMA = "http://127.0.0.1:11434"
 
 
@@ -76,8 +76,10 @@ def start_backends(stack: ExitStack, logs: Path) -> dict[str, str]:
 
 
 def function_environment(spec: template.FunctionSpec, overrides: dict[str, str]) -> dict[str, str]:
-    """The template's variables, each replaced by the same-named one from the shell or a started backend."""
+    """The template's variables, each replaced by the same-named one from the shell or a started backend,
+    plus any POWERTOOLS_* setting from the shell (e.g. POWERTOOLS_LOGGER_LOG_EVENT=true)."""
     environment = {name: overrides.get(name, os.environ.get(name, value)) for name, value in spec.environment.items()}
+    environment.update({name: value for name, value in os.environ.items() if name.startswith("POWERTOOLS_")})
     # No X-Ray daemon runs locally.
     environment.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     return environment

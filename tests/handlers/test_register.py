@@ -1,3 +1,5 @@
+import base64
+
 from tests.handlers.conftest import body, header
 
 
@@ -38,4 +40,18 @@ def test_bad_bodies_are_400_with_a_json_error(api):
 def test_a_body_sent_as_a_form_is_still_read_as_json(api):
     response = api.call("POST", "/v1/register", raw_body='{"email": "form@example.com"}',
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response["statusCode"] == 201
+
+
+
+def test_a_base64_body_that_is_not_utf8_is_400(api):
+    response = api.call("POST", "/v1/register", raw_body=base64.b64encode(b"\xff\xfe{").decode(), base64_encoded=True)
+    assert response["statusCode"] == 400
+    assert body(response)["error"]["message"] == "The request body must be valid JSON."
+
+
+def test_a_base64_json_body_is_read(api):
+    # sam local generate-event sends bodies base64-encoded.
+    response = api.call("POST", "/v1/register", raw_body=base64.b64encode(b'{"email": "b64@example.com"}').decode(),
+                        base64_encoded=True)
     assert response["statusCode"] == 201

@@ -6,6 +6,7 @@ error, a body of the form `{"error": {"code", "message"}}`.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -113,10 +114,20 @@ def _read_body_as_json(event: dict) -> dict:
     (curl's `-d` alone sends form encoding, which would otherwise be parsed as a form)."""
     if not event.get("body"):
         return event
+    body = event["body"]
+    if event.get("isBase64Encoded"):
+        # Bytes that are not UTF-8 cannot be JSON; decoding them leniently makes the parser say so.
+        body = base64.b64decode(body).decode("utf-8", errors="replace")
     json_type = "application/json"
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
     multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
-    return {**event, "headers": {**headers, "Content-Type": json_type}, "multiValueHeaders": {**multi, "Content-Type": [json_type]}}
+    return {
+        **event,
+        "body": body,
+        "isBase64Encoded": False,
+        "headers": {**headers, "Content-Type": json_type},
+        "multiValueHeaders": {**multi, "Content-Type": [json_type]},
+    }
 
 
 def _stamp_header(response: dict, name: str, value: str) -> None:
