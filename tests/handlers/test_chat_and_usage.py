@@ -97,3 +97,36 @@ def test_usage_for_a_new_user_is_a_clean_month(api):
     assert usage["tokens_used"] == 0 and usage["requests"] == 0
     assert usage["tokens_remaining"] == usage["token_quota"] == 100000
     assert usage["resets_at"].endswith("T00:00:00Z") and usage["resets_at"][8:10] == "01"
+
+
+def test_a_model_slower_than_the_deadline_is_504_and_costs_nothing(api, monkeypatch):
+    from tests.support import services
+    from tests.support.functions import reset_instance_state
+
+    with services.model_server("--token-delay", "0.3") as slow_model:
+        monkeypatch.setenv("OLLAMA_URL", slow_model)
+        monkeypatch.setenv("OLLAMA_TIMEOUT", "0.5")
+        reset_instance_state()
+        key = api.register()["api_key"]
+        response = api.call("POST", "/v1/chat", key=key, body={"prompt": "a b c d e f"})
+    assert response["statusCode"] == 504
+    assert body(response)["error"]["code"] == "upstream_timeout"
+    assert body(api.call("GET", "/v1/usage", key=key))["tokens_used"] == 0
+
+
+def test_an_unreachable_database_is_503_not_a_crash(api, monkeypatch):
+    from tests.support.functions import reset_instance_state
+
+    key = api.register()["api_key"]
+    policy = api.authorize("POST", "/v1/chat", {"x-api-key": key})
+    monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300")
+    reset_instance_state()
+    from tests.support.functions import LambdaContext
+    from tests.support.lambda_events import handler_context, proxy_event
+
+    event = proxy_event("POST", "/v1/chat", body={"prompt": "hi"}, headers={"x-api-key": key},
+                        authorizer=handler_context(policy))
+    response = api.functions[("POST", "/v1/chat")].lambda_handler(event, LambdaContext())
+    assert response["statusCode"] == 503
+    assert body(response)["error"]["code"] == "service_unavailable"
+    assert header(response, "Retry-After") == "1"

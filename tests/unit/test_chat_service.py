@@ -153,3 +153,12 @@ def test_the_requested_model_is_used_else_the_default():
     chat.chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
     chat.chat(PRINCIPAL, ChatRequest(prompt="hi", model="tiny:latest"), request_id="r")
     assert [call["model"] for call in model.calls] == ["smollm2:135m", "tiny:latest"]
+
+
+def test_when_releasing_fails_too_the_original_error_is_reported():
+    class BrokenLedger(MemoryLedger):
+        def release(self, reservation, outcome):
+            raise ConnectionError("database gone")
+
+    with pytest.raises(UpstreamTimeout):
+        service(ScriptedModel(error=UpstreamTimeout("slow")), BrokenLedger()).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")

@@ -1,5 +1,6 @@
 """The local API Gateway's rules that do not need a running function."""
 
+import json
 from pathlib import Path
 
 from devkit import template
@@ -54,3 +55,85 @@ def test_path_parameters_match():
     route = template.Route("GET", "/v1/items/{id}/{rest+}", "F", None)
     assert route.match("GET", "/v1/items/7/a/b") == {"id": "7", "rest": "a/b"}
     assert route.match("POST", "/v1/items/7/a") is None
+
+
+class FakePool:
+    """Stands in for a function: returns or raises what the test says."""
+
+    def __init__(self, outcome, timeout=10):
+        self.outcome = outcome
+        self.spec = type("Spec", (), {"timeout": timeout})()
+        self.events = []
+
+    def invoke(self, event, *, timeout=None):
+        self.events.append(event)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def gateway(authorizer_outcome, function_outcome, function_timeout=10):
+    from devkit.gateway import LocalApiGateway
+
+    spec = template.load(ROOT / "template.yaml")
+    pools = {name: FakePool(function_outcome, function_timeout) for name in spec.functions}
+    pools["AuthorizerFunction"] = FakePool(authorizer_outcome)
+    return LocalApiGateway(spec.api, pools), pools
+
+
+def request(path="/v1/usage", method="GET"):
+    from devkit.events import HttpRequest
+
+    return HttpRequest(method=method, path=path, query="", headers=[("x-api-key", "k")], body=b"", source_ip="127.0.0.1")
+
+
+ALLOW = {"principalId": "usr_1", "policyDocument": {"Version": "2012-10-17", "Statement": [
+    {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": ["arn:aws:execute-api:*:*:*/prod/*/*"]}]},
+    "context": {"user_id": "usr_1", "monthly_token_quota": 5, "flag": True}}
+
+
+def test_an_allowed_request_reaches_the_function_with_the_context_stringified():
+    api, pools = gateway(ALLOW, {"statusCode": 200, "body": "{}"})
+    response = api.handle(request())
+    assert response.status == 200
+    authorizer = pools["UsageFunction"].events[0]["requestContext"]["authorizer"]
+    assert authorizer["monthly_token_quota"] == "5" and authorizer["flag"] == "true" and authorizer["principalId"] == "usr_1"
+
+
+def test_a_deny_becomes_the_templates_401_with_the_authorizers_reason():
+    deny = {**ALLOW, "policyDocument": {"Statement": [{**ALLOW["policyDocument"]["Statement"][0], "Effect": "Deny"}]},
+            "context": {"errorCode": "invalid_api_key", "errorMessage": "nope"}}
+    api, _ = gateway(deny, None)
+    response = api.handle(request())
+    assert response.status == 401
+    assert json.loads(response.body) == {"error": {"code": "invalid_api_key", "message": "nope"}}
+    assert dict(response.headers)["x-request-id"]
+
+
+def test_an_authorizer_that_fails_is_a_503_and_unauthorized_is_a_401():
+    from devkit.functions import InvocationError
+
+    api, _ = gateway(InvocationError({"errorMessage": "mongo down"}), None)
+    failed = api.handle(request())
+    assert failed.status == 503 and json.loads(failed.body)["error"]["code"] == "service_unavailable"
+    api, _ = gateway(InvocationError({"errorMessage": "Unauthorized"}), None)
+    assert api.handle(request()).status == 401
+
+
+def test_a_crashing_function_is_502_and_one_past_29_s_is_504():
+    from devkit.functions import InvocationError, InvocationTimeout
+
+    api, _ = gateway(ALLOW, InvocationError({"errorMessage": "boom"}))
+    crashed = api.handle(request())
+    assert crashed.status == 502 and json.loads(crashed.body)["error"]["code"] == "gateway_error"
+    api, _ = gateway(ALLOW, InvocationTimeout({"errorMessage": "slow"}), function_timeout=29)
+    assert api.handle(request()).status == 504
+    api, _ = gateway(ALLOW, {"not": "a proxy response"})
+    assert api.handle(request()).status == 502
+
+
+def test_unknown_routes_are_404_without_calling_anything():
+    api, pools = gateway(ALLOW, None)
+    response = api.handle(request("/v1/nothing"))
+    assert response.status == 404 and json.loads(response.body)["error"]["code"] == "not_found"
+    assert pools["AuthorizerFunction"].events == []

@@ -65,7 +65,7 @@ class ChatService:
             completion = self.model.chat(model=model, messages=messages, max_tokens=max_tokens, request_id=request_id)
         except BaseException as error:
             status = error.code if isinstance(error, InferGateError) else "internal_error"
-            self.ledger.release(reservation, self._outcome(principal, reservation, request_id, model, status, started))
+            self._release(reservation, self._outcome(principal, reservation, request_id, model, status, started))
             raise
 
         prompt_tokens = completion.prompt_tokens
@@ -80,6 +80,13 @@ class ChatService:
         )
         self.ledger.settle(reservation, outcome)
         return _response(reservation.reservation_id, completion, outcome)
+
+    def _release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+        try:
+            self.ledger.release(reservation, outcome)
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            # Nothing was charged; the reservation expires by itself.
+            logger.exception("could not release a reservation", extra={"reservation_id": reservation.reservation_id})
 
     def _admit(self, principal: Principal) -> None:
         try:

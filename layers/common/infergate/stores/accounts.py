@@ -7,7 +7,7 @@ from pymongo.errors import DuplicateKeyError
 
 from infergate.domain.ports import ApiKeyRecord, UserRecord
 from infergate.errors import EmailAlreadyRegistered
-from infergate.stores.mongo import API_KEYS, USERS
+from infergate.stores.mongo import API_KEYS, USERS, unavailable_when_unreachable
 
 
 class MongoAccountStore:
@@ -16,6 +16,7 @@ class MongoAccountStore:
         self._users = database[USERS]
         self._keys = database[API_KEYS]
 
+    @unavailable_when_unreachable
     def create(self, user: UserRecord, key: ApiKeyRecord) -> None:
         def insert_both(session) -> None:
             self._users.insert_one(_user_document(user), session=session)
@@ -29,6 +30,7 @@ class MongoAccountStore:
                 raise EmailAlreadyRegistered(f"{user.email} is already registered.") from None
             raise
 
+    @unavailable_when_unreachable
     def find_by_key_hash(self, key_hash: str) -> tuple[ApiKeyRecord, UserRecord] | None:
         # One round trip: the key and its owner together.
         found = next(

@@ -7,11 +7,15 @@ be a replica set (Atlas, or a single-node replica set for development).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from infergate.config import get_settings
+from infergate.errors import ServiceUnavailable
 
 USERS = "users"
 API_KEYS = "api_keys"
@@ -37,7 +41,7 @@ def get_client() -> MongoClient:
 @functools.cache
 def get_database() -> Database:
     database = get_client()[get_settings().mongodb_db]
-    ensure_indexes(database)
+    unavailable_when_unreachable(ensure_indexes)(database)
     return database
 
 
@@ -47,3 +51,24 @@ def ensure_indexes(database: Database) -> None:
     database[API_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
     database[API_KEYS].create_index([("user_id", ASCENDING)], name="user_id")
     database[REQUEST_LOG].create_index([("user_id", ASCENDING), ("period", ASCENDING)], name="user_period")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def unavailable_when_unreachable(method: Callable[P, R]) -> Callable[P, R]:
+    """Reports a MongoDB that cannot be reached as 503 service_unavailable, not as a crash."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except ConnectionFailure as error:
+            raise ServiceUnavailable("The database cannot be reached; retry shortly.", headers={"Retry-After": "1"}) from error
+        except PyMongoError as error:
+            if error.has_error_label("TransientTransactionError") or error.has_error_label("RetryableWriteError"):
+                raise ServiceUnavailable("The database is busy; retry shortly.", headers={"Retry-After": "1"}) from error
+            raise
+
+    return wrapper

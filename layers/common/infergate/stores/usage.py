@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from infergate.domain.periods import day_of
 from infergate.domain.ports import PeriodUsage, Reservation, RequestOutcome
-from infergate.stores.mongo import REQUEST_LOG, USAGE
+from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 
 
 def _document_id(user_id: str, period: str) -> str:
@@ -50,6 +50,7 @@ class MongoUsageLedger:
         self._usage = database[USAGE]
         self._log = database[REQUEST_LOG]
 
+    @unavailable_when_unreachable
     def reserve(self, reservation: Reservation, *, quota: int, now: datetime) -> bool:
         if reservation.tokens > quota:
             return False
@@ -77,9 +78,11 @@ class MongoUsageLedger:
                 continue
         return False
 
+    @unavailable_when_unreachable
     def settle(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         self._close(reservation, outcome, charged=True)
 
+    @unavailable_when_unreachable
     def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         self._close(reservation, outcome, charged=False)
 
@@ -118,6 +121,7 @@ class MongoUsageLedger:
         with self._client.start_session() as session:
             session.with_transaction(write)
 
+    @unavailable_when_unreachable
     def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage:
         document = self._usage.find_one({"_id": _document_id(user_id, period)})
         if document is None:
