@@ -46,7 +46,7 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     logger.set_correlation_id(request_id)
     arn = event.parsed_arn
     api_key = presented_key(event)
-    principal = authenticate(api_key, store=wiring.account_store()) if api_key else None
+    principal = authenticate(api_key, store=wiring.account_store(), plans=wiring.plans()) if api_key else None
 
     policy = APIGatewayAuthorizerResponse(
         principal_id=principal.user_id if principal else "anonymous",

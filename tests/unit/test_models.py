@@ -53,7 +53,8 @@ def test_chat_requests_that_are_refused(body):
 
 
 def test_the_principal_survives_api_gateways_stringified_context():
-    principal = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=100, rate_limit_rpm=60)
+    principal = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=100, rate_limit_rpm=60,
+                          rate_limit_tpm=1000, max_output_tokens=512)
     stringified = {key: str(value) for key, value in principal.to_authorizer_context().items()}
     stringified["principalId"] = "usr_1"
     assert Principal.from_authorizer_context(stringified) == principal

@@ -22,6 +22,13 @@ class Settings(BaseModel):
     ollama_timeout: float = Field(25.0, gt=0, le=28, alias="OLLAMA_TIMEOUT")
     default_monthly_token_quota: int = Field(100_000, ge=0, alias="DEFAULT_MONTHLY_TOKEN_QUOTA")
     rate_limit_rpm: int = Field(60, ge=1, alias="RATE_LIMIT_RPM")
+    rate_limit_tpm: int = Field(20_000, ge=1, alias="RATE_LIMIT_TPM")
+    # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
+    plans: str = Field("", alias="PLANS")
+    default_plan: str = Field("free", alias="DEFAULT_PLAN")
+    # When Redis cannot be asked, admit requests (true) or refuse them with 503 (false).
+    rate_limit_fail_open: bool = Field(True, alias="RATE_LIMIT_FAIL_OPEN")
+    register_limit_per_hour: int = Field(20, ge=1, alias="REGISTER_RATE_LIMIT_PER_HOUR")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

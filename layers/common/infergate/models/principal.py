@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Principal(BaseModel):
-    """Who is calling, as the authorizer established it.
+    """Who is calling and what their plan allows, as the authorizer established it.
 
     It travels from the authorizer to the handlers in API Gateway's
     `requestContext.authorizer` map, which holds only flat scalars and
@@ -21,6 +21,8 @@ class Principal(BaseModel):
     plan: str
     monthly_token_quota: int
     rate_limit_rpm: int
+    rate_limit_tpm: int
+    max_output_tokens: int
 
     def to_authorizer_context(self) -> dict[str, str | int]:
         return self.model_dump()

@@ -47,24 +47,12 @@ class MongoAccountStore:
 
 
 def _user_document(user: UserRecord) -> dict:
-    return {
-        "_id": user.user_id,
-        "email": user.email,
-        "plan": user.plan,
-        "monthly_token_quota": user.monthly_token_quota,
-        "rate_limit_rpm": user.rate_limit_rpm,
-        "created_at": user.created_at,
-    }
+    return {"_id": user.user_id, "email": user.email, "plan": user.plan, "created_at": user.created_at}
 
 
 def _user_record(document: dict) -> UserRecord:
     return UserRecord(
-        user_id=document["_id"],
-        email=document["email"],
-        plan=document["plan"],
-        monthly_token_quota=document["monthly_token_quota"],
-        rate_limit_rpm=document["rate_limit_rpm"],
-        created_at=document["created_at"],
+        user_id=document["_id"], email=document["email"], plan=document["plan"], created_at=document["created_at"]
     )
 
 
