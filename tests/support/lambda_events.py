@@ -35,13 +35,13 @@ def _with_headers(event: dict, headers: dict[str, str]) -> None:
 
 def proxy_event(
     method: str, path: str, *, body: Any = None, raw_body: str | None = None, base64_encoded: bool = False,
-    headers: dict[str, str] | None = None, authorizer: dict | None = None,
+    headers: dict[str, str] | None = None, authorizer: dict | None = None, query: dict[str, str] | None = None,
 ) -> dict:
     event = copy.deepcopy(generated("aws-proxy"))
     request_id = str(uuid.uuid4())
     event.update(
-        httpMethod=method, path=path, resource=path, pathParameters=None, queryStringParameters=None,
-        multiValueQueryStringParameters=None, isBase64Encoded=base64_encoded,
+        httpMethod=method, path=path, resource=path, pathParameters=None, queryStringParameters=query or None,
+        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None, isBase64Encoded=base64_encoded,
         body=raw_body if raw_body is not None else (json.dumps(body) if body is not None else None),
     )
     _with_headers(event, {"Content-Type": "application/json", **(headers or {})})

@@ -73,6 +73,15 @@ def describe_validation_errors(errors: Any) -> str:
     return "; ".join(parts) or "The request is invalid."
 
 
+def add_response_headers(app: APIGatewayRestResolver, headers: dict[str, str]) -> None:
+    """Headers for this request's response, whatever it turns out to be."""
+    app.context["response_headers"].update(headers)
+
+
+def source_ip(app: APIGatewayRestResolver) -> str:
+    return app.current_event.request_context.identity.source_ip or "unknown"
+
+
 def current_principal(app: APIGatewayRestResolver) -> Principal:
     """The caller as the authorizer established it (API Gateway passes it in the event)."""
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
@@ -91,10 +100,14 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
     def handler(event: dict, context: Any) -> dict:
         request_id = request_id_of(event)
         logger.set_correlation_id(request_id)
-        app.append_context(request_id=request_id)
+        # Filled by routes (add_response_headers) and stamped on whatever response leaves,
+        # error responses included.
+        extra_headers: dict[str, str] = {}
+        app.append_context(request_id=request_id, response_headers=extra_headers)
         count_request()
         response = app.resolve(_read_body_as_json(event), context)
-        _stamp_header(response, REQUEST_ID_HEADER, request_id)
+        for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
+            _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])
         return response
 

@@ -1,0 +1,90 @@
+"""Rate-limit headers, per-IP registration limits, Redis outages and the usage report."""
+
+from __future__ import annotations
+
+import pytest
+
+from devkit.backends import free_port
+from tests.handlers.conftest import body, header
+from tests.support.functions import reset_instance_state
+
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    def apply(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        reset_instance_state()
+
+    return apply
+
+
+def test_every_authenticated_response_carries_rate_limit_headers(api, settings):
+    settings(RATE_LIMIT_RPM="5")
+    key = api.register()["api_key"]
+    ok = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 5})
+    assert [header(ok, name) for name in RATE_HEADERS] == ["5", "4", "60"]
+    assert header(ok, "X-RateLimit-Limit-Tokens") == "20000"
+    assert int(header(ok, "X-RateLimit-Remaining-Tokens")) < 20000
+
+    usage = api.call("GET", "/v1/usage", key=key)
+    assert header(usage, "X-RateLimit-Remaining") == "3"
+
+    failed = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "model": "ghost"})
+    assert failed["statusCode"] == 400 and header(failed, "X-RateLimit-Remaining") == "2"
+
+
+def test_a_429_carries_retry_after_and_the_headers(api, settings):
+    settings(RATE_LIMIT_RPM="1")
+    key = api.register()["api_key"]
+    api.call("GET", "/v1/usage", key=key)
+    refused = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})
+    assert refused["statusCode"] == 429 and body(refused)["error"]["code"] == "rate_limited"
+    assert 1 <= int(header(refused, "Retry-After")) <= 60
+    assert header(refused, "X-RateLimit-Remaining") == "0"
+
+
+def test_registration_is_limited_per_source_ip(api, settings):
+    settings(REGISTER_RATE_LIMIT_PER_HOUR="2")
+    assert api.register("a@example.com") and api.register("b@example.com")
+    refused = api.call("POST", "/v1/register", body={"email": "c@example.com"})
+    assert refused["statusCode"] == 429 and body(refused)["error"]["code"] == "rate_limited"
+    assert int(header(refused, "Retry-After")) > 60
+
+
+@pytest.mark.parametrize(("fail_open", "status"), [("true", 200), ("false", 503)])
+def test_with_redis_unreachable_the_setting_decides(api, settings, fail_open, status):
+    key = api.register()["api_key"]
+    settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_FAIL_OPEN=fail_open)
+    response = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 5})
+    assert response["statusCode"] == status
+    if status == 503:
+        assert body(response)["error"]["code"] == "service_unavailable"
+
+
+def test_quota_holds_without_redis(api, settings):
+    settings(DEFAULT_MONTHLY_TOKEN_QUOTA="100")
+    key = api.register()["api_key"]
+    settings(DEFAULT_MONTHLY_TOKEN_QUOTA="100", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    statuses = [api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})["statusCode"] for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_usage_reports_holds_and_breakdowns_and_past_months(api):
+    key = api.register()["api_key"]
+    api.call("POST", "/v1/chat", key=key, body={"prompt": "one two", "max_tokens": 5})
+    api.call("POST", "/v1/chat", key=key, body={"prompt": "three", "model": "tiny:latest", "max_tokens": 5})
+    usage = body(api.call("GET", "/v1/usage", key=key))
+    assert usage["tokens_reserved"] == 0
+    assert set(usage["by_model"]) == {"smollm2:135m", "tiny:latest"}
+    assert sum(t["tokens"] for t in usage["by_model"].values()) == usage["tokens_used"]
+    assert sum(t["requests"] for t in usage["by_day"].values()) == usage["requests"] == 2
+
+    past = body(api.call("GET", "/v1/usage", key=key, query={"period": "2020-01"}))
+    assert (past["period"], past["tokens_used"], past["resets_at"]) == ("2020-01", 0, "2020-02-01T00:00:00Z")
+    for bad in ("2020-13", "last-month", "2999-01"):
+        response = api.call("GET", "/v1/usage", key=key, query={"period": bad})
+        assert response["statusCode"] == 400, bad
+        assert body(response)["error"]["code"] == "invalid_request"
