@@ -43,10 +43,12 @@ def test_a_user_out_of_tokens_gets_429_quota_exceeded(api, monkeypatch):
 
     reset_instance_state()
     key = api.register()["api_key"]
-    response = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 500})
-    assert response["statusCode"] == 429
-    assert body(response)["error"]["code"] == "quota_exceeded"
-    assert body(api.call("GET", "/v1/usage", key=key))["tokens_used"] == 0
+    # Each chat costs 10 tokens, but 74 must remain to cover the prompt's bound: three fit.
+    responses = [api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 500}) for _ in range(4)]
+    assert [r["statusCode"] for r in responses] == [200, 200, 200, 429]
+    assert body(responses[-1])["error"]["code"] == "quota_exceeded"
+    usage = body(api.call("GET", "/v1/usage", key=key))
+    assert (usage["tokens_used"], usage["requests"], usage["tokens_remaining"]) == (30, 3, 70)
 
 
 def test_over_the_rate_limit_is_429_with_retry_after(api, monkeypatch):

@@ -40,5 +40,6 @@ def reset_instance_state() -> None:
     if mongo.get_client.cache_info().currsize:
         mongo.get_client().close()
     for cached in (config.get_settings, mongo.get_client, mongo.get_database, redis_client.get_redis,
-                   wiring.account_store, wiring.usage_ledger, wiring.rate_limiter, wiring.counters, wiring.chat_service):
+                   wiring.account_store, wiring.usage_ledger, wiring.rate_limiter, wiring.rate_limits, wiring.plans,
+                   wiring.counters, wiring.chat_service):
         cached.cache_clear()

@@ -2,56 +2,73 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pytest
 
 from infergate.domain.chat import RESERVATION_TTL, ChatService
-from infergate.domain.ports import Completion, RateDecision, Reservation, RequestOutcome
+from infergate.domain.ports import Completion, Limit, LimitState, RateDecision, Reservation, RequestOutcome
+from infergate.domain.rate_limits import RateLimits
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
-from infergate.errors import QuotaExceeded, RateLimited, RateLimiterUnavailable, UpstreamTimeout
+from infergate.errors import PromptTooLarge, QuotaExceeded, RateLimited, RateLimiterUnavailable, UpstreamTimeout
 from infergate.models.chat import ChatRequest
 from infergate.models.principal import Principal
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-PRINCIPAL = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=10_000, rate_limit_rpm=2)
+PRINCIPAL = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=10_000, rate_limit_rpm=2,
+                      rate_limit_tpm=5_000, max_output_tokens=1024)
 
 
 @dataclass
-class CountingLimiter:
-    calls: int = 0
+class MemoryLimiter:
+    """Counts per key like the Redis script, without windows."""
+
+    counted: dict[str, dict[str, int]] = field(default_factory=dict)
     unavailable: bool = False
 
-    def hit(self, subject: str, *, limit: int, window_ms: int) -> RateDecision:
+    def admit(self, limits, *, ticket):
         if self.unavailable:
             raise RateLimiterUnavailable("down")
-        self.calls += 1
-        return RateDecision(self.calls <= limit, limit, max(0, limit - self.calls), 30_500)
+        used = [sum(self.counted.get(limit.key, {}).values()) for limit in limits]
+        allowed = all(u + limit.cost <= limit.limit for u, limit in zip(used, limits, strict=True))
+        if allowed:
+            for limit in limits:
+                self.counted.setdefault(limit.key, {})[ticket] = limit.cost
+        states = tuple(LimitState(limit.limit, limit.limit - u - (limit.cost if allowed else 0), 30_500)
+                       for u, limit in zip(used, limits, strict=True))
+        return RateDecision(allowed, states, 0 if allowed else 30_500)
+
+    def adjust(self, limit: Limit, *, ticket, cost):
+        self.counted[limit.key][ticket] = cost
 
 
 @dataclass
 class MemoryLedger:
     used: int = 0
     held: dict[str, int] = field(default_factory=dict)
-    log: list[RequestOutcome] = field(default_factory=list)
+    log: list[tuple[RequestOutcome, int]] = field(default_factory=list)
     reservations: list[Reservation] = field(default_factory=list)
 
-    def reserve(self, reservation: Reservation, *, quota: int, now: datetime) -> bool:
-        if self.used + sum(self.held.values()) + reservation.tokens > quota:
-            return False
-        self.held[reservation.reservation_id] = reservation.tokens
-        self.reservations.append(reservation)
-        return True
+    def reserve(self, reservation, *, minimum, quota, now):
+        room = quota - self.used - sum(self.held.values())
+        if room < minimum:
+            return None
+        granted = replace(reservation, tokens=min(reservation.tokens, room))
+        self.held[granted.reservation_id] = granted.tokens
+        self.reservations.append(granted)
+        return granted
 
-    def settle(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+    def settle(self, reservation, outcome, *, quota):
         del self.held[reservation.reservation_id]
-        self.used += outcome.total_tokens
-        self.log.append(outcome)
+        charged = min(outcome.total_tokens, quota - self.used - sum(self.held.values()))
+        self.used += charged
+        self.log.append((outcome, charged))
+        return charged
 
-    def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+    def release(self, reservation, outcome):
         del self.held[reservation.reservation_id]
-        self.log.append(outcome)
+        self.log.append((outcome, 0))
 
 
 @dataclass
@@ -68,74 +85,136 @@ class ScriptedModel:
         return self.completion
 
 
-def service(model: ScriptedModel, ledger: MemoryLedger | None = None, limiter: CountingLimiter | None = None) -> ChatService:
+OK = Completion("smollm2:135m", "Hello!", prompt_tokens=12, completion_tokens=3, done_reason="stop")
+
+
+def service(model, ledger=None, limiter=None, *, fail_open=True) -> ChatService:
     return ChatService(
-        limiter=limiter or CountingLimiter(), ledger=ledger or MemoryLedger(), model=model,
+        limits=RateLimits(limiter or MemoryLimiter(), fail_open=fail_open), ledger=ledger or MemoryLedger(), model=model,
         default_model="smollm2:135m", clock=lambda: NOW,
     )
 
 
 def test_a_chat_is_charged_the_counts_the_model_reports():
-    ledger = MemoryLedger()
-    model = ScriptedModel(Completion("smollm2:135m", "Hello!", prompt_tokens=12, completion_tokens=3, done_reason="stop"))
-    response = service(model, ledger).chat(PRINCIPAL, ChatRequest(prompt="hi", max_tokens=50), request_id="req-1")
+    ledger, limiter = MemoryLedger(), MemoryLimiter()
+    model = ScriptedModel(OK)
+    response = service(model, ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi", max_tokens=50), request_id="req-1")
 
     assert response.response == "Hello!"
     assert (response.usage.prompt_tokens, response.usage.completion_tokens, response.usage.total_tokens) == (12, 3, 15)
     assert ledger.used == 15 and ledger.held == {}
-    assert [(o.status, o.total_tokens, o.request_id) for o in ledger.log] == [("ok", 15, "req-1")]
+    assert [(o.status, charged, o.request_id) for o, charged in ledger.log] == [("ok", 15, "req-1")]
     assert model.calls[0]["max_tokens"] == 50 and model.calls[0]["request_id"] == "req-1"
+    # Tokens per minute count what was used, not what was feared.
+    assert list(limiter.counted["tpm:usr_1"].values()) == [15]
 
 
 def test_the_reservation_covers_the_prompt_bound_plus_max_tokens_and_expires():
     ledger = MemoryLedger()
     request = ChatRequest(prompt="hi")
-    service(ScriptedModel(Completion("m", "x", 1, 1, "stop")), ledger).chat(PRINCIPAL, request, request_id="r")
+    service(ScriptedModel(OK), ledger).chat(PRINCIPAL, request, request_id="r")
     reservation = ledger.reservations[0]
     assert reservation.tokens == prompt_tokens_upper_bound(request.conversation()) + DEFAULT_MAX_TOKENS
     assert reservation.expires_at == NOW + RESERVATION_TTL
     assert reservation.period == "2026-11"
 
 
+def test_max_tokens_is_capped_by_what_remains_of_the_quota():
+    ledger = MemoryLedger(used=PRINCIPAL.monthly_token_quota - 300)
+    model = ScriptedModel(OK)
+    request = ChatRequest(prompt="hi", max_tokens=1000)
+    service(model, ledger).chat(PRINCIPAL, request, request_id="r")
+    assert model.calls[0]["max_tokens"] == 300 - prompt_tokens_upper_bound(request.conversation())
+
+
+def test_max_tokens_is_capped_by_the_plan():
+    model = ScriptedModel(OK)
+    small = PRINCIPAL.model_copy(update={"max_output_tokens": 100})
+    service(model).chat(small, ChatRequest(prompt="hi", max_tokens=4000), request_id="r")
+    assert model.calls[0]["max_tokens"] == 100
+
+
+def test_quota_exceeded_only_when_nothing_fits():
+    model = ScriptedModel(OK)
+    bound = prompt_tokens_upper_bound(ChatRequest(prompt="hi").conversation())
+    ledger = MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound - 1)
+    service(model, ledger).chat(PRINCIPAL, ChatRequest(prompt="hi", max_tokens=500), request_id="r")
+    assert model.calls[-1]["max_tokens"] == 1
+    with pytest.raises(QuotaExceeded):
+        service(model, MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound)).chat(
+            PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
+    assert len(model.calls) == 1
+
+
+def test_a_prompt_larger_than_the_plan_allows_per_request_is_refused():
+    tiny = PRINCIPAL.model_copy(update={"rate_limit_tpm": 50})
+    with pytest.raises(PromptTooLarge):
+        service(ScriptedModel(OK)).chat(tiny, ChatRequest(prompt="x" * 100), request_id="r")
+
+
 def test_a_failed_model_call_releases_the_reservation_and_costs_nothing():
-    ledger = MemoryLedger()
+    ledger, limiter = MemoryLedger(), MemoryLimiter()
     with pytest.raises(UpstreamTimeout):
-        service(ScriptedModel(error=UpstreamTimeout("slow")), ledger).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
+        service(ScriptedModel(error=UpstreamTimeout("slow")), ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
     assert ledger.used == 0 and ledger.held == {}
-    assert [(o.status, o.total_tokens) for o in ledger.log] == [("upstream_timeout", 0)]
+    assert [(o.status, charged) for o, charged in ledger.log] == [("upstream_timeout", 0)]
+    assert list(limiter.counted["tpm:usr_1"].values()) == [0]
 
 
 def test_an_unexpected_error_also_releases_the_reservation():
     ledger = MemoryLedger()
     with pytest.raises(KeyError):
         service(ScriptedModel(error=KeyError("bug")), ledger).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
-    assert ledger.held == {} and ledger.log[0].status == "internal_error"
+    assert ledger.held == {} and ledger.log[0][0].status == "internal_error"
 
 
-def test_a_request_that_cannot_fit_the_quota_is_refused_before_the_model_is_asked():
-    model = ScriptedModel(Completion("m", "x", 1, 1, "stop"))
-    ledger = MemoryLedger(used=PRINCIPAL.monthly_token_quota - 10)
-    with pytest.raises(QuotaExceeded):
-        service(model, ledger).chat(PRINCIPAL, ChatRequest(prompt="hi", max_tokens=100), request_id="r")
-    assert model.calls == []
+def test_when_releasing_fails_too_the_original_error_is_reported():
+    class BrokenLedger(MemoryLedger):
+        def release(self, reservation, outcome):
+            raise ConnectionError("database gone")
+
+    with pytest.raises(UpstreamTimeout):
+        service(ScriptedModel(error=UpstreamTimeout("slow")), BrokenLedger()).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
 
 
-def test_over_the_rate_limit_is_refused_with_retry_after():
-    limiter = CountingLimiter()
-    chat = service(ScriptedModel(Completion("m", "x", 1, 1, "stop")), limiter=limiter)
+def test_over_the_request_limit_is_refused_with_retry_after_and_limit_headers():
+    chat = service(ScriptedModel(OK))
     for _ in range(PRINCIPAL.rate_limit_rpm):
         chat.chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
     with pytest.raises(RateLimited) as refused:
         chat.chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
     assert refused.value.headers["Retry-After"] == "31"
+    assert refused.value.headers["X-RateLimit-Limit"] == "2"
+    assert refused.value.headers["X-RateLimit-Remaining"] == "0"
+    assert "2 requests per minute" in refused.value.message
 
 
-def test_an_unreachable_rate_limiter_admits_the_request():
+def test_over_the_token_limit_is_refused_before_anything_is_reserved():
+    limiter, ledger = MemoryLimiter(), MemoryLedger()
+    limiter.counted["tpm:usr_1"] = {"earlier": PRINCIPAL.rate_limit_tpm - 10}
+    with pytest.raises(RateLimited) as refused:
+        service(ScriptedModel(OK), ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
+    assert "tokens per minute" in refused.value.message
+    assert ledger.reservations == []
+
+
+def test_the_admission_is_reported_for_the_response_headers():
+    seen = []
+    service(ScriptedModel(OK)).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r", on_admitted=seen.append)
+    headers = seen[0].headers()
+    assert headers["X-RateLimit-Limit"] == "2" and headers["X-RateLimit-Remaining"] == "1"
+    assert headers["X-RateLimit-Limit-Tokens"] == "5000"
+
+
+def test_an_unreachable_rate_limiter_admits_when_failing_open_and_refuses_when_not():
     ledger = MemoryLedger()
-    service(ScriptedModel(Completion("m", "x", 1, 1, "stop")), ledger, CountingLimiter(unavailable=True)).chat(
-        PRINCIPAL, ChatRequest(prompt="hi"), request_id="r"
-    )
-    assert ledger.used == 2
+    service(ScriptedModel(OK), ledger, MemoryLimiter(unavailable=True)).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
+    assert ledger.used == 15
+    from infergate.errors import ServiceUnavailable
+
+    with pytest.raises(ServiceUnavailable):
+        service(ScriptedModel(OK), ledger, MemoryLimiter(unavailable=True), fail_open=False).chat(
+            PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
 
 
 def test_a_prompt_count_the_model_left_out_is_charged_at_the_reserved_bound():
@@ -148,17 +227,8 @@ def test_a_prompt_count_the_model_left_out_is_charged_at_the_reserved_bound():
 
 
 def test_the_requested_model_is_used_else_the_default():
-    model = ScriptedModel(Completion("m", "x", 1, 1, "stop"))
-    chat = service(model)
+    model = ScriptedModel(OK)
+    chat = service(model, limiter=MemoryLimiter())
     chat.chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")
     chat.chat(PRINCIPAL, ChatRequest(prompt="hi", model="tiny:latest"), request_id="r")
     assert [call["model"] for call in model.calls] == ["smollm2:135m", "tiny:latest"]
-
-
-def test_when_releasing_fails_too_the_original_error_is_reported():
-    class BrokenLedger(MemoryLedger):
-        def release(self, reservation, outcome):
-            raise ConnectionError("database gone")
-
-    with pytest.raises(UpstreamTimeout):
-        service(ScriptedModel(error=UpstreamTimeout("slow")), BrokenLedger()).chat(PRINCIPAL, ChatRequest(prompt="hi"), request_id="r")

@@ -65,3 +65,7 @@ class ModelNotFound(InferGateError):
 
 class RateLimiterUnavailable(ServiceUnavailable):
     """Redis could not be asked; whether to admit the request is a policy decision."""
+
+
+class PromptTooLarge(InferGateError):
+    status, code = 400, "prompt_too_large"

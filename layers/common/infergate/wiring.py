@@ -14,6 +14,8 @@ from infergate.observability import logger
 
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatService
+    from infergate.domain.plans import PlanCatalogue
+    from infergate.domain.rate_limits import RateLimits
     from infergate.stores.accounts import MongoAccountStore
     from infergate.stores.counters import RedisCounters
     from infergate.stores.rate_limit import RedisRateLimiter
@@ -45,6 +47,20 @@ def rate_limiter() -> RedisRateLimiter:
 
 
 @functools.cache
+def rate_limits() -> RateLimits:
+    from infergate.domain.rate_limits import RateLimits
+
+    return RateLimits(rate_limiter(), fail_open=get_settings().rate_limit_fail_open)
+
+
+@functools.cache
+def plans() -> PlanCatalogue:
+    from infergate.domain.plans import catalogue_from
+
+    return catalogue_from(get_settings())
+
+
+@functools.cache
 def counters() -> RedisCounters:
     from infergate.stores.counters import RedisCounters
     from infergate.stores.redis_client import get_redis
@@ -61,9 +77,7 @@ def chat_service() -> ChatService:
     model = OllamaClient(
         settings.ollama_url, connect_timeout=settings.ollama_connect_timeout, timeout=settings.ollama_timeout
     )
-    return ChatService(
-        limiter=rate_limiter(), ledger=usage_ledger(), model=model, default_model=settings.ollama_model
-    )
+    return ChatService(limits=rate_limits(), ledger=usage_ledger(), model=model, default_model=settings.ollama_model)
 
 
 def count_request() -> None:

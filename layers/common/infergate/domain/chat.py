@@ -1,7 +1,9 @@
 """A chat request from admission to charge.
 
-  rate limit (Redis) → reserve the most it can cost (MongoDB) → ask the model
-  → settle to the real token counts, or release the reservation on failure.
+  admit (Redis: requests/min per key, tokens/min per user)
+  → reserve the most it can cost, capped to what remains (MongoDB)
+  → ask the model for at most what was reserved
+  → settle to the real counts, or release the reservation on failure.
 
 A reservation that is neither settled nor released (the function crashed or
 timed out) expires by itself after RESERVATION_TTL, so no failure can hold
@@ -15,70 +17,113 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from infergate.clock import utc_now
 from infergate.domain import keys
 from infergate.domain.periods import period_of
-from infergate.domain.ports import ChatModel, Completion, RateLimiter, Reservation, RequestOutcome, UsageLedger
+from infergate.domain.ports import ChatModel, Completion, Reservation, RequestOutcome, UsageLedger
+from infergate.domain.rate_limits import Admission, RateLimits
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
-from infergate.errors import InferGateError, QuotaExceeded, RateLimited, RateLimiterUnavailable
-from infergate.models.chat import ChatRequest, ChatResponse, TokenUsage
+from infergate.errors import InferGateError, PromptTooLarge, QuotaExceeded
+from infergate.models.chat import ChatMessage, ChatRequest, ChatResponse, TokenUsage
 from infergate.models.principal import Principal
-from infergate.observability import logger
+from infergate.observability import logger, metrics
 
 # Comfortably longer than any function can run (API Gateway stops waiting at 29 s),
 # so a live request always finds its reservation when it settles.
 RESERVATION_TTL = timedelta(minutes=2)
-RATE_WINDOW_MS = 60_000
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one request may cost before anything is reserved."""
+
+    messages: list[ChatMessage]
+    model: str
+    prompt_bound: int
+    max_tokens: int
+
+    @property
+    def worst_case(self) -> int:
+        return self.prompt_bound + self.max_tokens
 
 
 @dataclass
 class ChatService:
-    limiter: RateLimiter
+    limits: RateLimits
     ledger: UsageLedger
     model: ChatModel
     default_model: str
     clock: Callable[[], datetime] = utc_now
 
-    def chat(self, principal: Principal, request: ChatRequest, *, request_id: str) -> ChatResponse:
-        self._admit(principal)
-        messages = request.conversation()
-        model = request.model or self.default_model
-        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
-        prompt_estimate = prompt_tokens_upper_bound(messages)
+    def chat(
+        self, principal: Principal, request: ChatRequest, *, request_id: str,
+        on_admitted: Callable[[Admission], None] = lambda admission: None,
+    ) -> ChatResponse:
+        plan = self._plan(principal, request)
+        admission = self.limits.admit(principal, tokens=plan.worst_case)
+        on_admitted(admission)
+        try:
+            return self._reserved_chat(principal, plan, admission, request_id)
+        except BaseException:
+            self.limits.settle_tokens(admission, 0)  # a failed request costs no tokens/min either
+            raise
 
+    def _plan(self, principal: Principal, request: ChatRequest) -> _Plan:
+        messages = request.conversation()
+        prompt_bound = prompt_tokens_upper_bound(messages)
+        ceiling = min(principal.monthly_token_quota, principal.rate_limit_tpm)
+        if prompt_bound + 1 > ceiling:
+            raise PromptTooLarge(
+                f"This prompt may take up to {prompt_bound} tokens; your plan allows {ceiling} per request."
+            )
+        max_tokens = min(request.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
+        return _Plan(messages, request.model or self.default_model, prompt_bound, max_tokens)
+
+    def _reserved_chat(self, principal: Principal, plan: _Plan, admission: Admission, request_id: str) -> ChatResponse:
         now = self.clock()
-        reservation = Reservation(
+        wanted = Reservation(
             reservation_id=keys.new_id("chat"),
             user_id=principal.user_id,
             period=period_of(now),
-            tokens=prompt_estimate + max_tokens,
+            tokens=plan.worst_case,
             expires_at=now + RESERVATION_TTL,
         )
-        if not self.ledger.reserve(reservation, quota=principal.monthly_token_quota, now=now):
+        reservation = self.ledger.reserve(wanted, minimum=plan.prompt_bound + 1, quota=principal.monthly_token_quota, now=now)
+        if reservation is None:
+            metrics.add_metric(name="QuotaExceeded", unit=MetricUnit.Count, value=1)
             raise QuotaExceeded(
-                f"This request may use up to {reservation.tokens} tokens, more than remain of "
-                f"your monthly quota of {principal.monthly_token_quota}. It resets at the start of next month."
+                f"Your monthly quota of {principal.monthly_token_quota} tokens is used up, or too little of it "
+                "remains for this prompt. It resets at the start of next month (see GET /v1/usage)."
             )
 
         started = time.monotonic()
+        # Ask for no more than was reserved: what remains of the quota caps max_tokens.
+        max_tokens = reservation.tokens - plan.prompt_bound
         try:
-            completion = self.model.chat(model=model, messages=messages, max_tokens=max_tokens, request_id=request_id)
+            completion = self.model.chat(model=plan.model, messages=plan.messages, max_tokens=max_tokens, request_id=request_id)
         except BaseException as error:
             status = error.code if isinstance(error, InferGateError) else "internal_error"
-            self._release(reservation, self._outcome(principal, reservation, request_id, model, status, started))
+            self._release(reservation, self._outcome(principal, request_id, plan.model, status, started))
             raise
 
         prompt_tokens = completion.prompt_tokens
         if prompt_tokens is None:
             # Ollama omits prompt_eval_count when it serves the prompt from its cache.
             # Absence is not "free": charge the bound that was reserved for the prompt.
-            logger.warning("model did not report prompt tokens; charging the estimate", extra={"estimate": prompt_estimate})
-            prompt_tokens = prompt_estimate
+            logger.warning("model did not report prompt tokens; charging the bound", extra={"bound": plan.prompt_bound})
+            prompt_tokens = plan.prompt_bound
         outcome = self._outcome(
-            principal, reservation, request_id, completion.model, "ok", started,
+            principal, request_id, completion.model, "ok", started,
             prompt_tokens=prompt_tokens, completion_tokens=completion.completion_tokens,
         )
-        self.ledger.settle(reservation, outcome)
+        charged = self.ledger.settle(reservation, outcome, quota=principal.monthly_token_quota)
+        if charged < outcome.total_tokens:
+            logger.error("model used more than was reserved; the excess is logged unbilled",
+                         extra={"reserved": reservation.tokens, "used": outcome.total_tokens, "charged": charged})
+        self.limits.settle_tokens(admission, outcome.total_tokens)
+        metrics.add_metric(name="TokensCharged", unit=MetricUnit.Count, value=charged)
         return _response(reservation.reservation_id, completion, outcome)
 
     def _release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
@@ -88,23 +133,9 @@ class ChatService:
             # Nothing was charged; the reservation expires by itself.
             logger.exception("could not release a reservation", extra={"reservation_id": reservation.reservation_id})
 
-    def _admit(self, principal: Principal) -> None:
-        try:
-            decision = self.limiter.hit(f"rpm:{principal.key_id}", limit=principal.rate_limit_rpm, window_ms=RATE_WINDOW_MS)
-        except RateLimiterUnavailable:
-            # Quota is enforced in MongoDB regardless; an unreachable Redis only loosens request pacing.
-            logger.warning("rate limiter unavailable; admitting the request")
-            return
-        if not decision.allowed:
-            retry_after = max(1, -(-decision.reset_after_ms // 1000))
-            raise RateLimited(
-                f"Rate limit of {decision.limit} requests per minute reached; retry in {retry_after} s.",
-                retry_after=retry_after,
-            )
-
     def _outcome(
-        self, principal: Principal, reservation: Reservation, request_id: str, model: str, status: str,
-        started: float, *, prompt_tokens: int = 0, completion_tokens: int = 0,
+        self, principal: Principal, request_id: str, model: str, status: str, started: float,
+        *, prompt_tokens: int = 0, completion_tokens: int = 0,
     ) -> RequestOutcome:
         return RequestOutcome(
             request_id=request_id,

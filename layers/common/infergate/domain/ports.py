@@ -6,6 +6,7 @@ with the same shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -17,9 +18,7 @@ from infergate.models.chat import ChatMessage
 class UserRecord:
     user_id: str
     email: str
-    plan: str
-    monthly_token_quota: int
-    rate_limit_rpm: int
+    plan: str  # a plan's name; its figures live in the plan catalogue
     created_at: datetime
 
 
@@ -39,15 +38,35 @@ class AccountStore(Protocol):
 
 
 @dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
+class Limit:
+    """At most `limit` units per `window_ms` under `key`; this request costs `cost` units."""
+
+    key: str
+    limit: int
+    window_ms: int
+    cost: int
+
+
+@dataclass(frozen=True)
+class LimitState:
     limit: int
     remaining: int
-    reset_after_ms: int
+    reset_after_ms: int  # until the oldest counted request leaves the window
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    states: tuple[LimitState, ...]  # one per Limit asked about, in order
+    retry_after_ms: int
 
 
 class RateLimiter(Protocol):
-    def hit(self, subject: str, *, limit: int, window_ms: int) -> RateDecision: ...
+    def admit(self, limits: Sequence[Limit], *, ticket: str) -> RateDecision:
+        """Count `ticket` against every limit if it fits all of them, atomically; else count nothing."""
+
+    def adjust(self, limit: Limit, *, ticket: str, cost: int) -> None:
+        """Change what an admitted ticket counts for under `limit` (0 removes it)."""
 
 
 @dataclass(frozen=True)
@@ -79,19 +98,29 @@ class RequestOutcome:
 
 
 @dataclass(frozen=True)
+class Tally:
+    tokens: int
+    requests: int
+
+
+@dataclass(frozen=True)
 class PeriodUsage:
     period: str
     tokens_used: int
     tokens_reserved: int
     requests: int
+    by_model: dict[str, Tally]
+    by_day: dict[str, Tally]
 
 
 class UsageLedger(Protocol):
-    def reserve(self, reservation: Reservation, *, quota: int, now: datetime) -> bool:
-        """Hold `reservation.tokens` if used + held + tokens fits `quota`; False if it does not."""
+    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+        """Hold as much of `reservation.tokens` as remains of `quota`, atomically: the
+        reservation as held, or None if less than `minimum` remains."""
 
-    def settle(self, reservation: Reservation, outcome: RequestOutcome) -> None:
-        """Charge the outcome's tokens, drop the hold and log the request, all at once."""
+    def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
+        """Charge the outcome's tokens (never beyond `quota`), drop the hold and log the
+        request, all at once. Returns the tokens charged."""
 
     def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         """Drop the hold, charge nothing, and log why."""

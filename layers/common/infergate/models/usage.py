@@ -5,10 +5,18 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 
+class Tally(BaseModel):
+    tokens: int
+    requests: int
+
+
 class UsageResponse(BaseModel):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
     tokens_used: int
+    tokens_reserved: int = Field(description="Held by requests in flight; charged or returned when they finish.")
     token_quota: int
     tokens_remaining: int
     requests: int
     resets_at: datetime
+    by_model: dict[str, Tally]
+    by_day: dict[str, Tally]

@@ -1,0 +1,149 @@
+"""Quotas and rate limits under concurrency, crashes and month ends, on real stores.
+
+Invariants, whatever the interleaving: tokens charged in a month never
+exceed the quota; the usage counter equals the sum of the request log;
+every token a caller was told it used was charged, and a failed request
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from infergate.domain.chat import RESERVATION_TTL
+from infergate.domain.periods import period_of
+from infergate.domain.usage import usage_for
+from infergate.models.chat import ChatRequest
+from infergate.stores.usage import MongoUsageLedger
+from tests.support.accounting import build_service, chat_once, chats_in_a_process, ledger_totals, principal
+
+# 50 one-letter words: Ollama-compatible server counts 56 prompt tokens and
+# echoes 52; the gateway's prompt bound is 171, so each chat reserves far
+# more than it will use, and the quota is mostly held, not spent.
+PROMPT = " ".join("a" * 50)
+REQUEST = ChatRequest(prompt=PROMPT, max_tokens=60)
+
+
+def run_concurrently(count: int, call) -> list:
+    barrier = threading.Barrier(count)
+
+    def after_barrier(_: int):
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(after_barrier, range(count)))
+
+
+@pytest.mark.parametrize("quota", [300, 3000])
+def test_fifty_concurrent_chats_never_overspend_and_leave_counter_equal_to_log(database, mongo_uri, redis_url, ollama_url, quota):
+    service = build_service(mongo_uri, database.name, redis_url, ollama_url)
+    who = principal(quota=quota)
+    results = run_concurrently(50, lambda: chat_once(service, who, REQUEST))
+
+    statuses = {status for status, _ in results}
+    assert statuses <= {"ok", "quota_exceeded"}, statuses
+    counter, log_sum, ok_logged = ledger_totals(database, who.user_id, period_of(datetime.now(UTC)))
+    told = sum(tokens for _, tokens in results)
+    assert counter <= quota
+    assert counter == log_sum == told
+    assert ok_logged == sum(status == "ok" for status, _ in results) > 0
+
+
+def test_chats_from_many_processes_hold_the_same_invariants(database, mongo_uri, redis_url, ollama_url):
+    quota, processes, each = 2000, 4, 10
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        batches = pool.map(chats_in_a_process, [
+            (mongo_uri, database.name, redis_url, ollama_url, quota, each, REQUEST.model_dump_json())
+        ] * processes)
+    results = [result for batch in batches for result in batch]
+    counter, log_sum, _ = ledger_totals(database, "usr_load", period_of(datetime.now(UTC)))
+    assert {status for status, _ in results} <= {"ok", "quota_exceeded"}
+    assert counter <= quota
+    assert counter == log_sum == sum(tokens for _, tokens in results)
+
+
+def test_n_plus_k_concurrent_requests_against_a_limit_of_n_admit_exactly_n(database, mongo_uri, redis_url, ollama_url):
+    service = build_service(mongo_uri, database.name, redis_url, ollama_url)
+    who = principal(quota=10_000_000, rpm=20, key="key_burst")
+    results = run_concurrently(30, lambda: chat_once(service, who, ChatRequest(prompt="hi", max_tokens=3)))
+    assert sum(status == "ok" for status, _ in results) == 20
+    assert sum(status == "rate_limited" for status, _ in results) == 10
+
+
+def test_tokens_per_minute_hold_under_concurrency(database, mongo_uri, redis_url, ollama_url):
+    service = build_service(mongo_uri, database.name, redis_url, ollama_url)
+    # Each chat is admitted for its worst case (171 + 60 = 231 tokens): 4 fit in 1000.
+    who = principal(quota=10_000_000, tpm=1000, user="usr_tpm", key="key_tpm")
+    results = run_concurrently(12, lambda: chat_once(service, who, REQUEST))
+    admitted = sum(status == "ok" for status, _ in results)
+    assert 4 <= admitted < 12
+    assert {status for status, _ in results} <= {"ok", "rate_limited"}
+
+
+def _crash_mid_chat(args: tuple) -> None:
+    """A function instance that dies between reserving and settling."""
+    import os
+
+    mongo_uri, database, redis_url, ollama_url = args
+    service = build_service(mongo_uri, database, redis_url, ollama_url)
+
+    class DyingModel:
+        def chat(self, **_):
+            os._exit(3)
+
+    service.model = DyingModel()
+    service.chat(principal(quota=1000, user="usr_crash"), ChatRequest(prompt="hi", max_tokens=900), request_id="doomed")
+
+
+def test_a_crash_between_reserve_and_settle_is_healed_by_expiry(database, mongo_uri, redis_url, ollama_url):
+    process = multiprocessing.get_context("spawn").Process(
+        target=_crash_mid_chat, args=((mongo_uri, database.name, redis_url, ollama_url),))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 3
+
+    now = datetime.now(UTC)
+    ledger = MongoUsageLedger(database)
+    held = ledger.usage("usr_crash", period_of(now), now=now)
+    assert held.tokens_reserved == 974 and held.tokens_used == 0
+    who = principal(quota=1000, user="usr_crash")
+    # While the dead request's hold stands, less than a prompt's bound remains.
+    assert chat_once(build_service(mongo_uri, database.name, redis_url, ollama_url), who,
+                     ChatRequest(prompt="hi", max_tokens=800))[0] == "quota_exceeded"
+
+    later = now + RESERVATION_TTL + timedelta(seconds=1)
+    service = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
+    status, tokens = chat_once(service, who, ChatRequest(prompt="hi", max_tokens=800))
+    assert status == "ok"
+    counter, log_sum, ok_logged = ledger_totals(database, "usr_crash", period_of(now))
+    assert counter == log_sum == tokens and ok_logged == 1
+    assert database.request_log.count_documents({"request_id": "doomed"}) == 0  # the crash cost nothing
+
+
+def test_a_new_month_starts_empty_at_midnight_utc_on_the_first(database, mongo_uri, redis_url, ollama_url):
+    last_second = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
+    first_second = datetime(2026, 12, 1, 0, 0, 0, tzinfo=UTC)
+    clock = {"now": last_second}
+    service = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: clock["now"])
+    who = principal(quota=200, user="usr_month")
+
+    assert chat_once(service, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
+    assert chat_once(service, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
+    november = usage_for(who, ledger=service.ledger, now=last_second)
+    assert november.period == "2026-11" and november.tokens_used == 20
+    assert november.resets_at == first_second
+
+    clock["now"] = first_second
+    december = usage_for(who, ledger=service.ledger, now=first_second)
+    assert (december.period, december.tokens_used, december.tokens_remaining) == ("2026-12", 0, 200)
+    assert december.resets_at == datetime(2027, 1, 1, tzinfo=UTC)
+    assert chat_once(service, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
+    assert usage_for(who, ledger=service.ledger, now=first_second).tokens_used == 10
+    assert usage_for(who, ledger=service.ledger, now=first_second, period="2026-11").tokens_used == 20
