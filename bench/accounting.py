@@ -1,0 +1,165 @@
+"""Benchmark: the accounting path under concurrency, on real stores.
+
+Each operation is what a chat costs InferGate apart from the model: the
+rate-limit check (Redis), the quota reservation, and the settlement with its
+request-log entry (MongoDB) — or the release, for the one in ten requests
+whose model call fails. The model answers in-process and at once, so the
+figures are the gateway's own.
+
+The load is spread over BENCH_USERS users (default 4), so several requests
+of one user are in flight at once; the last user's quota is small and runs
+out early, so the quota boundary is crossed under contention. After each
+run the script checks the invariants and prints them: tokens charged beyond
+a quota ("overspent") and the difference between each usage counter and the
+sum of its request log ("drift") must both be 0.
+
+    .venv/bin/python bench/accounting.py [--seconds 5] [--concurrency 1 8 32]
+
+Starts its own secantusdb and redis-server unless MONGODB_URI / REDIS_URL are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
+
+import pymongo  # noqa: E402
+import redis  # noqa: E402
+
+from devkit import backends  # noqa: E402
+from infergate.domain.chat import ChatService  # noqa: E402
+from infergate.domain.periods import period_of  # noqa: E402
+from infergate.domain.ports import Completion  # noqa: E402
+from infergate.domain.rate_limits import RateLimits  # noqa: E402
+from infergate.errors import InferGateError, UpstreamError  # noqa: E402
+from infergate.models.chat import ChatRequest  # noqa: E402
+from infergate.models.principal import Principal  # noqa: E402
+from infergate.observability import metrics  # noqa: E402
+
+# The functions publish CloudWatch metrics once per invocation; a benchmark loop has none to flush them.
+metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
+from infergate.stores.mongo import ensure_indexes  # noqa: E402
+from infergate.stores.rate_limit import RedisRateLimiter  # noqa: E402
+from infergate.stores.usage import MongoUsageLedger  # noqa: E402
+
+USERS = int(os.environ.get("BENCH_USERS", "4"))  # the last one with a small quota, exhausted early in each run
+SMALL_QUOTA = 3_000
+REQUEST = ChatRequest(prompt="Summarise the plot of Hamlet in two sentences.", max_tokens=120)
+
+
+class InstantModel:
+    """Answers at once with plausible counts; one call in ten fails, as a model server may."""
+
+    def chat(self, *, model, messages, max_tokens, request_id):
+        if random.random() < 0.1:
+            raise UpstreamError("simulated model failure")
+        return Completion(model, "ok", prompt_tokens=random.randint(20, 40), completion_tokens=random.randint(1, max_tokens),
+                          done_reason="stop")
+
+
+def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dict:
+    database = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=concurrency + 8)[f"bench_{uuid.uuid4().hex[:8]}"]
+    ensure_indexes(database)
+    limiter = RedisRateLimiter(redis.Redis.from_url(redis_url, max_connections=concurrency + 8), prefix=f"bench:{uuid.uuid4().hex}:")
+    service = ChatService(limits=RateLimits(limiter, fail_open=False), ledger=MongoUsageLedger(database),
+                          model=InstantModel(), default_model="bench")
+    quotas = [10**9] * (USERS - 1) + [SMALL_QUOTA]
+    users = [Principal(user_id=f"usr_{n}", key_id=f"key_{n}", plan="bench", monthly_token_quota=quota,
+                       rate_limit_rpm=10**9, rate_limit_tpm=10**9, max_output_tokens=4096) for n, quota in enumerate(quotas)]
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker(index: int) -> None:
+        mine_latency, mine_outcomes = [], {}
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            try:
+                service.chat(users[index % USERS], REQUEST, request_id="bench")
+                status = "ok"
+            except InferGateError as error:
+                status = error.code
+            mine_latency.append(time.perf_counter() - started)
+            mine_outcomes[status] = mine_outcomes.get(status, 0) + 1
+        with lock:
+            latencies.extend(mine_latency)
+            for status, count in mine_outcomes.items():
+                outcomes[status] = outcomes.get(status, 0) + count
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+
+    period = period_of(service.clock())
+    overspent = drift = 0
+    for user in users:
+        document = database.usage.find_one({"_id": f"{user.user_id}:{period}"}) or {}
+        counter = document.get("tokens_used", 0)
+        logged = sum(e["total_tokens"] for e in database.request_log.find({"user_id": user.user_id, "period": period}))
+        overspent += max(0, counter - user.monthly_token_quota)
+        drift += abs(counter - logged)
+    database.client.drop_database(database.name)
+    latencies.sort()
+    return {
+        "concurrency": concurrency,
+        "ops": len(latencies),
+        "ops_per_s": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "outcomes": outcomes,
+        "overspent": overspent,
+        "drift": drift,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        mongo_uri = os.environ.get("MONGODB_URI")
+        if not mongo_uri:
+            mongo = backends.start_mongo(":memory:")
+            stack.callback(mongo.stop)
+            mongo_uri = mongo.url
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            server = backends.start_redis()
+            stack.callback(server.stop)
+            redis_url = server.url
+
+        print(f"accounting path: rate limit + reserve + settle/release, {args.seconds:g} s per run, {USERS} users")
+        print(f"{'concurrency':>11} {'ops':>7} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ok':>6} {'quota':>6} {'failed':>6} "
+              f"{'overspent':>9} {'drift':>6}")
+        failures = 0
+        for concurrency in args.concurrency:
+            r = run(concurrency, args.seconds, mongo_uri, redis_url)
+            o = r["outcomes"]
+            print(f"{r['concurrency']:>11} {r['ops']:>7} {r['ops_per_s']:>8.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+                  f"{o.get('ok', 0):>6} {o.get('quota_exceeded', 0):>6} {o.get('upstream_error', 0):>6} "
+                  f"{r['overspent']:>9} {r['drift']:>6}", flush=True)
+            failures += r["overspent"] + r["drift"]
+        print("invariants hold: overspent = 0 and drift = 0" if failures == 0 else "INVARIANT VIOLATED")
+        return 0 if failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
