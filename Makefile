@@ -6,15 +6,17 @@ VENV := .venv
 PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 BIN := $(VENV)/bin
+LAMBDA_RUNTIME := .lambda-runtime
 # sam build looks for python3.12 on PATH; the virtualenv provides it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run test unit build validate deploy model-runtime clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime coldstart clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
+	@echo "make run-lambda   the same, from sam build's output under the Lambda runtime emulator"
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
 	@echo "make unit      unit tests only (no services)"
 	@echo "make build     sam build"
@@ -31,6 +33,19 @@ $(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
 run: $(BIN)/.installed
 	$(BIN)/python -m devkit.run
 
+# Built functions run with this interpreter and nothing but what Lambda's runtime has.
+$(LAMBDA_RUNTIME)/.installed: requirements-lambda-runtime.txt
+	$(PYTHON) -m venv $(LAMBDA_RUNTIME)
+	$(LAMBDA_RUNTIME)/bin/python -m pip install --quiet --upgrade pip
+	$(LAMBDA_RUNTIME)/bin/python -m pip install --quiet -r requirements-lambda-runtime.txt
+	@touch $@
+
+run-lambda: build $(LAMBDA_RUNTIME)/.installed
+	$(BIN)/python -m devkit.run --runtime emulator
+
+coldstart: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed
+	$(BIN)/python bench/coldstart.py
+
 model-runtime: $(BIN)/.installed
 	$(BIN)/python -m devkit.model_setup
 
@@ -43,11 +58,11 @@ build: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test: $(BIN)/.installed model-runtime
+test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 deploy: build
 	$(BIN)/sam deploy --guided
 
 clean:
-	rm -rf .aws-sam .pytest_cache
+	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME)

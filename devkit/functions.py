@@ -1,9 +1,12 @@
-"""Function instances as worker processes, pooled per function like Lambda's.
+"""Function instances, pooled per function the way Lambda scales them.
 
-Each worker is one instance: it runs one invocation at a time, keeps its
-module state (clients, caches) between invocations, and is replaced when
-it crashes or overruns its timeout. Idle workers are reused; a busy
-function gets more workers, each with its own cold start.
+An instance runs one invocation at a time and keeps its module state
+(clients, caches) between invocations; a busy function gets more
+instances, each with its own cold start. Two kinds of instance exist:
+
+  WorkerInstance    (make run)         the handler imported in a worker process of ours
+  EmulatorInstance  (make run-lambda)  the built function under the Lambda Runtime
+                                       Interface Emulator (devkit/runtime_emulator.py)
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from devkit.template import FunctionSpec
 
@@ -38,54 +40,50 @@ class InvocationTimeout(InvocationError):
     pass
 
 
-@dataclass(eq=False)
-class _Worker:
-    process: subprocess.Popen
-    reader: IO[str]
-    writer: IO[str]
-    init_ms: float
+class Instance(Protocol):
+    init_ms: float | None
 
-    def alive(self) -> bool:
-        return self.process.poll() is None
+    def invoke(self, event: dict, *, timeout: float) -> Any: ...
 
-    def kill(self) -> None:
-        if self.alive():
-            self.process.kill()
-        self.process.wait()
+    def alive(self) -> bool: ...
+
+    def kill(self) -> None: ...
+
+
+def lambda_environment(spec: FunctionSpec, environment: Mapping[str, str]) -> dict[str, str]:
+    """What Lambda's runtime sets for a function, plus the function's own variables."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "LAMBDA_TASK_ROOT": str(spec.code_uri),
+        **environment,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_REGION": environment.get("AWS_REGION", "us-east-1"),
+        "AWS_DEFAULT_REGION": environment.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "_HANDLER": spec.handler,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 class FunctionPool:
-    def __init__(
-        self, spec: FunctionSpec, environment: Mapping[str, str], *, max_instances: int = 8,
-        log: IO[Any] | None = None,
-    ) -> None:
+    def __init__(self, spec: FunctionSpec, start: Callable[[], Instance], *, max_instances: int = 8) -> None:
         self.spec = spec
-        self._environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "en_US.UTF-8",
-            "TZ": ":UTC",
-            "LAMBDA_TASK_ROOT": str(spec.code_uri),
-            **environment,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
-            "AWS_REGION": environment.get("AWS_REGION", "us-east-1"),
-            "AWS_DEFAULT_REGION": environment.get("AWS_DEFAULT_REGION", "us-east-1"),
-            "_HANDLER": spec.handler,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self._log = log
-        self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
+        self._start = start
+        self._idle: list[Instance] = []
+        self._all: set[Instance] = set()
         self._slots = threading.BoundedSemaphore(max_instances)
         self._lock = threading.Lock()
         self._closed = False
 
-    def warm(self) -> float:
-        """Start one instance ahead of the first request; returns its init time in ms."""
-        worker = self._start()
-        self._release(worker)
-        return worker.init_ms
+    def warm(self) -> float | None:
+        """Start one instance ahead of the first request; its init time in ms, where known."""
+        instance = self._new()
+        self._release(instance)
+        return instance.init_ms
 
     def invoke(self, event: dict, *, timeout: float | None = None) -> Any:
         """Run the handler on `event` and return what it returned (parsed JSON)."""
@@ -93,81 +91,97 @@ class FunctionPool:
         if not self._slots.acquire(timeout=limit):
             raise InvocationError({"errorType": "TooManyRequestsException", "errorMessage": "Rate Exceeded."})
         try:
-            worker = self._acquire()
-            request_id = str(uuid.uuid4())
-            deadline_ms = int((time.time() + self.spec.timeout) * 1000)
-            worker.writer.write(json.dumps({"event": event, "request_id": request_id, "deadline_ms": deadline_ms}) + "\n")
-            worker.writer.flush()
-            line = _read_line(worker.reader, limit)
-            if line is None:
-                self._discard(worker)
-                raise InvocationTimeout(
-                    {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {limit:.2f} seconds"}
-                )
-            if not line:
-                self._discard(worker)
-                raise InvocationError({"errorType": "Runtime.ExitError", "errorMessage": "The function's process exited."})
-            self._release(worker)
-            reply = json.loads(line)
-            if "error" in reply:
-                raise InvocationError(reply["error"])
-            return reply["result"]
+            instance = self._acquire()
+            try:
+                return instance.invoke(event, timeout=limit)
+            finally:
+                self._release(instance)
         finally:
             self._slots.release()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            workers, self._idle = list(self._all), []
-        for worker in workers:
-            worker.kill()
+            instances, self._idle = list(self._all), []
+        for instance in instances:
+            instance.kill()
 
-    def _acquire(self) -> _Worker:
+    def _acquire(self) -> Instance:
         with self._lock:
             while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    return worker
-                self._all.discard(worker)
-        return self._start()
+                instance = self._idle.pop()
+                if instance.alive():
+                    return instance
+                self._all.discard(instance)
+        return self._new()
 
-    def _release(self, worker: _Worker) -> None:
+    def _new(self) -> Instance:
+        instance = self._start()
         with self._lock:
-            if self._closed or not worker.alive():
-                self._all.discard(worker)
-                worker.kill()
+            self._all.add(instance)
+        return instance
+
+    def _release(self, instance: Instance) -> None:
+        """Back to the idle list, unless it died (crash, timeout) or the pool is closing."""
+        with self._lock:
+            keep = not self._closed and instance.alive()
+            if keep:
+                self._idle.append(instance)
             else:
-                self._idle.append(worker)
+                self._all.discard(instance)
+        if not keep:
+            instance.kill()
 
-    def _discard(self, worker: _Worker) -> None:
-        worker.kill()
-        with self._lock:
-            self._all.discard(worker)
 
-    def _start(self) -> _Worker:
+class WorkerInstance:
+    """The handler imported in a worker process; invocations go over a socket pair."""
+
+    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], *, log: IO[Any] | None = None) -> None:
         parent, child = socket.socketpair()
-        paths = [str(self.spec.code_uri), *(str(layer) for layer in self.spec.layers)]
-        command = [sys.executable, "-I", str(WORKER), "--fd", str(child.fileno()), "--handler", self.spec.handler]
+        paths = [str(spec.code_uri), *(str(layer) for layer in spec.layers)]
+        command = [sys.executable, "-I", str(WORKER), "--fd", str(child.fileno()), "--handler", spec.handler]
         for path in paths:
             command += ["--path", path]
-        process = subprocess.Popen(
-            command, env=self._environment, pass_fds=[child.fileno()], stdout=self._log, stderr=self._log,
+        self._process = subprocess.Popen(
+            command, env=lambda_environment(spec, environment), pass_fds=[child.fileno()], stdout=log, stderr=log,
             stdin=subprocess.DEVNULL, cwd=paths[0],
             # Ctrl-C goes to the terminal's process group; an instance stops when its pool says so,
             # after its invocation, or when the pool's socket closes.
             start_new_session=True,
         )
         child.close()
-        reader, writer = parent.makefile("r", encoding="utf-8"), parent.makefile("w", encoding="utf-8")
-        line = _read_line(reader, 60)
+        self._timeout_s = spec.timeout
+        self._reader, self._writer = parent.makefile("r", encoding="utf-8"), parent.makefile("w", encoding="utf-8")
+        line = _read_line(self._reader, 60)
         init = json.loads(line) if line else {"ready": False, "error": {"errorMessage": "the function did not start"}}
-        worker = _Worker(process, reader, writer, init.get("init_ms", 0.0))
+        self.init_ms: float | None = init.get("init_ms")
         if not init.get("ready"):
-            worker.kill()
+            self.kill()
             raise InvocationError({"errorType": "Runtime.ImportModuleError", **init.get("error", {})})
-        with self._lock:
-            self._all.add(worker)
-        return worker
+
+    def invoke(self, event: dict, *, timeout: float) -> Any:
+        deadline_ms = int((time.time() + self._timeout_s) * 1000)
+        self._writer.write(json.dumps({"event": event, "request_id": str(uuid.uuid4()), "deadline_ms": deadline_ms}) + "\n")
+        self._writer.flush()
+        line = _read_line(self._reader, timeout)
+        if line is None:
+            self.kill()
+            raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"})
+        if not line:
+            self.kill()
+            raise InvocationError({"errorType": "Runtime.ExitError", "errorMessage": "The function's process exited."})
+        reply = json.loads(line)
+        if "error" in reply:
+            raise InvocationError(reply["error"])
+        return reply["result"]
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self._process.kill()
+        self._process.wait()
 
 
 def _read_line(reader: IO[str], timeout: float) -> str | None:

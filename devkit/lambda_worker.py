@@ -1,6 +1,6 @@
 """One function instance: imports the handler once, then serves invocations.
 
-Started by devkit.functions with `python -I`, so nothing is importable but
+Started by devkit.functions (WorkerInstance) with `python -I`, so nothing is importable but
 the function's code, its layers and the virtualenv's packages, as in Lambda
 (/var/task, /opt/python, the runtime). Invocations arrive as JSON lines on
 an inherited socket; stdout and stderr are the function's log.

@@ -1,13 +1,18 @@
-"""`make run`: the whole API on one machine, no Docker.
+"""`make run` and `make run-lambda`: the whole API on one machine, no Docker.
 
 Starts what the API needs unless told where to find it (MONGODB_URI,
 REDIS_URL, OLLAMA_URL), serves template.yaml's API on 127.0.0.1:$PORT
 (default 3000), and on Ctrl-C or SIGTERM lets requests in flight finish,
 then stops everything it started.
+
+  --runtime workers   (make run) functions from the source tree, each in worker processes
+  --runtime emulator  (make run-lambda) the functions `sam build` produced, each under the
+                      Lambda Runtime Interface Emulator with the awslambdaric runtime client
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -18,11 +23,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from devkit import backends, template
-from devkit.functions import FunctionPool, InvocationError
+from devkit.functions import FunctionPool, InvocationError, WorkerInstance
 from devkit.gateway import LocalApiGateway, LocalApiServer
 from devkit.model_setup import ensure_model_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / ".aws-sam" / "build"
+LAMBDA_RUNTIME_PYTHON = ROOT / ".lambda-runtime" / "bin" / "python"
 DATA = Path(os.environ.get("INFERGATE_DATA_DIR") or ROOT / ".data")
 LOCAL_OLLAMA = "http://127.0.0.1:11434"
 
@@ -85,17 +92,35 @@ def function_environment(spec: template.FunctionSpec, overrides: dict[str, str])
     return environment
 
 
-def serve(port: int, overrides: dict[str, str], stack: ExitStack) -> LocalApiServer:
-    spec = template.load(ROOT / "template.yaml")
-    pools = {
-        name: FunctionPool(function, function_environment(function, overrides))
-        for name, function in spec.functions.items()
-    }
+def pools_for(runtime: str, overrides: dict[str, str], stack: ExitStack) -> tuple[template.Template, dict[str, FunctionPool]]:
+    if runtime == "emulator":
+        from devkit.runtime_emulator import EmulatorInstance
+
+        if not (BUILD / "template.yaml").exists():
+            raise RuntimeError("no build found: run `sam build` (make run-lambda does) first")
+        spec = template.load(BUILD / "template.yaml")
+
+        def start(function: template.FunctionSpec):
+            return lambda: EmulatorInstance(
+                function, function_environment(function, overrides), runtime_python=LAMBDA_RUNTIME_PYTHON, log=sys.stdout
+            )
+    else:
+        spec = template.load(ROOT / "template.yaml")
+
+        def start(function: template.FunctionSpec):
+            return lambda: WorkerInstance(function, function_environment(function, overrides))
+
+    pools = {name: FunctionPool(function, start(function)) for name, function in spec.functions.items()}
     for pool in pools.values():
         stack.callback(pool.close)
+    return spec, pools
+
+
+def serve(port: int, runtime: str, overrides: dict[str, str], stack: ExitStack) -> LocalApiServer:
+    spec, pools = pools_for(runtime, overrides, stack)
     with ThreadPoolExecutor(max_workers=len(pools)) as executor:
         for name, init_ms in zip(pools, executor.map(lambda pool: pool.warm(), pools.values()), strict=True):
-            say(f"  {name}: ready (init {init_ms:.0f} ms)")
+            say(f"  {name}: ready" + (f" (init {init_ms:.0f} ms)" if init_ms is not None else ""))
     server = LocalApiServer(("127.0.0.1", port), LocalApiGateway(spec.api, pools))
     server.start()
     stack.callback(server.stop)  # runs first on exit: in-flight requests finish before the rest stops
@@ -103,6 +128,9 @@ def serve(port: int, overrides: dict[str, str], stack: ExitStack) -> LocalApiSer
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runtime", choices=["workers", "emulator"], default="workers")
+    runtime = parser.parse_args().runtime
     port = int(os.environ.get("PORT", "3000"))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -113,8 +141,8 @@ def main() -> int:
     with ExitStack() as stack:
         try:
             overrides = start_backends(stack, logs)
-            say("Starting the functions ...")
-            server = serve(port, overrides, stack)
+            say("Starting the functions" + (" under the Lambda runtime emulator" if runtime == "emulator" else "") + " ...")
+            server = serve(port, runtime, overrides, stack)
         except (RuntimeError, OSError, InvocationError) as error:
             say(f"make run: {error}")
             return 1

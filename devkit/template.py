@@ -142,7 +142,7 @@ def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Te
             authorizer = (event_props.get("Auth") or {}).get("Authorizer", "DEFAULT")
             routes.append(Route(event_props["Method"].upper(), event_props["Path"], name, authorizer))
 
-    api_name, api = next((n, r) for n, r in resources.items() if r["Type"] == "AWS::Serverless::Api")
+    api = next((r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"), {})
     api_props = api.get("Properties", {})
     auth = api_props.get("Auth") or {}
     default_authorizer = auth.get("DefaultAuthorizer")

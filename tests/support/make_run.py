@@ -1,4 +1,4 @@
-"""Runs `make run` the way a developer does, and talks to it over HTTP."""
+"""Runs `make run` (or `make run-lambda`) the way a developer does, and talks to it over HTTP."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class RunningApi:
         return httpx.Client(base_url=self.url, timeout=60)
 
 
-def start_make_run(environment: dict[str, str], log: Path, *, ready_timeout: float = 900) -> RunningApi:
+def start_make_run(environment: dict[str, str], log: Path, *, ready_timeout: float = 900, target: str = "run") -> RunningApi:
     port = free_port()
     env = {**os.environ, **environment, "PORT": str(port)}
     for name in ("MONGODB_URI", "REDIS_URL", "OLLAMA_URL"):
@@ -46,7 +46,7 @@ def start_make_run(environment: dict[str, str], log: Path, *, ready_timeout: flo
             env.pop(name, None)
     handle = log.open("w")
     process = subprocess.Popen(
-        ["make", "-s", "run"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        ["make", "-s", target], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
     )
     running = RunningApi(process, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + ready_timeout

@@ -1,0 +1,116 @@
+"""Built functions under the real Lambda runtime, without Docker.
+
+Each instance is one `aws-lambda-rie` process (the Runtime Interface
+Emulator that ships in the aws-sam-cli wheel) running the Lambda Python
+runtime client, `awslambdaric`, from a virtualenv that holds nothing else
+but what Lambda's Python runtime provides (boto3). The function runs from
+`.aws-sam/build/<Function>` (its task root and working directory) with its
+layers' `python/` folders on PYTHONPATH, as Lambda puts them under
+/opt/python: a module `sam build` did not package cannot be imported.
+
+The emulator enforces the function's timeout and restarts a runtime that
+crashed or timed out, so the next request gets a fresh one. Its log, and
+the function's, go to the given stream; the init duration it reports
+(`INIT REPORT(durationMs: …)`) is kept on the instance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from devkit.backends import free_port, port_open
+from devkit.functions import InvocationError, InvocationTimeout, lambda_environment
+from devkit.template import FunctionSpec
+
+_INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
+
+
+def emulator_binary() -> Path:
+    import platform
+
+    import samcli
+
+    architecture = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    return Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{architecture}"
+
+
+class EmulatorInstance:
+    def __init__(
+        self, spec: FunctionSpec, environment: Mapping[str, str], *, runtime_python: Path, log: IO[Any] | None = None,
+    ) -> None:
+        self._port = free_port()
+        command = [
+            str(emulator_binary()), "--log-level", "info",
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self._port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
+            str(runtime_python), "-m", "awslambdaric", spec.handler,
+        ]
+        env = {
+            **lambda_environment(spec, environment),
+            # Where Lambda's Python runtime finds layers: /opt/python.
+            "PYTHONPATH": ":".join(str(layer / "python") for layer in spec.layers),
+        }
+        self._process = subprocess.Popen(
+            command, env=env, cwd=spec.code_uri, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, text=True, bufsize=1,
+        )
+        self.init_ms: float | None = None
+        self.init_reported = threading.Event()
+        self._log = log
+        threading.Thread(target=self._follow_log, daemon=True).start()
+        for _ in range(100):
+            if port_open("127.0.0.1", self._port, timeout=0.1) or self._process.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        if not self.alive():
+            raise InvocationError({"errorType": "Runtime.EmulatorError", "errorMessage": "the emulator did not start"})
+
+    def _follow_log(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            found = _INIT_REPORT.search(line)
+            if found:
+                self.init_ms = float(found.group(1))
+                self.init_reported.set()
+            if self._log is not None:
+                self._log.write(line)
+                self._log.flush()
+
+    def invoke(self, event: dict, *, timeout: float) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self._port}/2015-03-31/functions/function/invocations",
+            data=json.dumps(event).encode(), method="POST", headers={"Content-Type": "application/json"},
+        )
+        try:
+            # The emulator stops the function at its own timeout; a little grace for its answer.
+            with urllib.request.urlopen(request, timeout=timeout + 2) as response:
+                body = response.read().decode()
+        except urllib.error.HTTPError as error:
+            body = error.read().decode()  # 502: the runtime crashed; the emulator restarts it
+        except (TimeoutError, urllib.error.URLError) as error:
+            # Still running when the caller stopped waiting (API Gateway's 29 s): this
+            # instance is busy with it, so it is retired.
+            self.kill()
+            raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": str(error)}) from None
+        if body.startswith("Task timed out"):
+            raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": body})
+        payload = json.loads(body) if body else None
+        if isinstance(payload, dict) and "errorType" in payload and "errorMessage" in payload and "statusCode" not in payload:
+            raise InvocationError(payload)
+        return payload
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self._process.kill()
+        self._process.wait()

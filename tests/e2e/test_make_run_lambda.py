@@ -1,0 +1,92 @@
+"""`make run-lambda` end to end: sam build's output under the real Lambda runtime, over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.support import services
+from tests.support.make_run import start_make_run
+
+
+def runtime_processes(handler: str) -> list[int]:
+    """The awslambdaric processes (not their emulators) serving `handler`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 3 and argv[0].endswith(b"python") and argv[1:4] == [b"-m", b"awslambdaric", handler.encode()]:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.fixture
+def api(tmp_path, mongo_uri, redis_url, ollama_url):
+    running = start_make_run(
+        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_lambda_{tmp_path.name}", "REDIS_URL": redis_url,
+         "OLLAMA_URL": ollama_url, "INFERGATE_DATA_DIR": str(tmp_path / "data")},
+        tmp_path / "make-run-lambda.log", target="run-lambda",
+    )
+    yield running
+    running.stop()
+
+
+def test_register_chat_usage_and_a_wrong_key_through_the_lambda_runtime(api):
+    assert "under the Lambda runtime emulator" in api.output()
+    with api.client() as http:
+        registered = http.post("/v1/register", json={"email": "lambda@example.com"})
+        assert registered.status_code == 201, registered.text
+        key = registered.json()["api_key"]
+
+        chat = http.post("/v1/chat", json={"prompt": "through the runtime"}, headers={"x-api-key": key})
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["response"] == "You said: through the runtime"
+        assert chat.headers["X-RateLimit-Limit"] == "60"
+
+        usage = http.get("/v1/usage", headers={"x-api-key": key})
+        assert usage.status_code == 200 and usage.json()["tokens_used"] == chat.json()["usage"]["total_tokens"]
+
+        wrong = http.get("/v1/usage", headers={"x-api-key": key[:-3] + "abc"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    # Every function ran under the runtime, and reported its cold start.
+    assert api.output().count("INIT REPORT") >= 4
+
+
+def test_a_crashed_runtime_is_a_502_and_the_next_request_gets_a_fresh_one(tmp_path, mongo_uri, redis_url):
+    with services.model_server("--token-delay", "0.3") as slow_model:
+        running = start_make_run(
+            {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_crash_{tmp_path.name}", "REDIS_URL": redis_url,
+             "OLLAMA_URL": slow_model, "INFERGATE_DATA_DIR": str(tmp_path / "data")},
+            tmp_path / "make-run-lambda.log", target="run-lambda",
+        )
+        try:
+            with running.client() as http:
+                key = http.post("/v1/register", json={"email": "crash@example.com"}).json()["api_key"]
+                result: dict = {}
+                request = threading.Thread(target=lambda: result.update(response=http.post(
+                    "/v1/chat", json={"prompt": "one two three four five"}, headers={"x-api-key": key})))
+                request.start()
+                threading.Event().wait(0.8)  # the answer is streaming now
+                victims = runtime_processes("chat.lambda_handler")
+                assert victims, running.output()
+                for pid in victims:
+                    os.kill(pid, signal.SIGKILL)
+                request.join(30)
+                crashed = result["response"]
+                assert crashed.status_code == 502
+                assert crashed.json()["error"]["code"] == "gateway_error"
+
+                again = http.post("/v1/chat", json={"prompt": "hi"}, headers={"x-api-key": key})
+                assert again.status_code == 200, again.text
+                usage = http.get("/v1/usage", headers={"x-api-key": key}).json()
+            # The crashed request was never settled: only the second was charged.
+            assert usage["tokens_used"] == again.json()["usage"]["total_tokens"]
+            assert usage["tokens_reserved"] > 0  # the dead request's hold, until it expires
+        finally:
+            running.stop()
