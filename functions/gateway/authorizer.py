@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from infergate import wiring
 from infergate.api.request_id import request_id_of
 from infergate.domain.accounts import authenticate
-from infergate.observability import logger, tracer
+from infergate.observability import logger
 
 _BEARER = "bearer "
 _REFUSALS = {
@@ -39,7 +39,6 @@ def presented_key(event: APIGatewayAuthorizerRequestEvent) -> str | None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
     request_id = request_id_of(event.raw_event)

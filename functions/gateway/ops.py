@@ -6,12 +6,11 @@ import os
 import resource
 import time
 
-import redis
+from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import create_app, lambda_entrypoint
+from infergate.api.app import create_app, json_response, lambda_entrypoint
 from infergate.clock import utc_now
-from infergate.errors import ServiceUnavailable
 from infergate.models.ops import HealthResponse, MemoryUsage, MetricsResponse
 
 STARTED = time.monotonic()
@@ -25,17 +24,14 @@ def _uptime() -> float:
 
 
 @app.get("/health")
-def health() -> HealthResponse:
-    return HealthResponse(status="OK", service=SERVICE, uptime=_uptime(), timestamp=utc_now())
+def health() -> Response:
+    return json_response(HealthResponse(status="OK", service=SERVICE, uptime=_uptime(), timestamp=utc_now()))
 
 
 @app.get("/metrics")
-def metrics() -> MetricsResponse:
-    try:
-        total = wiring.counters().total_requests()
-    except redis.RedisError:
-        raise ServiceUnavailable("Request totals are unavailable: Redis cannot be reached.") from None
-    return MetricsResponse(totalRequests=total, uptime=_uptime(), memoryUsage=_memory_usage())
+def metrics() -> Response:
+    total = wiring.counters().total_requests()
+    return json_response(MetricsResponse(totalRequests=total, uptime=_uptime(), memoryUsage=_memory_usage()))
 
 
 def _memory_usage() -> MemoryUsage:

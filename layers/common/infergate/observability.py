@@ -1,4 +1,9 @@
-"""One Logger, Tracer and Metrics per function instance, shared by all modules.
+"""One Logger and one Metrics per function instance, shared by all modules.
+
+Tracing is Lambda's own (`Tracing: Active` in template.yaml): the service
+records every invocation without the X-Ray SDK in the function, whose import
+(it pulls in botocore) would cost more cold start than the rest of a
+handler.
 
 Every log line passes through `RedactingFormatter`: API keys, `Authorization`
 and `Cookie` values are replaced before the line is written, wherever they
@@ -11,7 +16,7 @@ import os
 import re
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 REDACTED = "[REDACTED]"
@@ -49,5 +54,4 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(logger_formatter=RedactingFormatter())
-tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InferGate"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from infergate.errors import ServiceUnavailable
+
 REQUESTS_TOTAL = "infergate:metrics:requests_total"
 
 
@@ -15,4 +17,7 @@ class RedisCounters:
         self._client.incr(REQUESTS_TOTAL)
 
     def total_requests(self) -> int:
-        return int(self._client.get(REQUESTS_TOTAL) or 0)
+        try:
+            return int(self._client.get(REQUESTS_TOTAL) or 0)
+        except redis.RedisError as error:
+            raise ServiceUnavailable("Request totals are unavailable: Redis cannot be reached.") from error
