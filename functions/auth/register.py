@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import create_app, lambda_entrypoint, source_ip
+from infergate.api.app import create_app, json_response, lambda_entrypoint, parse_body, source_ip
 from infergate.clock import utc_now
 from infergate.config import get_settings
 from infergate.domain import accounts
-from infergate.models.accounts import RegisterRequest, RegisterResponse
+from infergate.models.accounts import RegisterRequest
 
 app = create_app()
 
 
 @app.post("/v1/register")
-def register(request: Annotated[RegisterRequest, Body()]) -> Response[RegisterResponse]:
+def register() -> Response:
+    request = parse_body(app, RegisterRequest)
     wiring.rate_limits().admit_registration(source_ip(app), per_hour=get_settings().register_limit_per_hour)
     account = accounts.register(request.email, plan=wiring.plans().default, store=wiring.account_store(), now=utc_now())
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=account)
+    return json_response(account, status=201)
 
 
 lambda_handler = lambda_entrypoint(app)

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import add_response_headers, create_app, current_principal, lambda_entrypoint
+from infergate.api.app import add_response_headers, create_app, current_principal, json_response, lambda_entrypoint, parse_query
 from infergate.clock import utc_now
 from infergate.domain.usage import usage_for
-from infergate.models.usage import UsageResponse
+from infergate.models.usage import UsageQuery
 
 app = create_app()
 
 
 @app.get("/v1/usage")
-def usage(period: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None) -> UsageResponse:
+def usage() -> Response:
     principal = current_principal(app)
+    query = parse_query(app, UsageQuery)
     add_response_headers(app, wiring.rate_limits().admit(principal).headers())
-    return usage_for(principal, ledger=wiring.usage_ledger(), now=utc_now(), period=period)
+    return json_response(usage_for(principal, ledger=wiring.usage_ledger(), now=utc_now(), period=query.period))
 
 
 lambda_handler = lambda_entrypoint(app)

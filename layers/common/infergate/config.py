@@ -6,10 +6,12 @@ import functools
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from infergate.models.base import Model
 
 
-class Settings(BaseModel):
+class Settings(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     mongodb_uri: str = Field("mongodb://127.0.0.1:27017", alias="MONGODB_URI")

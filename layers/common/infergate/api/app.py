@@ -1,27 +1,37 @@
 """Builds each function's resolver and Lambda entry point the same way.
 
-Every response leaves with an `x-request-id` header and, when it is an
-error, a body of the form `{"error": {"code", "message"}}`.
+Handlers parse their input with `parse_body` / `parse_query` (pydantic) and
+return models, which leave as JSON. Every response leaves with an
+`x-request-id` header and, when it is an error, a body of the form
+`{"error": {"code", "message"}}`.
+
+Validation is pydantic's own rather than the resolver's OpenAPI layer: the
+latter builds every route's schemas at import, which costs each function's
+cold start more than the rest of its code.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
 
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
-from infergate.errors import InferGateError, Unauthorized
+from infergate.errors import InferGateError, InvalidRequest, Unauthorized
+from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
 from infergate.models.principal import Principal
-from infergate.observability import logger, metrics, tracer
+from infergate.observability import logger, metrics
 from infergate.wiring import count_request
+
+M = TypeVar("M", bound=Model)
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -33,18 +43,18 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     )
 
 
+def json_response(model: Model, *, status: int = 200) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json())
+
+
 def create_app() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver()
 
     @app.exception_handler(InferGateError)
     def _known_error(error: InferGateError) -> Response:
         if error.status >= 500:
             logger.warning("request failed", extra={"error_code": error.code, "status": error.status})
         return error_response(error.status, error.code, error.message, error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response:
-        return error_response(400, "invalid_request", describe_validation_errors(error.errors()))
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
@@ -58,6 +68,21 @@ def create_app() -> APIGatewayRestResolver:
     return app
 
 
+def parse_body(app: APIGatewayRestResolver, model: type[M]) -> M:
+    """The request body as `model`, or 400 invalid_request saying what is wrong."""
+    try:
+        return model.model_validate_json(app.current_event.body or "")
+    except ValidationError as error:
+        raise InvalidRequest(describe_validation_errors(error.errors())) from None
+
+
+def parse_query(app: APIGatewayRestResolver, model: type[M]) -> M:
+    try:
+        return model.model_validate(app.current_event.query_string_parameters or {})
+    except ValidationError as error:
+        raise InvalidRequest(describe_validation_errors(error.errors())) from None
+
+
 _FIELD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
 
 
@@ -67,7 +92,7 @@ def describe_validation_errors(errors: Any) -> str:
     for error in list(errors)[:5]:
         if error.get("type") == "json_invalid":
             return "The request body must be valid JSON."
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body" and _FIELD.match(str(part)))
+        location = ".".join(str(part) for part in error.get("loc", ()) if _FIELD.match(str(part)))
         message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts) or "The request is invalid."
@@ -92,10 +117,9 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
 
 
 def lambda_entrypoint(app: APIGatewayRestResolver):
-    """The Lambda handler for `app`: logging, tracing, metrics and the request id wired in once."""
+    """The Lambda handler for `app`: logging, metrics and the request id wired in once."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict, context: Any) -> dict:
         request_id = request_id_of(event)
@@ -105,7 +129,7 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
         extra_headers: dict[str, str] = {}
         app.append_context(request_id=request_id, response_headers=extra_headers)
         count_request()
-        response = app.resolve(_read_body_as_json(event), context)
+        response = app.resolve(_with_text_body(event), context)
         for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
             _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])
@@ -122,25 +146,13 @@ def _count_outcome(status: int) -> None:
         metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
 
 
-def _read_body_as_json(event: dict) -> dict:
-    """InferGate speaks only JSON: read every body as JSON, whatever its Content-Type says
-    (curl's `-d` alone sends form encoding, which would otherwise be parsed as a form)."""
-    if not event.get("body"):
-        return event
-    body = event["body"]
-    if event.get("isBase64Encoded"):
-        # Bytes that are not UTF-8 cannot be JSON; decoding them leniently makes the parser say so.
-        body = base64.b64decode(body).decode("utf-8", errors="replace")
-    json_type = "application/json"
-    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
-    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
-    return {
-        **event,
-        "body": body,
-        "isBase64Encoded": False,
-        "headers": {**headers, "Content-Type": json_type},
-        "multiValueHeaders": {**multi, "Content-Type": [json_type]},
-    }
+def _with_text_body(event: Mapping[str, Any]) -> dict:
+    """The event with its body as text: InferGate reads every body as JSON, whatever its
+    Content-Type says. Bytes that are not UTF-8 are decoded leniently so that the JSON
+    parser, not a decoding error, reports them."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return dict(event)
+    return {**event, "body": base64.b64decode(event["body"]).decode("utf-8", errors="replace"), "isBase64Encoded": False}
 
 
 def _stamp_header(response: dict, name: str, value: str) -> None:

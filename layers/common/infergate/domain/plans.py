@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
+
+from infergate.models.base import Model
 
 from infergate.config import Settings
 
 
-class Plan(BaseModel):
+class Plan(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str

@@ -3,7 +3,9 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
+
+from infergate.models.base import Model
 
 # Deliberately plain: one @, a dot in the domain, no spaces or control characters.
 # Deliverability is the mail server's business, not the gateway's.
@@ -20,13 +22,13 @@ def _normalise_email(value: str) -> str:
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_normalise_email)]
 
 
-class RegisterRequest(BaseModel):
+class RegisterRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
 
 
-class RegisterResponse(BaseModel):
+class RegisterResponse(Model):
     user_id: str
     email: str
     api_key: str = Field(description="Shown once; InferGate stores only its hash.")

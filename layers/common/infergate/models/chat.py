@@ -2,20 +2,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from infergate.models.base import Model
 
 MAX_PROMPT_CHARS = 200_000
 MAX_OUTPUT_TOKENS = 4096
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(Model):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_PROMPT_CHARS)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(Model):
     """`{"prompt": "..."}` or `{"messages": [...]}`, plus optional `model` and `max_tokens`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,13 +41,13 @@ class ChatRequest(BaseModel):
         return [ChatMessage(role="user", content=self.prompt or "")]
 
 
-class TokenUsage(BaseModel):
+class TokenUsage(Model):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class ChatResponse(BaseModel):
+class ChatResponse(Model):
     id: str
     model: str
     response: str

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from infergate.models.base import Model
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     """The body of every error response: `{"error": {"code", "message"}}`."""
 
     error: ErrorDetail

@@ -3,10 +3,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from infergate.models.base import Model
 
 
-class Principal(BaseModel):
+class Principal(Model):
     """Who is calling and what their plan allows, as the authorizer established it.
 
     It travels from the authorizer to the handlers in API Gateway's

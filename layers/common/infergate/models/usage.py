@@ -2,15 +2,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from infergate.models.base import Model
 
 
-class Tally(BaseModel):
+class UsageQuery(Model):
+    period: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="A past month, YYYY-MM.")
+
+
+class Tally(Model):
     tokens: int
     requests: int
 
 
-class UsageResponse(BaseModel):
+class UsageResponse(Model):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
     tokens_used: int
     tokens_reserved: int = Field(description="Held by requests in flight; charged or returned when they finish.")

@@ -1,0 +1,112 @@
+"""Benchmark: each function's cold start, beside minimal Powertools handlers.
+
+Builds InferGate and two baselines (bench/coldstart/template.yaml) with
+`sam build`, then starts each built function cold under the Lambda Runtime
+Interface Emulator with the awslambdaric runtime client (as `make
+run-lambda` does), sends it one event, and reads the init duration the
+runtime reports (`INIT REPORT(durationMs: …)`). Runs are interleaved across
+functions, so the machine's noise falls on all of them alike; medians are
+printed with each function's ratio to the baselines:
+
+  hello-logger      a Logger and hello: the least a Powertools handler imports
+  hello-powertools  SAM's "Hello World Example with Powertools" (sam init):
+                    event handler, Logger, Tracer and Metrics
+
+    .venv/bin/python bench/coldstart.py [--runs 5]      (or: make coldstart)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devkit import backends, template  # noqa: E402
+from devkit.functions import InvocationError  # noqa: E402
+from devkit.runtime_emulator import EmulatorInstance  # noqa: E402
+
+SAM = Path(sys.executable).with_name("sam")
+RUNTIME_PYTHON = ROOT / ".lambda-runtime" / "bin" / "python"
+BASELINES = ROOT / "bench" / "coldstart"
+
+
+def build(template_path: Path, build_dir: Path) -> template.Template:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{SAM.parent}:{os.environ['PATH']}"}
+    subprocess.run(
+        [str(SAM), "build", "--template", str(template_path), "--build-dir", str(build_dir), "--base-dir", str(template_path.parent)],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    return template.load(build_dir / "template.yaml")
+
+
+def event_for(name: str) -> dict:
+    from tests.support.lambda_events import authorizer_event, proxy_event
+
+    if name == "AuthorizerFunction":
+        return authorizer_event("GET", "/v1/usage")
+    return proxy_event("GET", "/health")
+
+
+def init_ms(function: template.FunctionSpec, environment: dict[str, str]) -> float:
+    """One cold start: a fresh runtime, one event, the init duration it reports."""
+    instance = EmulatorInstance(function, environment, runtime_python=RUNTIME_PYTHON)
+    try:
+        threading.Thread(target=_invoke_quietly, args=(instance, event_for(function.name)), daemon=True).start()
+        if not instance.init_reported.wait(60):
+            raise RuntimeError(f"{function.name}: no init report")
+        return instance.init_ms or 0.0
+    finally:
+        instance.kill()
+
+
+def _invoke_quietly(instance: EmulatorInstance, event: dict) -> None:
+    try:
+        instance.invoke(event, timeout=10)
+    except (InvocationError, OSError, ValueError):
+        pass  # only the init report matters here
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    print("building InferGate and the baselines with sam build ...", flush=True)
+    infergate = build(ROOT / "template.yaml", ROOT / ".aws-sam" / "build")
+    baselines = build(BASELINES / "template.yaml", ROOT / ".aws-sam" / "coldstart-baselines")
+    functions = {
+        "hello-logger": baselines.functions["HelloLoggerFunction"],
+        "hello-powertools": baselines.functions["HelloPowertoolsFunction"],
+        **infergate.functions,
+    }
+    # Backends nobody listens on: the handlers answer quickly, and init never touches them.
+    closed = backends.free_port()
+    environment = {
+        "MONGODB_URI": f"mongodb://127.0.0.1:{closed}/", "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+        "OLLAMA_URL": f"http://127.0.0.1:{closed}", "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for run in range(args.runs):
+        for name, function in functions.items():
+            env = {**function.environment, **environment}
+            samples[name].append(init_ms(function, env))
+        print(f"  run {run + 1}/{args.runs} done", flush=True)
+
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    print(f"\ninit duration reported by the Lambda runtime, median of {args.runs} cold starts (ms)")
+    print(f"{'function':<26} {'median':>8} {'min':>8} {'max':>8} {'x hello-logger':>15} {'x hello-powertools':>19}")
+    for name, values in samples.items():
+        print(f"{name:<26} {medians[name]:>8.1f} {min(values):>8.1f} {max(values):>8.1f} "
+              f"{medians[name] / medians['hello-logger']:>15.2f} {medians[name] / medians['hello-powertools']:>19.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
