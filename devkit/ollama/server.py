@@ -1,8 +1,18 @@
-"""The HTTP side of the Ollama-compatible server."""
+"""The HTTP side of the Ollama-compatible server.
+
+Besides Ollama's API it has two routes of its own for tests: GET
+/_devkit/requests (what arrived lately) and POST /_devkit/faults, which
+makes the next `count` chats misbehave: {"mode": "status", "status": 404|500|503}
+answers with Ollama's error body; "hang" never answers (for `seconds`);
+"reset" drops the connection before answering; "break" streams
+`after_pieces` pieces and then an {"error": ...} line, as Ollama reports a
+failure after 200; "drop" streams them and then cuts the connection.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -19,6 +29,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+# Ollama's own words for the failures it can answer with.
+ERROR_MESSAGES = {
+    404: 'model "{model}" not found, try pulling it first',
+    500: "llama runner process has terminated: exit status 2",
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
+
+
 class OllamaServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -29,6 +47,16 @@ class OllamaServer(ThreadingHTTPServer):
         # What arrived lately, so tests can see what the gateway sent (ids, options).
         self.recent: deque[dict] = deque(maxlen=200)
         self.recent_lock = threading.Lock()
+        # Misbehaviour on cue for the next `count` chats (POST /_devkit/faults).
+        self.fault: dict = {}
+        self.fault_lock = threading.Lock()
+
+    def take_fault(self) -> dict | None:
+        with self.fault_lock:
+            if self.fault.get("count", 0) <= 0:
+                return None
+            self.fault["count"] -= 1
+            return dict(self.fault)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,7 +123,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "404 page not found")
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path == "/api/chat":
+        if self.path == "/_devkit/faults":
+            length = int(self.headers.get("Content-Length") or 0)
+            fault = json.loads(self.rfile.read(length) or b"{}")
+            with self.server.fault_lock:
+                self.server.fault = {"count": 1, **fault}
+            self._send_json(200, self.server.fault)
+        elif self.path == "/api/chat":
             self._generate(chat=True)
         elif self.path == "/api/generate":
             self._generate(chat=False)
@@ -138,10 +172,13 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         options = body.get("options") or {}
         num_predict = options.get("num_predict")
+        fault = self.server.take_fault() if chat else None
+        if fault and self._misbehave(fault, model):
+            return
         started = time.perf_counter_ns()
         generation = self.server.engine.generate(messages, num_predict=num_predict, options=options)
         if body.get("stream", True):
-            self._stream(model, chat, generation, started)
+            self._stream(model, chat, generation, started, fault)
         else:
             text = "".join(generation.pieces)
             self._send_json(200, self._final(model, chat, generation, started, text))
@@ -166,13 +203,36 @@ class _Handler(BaseHTTPRequestHandler):
             final["context"] = []
         return final
 
-    def _stream(self, model: str, chat: bool, generation: Generation, started: int) -> None:
+    def _misbehave(self, fault: dict, model: str) -> bool:
+        """Fail before answering, as asked; False for faults that strike mid-stream."""
+        mode = fault.get("mode")
+        if mode == "status":
+            status = int(fault.get("status", 500))
+            self._error(status, ERROR_MESSAGES.get(status, "internal error").format(model=model))
+        elif mode == "hang":
+            time.sleep(float(fault.get("seconds", 60)))
+            self.close_connection = True
+        elif mode == "reset":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+        else:
+            return False
+        return True
+
+    def _stream(self, model: str, chat: bool, generation: Generation, started: int, fault: dict | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        breaks_after = int(fault.get("after_pieces", 1)) if fault and fault.get("mode") in ("break", "drop") else None
         try:
-            for text in generation.pieces:
+            for index, text in enumerate(generation.pieces):
+                if breaks_after is not None and index == breaks_after:
+                    if fault["mode"] == "drop":  # the connection ends mid-answer, no final chunk
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                    raise RuntimeError("llama runner process no longer running: exit status 2")
                 self._chunk(self._piece(model, chat, text))
             self._chunk(self._final(model, chat, generation, started, ""))
         except Exception as error:  # noqa: BLE001 - Ollama reports a failure after 200 as an error line
