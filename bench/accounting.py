@@ -1,9 +1,9 @@
 """Benchmark: the accounting path under concurrency, on real stores.
 
 Each operation is what a chat costs InferGate apart from the model: the
-rate-limit check (Redis), the quota reservation, and the settlement with its
-request-log entry (MongoDB) — or the release, for the one in ten requests
-whose model call fails. The model answers in-process and at once, so the
+rate-limit check and the circuit breaker (Redis), the quota reservation, and
+the settlement with its request-log entry (MongoDB) — or the release, for
+the one in ten requests whose model call fails. The model answers in-process and at once, so the
 figures are the gateway's own.
 
 The load is spread over BENCH_USERS users (default 4), so several requests
@@ -39,8 +39,9 @@ import redis  # noqa: E402
 
 from devkit import backends  # noqa: E402
 from infergate.domain.chat import ChatService  # noqa: E402
+from infergate.domain.models import ModelPolicy  # noqa: E402
 from infergate.domain.periods import period_of  # noqa: E402
-from infergate.domain.ports import Completion  # noqa: E402
+from infergate.domain.ports import Completion, ModelEntry  # noqa: E402
 from infergate.domain.rate_limits import RateLimits  # noqa: E402
 from infergate.errors import InferGateError, UpstreamError  # noqa: E402
 from infergate.models.chat import ChatRequest  # noqa: E402
@@ -49,6 +50,7 @@ from infergate.observability import metrics  # noqa: E402
 
 # The functions publish CloudWatch metrics once per invocation; a benchmark loop has none to flush them.
 metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
+from infergate.stores.circuit_breaker import RedisCircuitBreaker  # noqa: E402
 from infergate.stores.mongo import ensure_indexes  # noqa: E402
 from infergate.stores.rate_limit import RedisRateLimiter  # noqa: E402
 from infergate.stores.usage import MongoUsageLedger  # noqa: E402
@@ -61,19 +63,27 @@ REQUEST = ChatRequest(prompt="Summarise the plot of Hamlet in two sentences.", m
 class InstantModel:
     """Answers at once with plausible counts; one call in ten fails, as a model server may."""
 
-    def chat(self, *, model, messages, max_tokens, request_id):
+    def models(self):
+        return [ModelEntry("bench", None)]
+
+    def chat(self, *, model, messages, max_tokens, request_id, options=None):
         if random.random() < 0.1:
             raise UpstreamError("simulated model failure")
-        return Completion(model, "ok", prompt_tokens=random.randint(20, 40), completion_tokens=random.randint(1, max_tokens),
-                          done_reason="stop")
+        return Completion(model, "ok", prompt_tokens=random.randint(20, 40),
+                          completion_tokens=random.randint(1, max_tokens), done_reason="stop")
 
 
 def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dict:
     database = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=concurrency + 8)[f"bench_{uuid.uuid4().hex[:8]}"]
     ensure_indexes(database)
-    limiter = RedisRateLimiter(redis.Redis.from_url(redis_url, max_connections=concurrency + 8), prefix=f"bench:{uuid.uuid4().hex}:")
-    service = ChatService(limits=RateLimits(limiter, fail_open=False), ledger=MongoUsageLedger(database),
-                          model=InstantModel(), default_model="bench")
+    limiter_client = redis.Redis.from_url(redis_url, max_connections=concurrency + 8)
+    limiter = RedisRateLimiter(limiter_client, prefix=f"bench:{uuid.uuid4().hex}:")
+    model = InstantModel()
+    # A breaker that never opens (the failures are simulated); its Redis round trips are part of the path.
+    breaker = RedisCircuitBreaker(limiter_client, failures=10**9, open_seconds=1, probe_seconds=1,
+                                  key=f"bench:breaker:{uuid.uuid4().hex}")
+    service = ChatService(limits=RateLimits(limiter, fail_open=False), ledger=MongoUsageLedger(database), model=model,
+                          models=ModelPolicy(model, default="bench", allowed=None), breaker=breaker)
     quotas = [10**9] * (USERS - 1) + [SMALL_QUOTA]
     users = [Principal(user_id=f"usr_{n}", key_id=f"key_{n}", plan="bench", monthly_token_quota=quota,
                        rate_limit_rpm=10**9, rate_limit_tpm=10**9, max_output_tokens=4096) for n, quota in enumerate(quotas)]
@@ -87,7 +97,7 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
         while time.monotonic() < stop:
             started = time.perf_counter()
             try:
-                service.chat(users[index % USERS], REQUEST, request_id="bench")
+                service.chat(users[index % USERS], REQUEST.task(), request_id="bench")
                 status = "ok"
             except InferGateError as error:
                 status = error.code

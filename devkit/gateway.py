@@ -16,6 +16,7 @@ import base64
 import fnmatch
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -214,7 +215,24 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 5
     server: LocalApiServer
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self, busy=False)
+
+    def finish(self) -> None:
+        self.server.untrack(self)
+        super().finish()
+
     def _serve(self) -> None:
+        self.server.track(self, busy=True)
+        try:
+            self._answer()
+        finally:
+            self.server.track(self, busy=False)
+            if self.server.stopping:
+                self.close_connection = True
+
+    def _answer(self) -> None:
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -248,7 +266,18 @@ class LocalApiServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.gateway = gateway
         self.access_log = access_log
+        self.stopping = False
         self._thread: threading.Thread | None = None
+        self._connections: dict[_Handler, bool] = {}  # open connections: busy answering or idle
+        self._connections_lock = threading.Lock()
+
+    def track(self, handler: _Handler, *, busy: bool) -> None:
+        with self._connections_lock:
+            self._connections[handler] = busy
+
+    def untrack(self, handler: _Handler) -> None:
+        with self._connections_lock:
+            self._connections.pop(handler, None)
 
     @property
     def url(self) -> str:
@@ -260,5 +289,14 @@ class LocalApiServer(ThreadingHTTPServer):
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop accepting; let requests in flight finish; close idle keep-alive connections now."""
+        self.stopping = True
         self.shutdown()
+        with self._connections_lock:
+            idle = [handler for handler, busy in self._connections.items() if not busy]
+        for handler in idle:
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.server_close()  # joins the threads still serving requests

@@ -58,3 +58,22 @@ def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
 def ollama_url() -> Iterator[str]:
     with services.model_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def faulty_ollama_url() -> Iterator[str]:
+    """A model server of its own, for tests that make it misbehave."""
+    with services.model_server() as url:
+        yield url
+
+
+@pytest.fixture
+def faults(faulty_ollama_url: str):
+    """Arms the faulty server's next chats to misbehave; disarms it afterwards."""
+    import httpx
+
+    def arm(mode: str = "none", count: int = 1, **details) -> None:
+        httpx.post(f"{faulty_ollama_url}/_devkit/faults", json={"mode": mode, "count": count, **details}).raise_for_status()
+
+    yield arm
+    httpx.post(f"{faulty_ollama_url}/_devkit/faults", json={"count": 0})

@@ -1,25 +1,63 @@
-"""POST /v1/chat: one rate-limited, quota-reserved, metered chat with the model."""
+"""The chat routes: InferGate's own POST /v1/chat, and OpenAI's POST /v1/chat/completions
+and GET /v1/models. Both chat routes are rate-limited, quota-reserved and metered alike,
+and honour an Idempotency-Key."""
 
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
+from infergate.api import openai
 from infergate.api.app import add_response_headers, create_app, current_principal, json_response, lambda_entrypoint, parse_body
-from infergate.models.chat import ChatRequest
+from infergate.api.idempotency import idempotently
+from infergate.domain.chat import ChatTask
+from infergate.errors import InferGateError
+from infergate.models.chat import ChatRequest, ChatResponse
+from infergate.models.openai import ChatCompletionRequest
+from infergate.models.principal import Principal
 
 app = create_app()
+
+
+def _run(principal: Principal, task: ChatTask):
+    return wiring.chat_service().chat(
+        principal, task, request_id=app.context["request_id"],
+        on_admitted=lambda admission: add_response_headers(app, admission.headers()),
+    )
 
 
 @app.post("/v1/chat")
 def chat() -> Response:
     principal = current_principal(app)
     request = parse_body(app, ChatRequest)
-    answer = wiring.chat_service().chat(
-        principal, request, request_id=app.context["request_id"],
-        on_admitted=lambda admission: add_response_headers(app, admission.headers()),
-    )
-    return json_response(answer)
+    return idempotently(app, principal, lambda: json_response(ChatResponse.of(_run(principal, request.task()))))
+
+
+@app.post("/v1/chat/completions")
+def chat_completions() -> Response:
+    try:
+        principal = current_principal(app)
+        request = parse_body(app, ChatCompletionRequest)
+
+        def respond() -> Response:
+            result = _run(principal, request.task())
+            if request.stream:
+                return openai.stream_response(result, include_usage=request.include_usage)
+            return json_response(openai.completion(result))
+
+        return idempotently(app, principal, respond)
+    except InferGateError as error:
+        return openai.error_response(error)
+
+
+@app.get("/v1/models")
+def models() -> Response:
+    try:
+        principal = current_principal(app)
+        add_response_headers(app, wiring.rate_limits().admit(principal).headers())
+        return json_response(openai.model_list(wiring.model_policy().available()))
+    except InferGateError as error:
+        return openai.error_response(error)
 
 
 lambda_handler = lambda_entrypoint(app)

@@ -54,6 +54,13 @@ def test_register_chat_usage_and_a_wrong_key_through_the_lambda_runtime(api):
 
         wrong = http.get("/v1/usage", headers={"x-api-key": key[:-3] + "abc"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+
+    import openai
+
+    sdk = openai.OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
+    completion = sdk.chat.completions.create(model="smollm2:135m", messages=[{"role": "user", "content": "via sdk"}],
+                                             extra_headers={"Idempotency-Key": "lambda-1"})
+    assert completion.choices[0].message.content == "You said: via sdk"
     # Every function ran under the runtime, and reported its cold start.
     assert api.output().count("INIT REPORT") >= 4
 

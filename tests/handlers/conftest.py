@@ -38,9 +38,11 @@ class Api:
         self.authorizer = load_handler("gateway/authorizer.py")
         self.functions = {
             ("POST", "/v1/register"): load_handler("auth/register.py"),
-            ("POST", "/v1/chat"): load_handler("chat/chat.py"),
             ("GET", "/v1/usage"): load_handler("usage/usage.py"),
         }
+        chat = load_handler("chat/chat.py")
+        for route in (("POST", "/v1/chat"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")):
+            self.functions[route] = chat
         ops = load_handler("gateway/ops.py")
         self.functions[("GET", "/health")] = ops
         self.functions[("GET", "/metrics")] = ops

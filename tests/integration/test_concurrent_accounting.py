@@ -99,7 +99,7 @@ def _crash_mid_chat(args: tuple) -> None:
             os._exit(3)
 
     service.model = DyingModel()
-    service.chat(principal(quota=1000, user="usr_crash"), ChatRequest(prompt="hi", max_tokens=900), request_id="doomed")
+    service.chat(principal(quota=1000, user="usr_crash"), ChatRequest(prompt="hi", max_tokens=900).task(), request_id="doomed")
 
 
 def test_a_crash_between_reserve_and_settle_is_healed_by_expiry(database, mongo_uri, redis_url, ollama_url):

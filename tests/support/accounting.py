@@ -4,6 +4,7 @@ concurrency tests and the benchmark. Importable by spawned processes."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -11,12 +12,16 @@ import pymongo
 import redis
 
 from infergate.clock import utc_now
+import httpx
+
 from infergate.domain.chat import ChatService
+from infergate.domain.models import ModelPolicy
 from infergate.domain.rate_limits import RateLimits
 from infergate.errors import InferGateError
-from infergate.llm.ollama import OllamaClient
+from infergate.llm.ollama import OllamaCatalog, OllamaClient
 from infergate.models.chat import ChatRequest
 from infergate.models.principal import Principal
+from infergate.stores.circuit_breaker import RedisCircuitBreaker
 from infergate.stores.mongo import ensure_indexes
 from infergate.stores.rate_limit import RedisRateLimiter
 from infergate.stores.usage import MongoUsageLedger
@@ -31,19 +36,25 @@ def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str
                   clock: Callable[[], datetime] = utc_now) -> ChatService:
     db = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=64)[database]
     ensure_indexes(db)
-    limiter = RedisRateLimiter(redis.Redis.from_url(redis_url, max_connections=64))
-    model = OllamaClient(ollama_url, connect_timeout=2, timeout=20)
-    return ChatService(limits=RateLimits(limiter, fail_open=False), ledger=MongoUsageLedger(db), model=model,
-                       default_model="smollm2:135m", clock=clock)
+    client = redis.Redis.from_url(redis_url, max_connections=64)
+    http = httpx.Client(base_url=ollama_url, timeout=httpx.Timeout(20, connect=2), limits=httpx.Limits(max_connections=64))
+    return ChatService(
+        limits=RateLimits(RedisRateLimiter(client), fail_open=False), ledger=MongoUsageLedger(db),
+        model=OllamaClient(ollama_url, connect_timeout=2, timeout=20, http=http),
+        models=ModelPolicy(OllamaCatalog(http), default="smollm2:135m", allowed=None),
+        # A breaker of this service's own, so that no test trips another's.
+        breaker=RedisCircuitBreaker(client, failures=5, open_seconds=15, probe_seconds=25, key=f"test:breaker:{uuid.uuid4().hex}"),
+        clock=clock,
+    )
 
 
 def chat_once(service: ChatService, who: Principal, request: ChatRequest) -> tuple[str, int]:
     """(status, tokens the caller was told it used): 'ok' or the error code."""
     try:
-        response = service.chat(who, request, request_id=f"load-{os.getpid()}")
+        response = service.chat(who, request.task(), request_id=f"load-{os.getpid()}")
     except InferGateError as error:
         return error.code, 0
-    return "ok", response.usage.total_tokens
+    return "ok", response.total_tokens
 
 
 def chats_in_a_process(args: tuple) -> list[tuple[str, int]]:

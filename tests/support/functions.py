@@ -35,11 +35,14 @@ class LambdaContext:
 def reset_instance_state() -> None:
     """Forget every per-instance client and cached setting, as a fresh Lambda instance would."""
     from infergate import config, wiring
+    from infergate.api import idempotency
     from infergate.stores import mongo, redis_client
 
     if mongo.get_client.cache_info().currsize:
         mongo.get_client().close()
-    for cached in (config.get_settings, mongo.get_client, mongo.get_database, redis_client.get_redis,
-                   wiring.account_store, wiring.usage_ledger, wiring.rate_limiter, wiring.rate_limits, wiring.plans,
-                   wiring.counters, wiring.chat_service):
-        cached.cache_clear()
+    if wiring._ollama_http.cache_info().currsize:
+        wiring._ollama_http().close()
+    for module in (config, wiring, mongo, redis_client, idempotency):
+        for value in vars(module).values():
+            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == module.__name__:
+                value.cache_clear()

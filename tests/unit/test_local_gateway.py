@@ -35,6 +35,8 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("GET", "/metrics"): ("OpsFunction", None),
         ("POST", "/v1/register"): ("RegisterFunction", None),
         ("POST", "/v1/chat"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/chat/completions"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("GET", "/v1/models"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/usage"): ("UsageFunction", "ApiKeyAuthorizer"),
     }
     assert spec.api.authorizers["ApiKeyAuthorizer"].function == "AuthorizerFunction"

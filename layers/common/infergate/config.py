@@ -19,6 +19,8 @@ class Settings(Model):
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
     ollama_model: str = Field("smollm2:135m", alias="OLLAMA_MODEL")
+    # Optional allow-list, comma-separated; empty means every model the server has.
+    ollama_models: str = Field("", alias="OLLAMA_MODELS")
     # Seconds. The total must fit inside API Gateway's 29 s integration limit.
     ollama_connect_timeout: float = Field(3.0, gt=0, alias="OLLAMA_CONNECT_TIMEOUT")
     ollama_timeout: float = Field(25.0, gt=0, le=28, alias="OLLAMA_TIMEOUT")
@@ -31,6 +33,15 @@ class Settings(Model):
     # When Redis cannot be asked, admit requests (true) or refuse them with 503 (false).
     rate_limit_fail_open: bool = Field(True, alias="RATE_LIMIT_FAIL_OPEN")
     register_limit_per_hour: int = Field(20, ge=1, alias="REGISTER_RATE_LIMIT_PER_HOUR")
+    # The model server's circuit breaker: this many consecutive failures open it for
+    # `open_seconds`, then one probe request decides whether it closes.
+    breaker_failures: int = Field(5, ge=1, alias="CIRCUIT_BREAKER_FAILURES")
+    breaker_open_seconds: float = Field(15, gt=0, alias="CIRCUIT_BREAKER_OPEN_SECONDS")
+    idempotency_ttl_seconds: int = Field(86_400, ge=60, alias="IDEMPOTENCY_TTL_SECONDS")
+
+    def allowed_models(self) -> frozenset[str] | None:
+        names = {name.strip() for name in self.ollama_models.split(",") if name.strip()}
+        return frozenset(names) if names else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -33,6 +33,14 @@ class EmailAlreadyRegistered(InferGateError):
     status, code = 409, "email_already_registered"
 
 
+class IdempotencyInProgress(InferGateError):
+    status, code = 409, "idempotency_in_progress"
+
+
+class IdempotencyKeyReused(InferGateError):
+    status, code = 422, "idempotency_key_reused"
+
+
 class RateLimited(InferGateError):
     status, code = 429, "rate_limited"
 

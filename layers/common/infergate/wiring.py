@@ -13,10 +13,14 @@ from infergate.config import get_settings
 from infergate.observability import logger
 
 if TYPE_CHECKING:
+    import httpx
+
     from infergate.domain.chat import ChatService
+    from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalogue
     from infergate.domain.rate_limits import RateLimits
     from infergate.stores.accounts import MongoAccountStore
+    from infergate.stores.circuit_breaker import RedisCircuitBreaker
     from infergate.stores.counters import RedisCounters
     from infergate.stores.rate_limit import RedisRateLimiter
     from infergate.stores.usage import MongoUsageLedger
@@ -69,15 +73,48 @@ def counters() -> RedisCounters:
 
 
 @functools.cache
+def model_policy() -> ModelPolicy:
+    from infergate.domain.models import ModelPolicy
+    from infergate.llm.ollama import OllamaCatalog
+
+    settings = get_settings()
+    return ModelPolicy(OllamaCatalog(_ollama_http()), default=settings.ollama_model, allowed=settings.allowed_models())
+
+
+@functools.cache
+def circuit_breaker() -> RedisCircuitBreaker:
+    from infergate.stores.circuit_breaker import RedisCircuitBreaker
+    from infergate.stores.redis_client import get_redis
+
+    settings = get_settings()
+    return RedisCircuitBreaker(
+        get_redis(), failures=settings.breaker_failures, open_seconds=settings.breaker_open_seconds,
+        probe_seconds=settings.ollama_timeout + 5,
+    )
+
+
+@functools.cache
 def chat_service() -> ChatService:
     from infergate.domain.chat import ChatService
     from infergate.llm.ollama import OllamaClient
 
     settings = get_settings()
-    model = OllamaClient(
-        settings.ollama_url, connect_timeout=settings.ollama_connect_timeout, timeout=settings.ollama_timeout
+    model = OllamaClient(settings.ollama_url, connect_timeout=settings.ollama_connect_timeout,
+                         timeout=settings.ollama_timeout, http=_ollama_http())
+    return ChatService(limits=rate_limits(), ledger=usage_ledger(), model=model, models=model_policy(),
+                       breaker=circuit_breaker())
+
+
+@functools.cache
+def _ollama_http() -> httpx.Client:
+    import httpx
+
+    settings = get_settings()
+    return httpx.Client(
+        base_url=settings.ollama_url.rstrip("/"),
+        timeout=httpx.Timeout(settings.ollama_timeout, connect=settings.ollama_connect_timeout),
+        limits=httpx.Limits(max_connections=8, keepalive_expiry=30),
     )
-    return ChatService(limits=rate_limits(), ledger=usage_ledger(), model=model, default_model=settings.ollama_model)
 
 
 def count_request() -> None:

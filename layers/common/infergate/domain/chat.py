@@ -1,6 +1,8 @@
 """A chat request from admission to charge.
 
   admit (Redis: requests/min per key, tokens/min per user)
+  → which model (OLLAMA_MODELS, the server's list)       400 before any token is reserved
+  → the model server's circuit breaker                   503 at once while it is open
   → reserve the most it can cost, capped to what remains (MongoDB)
   → ask the model for at most what was reserved
   → settle to the real counts, or release the reservation on failure.
@@ -14,19 +16,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from infergate.clock import utc_now
 from infergate.domain import keys
+from infergate.domain.models import ModelPolicy
 from infergate.domain.periods import period_of
-from infergate.domain.ports import ChatModel, Completion, Reservation, RequestOutcome, UsageLedger
+from infergate.domain.ports import BreakerPass, ChatModel, CircuitBreaker, Reservation, RequestOutcome, UsageLedger
 from infergate.domain.rate_limits import Admission, RateLimits
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
-from infergate.errors import InferGateError, PromptTooLarge, QuotaExceeded
-from infergate.models.chat import ChatMessage, ChatRequest, ChatResponse, TokenUsage
+from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded
+from infergate.models.chat import ChatMessage
 from infergate.models.principal import Principal
 from infergate.observability import logger, metrics
 
@@ -34,15 +37,44 @@ from infergate.observability import logger, metrics
 # so a live request always finds its reservation when it settles.
 RESERVATION_TTL = timedelta(minutes=2)
 
+# Failures that say the model server is unwell (as opposed to the request being wrong).
+_BACKEND_FAILURES = ("upstream_error", "upstream_timeout", "service_unavailable")
+
+
+@dataclass(frozen=True)
+class ChatTask:
+    """One chat as either API asks for it."""
+
+    messages: list[ChatMessage]
+    model: str | None = None
+    max_tokens: int | None = None
+    options: dict = field(default_factory=dict)  # passed to Ollama: temperature, top_p, seed, stop
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    id: str
+    model: str
+    content: str
+    pieces: tuple[str, ...]
+    prompt_tokens: int
+    completion_tokens: int
+    done_reason: str | None
+    created: datetime
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
 
 @dataclass(frozen=True)
 class _Plan:
     """What one request may cost before anything is reserved."""
 
     messages: list[ChatMessage]
-    model: str
     prompt_bound: int
     max_tokens: int
+    options: dict
 
     @property
     def worst_case(self) -> int:
@@ -54,34 +86,38 @@ class ChatService:
     limits: RateLimits
     ledger: UsageLedger
     model: ChatModel
-    default_model: str
+    models: ModelPolicy
+    breaker: CircuitBreaker
     clock: Callable[[], datetime] = utc_now
 
     def chat(
-        self, principal: Principal, request: ChatRequest, *, request_id: str,
+        self, principal: Principal, task: ChatTask, *, request_id: str,
         on_admitted: Callable[[Admission], None] = lambda admission: None,
-    ) -> ChatResponse:
-        plan = self._plan(principal, request)
+    ) -> ChatResult:
+        plan = self._plan(principal, task)
         admission = self.limits.admit(principal, tokens=plan.worst_case)
         on_admitted(admission)
         try:
-            return self._reserved_chat(principal, plan, admission, request_id)
+            model = self.models.resolve(task.model)
+            passage = self.breaker.before_call()
+            return self._reserved_chat(principal, plan, model, admission, passage, request_id)
         except BaseException:
             self.limits.settle_tokens(admission, 0)  # a failed request costs no tokens/min either
             raise
 
-    def _plan(self, principal: Principal, request: ChatRequest) -> _Plan:
-        messages = request.conversation()
-        prompt_bound = prompt_tokens_upper_bound(messages)
+    def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
+        prompt_bound = prompt_tokens_upper_bound(task.messages)
         ceiling = min(principal.monthly_token_quota, principal.rate_limit_tpm)
         if prompt_bound + 1 > ceiling:
             raise PromptTooLarge(
                 f"This prompt may take up to {prompt_bound} tokens; your plan allows {ceiling} per request."
             )
-        max_tokens = min(request.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
-        return _Plan(messages, request.model or self.default_model, prompt_bound, max_tokens)
+        max_tokens = min(task.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
+        return _Plan(task.messages, prompt_bound, max_tokens, task.options)
 
-    def _reserved_chat(self, principal: Principal, plan: _Plan, admission: Admission, request_id: str) -> ChatResponse:
+    def _reserved_chat(
+        self, principal: Principal, plan: _Plan, model: str, admission: Admission, passage: BreakerPass, request_id: str,
+    ) -> ChatResult:
         now = self.clock()
         wanted = Reservation(
             reservation_id=keys.new_id("chat"),
@@ -92,6 +128,7 @@ class ChatService:
         )
         reservation = self.ledger.reserve(wanted, minimum=plan.prompt_bound + 1, quota=principal.monthly_token_quota, now=now)
         if reservation is None:
+            self.breaker.abandon(passage)
             metrics.add_metric(name="QuotaExceeded", unit=MetricUnit.Count, value=1)
             raise QuotaExceeded(
                 f"Your monthly quota of {principal.monthly_token_quota} tokens is used up, or too little of it "
@@ -102,11 +139,20 @@ class ChatService:
         # Ask for no more than was reserved: what remains of the quota caps max_tokens.
         max_tokens = reservation.tokens - plan.prompt_bound
         try:
-            completion = self.model.chat(model=plan.model, messages=plan.messages, max_tokens=max_tokens, request_id=request_id)
+            completion = self.model.chat(
+                model=model, messages=plan.messages, max_tokens=max_tokens, request_id=request_id, options=plan.options,
+            )
         except BaseException as error:
-            status = error.code if isinstance(error, InferGateError) else "internal_error"
-            self._release(reservation, self._outcome(principal, request_id, plan.model, status, started))
+            code = error.code if isinstance(error, InferGateError) else "internal_error"
+            self.breaker.after_call(passage, ok=code not in _BACKEND_FAILURES)
+            if isinstance(error, InferGateError):
+                metrics.add_metric(name="UpstreamFailures", unit=MetricUnit.Count, value=1)
+            self._release(reservation, self._outcome(principal, request_id, model, code, started,
+                                                     detail=getattr(error, "message", type(error).__name__)))
+            if isinstance(error, ModelNotFound):
+                logger.warning("the model server does not have the model", extra={"model": model})
             raise
+        self.breaker.after_call(passage, ok=True)
 
         prompt_tokens = completion.prompt_tokens
         if prompt_tokens is None:
@@ -124,7 +170,16 @@ class ChatService:
                          extra={"reserved": reservation.tokens, "used": outcome.total_tokens, "charged": charged})
         self.limits.settle_tokens(admission, outcome.total_tokens)
         metrics.add_metric(name="TokensCharged", unit=MetricUnit.Count, value=charged)
-        return _response(reservation.reservation_id, completion, outcome)
+        return ChatResult(
+            id=reservation.reservation_id,
+            model=completion.model,
+            content=completion.content,
+            pieces=completion.pieces or (completion.content,),
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            done_reason=completion.done_reason,
+            created=outcome.at,
+        )
 
     def _release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         try:
@@ -135,7 +190,7 @@ class ChatService:
 
     def _outcome(
         self, principal: Principal, request_id: str, model: str, status: str, started: float,
-        *, prompt_tokens: int = 0, completion_tokens: int = 0,
+        *, prompt_tokens: int = 0, completion_tokens: int = 0, detail: str | None = None,
     ) -> RequestOutcome:
         return RequestOutcome(
             request_id=request_id,
@@ -147,17 +202,5 @@ class ChatService:
             completion_tokens=completion_tokens,
             latency_ms=int((time.monotonic() - started) * 1000),
             at=self.clock(),
+            detail=detail,
         )
-
-
-def _response(chat_id: str, completion: Completion, outcome: RequestOutcome) -> ChatResponse:
-    return ChatResponse(
-        id=chat_id,
-        model=completion.model,
-        response=completion.content,
-        usage=TokenUsage(
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            total_tokens=outcome.total_tokens,
-        ),
-    )

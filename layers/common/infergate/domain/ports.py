@@ -91,6 +91,7 @@ class RequestOutcome:
     completion_tokens: int
     latency_ms: int
     at: datetime
+    detail: str | None = None  # what went wrong, for a request that failed
 
     @property
     def total_tokens(self) -> int:
@@ -135,9 +136,38 @@ class Completion:
     prompt_tokens: int | None  # None when the model server did not report it
     completion_tokens: int
     done_reason: str | None
+    pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
 
 
 class ChatModel(Protocol):
     def chat(
-        self, *, model: str, messages: list[ChatMessage], max_tokens: int, request_id: str
+        self, *, model: str, messages: list[ChatMessage], max_tokens: int, request_id: str, options: dict | None = None,
     ) -> Completion: ...
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    modified_at: datetime | None
+
+
+class ModelCatalog(Protocol):
+    def models(self) -> list[ModelEntry] | None:
+        """The models the server has, or None when it cannot say right now."""
+
+
+@dataclass(frozen=True)
+class BreakerPass:
+    """Leave to call the model server; a probe is the one call a half-open breaker lets through."""
+
+    probe: bool = False
+
+
+class CircuitBreaker(Protocol):
+    def before_call(self) -> BreakerPass:
+        """Leave to call, or ServiceUnavailable (with Retry-After) while the breaker is open."""
+
+    def after_call(self, passage: BreakerPass, *, ok: bool) -> None: ...
+
+    def abandon(self, passage: BreakerPass) -> None:
+        """The call was not made after all (refused by a limit or the quota)."""

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from infergate.models.base import Model
+
+if TYPE_CHECKING:
+    from infergate.domain.chat import ChatResult, ChatTask
 
 MAX_PROMPT_CHARS = 200_000
 MAX_OUTPUT_TOKENS = 4096
@@ -40,6 +43,11 @@ class ChatRequest(Model):
             return self.messages
         return [ChatMessage(role="user", content=self.prompt or "")]
 
+    def task(self) -> ChatTask:
+        from infergate.domain.chat import ChatTask
+
+        return ChatTask(messages=self.conversation(), model=self.model, max_tokens=self.max_tokens)
+
 
 class TokenUsage(Model):
     prompt_tokens: int
@@ -52,3 +60,13 @@ class ChatResponse(Model):
     model: str
     response: str
     usage: TokenUsage
+
+    @classmethod
+    def of(cls, result: ChatResult) -> ChatResponse:
+        return cls(
+            id=result.id,
+            model=result.model,
+            response=result.content,
+            usage=TokenUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                             total_tokens=result.total_tokens),
+        )

@@ -181,4 +181,6 @@ def _log_entry(reservation: Reservation, outcome: RequestOutcome, charged: int) 
     }
     if succeeded and charged < outcome.total_tokens:
         entry["unbilled_tokens"] = outcome.total_tokens - charged
+    if outcome.detail:
+        entry["detail"] = outcome.detail[:500]
     return entry

@@ -1,0 +1,95 @@
+"""Shapes results and errors the way OpenAI's API does, for /v1/chat/completions and /v1/models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools.event_handler import Response, content_types
+
+from infergate.domain.ports import ModelEntry
+from infergate.errors import InferGateError
+from infergate.models.openai import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ErrorObject,
+    ModelCard,
+    ModelList,
+    OpenAIErrorBody,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from infergate.domain.chat import ChatResult
+
+# OpenAI's error `type` for each status InferGate answers with.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _finish_reason(result: ChatResult) -> str:
+    return "length" if result.done_reason == "length" else "stop"
+
+
+def _usage(result: ChatResult) -> Usage:
+    return Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, total_tokens=result.total_tokens)
+
+
+def completion(result: ChatResult) -> ChatCompletion:
+    return ChatCompletion(
+        id=f"chatcmpl-{result.id}",
+        created=int(result.created.timestamp()),
+        model=result.model,
+        choices=[Choice(message=AssistantMessage(content=result.content), finish_reason=_finish_reason(result))],
+        usage=_usage(result),
+    )
+
+
+def event_stream(result: ChatResult, *, include_usage: bool) -> str:
+    """The answer as server-sent events, one chunk per piece the model streamed, ending in
+    `data: [DONE]`. Through API Gateway and a Python function it arrives all at once."""
+    chunk_id, created = f"chatcmpl-{result.id}", int(result.created.timestamp())
+
+    def chunk(delta: Delta, finish_reason: str | None = None, *, usage: Usage | None = None, choices: bool = True) -> str:
+        body = ChatCompletionChunk(
+            id=chunk_id, created=created, model=result.model, usage=usage,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
+        )
+        return f"data: {body.model_dump_json()}\n\n"
+
+    events = [chunk(Delta(role="assistant", content=""))]
+    events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
+    events.append(chunk(Delta(), _finish_reason(result)))
+    if include_usage:
+        events.append(chunk(Delta(), usage=_usage(result), choices=False))
+    events.append("data: [DONE]\n\n")
+    return "".join(events)
+
+
+def stream_response(result: ChatResult, *, include_usage: bool) -> Response:
+    return Response(
+        status_code=200, content_type="text/event-stream", body=event_stream(result, include_usage=include_usage),
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def model_list(models: list[ModelEntry]) -> ModelList:
+    return ModelList(data=[
+        ModelCard(id=entry.name, created=int(entry.modified_at.timestamp()) if entry.modified_at else 0) for entry in models
+    ])
+
+
+def error_response(error: InferGateError) -> Response:
+    kind = _ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
+    body = OpenAIErrorBody(error=ErrorObject(message=error.message, type=kind, code=error.code))
+    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json(),
+                    headers=error.headers)

@@ -1,0 +1,76 @@
+"""The official `openai` SDK, unchanged, against the gateway over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.support.make_run import start_make_run
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, mongo_uri, redis_url, ollama_url):
+    tmp = tmp_path_factory.mktemp("openai")
+    running = start_make_run(
+        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_openai_{tmp.name}", "REDIS_URL": redis_url, "OLLAMA_URL": ollama_url,
+         "INFERGATE_DATA_DIR": str(tmp / "data")},
+        tmp / "make-run.log",
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def key(gateway) -> str:
+    import uuid
+
+    response = httpx.post(f"{gateway.url}/v1/register", json={"email": f"sdk-{uuid.uuid4().hex[:8]}@example.com"})
+    return response.json()["api_key"]
+
+
+def sdk(gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+
+
+def test_models_list(gateway, key):
+    assert {model.id for model in sdk(gateway, key).models.list()} == {"smollm2:135m", "tiny:latest"}
+
+
+def test_a_completion(gateway, key):
+    completion = sdk(gateway, key).chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello sdk"}],
+        max_tokens=20,
+    )
+    assert completion.choices[0].message.content == "You said: hello sdk"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
+    usage = httpx.get(f"{gateway.url}/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
+    assert usage["tokens_used"] == completion.usage.total_tokens
+
+
+def test_a_streamed_completion_with_usage(gateway, key):
+    stream = sdk(gateway, key).chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "user", "content": "stream this please"}], stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text == "You said: stream this please"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+
+
+def test_a_retry_with_the_same_idempotency_key_is_answered_once(gateway, key):
+    client = sdk(gateway, key)
+    ask = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "only once"}],
+           "extra_headers": {"Idempotency-Key": "sdk-retry-1"}}
+    first, second = client.chat.completions.create(**ask), client.chat.completions.create(**ask)
+    assert first.id == second.id
+    assert httpx.get(f"{gateway.url}/v1/usage", headers={"x-api-key": key}).json()["requests"] == 1
+
+
+def test_errors_become_the_sdks_exceptions(gateway, key):
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gateway, "igk_" + "0" * 38).models.list()
+    with pytest.raises(openai.BadRequestError, match="ghost:1b"):
+        sdk(gateway, key).chat.completions.create(model="ghost:1b", messages=[{"role": "user", "content": "hi"}])

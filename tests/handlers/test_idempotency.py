@@ -1,0 +1,80 @@
+"""Idempotency-Key: answered once, charged once, also for a retry that races the first."""
+
+from __future__ import annotations
+
+import threading
+
+from tests.handlers.conftest import body, header
+from tests.support.functions import reset_instance_state
+
+
+def usage(api, key):
+    return body(api.call("GET", "/v1/usage", key=key))
+
+
+def test_a_retry_gets_the_first_response_and_is_charged_once(api):
+    key = api.register()["api_key"]
+    first = api.call("POST", "/v1/chat", key=key, body={"prompt": "hello"}, headers={"Idempotency-Key": "order-1"})
+    again = api.call("POST", "/v1/chat", key=key, body={"prompt": "hello"}, headers={"Idempotency-Key": "order-1"})
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert body(first) == body(again)
+    assert header(again, "Idempotent-Replayed") == "true" and header(first, "Idempotent-Replayed") is None
+    assert usage(api, key)["requests"] == 1
+    assert usage(api, key)["tokens_used"] == body(first)["usage"]["total_tokens"]
+
+
+def test_the_same_key_with_another_body_is_422(api):
+    key = api.register()["api_key"]
+    api.call("POST", "/v1/chat", key=key, body={"prompt": "hello"}, headers={"Idempotency-Key": "k"})
+    reused = api.call("POST", "/v1/chat", key=key, body={"prompt": "goodbye"}, headers={"Idempotency-Key": "k"})
+    assert reused["statusCode"] == 422 and body(reused)["error"]["code"] == "idempotency_key_reused"
+    assert usage(api, key)["requests"] == 1
+
+
+def test_keys_belong_to_their_user(api):
+    mine, theirs = api.register("a@example.com")["api_key"], api.register("b@example.com")["api_key"]
+    one = api.call("POST", "/v1/chat", key=mine, body={"prompt": "hello"}, headers={"Idempotency-Key": "shared"})
+    other = api.call("POST", "/v1/chat", key=theirs, body={"prompt": "hello"}, headers={"Idempotency-Key": "shared"})
+    assert body(one)["id"] != body(other)["id"]
+
+
+def test_a_retry_racing_the_first_waits_for_it_and_gets_its_answer(api, monkeypatch):
+    from tests.support import services
+
+    with services.model_server("--token-delay", "0.2") as slow_model:
+        monkeypatch.setenv("OLLAMA_URL", slow_model)
+        reset_instance_state()
+        key = api.register()["api_key"]
+        results: list[dict] = []
+
+        def send() -> None:
+            results.append(api.call("POST", "/v1/chat", key=key, body={"prompt": "one two three"},
+                                    headers={"Idempotency-Key": "race"}))
+
+        threads = [threading.Thread(target=send) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+            threading.Event().wait(0.1)
+        for thread in threads:
+            thread.join()
+    assert [r["statusCode"] for r in results] == [200, 200, 200]
+    assert len({body(r)["id"] for r in results}) == 1
+    assert usage(api, key)["requests"] == 1
+
+
+def test_a_failed_request_leaves_the_key_free_for_a_retry(api, monkeypatch, faulty_ollama_url, faults):
+    monkeypatch.setenv("OLLAMA_URL", faulty_ollama_url)
+    reset_instance_state()
+    key = api.register()["api_key"]
+    faults(mode="status", status=500)
+    failed = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"}, headers={"Idempotency-Key": "retry-me"})
+    retried = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"}, headers={"Idempotency-Key": "retry-me"})
+    assert (failed["statusCode"], retried["statusCode"]) == (502, 200)
+    assert header(retried, "Idempotent-Replayed") is None
+    assert usage(api, key)["requests"] == 1
+
+
+def test_a_malformed_key_is_400(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"}, headers={"Idempotency-Key": "x" * 300})
+    assert response["statusCode"] == 400
