@@ -1,25 +1,31 @@
 """The chat routes: InferGate's own POST /v1/chat, and OpenAI's POST /v1/chat/completions
 and GET /v1/models. Both chat routes are rate-limited, quota-reserved and metered alike,
-and honour an Idempotency-Key."""
+and honour an Idempotency-Key.
+
+The OpenAI shapes are imported by the routes that use them, so a cold start
+serving /v1/chat does not pay for them.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api import openai
 from infergate.api.app import add_response_headers, create_app, current_principal, json_response, lambda_entrypoint, parse_body
 from infergate.api.idempotency import idempotently
-from infergate.domain.chat import ChatTask
 from infergate.errors import InferGateError
 from infergate.models.chat import ChatRequest, ChatResponse
-from infergate.models.openai import ChatCompletionRequest
-from infergate.models.principal import Principal
+
+if TYPE_CHECKING:
+    from infergate.domain.chat import ChatResult, ChatTask
+    from infergate.models.principal import Principal
 
 app = create_app()
 
 
-def _run(principal: Principal, task: ChatTask):
+def _run(principal: Principal, task: ChatTask) -> ChatResult:
     return wiring.chat_service().chat(
         principal, task, request_id=app.context["request_id"],
         on_admitted=lambda admission: add_response_headers(app, admission.headers()),
@@ -35,6 +41,9 @@ def chat() -> Response:
 
 @app.post("/v1/chat/completions")
 def chat_completions() -> Response:
+    from infergate.api import openai
+    from infergate.models.openai import ChatCompletionRequest
+
     try:
         principal = current_principal(app)
         request = parse_body(app, ChatCompletionRequest)
@@ -52,6 +61,8 @@ def chat_completions() -> Response:
 
 @app.get("/v1/models")
 def models() -> Response:
+    from infergate.api import openai
+
     try:
         principal = current_principal(app)
         add_response_headers(app, wiring.rate_limits().admit(principal).headers())
