@@ -36,8 +36,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 
 import pymongo  # noqa: E402
 import redis  # noqa: E402
-
 from devkit import backends  # noqa: E402
+
 from infergate.domain.chat import ChatService  # noqa: E402
 from infergate.domain.models import ModelPolicy  # noqa: E402
 from infergate.domain.periods import period_of  # noqa: E402

@@ -6,8 +6,8 @@ import threading
 
 import httpx
 import pytest
-
 from devkit.backends import port_open
+
 from tests.support import services
 from tests.support.make_run import start_make_run
 

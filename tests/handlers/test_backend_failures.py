@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from devkit.backends import free_port
+
 from tests.handlers.conftest import body, header
 from tests.support.functions import reset_instance_state
 

@@ -1,7 +1,7 @@
 import httpx
-
 from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
+
 from tests.handlers.conftest import body, header
 
 

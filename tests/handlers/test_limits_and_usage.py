@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from devkit.backends import free_port
+
 from tests.handlers.conftest import body, header
 from tests.support.functions import reset_instance_state
 

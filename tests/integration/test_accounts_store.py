@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infergate.domain import accounts, keys
 from infergate.config import Settings
+from infergate.domain import accounts, keys
 from infergate.domain.plans import catalogue_from
 from infergate.errors import EmailAlreadyRegistered
 from infergate.stores.accounts import MongoAccountStore

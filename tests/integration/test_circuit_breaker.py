@@ -100,6 +100,7 @@ def test_concurrent_callers_get_exactly_one_probe(redis_client):
 
 def test_without_redis_calls_go_through_at_once():
     from devkit.backends import free_port
+
     from infergate.stores.redis_client import connect
 
     b = RedisCircuitBreaker(connect(f"redis://127.0.0.1:{free_port()}/0"), failures=1, open_seconds=1, probe_seconds=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from devkit import events
 from devkit.events import HttpRequest
+
 from tests.support.lambda_events import generated
 
 REQUEST = HttpRequest(

@@ -6,9 +6,9 @@ import time
 
 import httpx
 import pytest
-
 from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
+
 from infergate.errors import ModelNotFound, UpstreamError, UpstreamTimeout
 from infergate.llm.ollama import OllamaClient
 from infergate.models.chat import ChatMessage

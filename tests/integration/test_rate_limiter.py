@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 import redis
-
 from devkit.backends import free_port
+
 from infergate.domain.ports import Limit
 from infergate.errors import RateLimiterUnavailable
 from infergate.stores.rate_limit import RedisRateLimiter

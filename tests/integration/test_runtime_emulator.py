@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from devkit.functions import FunctionPool, InvocationError, InvocationTimeout
 from devkit.runtime_emulator import EmulatorInstance
 from devkit.template import FunctionSpec
+
 from tests.support.paths import ROOT
 
 # make test prepares both: the runtime's virtualenv and sam build's output.

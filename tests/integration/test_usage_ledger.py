@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from infergate.domain.ports import Reservation, RequestOutcome
+from infergate.domain.ports import RequestOutcome, Reservation
 from infergate.stores.usage import MongoUsageLedger
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -94,27 +94,33 @@ def test_usage_is_broken_down_by_model_and_by_day(database):
     assert {d: (t.tokens, t.requests) for d, t in usage.by_day.items()} == {"2026-11-28": (30, 2), "2026-11-29": (30, 1)}
 
 
+def race_for_a_new_month(ledger: MongoUsageLedger, user: str, requests: int = 30) -> list[int]:
+    """`requests` reservations of 100 racing to be a month's first; the tokens each was granted."""
+    granted: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(requests)
+
+    def attempt(index: int) -> None:
+        barrier.wait()
+        held = ledger.reserve(wanted(f"{user}-r{index}", 100, user=user), minimum=60, quota=1000, now=NOW)
+        if held:
+            with lock:
+                granted.append(held.tokens)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return granted
+
+
 def test_concurrent_reservations_never_hold_more_than_the_quota_nor_leave_orphans(database):
-    """30 requests race for a month's first reservation, for 10 users: each user's holds fit
+    """For 10 users, 30 requests race for the month's first reservation: each user's holds fit
     the quota, and every hold in the document belongs to a request that was told it got one."""
     ledger = MongoUsageLedger(database)
     for user in (f"usr_{n}" for n in range(10)):
-        granted: list[int] = []
-        lock = threading.Lock()
-        barrier = threading.Barrier(30)
-
-        def attempt(index: int, user: str = user, granted: list[int] = granted) -> None:
-            barrier.wait()
-            held = ledger.reserve(wanted(f"{user}-r{index}", 100, user=user), minimum=60, quota=1000, now=NOW)
-            if held:
-                with lock:
-                    granted.append(held.tokens)
-
-        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(30)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        granted = race_for_a_new_month(ledger, user)
         assert sum(granted) <= 1000 and len(granted) == 10, user
         assert ledger.usage(user, "2026-11", now=NOW).tokens_reserved == sum(granted), user
 

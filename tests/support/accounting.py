@@ -8,12 +8,11 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+import httpx
 import pymongo
 import redis
 
 from infergate.clock import utc_now
-import httpx
-
 from infergate.domain.chat import ChatService
 from infergate.domain.models import ModelPolicy
 from infergate.domain.rate_limits import RateLimits

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
 from devkit.backends import free_port, port_open
+
 from tests.support.paths import ROOT
 
 

@@ -9,7 +9,16 @@ import pytest
 
 from infergate.domain.chat import RESERVATION_TTL, ChatService
 from infergate.domain.models import ModelPolicy
-from infergate.domain.ports import BreakerPass, Completion, Limit, LimitState, ModelEntry, RateDecision, Reservation, RequestOutcome
+from infergate.domain.ports import (
+    BreakerPass,
+    Completion,
+    Limit,
+    LimitState,
+    ModelEntry,
+    RateDecision,
+    RequestOutcome,
+    Reservation,
+)
 from infergate.domain.rate_limits import RateLimits
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
 from infergate.errors import PromptTooLarge, QuotaExceeded, RateLimited, RateLimiterUnavailable, UpstreamTimeout

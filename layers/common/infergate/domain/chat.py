@@ -25,7 +25,7 @@ from infergate.clock import utc_now
 from infergate.domain import keys
 from infergate.domain.models import ModelPolicy
 from infergate.domain.periods import period_of
-from infergate.domain.ports import BreakerPass, ChatModel, CircuitBreaker, Reservation, RequestOutcome, UsageLedger
+from infergate.domain.ports import BreakerPass, ChatModel, CircuitBreaker, RequestOutcome, Reservation, UsageLedger
 from infergate.domain.rate_limits import Admission, RateLimits
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
 from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded

@@ -12,9 +12,8 @@ import json
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from infergate.models.base import Model
-
 from infergate.config import Settings
+from infergate.models.base import Model
 
 
 class Plan(Model):

@@ -10,8 +10,8 @@ same here until the Python release does.
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
 
 class RedisIdempotencyStore(CachePersistenceLayer):

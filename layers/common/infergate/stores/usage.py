@@ -26,7 +26,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from infergate.domain.periods import day_of
-from infergate.domain.ports import PeriodUsage, Reservation, RequestOutcome, Tally
+from infergate.domain.ports import PeriodUsage, RequestOutcome, Reservation, Tally
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 
 _USED = {"$ifNull": ["$tokens_used", 0]}
