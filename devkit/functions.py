@@ -133,7 +133,21 @@ class FunctionPool:
             instance.kill()
 
 
-class WorkerInstance:
+class ProcessInstance:
+    """An instance that is a child process: alive while it runs, killed when retired."""
+
+    _process: subprocess.Popen
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self._process.kill()
+        self._process.wait()
+
+
+class WorkerInstance(ProcessInstance):
     """The handler imported in a worker process; invocations go over a socket pair."""
 
     def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], *, log: IO[Any] | None = None) -> None:
@@ -174,14 +188,6 @@ class WorkerInstance:
         if "error" in reply:
             raise InvocationError(reply["error"])
         return reply["result"]
-
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self._process.kill()
-        self._process.wait()
 
 
 def _read_line(reader: IO[str], timeout: float) -> str | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from devkit.backends import free_port, port_open
-from devkit.functions import InvocationError, InvocationTimeout, lambda_environment
+from devkit.functions import InvocationError, InvocationTimeout, ProcessInstance, lambda_environment
 from devkit.template import FunctionSpec
 
 _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
@@ -42,7 +42,7 @@ def emulator_binary() -> Path:
     return Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{architecture}"
 
 
-class EmulatorInstance:
+class EmulatorInstance(ProcessInstance):
     def __init__(
         self, spec: FunctionSpec, environment: Mapping[str, str], *, runtime_python: Path, log: IO[Any] | None = None,
     ) -> None:
@@ -106,11 +106,3 @@ class EmulatorInstance:
         if isinstance(payload, dict) and "errorType" in payload and "errorMessage" in payload and "statusCode" not in payload:
             raise InvocationError(payload)
         return payload
-
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self._process.kill()
-        self._process.wait()
