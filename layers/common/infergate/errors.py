@@ -70,6 +70,10 @@ class ServiceUnavailable(InferGateError):
 class ModelNotFound(InferGateError):
     status, code = 400, "model_not_found"
 
+    @classmethod
+    def naming(cls, model: str) -> ModelNotFound:
+        return cls(f"Model '{model}' is not available on this gateway.")
+
 
 class RateLimiterUnavailable(ServiceUnavailable):
     """Redis could not be asked; whether to admit the request is a policy decision."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -70,15 +70,17 @@ def create_app() -> APIGatewayRestResolver:
 
 def parse_body(app: APIGatewayRestResolver, model: type[M]) -> M:
     """The request body as `model`, or 400 invalid_request saying what is wrong."""
-    try:
-        return model.model_validate_json(app.current_event.body or "")
-    except ValidationError as error:
-        raise InvalidRequest(describe_validation_errors(error.errors())) from None
+    return _validated(model.model_validate_json, app.current_event.body or "")
 
 
 def parse_query(app: APIGatewayRestResolver, model: type[M]) -> M:
+    """The query string as `model`, or 400 invalid_request saying what is wrong."""
+    return _validated(model.model_validate, app.current_event.query_string_parameters or {})
+
+
+def _validated(validate: Callable[[Any], M], data: Any) -> M:
     try:
-        return model.model_validate(app.current_event.query_string_parameters or {})
+        return validate(data)
     except ValidationError as error:
         raise InvalidRequest(describe_validation_errors(error.errors())) from None
 

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 
 from infergate.domain.ports import ModelEntry
 from infergate.errors import InferGateError
+from infergate.models.chat import TokenUsage
 from infergate.models.openai import (
     AssistantMessage,
     ChatCompletion,
@@ -19,7 +20,6 @@ from infergate.models.openai import (
     ModelCard,
     ModelList,
     OpenAIErrorBody,
-    Usage,
 )
 
 if TYPE_CHECKING:
@@ -40,17 +40,13 @@ def _finish_reason(result: ChatResult) -> str:
     return "length" if result.done_reason == "length" else "stop"
 
 
-def _usage(result: ChatResult) -> Usage:
-    return Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, total_tokens=result.total_tokens)
-
-
 def completion(result: ChatResult) -> ChatCompletion:
     return ChatCompletion(
         id=f"chatcmpl-{result.id}",
         created=int(result.created.timestamp()),
         model=result.model,
         choices=[Choice(message=AssistantMessage(content=result.content), finish_reason=_finish_reason(result))],
-        usage=_usage(result),
+        usage=result.usage,
     )
 
 
@@ -59,7 +55,7 @@ def event_stream(result: ChatResult, *, include_usage: bool) -> str:
     `data: [DONE]`. Through API Gateway and a Python function it arrives all at once."""
     chunk_id, created = f"chatcmpl-{result.id}", int(result.created.timestamp())
 
-    def chunk(delta: Delta, finish_reason: str | None = None, *, usage: Usage | None = None, choices: bool = True) -> str:
+    def chunk(delta: Delta, finish_reason: str | None = None, *, usage: TokenUsage | None = None, choices: bool = True) -> str:
         body = ChatCompletionChunk(
             id=chunk_id, created=created, model=result.model, usage=usage,
             choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
@@ -70,7 +66,7 @@ def event_stream(result: ChatResult, *, include_usage: bool) -> str:
     events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
     events.append(chunk(Delta(), _finish_reason(result)))
     if include_usage:
-        events.append(chunk(Delta(), usage=_usage(result), choices=False))
+        events.append(chunk(Delta(), usage=result.usage, choices=False))
     events.append("data: [DONE]\n\n")
     return "".join(events)
 

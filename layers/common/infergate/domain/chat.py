@@ -29,7 +29,7 @@ from infergate.domain.ports import BreakerPass, ChatModel, CircuitBreaker, Reque
 from infergate.domain.rate_limits import Admission, RateLimits
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
 from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded
-from infergate.models.chat import ChatMessage
+from infergate.models.chat import ChatMessage, TokenUsage
 from infergate.models.principal import Principal
 from infergate.observability import logger, metrics
 
@@ -65,6 +65,11 @@ class ChatResult:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def usage(self) -> TokenUsage:
+        return TokenUsage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                          total_tokens=self.total_tokens)
 
 
 @dataclass(frozen=True)

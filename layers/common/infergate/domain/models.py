@@ -23,11 +23,11 @@ class ModelPolicy:
         """The model to call, or ModelNotFound (400) naming it, before anything is reserved."""
         name = requested or self.default
         if self._allowed is not None and canonical(name) not in self._allowed:
-            raise ModelNotFound(f"Model '{name}' is not available on this gateway.")
+            raise ModelNotFound.naming(name)
         known = self._catalog.models()
         # If the server cannot say what it has, the call itself will tell (404 → the same 400).
         if known is not None and canonical(name) not in {canonical(entry.name) for entry in known}:
-            raise ModelNotFound(f"Model '{name}' is not available on this gateway.")
+            raise ModelNotFound.naming(name)
         return name
 
     def available(self) -> list[ModelEntry]:

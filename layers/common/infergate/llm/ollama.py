@@ -144,7 +144,7 @@ def _status_error(response: httpx.Response, model: str) -> InferGateError:
     except ValueError:
         message = ""
     if response.status_code == 404 and "not found" in message:
-        return ModelNotFound(f"Model '{model}' is not available on this gateway.")
+        return ModelNotFound.naming(model)
     if response.status_code == 503:
         return ServiceUnavailable("The model server is busy; retry shortly.", headers={"Retry-After": "1"})
     return UpstreamError(f"The model server answered {response.status_code}: {message or 'no detail'}")

@@ -63,10 +63,4 @@ class ChatResponse(Model):
 
     @classmethod
     def of(cls, result: ChatResult) -> ChatResponse:
-        return cls(
-            id=result.id,
-            model=result.model,
-            response=result.content,
-            usage=TokenUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                             total_tokens=result.total_tokens),
-        )
+        return cls(id=result.id, model=result.model, response=result.content, usage=result.usage)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from infergate.models.base import Model
-from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, ChatMessage
+from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, ChatMessage, TokenUsage
 
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatTask
@@ -109,12 +109,6 @@ class ChatCompletionRequest(Model):
                         options=options)
 
 
-class Usage(Model):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
 class AssistantMessage(Model):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -133,7 +127,7 @@ class ChatCompletion(Model):
     created: int
     model: str
     choices: list[Choice]
-    usage: Usage
+    usage: TokenUsage
     system_fingerprint: None = None
 
 
@@ -155,7 +149,7 @@ class ChatCompletionChunk(Model):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
+    usage: TokenUsage | None = None
     system_fingerprint: None = None
 
 
