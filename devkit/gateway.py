@@ -20,10 +20,9 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from devkit import events
+from devkit import events, httpserver
 from devkit.events import HttpRequest
 from devkit.functions import FunctionPool, InvocationError, InvocationTimeout
 from devkit.template import ApiSpec, Route
@@ -208,8 +207,7 @@ def _header_value(expression: str, request: HttpRequest, context: dict) -> str |
     return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(httpserver.Handler):
     # An idle keep-alive connection is dropped after this long, so shutting
     # down never waits on a client that has gone quiet.
     timeout = 5
@@ -256,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             print(f"{self.address_string()} {format % args}", file=self.server.access_log, flush=True)
 
 
-class LocalApiServer(ThreadingHTTPServer):
+class LocalApiServer(httpserver.Server):
     """Serves the gateway; `stop()` lets requests in flight finish."""
 
     daemon_threads = False

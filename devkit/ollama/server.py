@@ -17,9 +17,9 @@ import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devkit import httpserver
 from devkit.ollama.engines import Generation
 
 VERSION = "0.9.3"
@@ -37,7 +37,7 @@ ERROR_MESSAGES = {
 }
 
 
-class OllamaServer(ThreadingHTTPServer):
+class OllamaServer(httpserver.Server):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], engine: Any, models: list[str]) -> None:
@@ -59,8 +59,7 @@ class OllamaServer(ThreadingHTTPServer):
             return dict(self.fault)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(httpserver.Handler):
     server: OllamaServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -1,0 +1,75 @@
+"""The devkit's HTTP servers on real sockets: no Nagle delays, room for bursts of clients."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from devkit.gateway import LocalApiServer, Response
+
+
+class Echo:
+    """Stands in for the gateway: answers every request with its path."""
+
+    def handle(self, request):
+        return Response(200, [("Content-Type", "text/plain")], request.path.encode())
+
+
+@pytest.fixture
+def api():
+    server = LocalApiServer(("127.0.0.1", 0), Echo())
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_accepted_connections_have_nagle_off(api):
+    connection = http.client.HTTPConnection(*api.server_address[:2], timeout=10)
+    connection.request("GET", "/one")
+    assert connection.getresponse().read() == b"/one"
+    with api._connections_lock:
+        accepted = [handler.connection for handler in api._connections]
+    assert accepted and all(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in accepted)
+    connection.close()
+
+
+def test_a_response_leaves_in_one_write(api, monkeypatch):
+    writes = []
+    for name in ("send", "sendall"):
+        original = getattr(socket.socket, name)
+
+        def recording(sock, data, *args, original=original):
+            writes.append(bytes(data))
+            return original(sock, data, *args)
+
+        monkeypatch.setattr(socket.socket, name, recording)
+    connection = http.client.HTTPConnection(*api.server_address[:2], timeout=10)
+    connection.request("GET", "/whole")
+    response = connection.getresponse()
+    assert response.read() == b"/whole"
+    connection.close()
+    server_writes = [data for data in writes if data.startswith(b"HTTP/1.1")]
+    assert len(server_writes) == 1 and server_writes[0].endswith(b"/whole")
+
+
+def test_a_burst_of_clients_connecting_at_once_is_served(api):
+    clients = 200
+    barrier = threading.Barrier(clients)
+
+    def one(index: int) -> int:
+        barrier.wait()
+        connection = http.client.HTTPConnection(*api.server_address[:2], timeout=30)
+        try:
+            connection.request("GET", f"/{index}")
+            response = connection.getresponse()
+            assert response.read() == f"/{index}".encode()
+            return response.status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        assert list(pool.map(one, range(clients))) == [200] * clients
