@@ -81,7 +81,7 @@ def test_stopping_lets_a_request_in_flight_finish(tmp_path, mongo_uri, redis_url
             request = threading.Thread(target=lambda: result.update(
                 response=http.post("/v1/chat", json={"prompt": "one two three four five six"}, headers={"x-api-key": key})))
             request.start()
-            threading.Event().wait(0.5)  # the answer is still streaming: eight tokens at 0.25 s
+            services.wait_until_the_model_is_asked(slow_model)  # the answer is streaming: eight tokens at 0.25 s
             running.stop()
             request.join(30)
         assert result["response"].status_code == 200

@@ -79,7 +79,7 @@ def test_a_crashed_runtime_is_a_502_and_the_next_request_gets_a_fresh_one(tmp_pa
                 request = threading.Thread(target=lambda: result.update(response=http.post(
                     "/v1/chat", json={"prompt": "one two three four five"}, headers={"x-api-key": key})))
                 request.start()
-                threading.Event().wait(0.8)  # the answer is streaming now
+                services.wait_until_the_model_is_asked(slow_model)  # the answer is streaming now
                 victims = runtime_processes("chat.lambda_handler")
                 assert victims, running.output()
                 for pid in victims:

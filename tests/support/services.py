@@ -10,9 +10,11 @@ Ollama-compatible server in its deterministic mode.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 from devkit import backends
 
 
@@ -45,3 +47,13 @@ def model_server(*extra: str, models: tuple[str, ...] = ("smollm2:135m", "tiny:l
         yield service.url
     finally:
         service.stop()
+
+
+def wait_until_the_model_is_asked(model_url: str, *, timeout: float = 60) -> None:
+    """Returns once the model server has received a chat (it records what arrives)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(seen["path"] == "/api/chat" for seen in httpx.get(f"{model_url}/_devkit/requests").json()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no chat reached the model server in {timeout} s")
