@@ -7,6 +7,7 @@ two cores); pip caches the wheel, so later installs take seconds.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 _STEP = re.compile(r"\[(\d+)/(\d+)\]")
+# A portable build (AVX2, FMA, F16C) rather than llama.cpp's default of tuning for the
+# building CPU: that default enables AMX on CPUs that have it, and a kernel or hypervisor
+# that does not grant AMX state kills the model server with SIGILL at its first token.
+PORTABLE_BUILD = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 
 
 def model_runtime_installed() -> bool:
@@ -34,6 +39,7 @@ def _pip(args: list[str], out) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"CMAKE_ARGS": PORTABLE_BUILD, **os.environ},
     )
     tail: list[str] = []
     assert process.stdout is not None
