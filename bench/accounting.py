@@ -1,17 +1,19 @@
 """Benchmark: the accounting path under concurrency, on real stores.
 
 Each operation is what a chat costs InferGate apart from the model: the
-rate-limit check and the circuit breaker (Redis), the quota reservation, and
-the settlement with its request-log entry (MongoDB) — or the release, for
-the one in ten requests whose model call fails. The model answers in-process and at once, so the
-figures are the gateway's own.
+admission (rate limits and the circuit breaker, Redis), the quota
+reservation, the settlement with its request-log line (MongoDB) — or the
+release, for the one in ten requests whose model call fails — and the
+conclusion (Redis). The service is the one the functions run, built by the
+composition root; the model answers in-process and at once, so the figures
+are the gateway's own.
 
 The load is spread over BENCH_USERS users (default 4), so several requests
 of one user are in flight at once; the last user's quota is small and runs
 out early, so the quota boundary is crossed under contention. After each
 run the script checks the invariants and prints them: tokens charged beyond
 a quota ("overspent") and the difference between each usage counter and the
-sum of its request log ("drift") must both be 0.
+sum of its request log, read as of one instant ("drift"), must both be 0.
 
     .venv/bin/python bench/accounting.py [--seconds 5] [--concurrency 1 8 32]
 
@@ -34,26 +36,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 
+import httpx  # noqa: E402
 import pymongo  # noqa: E402
 import redis  # noqa: E402
 from devkit import backends  # noqa: E402
 
-from infergate.domain.chat import ChatService  # noqa: E402
+from infergate import bootstrap  # noqa: E402
+from infergate.config import Settings  # noqa: E402
 from infergate.domain.models import ModelPolicy  # noqa: E402
 from infergate.domain.periods import period_of  # noqa: E402
 from infergate.domain.ports import Completion, ModelEntry  # noqa: E402
-from infergate.domain.rate_limits import RateLimits  # noqa: E402
+from infergate.domain.principal import Principal  # noqa: E402
 from infergate.errors import InferGateError, UpstreamError  # noqa: E402
 from infergate.models.chat import ChatRequest  # noqa: E402
-from infergate.models.principal import Principal  # noqa: E402
 from infergate.observability import metrics  # noqa: E402
+from infergate.stores.mongo import ensure_indexes  # noqa: E402
+from infergate.stores.usage import MongoUsageLedger  # noqa: E402
 
 # The functions publish CloudWatch metrics once per invocation; a benchmark loop has none to flush them.
 metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
-from infergate.stores.circuit_breaker import RedisCircuitBreaker  # noqa: E402
-from infergate.stores.mongo import ensure_indexes  # noqa: E402
-from infergate.stores.rate_limit import RedisRateLimiter  # noqa: E402
-from infergate.stores.usage import MongoUsageLedger  # noqa: E402
 
 USERS = int(os.environ.get("BENCH_USERS", "4"))  # the last one with a small quota, exhausted early in each run
 SMALL_QUOTA = 3_000
@@ -76,14 +77,14 @@ class InstantModel:
 def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dict:
     database = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=concurrency + 8)[f"bench_{uuid.uuid4().hex[:8]}"]
     ensure_indexes(database)
-    limiter_client = redis.Redis.from_url(redis_url, max_connections=concurrency + 8)
-    limiter = RedisRateLimiter(limiter_client, prefix=f"bench:{uuid.uuid4().hex}:")
-    model = InstantModel()
-    # A breaker that never opens (the failures are simulated); its Redis round trips are part of the path.
-    breaker = RedisCircuitBreaker(limiter_client, failures=10**9, open_seconds=1, probe_seconds=1,
-                                  key=f"bench:breaker:{uuid.uuid4().hex}")
-    service = ChatService(limits=RateLimits(limiter, fail_open=False), ledger=MongoUsageLedger(database), model=model,
-                          models=ModelPolicy(model, default="bench", allowed=None), breaker=breaker)
+    # A breaker that never opens (the failures are simulated); its Redis work is part of the path.
+    settings = Settings.from_env({"RATE_LIMIT_FAIL_OPEN": "false", "CIRCUIT_BREAKER_FAILURES": str(10**9),
+                                  "REDIS_KEY_PREFIX": f"bench:{uuid.uuid4().hex}:"})
+    service = bootstrap.chat_service(settings, database=database, redis=redis.Redis.from_url(redis_url, max_connections=concurrency + 8),
+                                     http=httpx.Client())
+    # The model answers in-process; everything else is as the functions build it.
+    service.model = InstantModel()
+    service.models = ModelPolicy(service.model, default="bench", allowed=None)
     quotas = [10**9] * (USERS - 1) + [SMALL_QUOTA]
     users = [Principal(user_id=f"usr_{n}", key_id=f"key_{n}", plan="bench", monthly_token_quota=quota,
                        rate_limit_rpm=10**9, rate_limit_tpm=10**9, max_output_tokens=4096) for n, quota in enumerate(quotas)]
@@ -119,11 +120,9 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
     period = period_of(service.clock())
     overspent = drift = 0
     for user in users:
-        document = database.usage.find_one({"_id": f"{user.user_id}:{period}"}) or {}
-        counter = document.get("tokens_used", 0)
-        logged = sum(e["total_tokens"] for e in database.request_log.find({"user_id": user.user_id, "period": period}))
-        overspent += max(0, counter - user.monthly_token_quota)
-        drift += abs(counter - logged)
+        statement = MongoUsageLedger(database).statement(user.user_id, period)
+        overspent += max(0, statement.tokens_used - user.monthly_token_quota)
+        drift += abs(statement.tokens_used - sum(line.charged for line in statement.log))
     database.client.drop_database(database.name)
     latencies.sort()
     return {
@@ -156,7 +155,7 @@ def main() -> int:
             stack.callback(server.stop)
             redis_url = server.url
 
-        print(f"accounting path: rate limit + reserve + settle/release, {args.seconds:g} s per run, {USERS} users")
+        print(f"accounting path: admit + reserve + settle/release + conclude, {args.seconds:g} s per run, {USERS} users")
         print(f"{'concurrency':>11} {'ops':>7} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ok':>6} {'quota':>6} {'failed':>6} "
               f"{'overspent':>9} {'drift':>6}")
         failures = 0

@@ -13,21 +13,14 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import (
-    add_response_headers,
-    create_app,
-    current_principal,
-    json_response,
-    lambda_entrypoint,
-    parse_body,
-)
+from infergate.api.app import create_app, current_principal, json_response, lambda_entrypoint, note_admission, parse_body
 from infergate.api.idempotency import idempotently
 from infergate.errors import InferGateError
 from infergate.models.chat import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatResult, ChatTask
-    from infergate.models.principal import Principal
+    from infergate.domain.principal import Principal
 
 app = create_app()
 
@@ -35,7 +28,7 @@ app = create_app()
 def _run(principal: Principal, task: ChatTask) -> ChatResult:
     return wiring.chat_service().chat(
         principal, task, request_id=app.context["request_id"],
-        on_admitted=lambda admission: add_response_headers(app, admission.headers()),
+        on_admitted=lambda admission: note_admission(app, admission),
     )
 
 
@@ -72,7 +65,7 @@ def models() -> Response:
 
     try:
         principal = current_principal(app)
-        add_response_headers(app, wiring.rate_limits().admit(principal).headers())
+        note_admission(app, wiring.admission().admit(principal))
         return json_response(openai.model_list(wiring.model_policy().available()))
     except InferGateError as error:
         return openai.error_response(error)

@@ -4,6 +4,10 @@ A known key yields an Allow policy whose context carries the principal
 (user, key, plan limits) to the handlers. A missing or unknown key yields a
 Deny whose context carries the error: the API's ACCESS_DENIED gateway
 response turns it into `401 {"error": {...}}` with the request's id.
+
+Collaborators: the Authenticator (wiring), which answers a key seen lately
+from memory, checks the accounts version in Redis at most twice a second,
+and reads MongoDB only for keys it has not seen or after a change.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from infergate import wiring
 from infergate.api.request_id import request_id_of
-from infergate.domain.accounts import authenticate
+from infergate.models.principal import AuthorizerContext
 from infergate.observability import logger
 
 _BEARER = "bearer "
@@ -45,7 +49,7 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     logger.set_correlation_id(request_id)
     arn = event.parsed_arn
     api_key = presented_key(event)
-    principal = authenticate(api_key, store=wiring.account_store(), plans=wiring.plans()) if api_key else None
+    principal = wiring.authenticator().authenticate(api_key) if api_key else None
 
     policy = APIGatewayAuthorizerResponse(
         principal_id=principal.user_id if principal else "anonymous",
@@ -65,6 +69,6 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         policy.deny_all_routes()
     else:
         logger.append_keys(user_id=principal.user_id, key_id=principal.key_id)
-        policy.context = principal.to_authorizer_context()
+        policy.context = AuthorizerContext.of(principal)
         policy.allow_all_routes()
     return policy.asdict()

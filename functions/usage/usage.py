@@ -5,17 +5,10 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import (
-    add_response_headers,
-    create_app,
-    current_principal,
-    json_response,
-    lambda_entrypoint,
-    parse_query,
-)
+from infergate.api.app import create_app, current_principal, json_response, lambda_entrypoint, note_admission, parse_query
 from infergate.clock import utc_now
 from infergate.domain.usage import usage_for
-from infergate.models.usage import UsageQuery
+from infergate.models.usage import UsageQuery, UsageResponse
 
 app = create_app()
 
@@ -24,8 +17,9 @@ app = create_app()
 def usage() -> Response:
     principal = current_principal(app)
     query = parse_query(app, UsageQuery)
-    add_response_headers(app, wiring.rate_limits().admit(principal).headers())
-    return json_response(usage_for(principal, ledger=wiring.usage_ledger(), now=utc_now(), period=query.period))
+    note_admission(app, wiring.admission().admit(principal))
+    standing = usage_for(principal, ledger=wiring.usage_ledger(), now=utc_now(), period=query.period)
+    return json_response(UsageResponse.of(standing))
 
 
 lambda_handler = lambda_entrypoint(app)

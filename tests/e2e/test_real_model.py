@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infergate.domain.tokens import prompt_tokens_upper_bound
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 from tests.support.make_run import start_make_run
 
 pytestmark = pytest.mark.model
@@ -29,7 +29,7 @@ def test_a_chat_through_smollm2_is_answered_and_metered(tmp_path):
             usage = answer["usage"]
             assert 0 < usage["completion_tokens"] <= 24
             # Real tokenizer counts: never above the bound the gateway reserved.
-            assert 0 < usage["prompt_tokens"] <= prompt_tokens_upper_bound([ChatMessage(role="user", content=prompt)])
+            assert 0 < usage["prompt_tokens"] <= prompt_tokens_upper_bound([Message(role="user", content=prompt)])
             assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
             assert http.get("/v1/usage", headers={"x-api-key": key}).json()["tokens_used"] == usage["total_tokens"]
     finally:

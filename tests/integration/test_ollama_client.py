@@ -11,10 +11,10 @@ from devkit.ollama.engines import DeterministicEngine
 
 from infergate.errors import ModelNotFound, UpstreamError, UpstreamTimeout
 from infergate.llm.ollama import OllamaClient
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 from tests.support import services
 
-MESSAGES = [ChatMessage(role="system", content="be brief"), ChatMessage(role="user", content="what is two plus two")]
+MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="what is two plus two")]
 
 
 def client(url: str, timeout: float = 5) -> OllamaClient:
@@ -23,7 +23,7 @@ def client(url: str, timeout: float = 5) -> OllamaClient:
 
 def test_a_streamed_answer_is_assembled_with_ollamas_own_counts(ollama_url):
     completion = client(ollama_url).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=100, request_id="rid-1")
-    wire = [m.model_dump() for m in MESSAGES]
+    wire = [{"role": m.role, "content": m.content} for m in MESSAGES]
     assert completion.content == " ".join(DeterministicEngine.answer_words(wire))
     assert completion.prompt_tokens == DeterministicEngine.count_prompt_tokens(wire)
     assert completion.completion_tokens == len(DeterministicEngine.answer_words(wire))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from infergate.domain.ports import RequestOutcome, Reservation
 from infergate.stores.usage import MongoUsageLedger
 
@@ -20,7 +22,11 @@ def outcome(prompt: int, completion: int, *, status: str = "ok", at: datetime = 
 
 
 def log_sum(database, user: str = "usr_1", period: str = "2026-11") -> int:
-    return sum(entry["total_tokens"] for entry in database.request_log.find({"user_id": user, "period": period}))
+    return sum(line.charged for line in MongoUsageLedger(database).statement(user, period).log)
+
+
+def line(database, reservation_id: str, user: str = "usr_1", period: str = "2026-11"):
+    return next(line for line in MongoUsageLedger(database).statement(user, period).log if line.reservation_id == reservation_id)
 
 
 def test_settling_charges_the_real_count_and_logs_it(database):
@@ -32,8 +38,8 @@ def test_settling_charges_the_real_count_and_logs_it(database):
     assert ledger.settle(held, outcome(20, 30), quota=1000) == 50
     usage = ledger.usage("usr_1", "2026-11", now=NOW)
     assert (usage.tokens_used, usage.tokens_reserved, usage.requests) == (50, 0, 1)
-    entry = database.request_log.find_one({"_id": "r1"})
-    assert (entry["prompt_tokens"], entry["completion_tokens"], entry["total_tokens"], entry["status"]) == (20, 30, 50, "ok")
+    logged = line(database, "r1")
+    assert (logged.prompt_tokens, logged.completion_tokens, logged.charged, logged.status, logged.seq) == (20, 30, 50, "ok", 1)
     assert log_sum(database) == 50
 
 
@@ -43,7 +49,11 @@ def test_a_released_reservation_costs_nothing_but_is_logged(database):
     ledger.release(held, outcome(0, 0, status="upstream_error"))
     usage = ledger.usage("usr_1", "2026-11", now=NOW)
     assert (usage.tokens_used, usage.tokens_reserved, usage.requests) == (0, 0, 0)
-    assert database.request_log.find_one({"_id": "r1"})["status"] == "upstream_error"
+    assert line(database, "r1").status == "upstream_error"
+
+
+def journal_line(database, reservation_id: str) -> dict:
+    return next(entry for entry in database.usage.find_one({"_id": "usr_1:2026-11"})["journal"] if entry["_id"] == reservation_id)
 
 
 def test_a_reservation_is_capped_to_what_remains_and_refused_below_its_minimum(database):
@@ -66,7 +76,7 @@ def test_settling_never_charges_past_the_quota(database):
     mine = ledger.reserve(wanted("mine", 100), minimum=1, quota=1000, now=NOW)
     # The model used more than was reserved for it: only what fits is charged.
     assert ledger.settle(mine, outcome(80, 70), quota=1000) == 100
-    assert database.request_log.find_one({"_id": "mine"})["unbilled_tokens"] == 50
+    assert journal_line(database, "mine")["unbilled_tokens"] == 50
     assert ledger.settle(other, outcome(400, 500), quota=1000) == 900
     assert ledger.usage("usr_1", "2026-11", now=NOW).tokens_used == 1000 == log_sum(database)
 
@@ -131,3 +141,109 @@ def test_users_and_months_are_accounted_apart(database):
     assert ledger.reserve(wanted("b", 1000, user="usr_b"), minimum=1, quota=1000, now=NOW)
     assert ledger.reserve(wanted("c", 1000, user="usr_a", period="2026-12"), minimum=1, quota=1000, now=NOW)
     assert ledger.usage("usr_a", "2027-01", now=NOW).tokens_reserved == 0
+
+
+def test_settling_or_releasing_again_changes_nothing(database):
+    ledger = MongoUsageLedger(database)
+    settled = ledger.reserve(wanted("s", 500), minimum=10, quota=1000, now=NOW)
+    released = ledger.reserve(wanted("r", 500), minimum=10, quota=1000, now=NOW)
+    assert ledger.settle(settled, outcome(20, 30), quota=1000) == 50
+    ledger.release(released, outcome(0, 0, status="upstream_error"))
+    # A retry, or a repair, of either.
+    assert ledger.settle(settled, outcome(20, 30), quota=1000) == 50
+    ledger.release(released, outcome(0, 0, status="upstream_error"))
+    usage = ledger.usage("usr_1", "2026-11", now=NOW)
+    assert (usage.tokens_used, usage.requests, usage.tokens_reserved) == (50, 1, 0)
+    assert [entry.reservation_id for entry in ledger.statement("usr_1", "2026-11").log] == ["s", "r"]
+
+
+def test_text_that_looks_like_a_field_path_is_logged_as_it_is(database):
+    ledger = MongoUsageLedger(database)
+    held = ledger.reserve(wanted("r1", 100), minimum=1, quota=1000, now=NOW)
+    ledger.release(held, RequestOutcome("$request_id", "usr_1", "key_1", "$model", "upstream_error", 0, 0, 5, NOW,
+                                        detail="$tokens_used"))
+    logged = journal_line(database, "r1")
+    assert (logged["request_id"], logged["model"], logged["detail"]) == ("$request_id", "$model", "$tokens_used")
+
+
+def settle_many(ledger: MongoUsageLedger, count: int, *, user: str = "usr_1", prefix: str = "r") -> None:
+    for index in range(count):
+        held = ledger.reserve(wanted(f"{prefix}{index}", 100, user=user), minimum=1, quota=1_000_000, now=NOW)
+        ledger.settle(held, outcome(index % 7, 3), quota=1_000_000)
+
+
+def test_every_few_lines_the_journal_moves_to_the_request_log(database):
+    ledger = MongoUsageLedger(database, archive_every=4)
+    settle_many(ledger, 10)
+    archived = list(database.request_log.find({}, sort=[("seq", 1)]))
+    assert [entry["seq"] for entry in archived] == list(range(1, 9))
+    assert all((entry["user_id"], entry["period"]) == ("usr_1", "2026-11") for entry in archived)
+    assert [entry["seq"] for entry in database.usage.find_one({"_id": "usr_1:2026-11"})["journal"]] == [9, 10]
+    statement = ledger.statement("usr_1", "2026-11")
+    assert [entry.seq for entry in statement.log] == list(range(1, 11))
+    assert sum(entry.charged for entry in statement.log) == statement.tokens_used == sum(i % 7 + 3 for i in range(10))
+
+
+def test_an_archive_cut_short_is_repaired_by_the_next_and_never_counted_twice(database, monkeypatch):
+    ledger = MongoUsageLedger(database, archive_every=4)
+
+    def crash(*_):
+        raise ConnectionError("the function died between copying and dropping")
+
+    monkeypatch.setattr(ledger, "_drop_from_journal", crash)
+    with pytest.raises(ConnectionError):
+        settle_many(ledger, 4)
+    # Copied to request_log and still in the journal: readers take each line once.
+    assert database.request_log.count_documents({}) == 4
+    assert len(database.usage.find_one({"_id": "usr_1:2026-11"})["journal"]) == 4
+    statement = ledger.statement("usr_1", "2026-11")
+    assert len(statement.log) == 4 and sum(entry.charged for entry in statement.log) == statement.tokens_used
+
+    monkeypatch.undo()
+    settle_many(ledger, 4, prefix="later")
+    assert database.request_log.count_documents({}) == 8
+    assert database.usage.find_one({"_id": "usr_1:2026-11"})["journal"] == []
+    statement = ledger.statement("usr_1", "2026-11")
+    assert [entry.seq for entry in statement.log] == list(range(1, 9))
+    assert sum(entry.charged for entry in statement.log) == statement.tokens_used
+
+
+def test_a_reader_never_sees_the_counter_and_the_log_disagree(database):
+    """Statements read while requests of one user settle and archive, concurrently."""
+    ledger = MongoUsageLedger(database, archive_every=3)
+    done = threading.Event()
+    readings: list[tuple[int, int]] = []
+
+    def read() -> None:
+        while not done.is_set():
+            statement = ledger.statement("usr_1", "2026-11")
+            readings.append((statement.tokens_used, sum(entry.charged for entry in statement.log)))
+
+    def write(worker: int) -> None:
+        settle_many(ledger, 15, prefix=f"w{worker}-")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert len(readings) > 5
+    assert all(counter == logged for counter, logged in readings), [r for r in readings if r[0] != r[1]][:3]
+    final = ledger.statement("usr_1", "2026-11")
+    assert len(final.log) == 60 and [entry.seq for entry in final.log] == list(range(1, 61))
+
+
+def test_a_request_that_outlived_its_reservation_is_still_charged_once(database):
+    ledger = MongoUsageLedger(database)
+    slow = ledger.reserve(wanted("slow", 300), minimum=10, quota=1000, now=NOW)
+    later = NOW + timedelta(minutes=3)
+    # Another request drops the expired hold from the document as it reserves.
+    ledger.reserve(wanted("next", 100, now=later), minimum=10, quota=1000, now=later)
+    assert [h["id"] for h in database.usage.find_one({"_id": "usr_1:2026-11"})["reservations"]] == ["next"]
+    assert ledger.settle(slow, outcome(20, 30, at=later), quota=1000) == 50
+    assert ledger.settle(slow, outcome(20, 30, at=later), quota=1000) == 50
+    assert ledger.usage("usr_1", "2026-11", now=later).tokens_used == 50 == log_sum(database)

@@ -1,5 +1,6 @@
-"""The real accounting path (Redis limits, MongoDB ledger, HTTP to a model server), for
-concurrency tests and the benchmark. Importable by spawned processes."""
+"""The real accounting path (Redis admission, MongoDB ledger, HTTP to a model server), built by
+the composition root as the functions build it, for concurrency and crash tests. Importable by
+spawned processes."""
 
 from __future__ import annotations
 
@@ -12,17 +13,14 @@ import httpx
 import pymongo
 import redis
 
+from infergate import bootstrap
 from infergate.clock import utc_now
+from infergate.config import Settings
 from infergate.domain.chat import ChatService
-from infergate.domain.models import ModelPolicy
-from infergate.domain.rate_limits import RateLimits
+from infergate.domain.principal import Principal
 from infergate.errors import InferGateError
-from infergate.llm.ollama import OllamaCatalog, OllamaClient
 from infergate.models.chat import ChatRequest
-from infergate.models.principal import Principal
-from infergate.stores.circuit_breaker import RedisCircuitBreaker
 from infergate.stores.mongo import ensure_indexes
-from infergate.stores.rate_limit import RedisRateLimiter
 from infergate.stores.usage import MongoUsageLedger
 
 
@@ -32,17 +30,17 @@ def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str
 
 
 def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str,
-                  clock: Callable[[], datetime] = utc_now) -> ChatService:
+                  clock: Callable[[], datetime] = utc_now, *, redis_key_prefix: str | None = None) -> ChatService:
+    settings = Settings.from_env({
+        "OLLAMA_URL": ollama_url, "RATE_LIMIT_FAIL_OPEN": "false", "OLLAMA_TIMEOUT": "20", "OLLAMA_CONNECT_TIMEOUT": "2",
+        # Limits and breaker of this service's own, so that no test trips another's.
+        "REDIS_KEY_PREFIX": redis_key_prefix or f"test:{uuid.uuid4().hex}:",
+    })
     db = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=64)[database]
     ensure_indexes(db)
-    client = redis.Redis.from_url(redis_url, max_connections=64)
-    http = httpx.Client(base_url=ollama_url, timeout=httpx.Timeout(20, connect=2), limits=httpx.Limits(max_connections=64))
-    return ChatService(
-        limits=RateLimits(RedisRateLimiter(client), fail_open=False), ledger=MongoUsageLedger(db),
-        model=OllamaClient(ollama_url, connect_timeout=2, timeout=20, http=http),
-        models=ModelPolicy(OllamaCatalog(http), default="smollm2:135m", allowed=None),
-        # A breaker of this service's own, so that no test trips another's.
-        breaker=RedisCircuitBreaker(client, failures=5, open_seconds=15, probe_seconds=25, key=f"test:breaker:{uuid.uuid4().hex}"),
+    return bootstrap.chat_service(
+        settings, database=db, redis=redis.Redis.from_url(redis_url, max_connections=64),
+        http=httpx.Client(base_url=ollama_url, timeout=httpx.Timeout(20, connect=2), limits=httpx.Limits(max_connections=64)),
         clock=clock,
     )
 
@@ -65,7 +63,15 @@ def chats_in_a_process(args: tuple) -> list[tuple[str, int]]:
 
 
 def ledger_totals(db: pymongo.database.Database, user: str, period: str) -> tuple[int, int, int]:
-    """(tokens charged per the counter, per the request log, requests logged as ok)."""
-    document = db.usage.find_one({"_id": f"{user}:{period}"}) or {}
-    log = list(db.request_log.find({"user_id": user, "period": period}))
-    return document.get("tokens_used", 0), sum(e["total_tokens"] for e in log), sum(e["status"] == "ok" for e in log)
+    """(tokens charged per the counter, per the request log, requests logged as ok), read as of one instant."""
+    statement = MongoUsageLedger(db).statement(user, period)
+    return statement.tokens_used, sum(line.charged for line in statement.log), sum(line.status == "ok" for line in statement.log)
+
+
+def log_lines(db: pymongo.database.Database) -> list[dict]:
+    """Every line of the request log as stored: archived in request_log, or still in a month's journal."""
+    lines = {line["_id"]: line for line in db.request_log.find()}
+    for month in db.usage.find({}, {"journal": 1}):
+        for line in month.get("journal") or []:
+            lines.setdefault(line["_id"], line)
+    return list(lines.values())

@@ -7,39 +7,56 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infergate.domain.chat import RESERVATION_TTL, ChatService
+from infergate.domain.admission import AdmissionControl
+from infergate.domain.chat import RESERVATION_TTL, ChatService, ChatTask
+from infergate.domain.messages import Message
 from infergate.domain.models import ModelPolicy
 from infergate.domain.ports import (
-    BreakerPass,
+    AdmissionDecision,
     Completion,
-    Limit,
+    Conclusion,
     LimitState,
     ModelEntry,
-    RateDecision,
     RequestOutcome,
     Reservation,
 )
-from infergate.domain.rate_limits import RateLimits
+from infergate.domain.principal import Principal
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
-from infergate.errors import PromptTooLarge, QuotaExceeded, RateLimited, RateLimiterUnavailable, UpstreamTimeout
+from infergate.errors import (
+    ModelNotFound,
+    PromptTooLarge,
+    QuotaExceeded,
+    RateLimited,
+    RateLimiterUnavailable,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from infergate.models.chat import ChatRequest
-from infergate.models.principal import Principal
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 PRINCIPAL = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=10_000, rate_limit_rpm=2,
                       rate_limit_tpm=5_000, max_output_tokens=1024)
 
 
+def task(prompt: str = "hi", **fields) -> ChatTask:
+    return ChatRequest(prompt=prompt, **fields).task()
+
+
 @dataclass
-class MemoryLimiter:
-    """Counts per key like the Redis script, without windows."""
+class MemoryAdmissions:
+    """Counts per key like the Redis script, without windows; the breaker is open when told."""
 
     counted: dict[str, dict[str, int]] = field(default_factory=dict)
     unavailable: bool = False
+    breaker_open: bool = False
+    conclusions: list[Conclusion] = field(default_factory=list)
 
-    def admit(self, limits, *, ticket):
+    def admit(self, limits, *, ticket, guarded):
         if self.unavailable:
             raise RateLimiterUnavailable("down")
+        if guarded and self.breaker_open:
+            return AdmissionDecision(False, (), 0, breaker_retry_ms=6_500)
         used = [sum(self.counted.get(limit.key, {}).values()) for limit in limits]
         allowed = all(u + limit.cost <= limit.limit for u, limit in zip(used, limits, strict=True))
         if allowed:
@@ -47,10 +64,15 @@ class MemoryLimiter:
                 self.counted.setdefault(limit.key, {})[ticket] = limit.cost
         states = tuple(LimitState(limit.limit, limit.limit - u - (limit.cost if allowed else 0), 30_500)
                        for u, limit in zip(used, limits, strict=True))
-        return RateDecision(allowed, states, 0 if allowed else 30_500)
+        return AdmissionDecision(allowed, states, 0 if allowed else 30_500)
 
-    def adjust(self, limit: Limit, *, ticket, cost):
-        self.counted[limit.key][ticket] = cost
+    def conclude(self, conclusion: Conclusion):
+        self.conclusions.append(conclusion)
+        if conclusion.token_limit is not None:
+            self.counted[conclusion.token_limit.key][conclusion.ticket] = conclusion.tokens
+
+    def model_reports(self) -> list[bool | None]:
+        return [conclusion.model_healthy for conclusion in self.conclusions]
 
 
 @dataclass
@@ -103,43 +125,20 @@ class FixedCatalog:
         return None if self.names is None else [ModelEntry(name, None) for name in self.names]
 
 
-@dataclass
-class CountingBreaker:
-    """Records what the chat told the breaker; refuses when told to."""
-
-    open: bool = False
-    outcomes: list[bool] = field(default_factory=list)
-    abandoned: int = 0
-
-    def before_call(self):
-        from infergate.errors import ServiceUnavailable
-
-        if self.open:
-            raise ServiceUnavailable("breaker open", headers={"Retry-After": "7"})
-        return BreakerPass()
-
-    def after_call(self, passage, *, ok):
-        self.outcomes.append(ok)
-
-    def abandon(self, passage):
-        self.abandoned += 1
-
-
 OK = Completion("smollm2:135m", "Hello!", prompt_tokens=12, completion_tokens=3, done_reason="stop")
 
 
-def service(model, ledger=None, limiter=None, *, fail_open=True, breaker=None, catalog=None, allowed=None) -> ChatService:
+def service(model, ledger=None, admissions=None, *, fail_open=True, catalog=None, allowed=None) -> ChatService:
     return ChatService(
-        limits=RateLimits(limiter or MemoryLimiter(), fail_open=fail_open), ledger=ledger or MemoryLedger(), model=model,
-        models=ModelPolicy(catalog or FixedCatalog(), default="smollm2:135m", allowed=allowed),
-        breaker=breaker or CountingBreaker(), clock=lambda: NOW,
+        admission=AdmissionControl(admissions or MemoryAdmissions(), fail_open=fail_open), ledger=ledger or MemoryLedger(),
+        model=model, models=ModelPolicy(catalog or FixedCatalog(), default="smollm2:135m", allowed=allowed), clock=lambda: NOW,
     )
 
 
 def test_a_chat_is_charged_the_counts_the_model_reports():
-    ledger, limiter = MemoryLedger(), MemoryLimiter()
+    ledger, admissions = MemoryLedger(), MemoryAdmissions()
     model = ScriptedModel(OK)
-    response = service(model, ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi", max_tokens=50).task(), request_id="req-1")
+    response = service(model, ledger, admissions).chat(PRINCIPAL, task("hi", max_tokens=50), request_id="req-1")
 
     assert response.content == "Hello!"
     assert (response.prompt_tokens, response.completion_tokens, response.total_tokens) == (12, 3, 15)
@@ -147,12 +146,12 @@ def test_a_chat_is_charged_the_counts_the_model_reports():
     assert [(o.status, charged, o.request_id) for o, charged in ledger.log] == [("ok", 15, "req-1")]
     assert model.calls[0]["max_tokens"] == 50 and model.calls[0]["request_id"] == "req-1"
     # Tokens per minute count what was used, not what was feared.
-    assert list(limiter.counted["tpm:usr_1"].values()) == [15]
+    assert list(admissions.counted["tpm:usr_1"].values()) == [15]
 
 
 def test_the_reservation_covers_the_prompt_bound_plus_max_tokens_and_expires():
     ledger = MemoryLedger()
-    request = ChatRequest(prompt="hi").task()
+    request = task()
     service(ScriptedModel(OK), ledger).chat(PRINCIPAL, request, request_id="r")
     reservation = ledger.reservations[0]
     assert reservation.tokens == prompt_tokens_upper_bound(request.messages) + DEFAULT_MAX_TOKENS
@@ -163,49 +162,49 @@ def test_the_reservation_covers_the_prompt_bound_plus_max_tokens_and_expires():
 def test_max_tokens_is_capped_by_what_remains_of_the_quota():
     ledger = MemoryLedger(used=PRINCIPAL.monthly_token_quota - 300)
     model = ScriptedModel(OK)
-    request = ChatRequest(prompt="hi", max_tokens=1000).task()
+    request = task("hi", max_tokens=1000)
     service(model, ledger).chat(PRINCIPAL, request, request_id="r")
     assert model.calls[0]["max_tokens"] == 300 - prompt_tokens_upper_bound(request.messages)
 
 
 def test_max_tokens_is_capped_by_the_plan():
     model = ScriptedModel(OK)
-    small = PRINCIPAL.model_copy(update={"max_output_tokens": 100})
-    service(model).chat(small, ChatRequest(prompt="hi", max_tokens=4000).task(), request_id="r")
+    small = replace(PRINCIPAL, max_output_tokens=100)
+    service(model).chat(small, task("hi", max_tokens=4000), request_id="r")
     assert model.calls[0]["max_tokens"] == 100
 
 
 def test_quota_exceeded_only_when_nothing_fits():
     model = ScriptedModel(OK)
-    bound = prompt_tokens_upper_bound(ChatRequest(prompt="hi").conversation())
+    bound = prompt_tokens_upper_bound(task().messages)
     ledger = MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound - 1)
-    service(model, ledger).chat(PRINCIPAL, ChatRequest(prompt="hi", max_tokens=500).task(), request_id="r")
+    service(model, ledger).chat(PRINCIPAL, task("hi", max_tokens=500), request_id="r")
     assert model.calls[-1]["max_tokens"] == 1
     with pytest.raises(QuotaExceeded):
         service(model, MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound)).chat(
-            PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+            PRINCIPAL, task(), request_id="r")
     assert len(model.calls) == 1
 
 
 def test_a_prompt_larger_than_the_plan_allows_per_request_is_refused():
-    tiny = PRINCIPAL.model_copy(update={"rate_limit_tpm": 50})
+    tiny = replace(PRINCIPAL, rate_limit_tpm=50)
     with pytest.raises(PromptTooLarge):
-        service(ScriptedModel(OK)).chat(tiny, ChatRequest(prompt="x" * 100).task(), request_id="r")
+        service(ScriptedModel(OK)).chat(tiny, task("x" * 100), request_id="r")
 
 
 def test_a_failed_model_call_releases_the_reservation_and_costs_nothing():
-    ledger, limiter = MemoryLedger(), MemoryLimiter()
+    ledger, admissions = MemoryLedger(), MemoryAdmissions()
     with pytest.raises(UpstreamTimeout):
-        service(ScriptedModel(error=UpstreamTimeout("slow")), ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        service(ScriptedModel(error=UpstreamTimeout("slow")), ledger, admissions).chat(PRINCIPAL, task(), request_id="r")
     assert ledger.used == 0 and ledger.held == {}
     assert [(o.status, charged) for o, charged in ledger.log] == [("upstream_timeout", 0)]
-    assert list(limiter.counted["tpm:usr_1"].values()) == [0]
+    assert list(admissions.counted["tpm:usr_1"].values()) == [0]
 
 
 def test_an_unexpected_error_also_releases_the_reservation():
     ledger = MemoryLedger()
     with pytest.raises(KeyError):
-        service(ScriptedModel(error=KeyError("bug")), ledger).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        service(ScriptedModel(error=KeyError("bug")), ledger).chat(PRINCIPAL, task(), request_id="r")
     assert ledger.held == {} and ledger.log[0][0].status == "internal_error"
 
 
@@ -215,15 +214,15 @@ def test_when_releasing_fails_too_the_original_error_is_reported():
             raise ConnectionError("database gone")
 
     with pytest.raises(UpstreamTimeout):
-        service(ScriptedModel(error=UpstreamTimeout("slow")), BrokenLedger()).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        service(ScriptedModel(error=UpstreamTimeout("slow")), BrokenLedger()).chat(PRINCIPAL, task(), request_id="r")
 
 
 def test_over_the_request_limit_is_refused_with_retry_after_and_limit_headers():
     chat = service(ScriptedModel(OK))
     for _ in range(PRINCIPAL.rate_limit_rpm):
-        chat.chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        chat.chat(PRINCIPAL, task(), request_id="r")
     with pytest.raises(RateLimited) as refused:
-        chat.chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        chat.chat(PRINCIPAL, task(), request_id="r")
     assert refused.value.headers["Retry-After"] == "31"
     assert refused.value.headers["X-RateLimit-Limit"] == "2"
     assert refused.value.headers["X-RateLimit-Remaining"] == "0"
@@ -231,17 +230,17 @@ def test_over_the_request_limit_is_refused_with_retry_after_and_limit_headers():
 
 
 def test_over_the_token_limit_is_refused_before_anything_is_reserved():
-    limiter, ledger = MemoryLimiter(), MemoryLedger()
-    limiter.counted["tpm:usr_1"] = {"earlier": PRINCIPAL.rate_limit_tpm - 10}
+    admissions, ledger = MemoryAdmissions(), MemoryLedger()
+    admissions.counted["tpm:usr_1"] = {"earlier": PRINCIPAL.rate_limit_tpm - 10}
     with pytest.raises(RateLimited) as refused:
-        service(ScriptedModel(OK), ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        service(ScriptedModel(OK), ledger, admissions).chat(PRINCIPAL, task(), request_id="r")
     assert "tokens per minute" in refused.value.message
     assert ledger.reservations == []
 
 
 def test_the_admission_is_reported_for_the_response_headers():
     seen = []
-    service(ScriptedModel(OK)).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r", on_admitted=seen.append)
+    service(ScriptedModel(OK)).chat(PRINCIPAL, task(), request_id="r", on_admitted=seen.append)
     headers = seen[0].headers()
     assert headers["X-RateLimit-Limit"] == "2" and headers["X-RateLimit-Remaining"] == "1"
     assert headers["X-RateLimit-Limit-Tokens"] == "5000"
@@ -249,18 +248,16 @@ def test_the_admission_is_reported_for_the_response_headers():
 
 def test_an_unreachable_rate_limiter_admits_when_failing_open_and_refuses_when_not():
     ledger = MemoryLedger()
-    service(ScriptedModel(OK), ledger, MemoryLimiter(unavailable=True)).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+    service(ScriptedModel(OK), ledger, MemoryAdmissions(unavailable=True)).chat(PRINCIPAL, task(), request_id="r")
     assert ledger.used == 15
-    from infergate.errors import ServiceUnavailable
-
     with pytest.raises(ServiceUnavailable):
-        service(ScriptedModel(OK), ledger, MemoryLimiter(unavailable=True), fail_open=False).chat(
-            PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        service(ScriptedModel(OK), ledger, MemoryAdmissions(unavailable=True), fail_open=False).chat(
+            PRINCIPAL, task(), request_id="r")
 
 
 def test_a_prompt_count_the_model_left_out_is_charged_at_the_reserved_bound():
     ledger = MemoryLedger()
-    request = ChatRequest(prompt="hello there").task()
+    request = task("hello there")
     response = service(ScriptedModel(Completion("m", "x", None, 4, "stop")), ledger).chat(PRINCIPAL, request, request_id="r")
     bound = prompt_tokens_upper_bound(request.messages)
     assert response.prompt_tokens == bound
@@ -269,69 +266,60 @@ def test_a_prompt_count_the_model_left_out_is_charged_at_the_reserved_bound():
 
 def test_the_requested_model_is_used_else_the_default():
     model = ScriptedModel(OK)
-    chat = service(model, limiter=MemoryLimiter())
-    chat.chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
-    chat.chat(PRINCIPAL, ChatRequest(prompt="hi", model="tiny:latest").task(), request_id="r")
+    chat = service(model, admissions=MemoryAdmissions())
+    chat.chat(PRINCIPAL, task(), request_id="r")
+    chat.chat(PRINCIPAL, task("hi", model="tiny:latest"), request_id="r")
     assert [call["model"] for call in model.calls] == ["smollm2:135m", "tiny:latest"]
 
 
 def test_an_unknown_or_disallowed_model_is_refused_before_anything_is_held():
-    from infergate.errors import ModelNotFound
-
-    ledger, limiter, model = MemoryLedger(), MemoryLimiter(), ScriptedModel(OK)
+    ledger, admissions, model = MemoryLedger(), MemoryAdmissions(), ScriptedModel(OK)
     with pytest.raises(ModelNotFound, match="ghost"):
-        service(model, ledger, limiter).chat(PRINCIPAL, ChatRequest(prompt="hi", model="ghost").task(), request_id="r")
+        service(model, ledger, admissions).chat(PRINCIPAL, task("hi", model="ghost"), request_id="r")
     with pytest.raises(ModelNotFound, match="tiny"):
-        service(model, ledger, limiter, allowed=frozenset({"smollm2:135m"})).chat(
-            PRINCIPAL, ChatRequest(prompt="hi", model="tiny").task(), request_id="r")
+        service(model, ledger, admissions, allowed=frozenset({"smollm2:135m"})).chat(
+            PRINCIPAL, task("hi", model="tiny"), request_id="r")
     assert ledger.reservations == [] and model.calls == []
-    assert set(limiter.counted["tpm:usr_1"].values()) == {0}  # admitted, then refunded
+    assert set(admissions.counted["tpm:usr_1"].values()) == {0}  # admitted, then refunded
 
 
 def test_a_bare_model_name_means_its_latest_tag():
     model = ScriptedModel(OK)
-    service(model).chat(PRINCIPAL, ChatRequest(prompt="hi", model="tiny").task(), request_id="r")
+    service(model).chat(PRINCIPAL, task("hi", model="tiny"), request_id="r")
     assert model.calls[0]["model"] == "tiny"
 
 
 def test_when_the_server_cannot_list_its_models_the_call_decides():
     model = ScriptedModel(OK)
-    service(model, catalog=FixedCatalog(names=None)).chat(PRINCIPAL, ChatRequest(prompt="hi", model="new:1b").task(), request_id="r")
+    service(model, catalog=FixedCatalog(names=None)).chat(PRINCIPAL, task("hi", model="new:1b"), request_id="r")
     assert model.calls[0]["model"] == "new:1b"
 
 
 def test_an_open_breaker_refuses_at_once_without_holding_or_counting_anything():
-    from infergate.errors import ServiceUnavailable
-
-    ledger, limiter, model = MemoryLedger(), MemoryLimiter(), ScriptedModel(OK)
+    ledger, admissions, model = MemoryLedger(), MemoryAdmissions(breaker_open=True), ScriptedModel(OK)
     with pytest.raises(ServiceUnavailable) as refused:
-        service(model, ledger, limiter, breaker=CountingBreaker(open=True)).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+        service(model, ledger, admissions).chat(PRINCIPAL, task(), request_id="r")
     assert refused.value.headers["Retry-After"] == "7"
     assert ledger.reservations == [] and model.calls == []
-    assert list(limiter.counted["tpm:usr_1"].values()) == [0]
+    assert admissions.counted == {} and admissions.conclusions == []
 
 
 def test_the_breaker_hears_of_backend_failures_but_not_of_bad_requests():
-    from infergate.errors import ModelNotFound, UpstreamError
-
-    breaker = CountingBreaker()
-    service(ScriptedModel(OK), breaker=breaker).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
+    admissions, caller = MemoryAdmissions(), replace(PRINCIPAL, rate_limit_rpm=10)
+    service(ScriptedModel(OK), admissions=admissions).chat(caller, task(), request_id="r")
     for error in (UpstreamError("down"), ModelNotFound("gone")):
         with pytest.raises(type(error)):
-            service(ScriptedModel(error=error), breaker=breaker).chat(PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
-    assert breaker.outcomes == [True, False, True]
-    bound = prompt_tokens_upper_bound(ChatRequest(prompt="hi").task().messages)
+            service(ScriptedModel(error=error), admissions=admissions).chat(caller, task(), request_id="r")
+    bound = prompt_tokens_upper_bound(task().messages)
     with pytest.raises(QuotaExceeded):
-        service(ScriptedModel(OK), MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound), breaker=breaker).chat(
-            PRINCIPAL, ChatRequest(prompt="hi").task(), request_id="r")
-    assert breaker.abandoned == 1
+        service(ScriptedModel(OK), MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound), admissions).chat(
+            caller, task(), request_id="r")
+    # Answered, failed, refused the request (healthy), never asked.
+    assert admissions.model_reports() == [True, False, True, None]
 
 
 def test_options_reach_the_model():
-    from infergate.domain.chat import ChatTask
-    from infergate.models.chat import ChatMessage
-
     model = ScriptedModel(OK)
-    task = ChatTask(messages=[ChatMessage(role="user", content="hi")], options={"temperature": 0.1, "stop": ["\n"]})
-    service(model).chat(PRINCIPAL, task, request_id="r")
+    options = ChatTask(messages=[Message(role="user", content="hi")], options={"temperature": 0.1, "stop": ["\n"]})
+    service(model).chat(PRINCIPAL, options, request_id="r")
     assert model.calls[0]["options"] == {"temperature": 0.1, "stop": ["\n"]}

@@ -3,7 +3,8 @@ from pydantic import ValidationError
 
 from infergate.models.accounts import RegisterRequest
 from infergate.models.chat import ChatRequest
-from infergate.models.principal import Principal
+from infergate.domain.principal import Principal
+from infergate.models.principal import AuthorizerContext
 
 
 @pytest.mark.parametrize("email", ["ada@example.com", "  Ada.Lovelace+ai@Example.co.uk "])
@@ -55,6 +56,6 @@ def test_chat_requests_that_are_refused(body):
 def test_the_principal_survives_api_gateways_stringified_context():
     principal = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=100, rate_limit_rpm=60,
                           rate_limit_tpm=1000, max_output_tokens=512)
-    stringified = {key: str(value) for key, value in principal.to_authorizer_context().items()}
+    stringified = {key: str(value) for key, value in AuthorizerContext.of(principal).items()}
     stringified["principalId"] = "usr_1"
-    assert Principal.from_authorizer_context(stringified) == principal
+    assert AuthorizerContext.principal(stringified) == principal

@@ -10,7 +10,7 @@ import pytest
 from infergate.errors import UpstreamError
 from infergate.llm import ollama
 from infergate.llm.ollama import OllamaClient
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 
 FINAL = {"model": "m", "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
          "prompt_eval_count": 5, "eval_count": 1}
@@ -37,7 +37,7 @@ def client(failures: list[Exception]) -> tuple[OllamaClient, list[int]]:
 
 
 def chat(ollama_client: OllamaClient):
-    return ollama_client.chat(model="m", messages=[ChatMessage(role="user", content="x")], max_tokens=5, request_id="r")
+    return ollama_client.chat(model="m", messages=[Message(role="user", content="x")], max_tokens=5, request_id="r")
 
 
 def test_a_refused_connection_is_retried():

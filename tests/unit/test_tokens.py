@@ -1,13 +1,13 @@
 from infergate.domain.tokens import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REQUEST, prompt_tokens_upper_bound
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 
 
 def test_the_bound_counts_every_utf8_byte_and_the_template():
-    messages = [ChatMessage(role="user", content="héllo")]  # 6 bytes
+    messages = [Message(role="user", content="héllo")]  # 6 bytes
     assert prompt_tokens_upper_bound(messages) == TEMPLATE_TOKENS_PER_REQUEST + TEMPLATE_TOKENS_PER_MESSAGE + 6
 
 
 def test_the_bound_grows_with_each_message():
-    one = [ChatMessage(role="user", content="a")]
-    two = [*one, ChatMessage(role="assistant", content="b")]
+    one = [Message(role="user", content="a")]
+    two = [*one, Message(role="assistant", content="b")]
     assert prompt_tokens_upper_bound(two) == prompt_tokens_upper_bound(one) + TEMPLATE_TOKENS_PER_MESSAGE + 1

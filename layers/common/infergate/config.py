@@ -17,6 +17,8 @@ class Settings(Model):
     mongodb_uri: str = Field("mongodb://127.0.0.1:27017", alias="MONGODB_URI")
     mongodb_db: str = Field("infergate", alias="MONGODB_DB")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Every key InferGate writes starts with this, so that several stacks can share one Redis.
+    redis_key_prefix: str = Field("infergate:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", alias="REDIS_KEY_PREFIX")
     ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
     ollama_model: str = Field("smollm2:135m", alias="OLLAMA_MODEL")
     # Optional allow-list, comma-separated; empty means every model the server has.

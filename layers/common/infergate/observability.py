@@ -18,6 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics import MetricUnit
 
 REDACTED = "[REDACTED]"
 
@@ -55,3 +56,8 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InferGate"))
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add `value` to this invocation's count metric `name` (published when the invocation ends)."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -27,9 +27,13 @@ from infergate.api.request_id import request_id_of
 from infergate.errors import InferGateError, InvalidRequest, Unauthorized
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
-from infergate.models.principal import Principal
+from infergate.models.principal import AuthorizerContext
 from infergate.observability import logger, metrics
 from infergate.wiring import count_request
+
+if TYPE_CHECKING:
+    from infergate.domain.admission import Admission
+    from infergate.domain.principal import Principal
 
 M = TypeVar("M", bound=Model)
 
@@ -105,6 +109,13 @@ def add_response_headers(app: APIGatewayRestResolver, headers: dict[str, str]) -
     app.context["response_headers"].update(headers)
 
 
+def note_admission(app: APIGatewayRestResolver, admission: Admission) -> None:
+    """The request was admitted: its limits' headers go on the response, and admitting it
+    counted it in the request total already."""
+    add_response_headers(app, admission.headers())
+    app.context["request_state"]["counted"] = True
+
+
 def source_ip(app: APIGatewayRestResolver) -> str:
     return app.current_event.request_context.identity.source_ip or "unknown"
 
@@ -113,7 +124,7 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
     """The caller as the authorizer established it (API Gateway passes it in the event)."""
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     try:
-        return Principal.from_authorizer_context(context)
+        return AuthorizerContext.principal(context)
     except ValueError:
         raise Unauthorized("A valid API key is required.") from None
 
@@ -129,9 +140,11 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
         # Filled by routes (add_response_headers) and stamped on whatever response leaves,
         # error responses included.
         extra_headers: dict[str, str] = {}
-        app.append_context(request_id=request_id, response_headers=extra_headers)
-        count_request()
+        state = {"counted": False}
+        app.append_context(request_id=request_id, response_headers=extra_headers, request_state=state)
         response = app.resolve(_with_text_body(event), context)
+        if not state["counted"]:
+            count_request()  # a request that was not admitted (health, a bad body) counts all the same
         for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
             _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])

@@ -46,7 +46,7 @@ def completion(result: ChatResult) -> ChatCompletion:
         created=int(result.created.timestamp()),
         model=result.model,
         choices=[Choice(message=AssistantMessage(content=result.content), finish_reason=_finish_reason(result))],
-        usage=result.usage,
+        usage=TokenUsage.of(result),
     )
 
 
@@ -66,7 +66,7 @@ def event_stream(result: ChatResult, *, include_usage: bool) -> str:
     events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
     events.append(chunk(Delta(), _finish_reason(result)))
     if include_usage:
-        events.append(chunk(Delta(), usage=result.usage, choices=False))
+        events.append(chunk(Delta(), usage=TokenUsage.of(result), choices=False))
     events.append("data: [DONE]\n\n")
     return "".join(events)
 

@@ -1,11 +1,12 @@
 """A chat request from admission to charge.
 
-  admit (Redis: requests/min per key, tokens/min per user)
+  admit (Redis: request total, breaker, requests/min per key, tokens/min per user)
+                                                          503 at once while the breaker is open
   → which model (OLLAMA_MODELS, the server's list)       400 before any token is reserved
-  → the model server's circuit breaker                   503 at once while it is open
-  → reserve the most it can cost, capped to what remains (MongoDB)
+  → reserve the most it can cost, capped to what remains (MongoDB, one guarded update)
   → ask the model for at most what was reserved
-  → settle to the real counts, or release the reservation on failure.
+  → settle to the real counts, or release the reservation on failure (MongoDB, one guarded update)
+  → conclude (Redis: the real token count, the breaker hears how the model server did).
 
 A reservation that is neither settled nor released (the function crashed or
 timed out) expires by itself after RESERVATION_TTL, so no failure can hold
@@ -19,19 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from infergate.clock import utc_now
 from infergate.domain import keys
+from infergate.domain.admission import Admission, AdmissionControl
+from infergate.domain.messages import Message
 from infergate.domain.models import ModelPolicy
 from infergate.domain.periods import period_of
-from infergate.domain.ports import BreakerPass, ChatModel, CircuitBreaker, RequestOutcome, Reservation, UsageLedger
-from infergate.domain.rate_limits import Admission, RateLimits
+from infergate.domain.ports import ChatModel, Completion, RequestOutcome, Reservation, UsageLedger
+from infergate.domain.principal import Principal
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
 from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded
-from infergate.models.chat import ChatMessage, TokenUsage
-from infergate.models.principal import Principal
-from infergate.observability import logger, metrics
+from infergate.observability import count, logger
 
 # Comfortably longer than any function can run (API Gateway stops waiting at 29 s),
 # so a live request always finds its reservation when it settles.
@@ -45,7 +44,7 @@ _BACKEND_FAILURES = ("upstream_error", "upstream_timeout", "service_unavailable"
 class ChatTask:
     """One chat as either API asks for it."""
 
-    messages: list[ChatMessage]
+    messages: list[Message]
     model: str | None = None
     max_tokens: int | None = None
     options: dict = field(default_factory=dict)  # passed to Ollama: temperature, top_p, seed, stop
@@ -66,17 +65,12 @@ class ChatResult:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    @property
-    def usage(self) -> TokenUsage:
-        return TokenUsage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                          total_tokens=self.total_tokens)
-
 
 @dataclass(frozen=True)
 class _Plan:
     """What one request may cost before anything is reserved."""
 
-    messages: list[ChatMessage]
+    messages: list[Message]
     prompt_bound: int
     max_tokens: int
     options: dict
@@ -87,12 +81,24 @@ class _Plan:
 
 
 @dataclass
+class _Call:
+    """One reserved call to the model: what the log and the conclusion need to know of it."""
+
+    principal: Principal
+    request_id: str
+    model: str
+    reservation: Reservation
+    started: float = field(default_factory=time.monotonic)
+    tokens: int = 0  # what the request really used, once known
+    model_healthy: bool | None = None  # how the model server did; None if it was not asked
+
+
+@dataclass
 class ChatService:
-    limits: RateLimits
+    admission: AdmissionControl
     ledger: UsageLedger
     model: ChatModel
     models: ModelPolicy
-    breaker: CircuitBreaker
     clock: Callable[[], datetime] = utc_now
 
     def chat(
@@ -100,15 +106,17 @@ class ChatService:
         on_admitted: Callable[[Admission], None] = lambda admission: None,
     ) -> ChatResult:
         plan = self._plan(principal, task)
-        admission = self.limits.admit(principal, tokens=plan.worst_case)
+        admission = self.admission.admit(principal, tokens=plan.worst_case, guard_model=True)
         on_admitted(admission)
+        call = None
         try:
             model = self.models.resolve(task.model)
-            passage = self.breaker.before_call()
-            return self._reserved_chat(principal, plan, model, admission, passage, request_id)
-        except BaseException:
-            self.limits.settle_tokens(admission, 0)  # a failed request costs no tokens/min either
-            raise
+            call = _Call(principal, request_id, model, self._reserve(principal, plan))
+            return self._settle(call, plan, self._ask(call, plan))
+        finally:
+            # A request that failed costs no tokens/min either.
+            self.admission.conclude(admission, tokens=call.tokens if call else 0,
+                                    model_healthy=call.model_healthy if call else None)
 
     def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
         prompt_bound = prompt_tokens_upper_bound(task.messages)
@@ -120,63 +128,57 @@ class ChatService:
         max_tokens = min(task.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
         return _Plan(task.messages, prompt_bound, max_tokens, task.options)
 
-    def _reserved_chat(
-        self, principal: Principal, plan: _Plan, model: str, admission: Admission, passage: BreakerPass, request_id: str,
-    ) -> ChatResult:
+    def _reserve(self, principal: Principal, plan: _Plan) -> Reservation:
+        """Hold the request's worst case, capped to what remains of the quota, or QuotaExceeded."""
         now = self.clock()
-        wanted = Reservation(
-            reservation_id=keys.new_id("chat"),
-            user_id=principal.user_id,
-            period=period_of(now),
-            tokens=plan.worst_case,
-            expires_at=now + RESERVATION_TTL,
-        )
+        wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), plan.worst_case, now + RESERVATION_TTL)
         reservation = self.ledger.reserve(wanted, minimum=plan.prompt_bound + 1, quota=principal.monthly_token_quota, now=now)
         if reservation is None:
-            self.breaker.abandon(passage)
-            metrics.add_metric(name="QuotaExceeded", unit=MetricUnit.Count, value=1)
+            count("QuotaExceeded")
             raise QuotaExceeded(
                 f"Your monthly quota of {principal.monthly_token_quota} tokens is used up, or too little of it "
                 "remains for this prompt. It resets at the start of next month (see GET /v1/usage)."
             )
+        return reservation
 
-        started = time.monotonic()
-        # Ask for no more than was reserved: what remains of the quota caps max_tokens.
-        max_tokens = reservation.tokens - plan.prompt_bound
+    def _ask(self, call: _Call, plan: _Plan) -> Completion:
+        """The model's answer, asking for no more than was reserved; on failure the reservation
+        is released (the request costs nothing) and the failure raised."""
         try:
             completion = self.model.chat(
-                model=model, messages=plan.messages, max_tokens=max_tokens, request_id=request_id, options=plan.options,
+                model=call.model, messages=plan.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
+                request_id=call.request_id, options=plan.options,
             )
         except BaseException as error:
             code = error.code if isinstance(error, InferGateError) else "internal_error"
-            self.breaker.after_call(passage, ok=code not in _BACKEND_FAILURES)
-            if isinstance(error, InferGateError):
-                metrics.add_metric(name="UpstreamFailures", unit=MetricUnit.Count, value=1)
-            self._release(reservation, self._outcome(principal, request_id, model, code, started,
-                                                     detail=getattr(error, "message", type(error).__name__)))
+            call.model_healthy = code not in _BACKEND_FAILURES
+            self._release(call, code, getattr(error, "message", type(error).__name__))
             if isinstance(error, ModelNotFound):
-                logger.warning("the model server does not have the model", extra={"model": model})
+                logger.warning("the model server does not have the model", extra={"model": call.model})
+            elif isinstance(error, InferGateError):
+                count("UpstreamFailures")
             raise
-        self.breaker.after_call(passage, ok=True)
+        call.model_healthy = True
+        return completion
 
+    def _settle(self, call: _Call, plan: _Plan, completion: Completion) -> ChatResult:
+        """Charge the counts the model reported (never past the quota) and log the request."""
         prompt_tokens = completion.prompt_tokens
         if prompt_tokens is None:
             # Ollama omits prompt_eval_count when it serves the prompt from its cache.
             # Absence is not "free": charge the bound that was reserved for the prompt.
             logger.warning("model did not report prompt tokens; charging the bound", extra={"bound": plan.prompt_bound})
             prompt_tokens = plan.prompt_bound
-        outcome = self._outcome(
-            principal, request_id, completion.model, "ok", started,
-            prompt_tokens=prompt_tokens, completion_tokens=completion.completion_tokens,
-        )
-        charged = self.ledger.settle(reservation, outcome, quota=principal.monthly_token_quota)
+        outcome = self._outcome(call, completion.model, "ok", prompt_tokens=prompt_tokens,
+                                completion_tokens=completion.completion_tokens)
+        charged = self.ledger.settle(call.reservation, outcome, quota=call.principal.monthly_token_quota)
+        call.tokens = outcome.total_tokens
         if charged < outcome.total_tokens:
             logger.error("model used more than was reserved; the excess is logged unbilled",
-                         extra={"reserved": reservation.tokens, "used": outcome.total_tokens, "charged": charged})
-        self.limits.settle_tokens(admission, outcome.total_tokens)
-        metrics.add_metric(name="TokensCharged", unit=MetricUnit.Count, value=charged)
+                         extra={"reserved": call.reservation.tokens, "used": outcome.total_tokens, "charged": charged})
+        count("TokensCharged", charged)
         return ChatResult(
-            id=reservation.reservation_id,
+            id=call.reservation.reservation_id,
             model=completion.model,
             content=completion.content,
             pieces=completion.pieces or (completion.content,),
@@ -186,26 +188,26 @@ class ChatService:
             created=outcome.at,
         )
 
-    def _release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+    def _release(self, call: _Call, code: str, detail: str) -> None:
         try:
-            self.ledger.release(reservation, outcome)
+            self.ledger.release(call.reservation, self._outcome(call, call.model, code, detail=detail))
         except Exception:  # noqa: BLE001 - the original failure is the one to report
             # Nothing was charged; the reservation expires by itself.
-            logger.exception("could not release a reservation", extra={"reservation_id": reservation.reservation_id})
+            logger.exception("could not release a reservation", extra={"reservation_id": call.reservation.reservation_id})
 
     def _outcome(
-        self, principal: Principal, request_id: str, model: str, status: str, started: float,
+        self, call: _Call, model: str, status: str,
         *, prompt_tokens: int = 0, completion_tokens: int = 0, detail: str | None = None,
     ) -> RequestOutcome:
         return RequestOutcome(
-            request_id=request_id,
-            user_id=principal.user_id,
-            key_id=principal.key_id,
+            request_id=call.request_id,
+            user_id=call.principal.user_id,
+            key_id=call.principal.key_id,
             model=model,
             status=status,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            latency_ms=int((time.monotonic() - started) * 1000),
+            latency_ms=int((time.monotonic() - call.started) * 1000),
             at=self.clock(),
             detail=detail,
         )

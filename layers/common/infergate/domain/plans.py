@@ -26,7 +26,7 @@ class Plan(Model):
     max_output_tokens: int = Field(ge=1, le=4096)
 
 
-class PlanCatalogue:
+class PlanCatalog:
     def __init__(self, plans: dict[str, Plan], default: str) -> None:
         if default not in plans:
             raise ValueError(f"DEFAULT_PLAN {default!r} is not a plan ({', '.join(plans)})")
@@ -40,7 +40,7 @@ class PlanCatalogue:
         return sorted(self._plans)
 
 
-def catalogue_from(settings: Settings) -> PlanCatalogue:
+def catalog_from(settings: Settings) -> PlanCatalog:
     plans = {
         "free": Plan(
             name="free",
@@ -58,5 +58,5 @@ def catalogue_from(settings: Settings) -> PlanCatalogue:
                 plans[name] = Plan.model_validate({**base, **figures, "name": name})
         except (ValueError, AttributeError, ValidationError) as error:
             raise ValueError(f"PLANS is not valid: {error}") from None
-    return PlanCatalogue(plans, settings.default_plan)
+    return PlanCatalog(plans, settings.default_plan)
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 
 
 @dataclass(frozen=True)
 class UserRecord:
     user_id: str
     email: str
-    plan: str  # a plan's name; its figures live in the plan catalogue
+    plan: str  # a plan's name; its figures live in the plan catalog
     created_at: datetime
 
 
@@ -28,6 +28,7 @@ class ApiKeyRecord:
     user_id: str
     key_hash: str
     created_at: datetime
+    status: str = "active"  # or "revoked": refused from then on
 
 
 class AccountStore(Protocol):
@@ -35,6 +36,25 @@ class AccountStore(Protocol):
         """Store both or neither; raise EmailAlreadyRegistered if the email is taken."""
 
     def find_by_key_hash(self, key_hash: str) -> tuple[ApiKeyRecord, UserRecord] | None: ...
+
+    def set_key_status(self, key_id: str, status: str) -> bool:
+        """False if there is no such key."""
+
+    def delete_key(self, key_id: str) -> bool:
+        """False if there is no such key."""
+
+    def set_plan(self, user_id: str, plan: str) -> bool:
+        """False if there is no such user."""
+
+
+class AccountsVersion(Protocol):
+    """A stamp every instance can read cheaply, advanced whenever a key or a user changes,
+    so that instances caching what they read from the AccountStore know when to read again."""
+
+    def read(self) -> int | None:
+        """The current stamp, or None when it cannot be read."""
+
+    def advance(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,18 +75,33 @@ class LimitState:
 
 
 @dataclass(frozen=True)
-class RateDecision:
+class AdmissionDecision:
     allowed: bool
     states: tuple[LimitState, ...]  # one per Limit asked about, in order
-    retry_after_ms: int
+    retry_after_ms: int  # when a limit refused the request
+    breaker_retry_ms: int = 0  # > 0: refused because the model server's circuit breaker is open
+    probe: bool = False  # admitted as the one call a half-open breaker lets through
 
 
-class RateLimiter(Protocol):
-    def admit(self, limits: Sequence[Limit], *, ticket: str) -> RateDecision:
-        """Count `ticket` against every limit if it fits all of them, atomically; else count nothing."""
+@dataclass(frozen=True)
+class Conclusion:
+    """How an admitted request ended, for the limits and the circuit breaker."""
 
-    def adjust(self, limit: Limit, *, ticket: str, cost: int) -> None:
-        """Change what an admitted ticket counts for under `limit` (0 removes it)."""
+    ticket: str
+    token_limit: Limit | None  # the limit whose count becomes `tokens`
+    tokens: int
+    probe: bool
+    model_healthy: bool | None  # None when the model server was not asked
+
+
+class AdmissionStore(Protocol):
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool) -> AdmissionDecision:
+        """Count the request in the request total; then, if it fits every limit (and, when
+        `guarded`, the circuit breaker lets it through), count `ticket` under all of them,
+        atomically; else under none. Raises RateLimiterUnavailable if it cannot ask."""
+
+    def conclude(self, conclusion: Conclusion) -> None:
+        """Correct the token count and tell the circuit breaker, in one step."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +149,30 @@ class PeriodUsage:
     by_day: dict[str, Tally]
 
 
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One line of the request log as stored: `charged` is what the counter was charged for it."""
+
+    reservation_id: str
+    seq: int  # its place in the user's month, from 1
+    request_id: str
+    key_id: str
+    model: str
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    charged: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerStatement:
+    """A user's month as one consistent reading: the counter and the log lines that make it up."""
+
+    tokens_used: int
+    log: tuple[LoggedRequest, ...]
+
+
 class UsageLedger(Protocol):
     def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
         """Hold as much of `reservation.tokens` as remains of `quota`, atomically: the
@@ -121,12 +180,15 @@ class UsageLedger(Protocol):
 
     def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
         """Charge the outcome's tokens (never beyond `quota`), drop the hold and log the
-        request, all at once. Returns the tokens charged."""
+        request, all at once and at most once. Returns the tokens charged."""
 
     def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
-        """Drop the hold, charge nothing, and log why."""
+        """Drop the hold, charge nothing, and log why; at most once."""
 
     def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage: ...
+
+    def statement(self, user_id: str, period: str) -> LedgerStatement:
+        """The counter and the request log as of one instant: the log's charges sum to the counter."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +203,7 @@ class Completion:
 
 class ChatModel(Protocol):
     def chat(
-        self, *, model: str, messages: list[ChatMessage], max_tokens: int, request_id: str, options: dict | None = None,
+        self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
     ) -> Completion: ...
 
 
@@ -154,20 +216,3 @@ class ModelEntry:
 class ModelCatalog(Protocol):
     def models(self) -> list[ModelEntry] | None:
         """The models the server has, or None when it cannot say right now."""
-
-
-@dataclass(frozen=True)
-class BreakerPass:
-    """Leave to call the model server; a probe is the one call a half-open breaker lets through."""
-
-    probe: bool = False
-
-
-class CircuitBreaker(Protocol):
-    def before_call(self) -> BreakerPass:
-        """Leave to call, or ServiceUnavailable (with Retry-After) while the breaker is open."""
-
-    def after_call(self, passage: BreakerPass, *, ok: bool) -> None: ...
-
-    def abandon(self, passage: BreakerPass) -> None:
-        """The call was not made after all (refused by a limit or the quota)."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 TEMPLATE_TOKENS_PER_REQUEST = 64
 DEFAULT_MAX_TOKENS = 512
 
 
-def prompt_tokens_upper_bound(messages: Iterable[ChatMessage]) -> int:
+def prompt_tokens_upper_bound(messages: Iterable[Message]) -> int:
     total = TEMPLATE_TOKENS_PER_REQUEST
     for message in messages:
         total += len(message.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE

@@ -25,7 +25,7 @@ import httpx
 
 from infergate.domain.ports import Completion, ModelEntry
 from infergate.errors import InferGateError, ModelNotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
-from infergate.models.chat import ChatMessage
+from infergate.domain.messages import Message
 from infergate.observability import logger
 
 CONNECT_RETRIES = 2
@@ -39,11 +39,11 @@ class OllamaClient:
         self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
     def chat(
-        self, *, model: str, messages: list[ChatMessage], max_tokens: int, request_id: str, options: dict | None = None,
+        self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
     ) -> Completion:
         payload = {
             "model": model,
-            "messages": [message.model_dump() for message in messages],
+            "messages": [{"role": message.role, "content": message.content} for message in messages],
             "stream": True,
             "options": {**(options or {}), "num_predict": max_tokens},
         }

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field
 
 from infergate.models.base import Model
+
+if TYPE_CHECKING:
+    from infergate.domain.accounts import Registration
 
 # Deliberately plain: one @, a dot in the domain, no spaces or control characters.
 # Deliverability is the mail server's business, not the gateway's.
@@ -35,3 +38,14 @@ class RegisterResponse(Model):
     key_id: str
     plan: str
     monthly_token_quota: int
+
+    @classmethod
+    def of(cls, registration: Registration) -> RegisterResponse:
+        return cls(
+            user_id=registration.user.user_id,
+            email=registration.user.email,
+            api_key=registration.api_key,
+            key_id=registration.key_id,
+            plan=registration.plan.name,
+            monthly_token_quota=registration.plan.monthly_token_quota,
+        )

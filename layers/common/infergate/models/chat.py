@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from infergate.domain.messages import Message
 from infergate.models.base import Model
 
 if TYPE_CHECKING:
@@ -38,10 +39,10 @@ class ChatRequest(Model):
             raise ValueError(f"messages may hold at most {MAX_PROMPT_CHARS} characters in all")
         return self
 
-    def conversation(self) -> list[ChatMessage]:
+    def conversation(self) -> list[Message]:
         if self.messages is not None:
-            return self.messages
-        return [ChatMessage(role="user", content=self.prompt or "")]
+            return [Message(role=message.role, content=message.content) for message in self.messages]
+        return [Message(role="user", content=self.prompt or "")]
 
     def task(self) -> ChatTask:
         from infergate.domain.chat import ChatTask
@@ -54,6 +55,11 @@ class TokenUsage(Model):
     completion_tokens: int
     total_tokens: int
 
+    @classmethod
+    def of(cls, result: ChatResult) -> TokenUsage:
+        return cls(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                   total_tokens=result.total_tokens)
+
 
 class ChatResponse(Model):
     id: str
@@ -63,4 +69,4 @@ class ChatResponse(Model):
 
     @classmethod
     def of(cls, result: ChatResult) -> ChatResponse:
-        return cls(id=result.id, model=result.model, response=result.content, usage=result.usage)
+        return cls(id=result.id, model=result.model, response=result.content, usage=TokenUsage.of(result))

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from infergate.domain.messages import Message
 from infergate.models.base import Model
-from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, ChatMessage, TokenUsage
+from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
 
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatTask
@@ -103,7 +104,7 @@ class ChatCompletionRequest(Model):
         if self.stop is not None:
             options["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
         messages = [
-            ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text()) for m in self.messages
+            Message(role="system" if m.role == "developer" else m.role, content=m.text()) for m in self.messages
         ]
         return ChatTask(messages=messages, model=self.model, max_tokens=self.max_completion_tokens or self.max_tokens,
                         options=options)

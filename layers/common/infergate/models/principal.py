@@ -1,20 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import ConfigDict
 
+from infergate.domain.principal import Principal
 from infergate.models.base import Model
 
 
-class Principal(Model):
-    """Who is calling and what their plan allows, as the authorizer established it.
-
-    It travels from the authorizer to the handlers in API Gateway's
-    `requestContext.authorizer` map, which holds only flat scalars and
-    reaches the handler with every value as a string.
-    """
+class AuthorizerContext(Model):
+    """The principal as it travels from the authorizer to the handlers, in API Gateway's
+    `requestContext.authorizer` map: flat scalars, every value a string when it arrives."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -26,9 +24,12 @@ class Principal(Model):
     rate_limit_tpm: int
     max_output_tokens: int
 
-    def to_authorizer_context(self) -> dict[str, str | int]:
-        return self.model_dump()
+    @classmethod
+    def of(cls, principal: Principal) -> dict[str, str | int]:
+        return asdict(principal)
 
     @classmethod
-    def from_authorizer_context(cls, context: Mapping[str, Any]) -> Principal:
-        return cls.model_validate({name: context.get(name) for name in cls.model_fields})
+    def principal(cls, context: Mapping[str, Any]) -> Principal:
+        """The principal in `context`, or ValueError if it does not hold one."""
+        validated = cls.model_validate({name: context.get(name) for name in cls.model_fields})
+        return Principal(**validated.model_dump())

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from infergate.models.base import Model
+
+if TYPE_CHECKING:
+    from infergate.domain.usage import Standing
 
 
 class UsageQuery(Model):
@@ -26,3 +30,18 @@ class UsageResponse(Model):
     resets_at: datetime
     by_model: dict[str, Tally]
     by_day: dict[str, Tally]
+
+    @classmethod
+    def of(cls, standing: Standing) -> UsageResponse:
+        usage = standing.usage
+        return cls(
+            period=usage.period,
+            tokens_used=usage.tokens_used,
+            tokens_reserved=usage.tokens_reserved,
+            token_quota=standing.token_quota,
+            tokens_remaining=standing.tokens_remaining,
+            requests=usage.requests,
+            resets_at=standing.resets_at,
+            by_model={name: Tally(tokens=t.tokens, requests=t.requests) for name, t in usage.by_model.items()},
+            by_day={day: Tally(tokens=t.tokens, requests=t.requests) for day, t in sorted(usage.by_day.items())},
+        )

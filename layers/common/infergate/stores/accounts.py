@@ -1,13 +1,17 @@
-"""Users and their API keys in MongoDB."""
+"""Users and their API keys in MongoDB, and the accounts version in Redis."""
 
 from __future__ import annotations
 
+import redis
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from infergate.domain.ports import ApiKeyRecord, UserRecord
 from infergate.errors import EmailAlreadyRegistered
+from infergate.observability import logger
 from infergate.stores.mongo import API_KEYS, USERS, unavailable_when_unreachable
+
+ACCOUNTS_VERSION = "accounts:version"  # under the key prefix
 
 
 class MongoAccountStore:
@@ -45,6 +49,40 @@ class MongoAccountStore:
             return None
         return _key_record(found), _user_record(found["user"][0])
 
+    @unavailable_when_unreachable
+    def set_key_status(self, key_id: str, status: str) -> bool:
+        return self._keys.update_one({"_id": key_id}, {"$set": {"status": status}}).matched_count == 1
+
+    @unavailable_when_unreachable
+    def delete_key(self, key_id: str) -> bool:
+        return self._keys.delete_one({"_id": key_id}).deleted_count == 1
+
+    @unavailable_when_unreachable
+    def set_plan(self, user_id: str, plan: str) -> bool:
+        return self._users.update_one({"_id": user_id}, {"$set": {"plan": plan}}).matched_count == 1
+
+
+class RedisAccountsVersion:
+    """A counter in Redis that every change to a key or a user advances."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._client = client
+        self._key = prefix + ACCOUNTS_VERSION
+
+    def read(self) -> int | None:
+        try:
+            return int(self._client.get(self._key) or 0)
+        except redis.RedisError:
+            return None
+
+    def advance(self) -> None:
+        try:
+            self._client.incr(self._key)
+        except redis.RedisError:
+            # Instances that cannot read the version forget what they cached anyway; those
+            # that can, but read it before this failure, keep the old state until it expires.
+            logger.error("accounts version not advanced: Redis unavailable; the change applies as caches expire")
+
 
 def _user_document(user: UserRecord) -> dict:
     return {"_id": user.user_id, "email": user.email, "plan": user.plan, "created_at": user.created_at}
@@ -57,10 +95,12 @@ def _user_record(document: dict) -> UserRecord:
 
 
 def _key_document(key: ApiKeyRecord) -> dict:
-    return {"_id": key.key_id, "user_id": key.user_id, "key_hash": key.key_hash, "created_at": key.created_at}
+    return {"_id": key.key_id, "user_id": key.user_id, "key_hash": key.key_hash, "created_at": key.created_at,
+            "status": key.status}
 
 
 def _key_record(document: dict) -> ApiKeyRecord:
     return ApiKeyRecord(
-        key_id=document["_id"], user_id=document["user_id"], key_hash=document["key_hash"], created_at=document["created_at"]
+        key_id=document["_id"], user_id=document["user_id"], key_hash=document["key_hash"],
+        created_at=document["created_at"], status=document.get("status", "active"),
     )

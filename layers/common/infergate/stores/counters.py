@@ -6,18 +6,19 @@ import redis
 
 from infergate.errors import ServiceUnavailable
 
-REQUESTS_TOTAL = "infergate:metrics:requests_total"
+REQUESTS_TOTAL = "metrics:requests_total"  # under the key prefix
 
 
 class RedisCounters:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._client = client
+        self._key = prefix + REQUESTS_TOTAL
 
     def count_request(self) -> None:
-        self._client.incr(REQUESTS_TOTAL)
+        self._client.incr(self._key)
 
     def total_requests(self) -> int:
         try:
-            return int(self._client.get(REQUESTS_TOTAL) or 0)
+            return int(self._client.get(self._key) or 0)
         except redis.RedisError as error:
             raise ServiceUnavailable("Request totals are unavailable: Redis cannot be reached.") from error

@@ -1,7 +1,8 @@
 """One MongoClient per function instance, and the indexes InferGate relies on.
 
-Settlement and registration use multi-document transactions, so MongoDB must
-be a replica set (Atlas, or a single-node replica set for development).
+Registration writes a user and their key in one multi-document transaction,
+so MongoDB must be a replica set (Atlas, or a single-node replica set for
+development). Accounting uses single-document updates only.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def ensure_indexes(database: Database) -> None:
     database[USERS].create_index([("email", ASCENDING)], unique=True, name="email_unique")
     database[API_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
     database[API_KEYS].create_index([("user_id", ASCENDING)], name="user_id")
-    database[REQUEST_LOG].create_index([("user_id", ASCENDING), ("period", ASCENDING)], name="user_period")
+    database[REQUEST_LOG].create_index([("user_id", ASCENDING), ("period", ASCENDING), ("seq", ASCENDING)],
+                                       name="user_period_seq")
 
 
 P = ParamSpec("P")

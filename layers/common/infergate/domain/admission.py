@@ -1,21 +1,26 @@
-"""Who may make a request now: requests per minute per key, tokens per minute
-per user, registrations per hour per source IP.
+"""Who may make a request now: requests per minute per key, tokens per minute per user,
+registrations per hour per source IP, and, for a chat, whether the model server may be asked.
+
+Admitting a request is one step on the store: it counts the request in the
+request total, refuses it at once while the model server's circuit breaker
+is open, and counts it under every limit or none. Concluding it is one more:
+the tokens it really used replace its worst case, and the circuit breaker
+hears how the model server did.
 
 When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides: admit (logged and
-counted) or refuse with 503. Quota is enforced in MongoDB either way.
+counted) or refuse with 503. Quota is enforced in MongoDB either way, and
+without the breaker's state calls go to the model server.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from infergate.domain import keys
-from infergate.domain.ports import Limit, LimitState, RateLimiter
+from infergate.domain.ports import AdmissionStore, Conclusion, Limit, LimitState
+from infergate.domain.principal import Principal
 from infergate.errors import RateLimited, RateLimiterUnavailable, ServiceUnavailable
-from infergate.models.principal import Principal
-from infergate.observability import logger, metrics
+from infergate.observability import count, logger
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -33,6 +38,7 @@ class Admission:
     requests: LimitState | None = None
     tokens: LimitState | None = None
     token_limit: Limit | None = None  # to correct the token count once the real one is known
+    probe: bool = False  # the one call a half-open circuit breaker lets through
 
     def headers(self) -> dict[str, str]:
         headers = {}
@@ -51,56 +57,65 @@ class Admission:
         return headers
 
 
-class RateLimits:
-    def __init__(self, limiter: RateLimiter, *, fail_open: bool) -> None:
-        self._limiter = limiter
+class AdmissionControl:
+    def __init__(self, store: AdmissionStore, *, fail_open: bool) -> None:
+        self._store = store
         self._fail_open = fail_open
 
-    def admit(self, principal: Principal, *, tokens: int = 0) -> Admission:
-        """Admit one request of the caller's key, and `tokens` tokens of the caller's, or raise RateLimited."""
+    def admit(self, principal: Principal, *, tokens: int = 0, guard_model: bool = False) -> Admission:
+        """Admit one request of the caller's key and `tokens` tokens of the caller's, or raise
+        RateLimited; with `guard_model`, raise ServiceUnavailable while the breaker is open."""
         limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", principal.rate_limit_rpm, MINUTE_MS, 1)}
         if tokens:
             limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", principal.rate_limit_tpm, MINUTE_MS, tokens)
-        return self._check(limits)
+        return self._check(limits, guarded=guard_model)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
         return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)})
 
-    def settle_tokens(self, admission: Admission, tokens: int) -> None:
-        """Count the tokens a request really used in place of what it was admitted for."""
-        if admission.token_limit is None or tokens == admission.token_limit.cost:
-            return
+    def conclude(self, admission: Admission, *, tokens: int, model_healthy: bool | None) -> None:
+        """Count the tokens a request really used in place of its worst case, and tell the
+        breaker how the model server did (`None`: it was not asked)."""
+        correction = admission.token_limit if admission.token_limit and tokens != admission.token_limit.cost else None
+        if correction is None and model_healthy is None and not admission.probe:
+            return  # nothing to tell
         try:
-            self._limiter.adjust(admission.token_limit, ticket=admission.ticket, cost=tokens)
+            self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.probe, model_healthy))
         except RateLimiterUnavailable:
             logger.warning("token count not corrected: rate limiter unavailable")
 
-    def _check(self, named: dict[str, Limit]) -> Admission:
+    def _check(self, named: dict[str, Limit], *, guarded: bool = False) -> Admission:
         """`named` maps each limit to how a refusal names it; the first is the requests limit."""
         limits = list(named.values())
         ticket = keys.new_id("rl")
         try:
-            decision = self._limiter.admit(limits, ticket=ticket)
+            decision = self._store.admit(limits, ticket=ticket, guarded=guarded)
         except RateLimiterUnavailable as error:
-            metrics.add_metric(name="RateLimiterUnavailable", unit=MetricUnit.Count, value=1)
+            count("RateLimiterUnavailable")
             if not self._fail_open:
                 logger.error("rate limiter unavailable; refusing the request (RATE_LIMIT_FAIL_OPEN=false)")
                 raise ServiceUnavailable("Rate limits cannot be checked right now; retry shortly.",
                                          headers={"Retry-After": "1"}) from error
             logger.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")
             return Admission(ticket)
+        if decision.breaker_retry_ms:
+            retry_after = max(1, _seconds(decision.breaker_retry_ms))
+            raise ServiceUnavailable(
+                f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )
         admission = Admission(
             ticket,
             requests=decision.states[0],
             tokens=decision.states[1] if len(limits) > 1 else None,
             token_limit=limits[1] if len(limits) > 1 else None,
+            probe=decision.probe,
         )
         if not decision.allowed:
             retry_after = max(1, _seconds(decision.retry_after_ms))
-            metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
+            count("RateLimited")
             exceeded = [f"{limit.limit} {name}" for (name, limit), state in zip(named.items(), decision.states, strict=True)
                         if state.remaining < limit.cost]
             raise RateLimited(f"Rate limit reached ({', '.join(exceeded)}); retry in {retry_after} s.",
                               retry_after=retry_after, headers=admission.headers())
         return admission
-

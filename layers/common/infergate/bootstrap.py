@@ -1,0 +1,101 @@
+"""The composition root: InferGate's services, built from settings and the clients they use.
+
+Functions build them once per instance through `wiring`, with the instance's
+own clients; tests and benchmarks call the same functions with clients of
+theirs. Imports happen inside, so that a function loads only what it builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from infergate.clock import utc_now
+from infergate.config import Settings
+
+if TYPE_CHECKING:
+    import httpx
+    import redis
+    from pymongo.database import Database
+
+    from infergate.domain.accounts import Authenticator
+    from infergate.domain.admission import AdmissionControl
+    from infergate.domain.chat import ChatService
+    from infergate.domain.models import ModelPolicy
+    from infergate.domain.plans import PlanCatalog
+    from infergate.domain.ports import AccountsVersion
+    from infergate.stores.counters import RedisCounters
+
+
+def plans(settings: Settings) -> PlanCatalog:
+    from infergate.domain.plans import catalog_from
+
+    return catalog_from(settings)
+
+
+def admission(settings: Settings, *, redis: redis.Redis) -> AdmissionControl:
+    from infergate.domain.admission import AdmissionControl
+    from infergate.stores.admission import RedisAdmissionStore
+
+    store = RedisAdmissionStore(
+        redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures, breaker_open_seconds=settings.breaker_open_seconds,
+        # A probe may take as long as a chat may; then another request may probe.
+        breaker_probe_seconds=settings.ollama_timeout + 5,
+    )
+    return AdmissionControl(store, fail_open=settings.rate_limit_fail_open)
+
+
+def model_policy(settings: Settings, *, http: httpx.Client) -> ModelPolicy:
+    from infergate.domain.models import ModelPolicy
+    from infergate.llm.ollama import OllamaCatalog
+
+    return ModelPolicy(OllamaCatalog(http), default=settings.ollama_model, allowed=settings.allowed_models())
+
+
+def chat_service(
+    settings: Settings, *, database: Database, redis: redis.Redis, http: httpx.Client,
+    models: ModelPolicy | None = None, clock: Callable[[], datetime] = utc_now,
+) -> ChatService:
+    from infergate.domain.chat import ChatService
+    from infergate.llm.ollama import OllamaClient
+    from infergate.stores.usage import MongoUsageLedger
+
+    return ChatService(
+        admission=admission(settings, redis=redis),
+        ledger=MongoUsageLedger(database),
+        model=OllamaClient(settings.ollama_url, connect_timeout=settings.ollama_connect_timeout,
+                           timeout=settings.ollama_timeout, http=http),
+        models=models or model_policy(settings, http=http),
+        clock=clock,
+    )
+
+
+def authenticator(settings: Settings, *, database: Database, redis: redis.Redis) -> Authenticator:
+    from infergate.domain.accounts import Authenticator
+    from infergate.stores.accounts import MongoAccountStore
+
+    return Authenticator(MongoAccountStore(database), plans(settings), accounts_version(settings, redis=redis))
+
+
+def accounts_version(settings: Settings, *, redis: redis.Redis) -> AccountsVersion:
+    from infergate.stores.accounts import RedisAccountsVersion
+
+    return RedisAccountsVersion(redis, prefix=settings.redis_key_prefix)
+
+
+def counters(settings: Settings, *, redis: redis.Redis) -> RedisCounters:
+    from infergate.stores.counters import RedisCounters
+
+    return RedisCounters(redis, prefix=settings.redis_key_prefix)
+
+
+def ollama_http(settings: Settings) -> httpx.Client:
+    """The HTTP client to the model server, shared by chats and the model list."""
+    import httpx
+
+    return httpx.Client(
+        base_url=settings.ollama_url.rstrip("/"),
+        timeout=httpx.Timeout(settings.ollama_timeout, connect=settings.ollama_connect_timeout),
+        limits=httpx.Limits(max_connections=8, keepalive_expiry=30),
+    )

@@ -1,0 +1,191 @@
+"""Admission in Redis: request totals, sliding-window limits and the model server's circuit
+breaker, in one Lua script and one round trip per request; a second script and round trip
+concludes the request.
+
+Limits. Each admitted request is a member `<ticket>:<cost>` of a sorted set
+scored by the time it was admitted (a request costs 1 under a
+requests-per-minute limit, its tokens under a tokens-per-minute one). The
+script drops members older than the window, sums the rest and admits the
+request only if it fits every limit it is checked against; then it counts it
+under all of them, or under none. It runs atomically on the server and reads
+the server's clock, so any number of function instances share one exact
+count: with a limit of N, N concurrent requests pass and the next is refused,
+and no window of the limit's length ever holds more than N.
+
+The circuit breaker, shared by every instance:
+  closed     calls go through; each failure adds to a count of consecutive failures,
+             and a success clears it. At the threshold the breaker opens.
+  open       for `open_ms`, every guarded request is refused at once (503 with Retry-After).
+  half-open  then one request at a time is let through as a probe (for at most
+             `probe_ms`): its success closes the breaker, its failure opens it again.
+A request the breaker refuses counts under no limit; a request a limit refuses
+does not take the probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from infergate.domain.ports import AdmissionDecision, Conclusion, Limit, LimitState
+from infergate.errors import RateLimiterUnavailable
+from infergate.observability import logger
+from infergate.stores.counters import REQUESTS_TOTAL
+
+# Under the key prefix: the breaker, and one sorted set per limit and subject.
+BREAKER = "breaker:model-server"
+LIMITS = "rl:"
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# KEYS: the request total, the breaker, then one sorted set per limit.
+# ARGV: ticket, guarded (0|1), probe lease ms, then limit, window ms and cost per limit.
+# Returns {allowed, retry_after_ms, breaker_retry_ms, probe, then used and reset_ms per limit}.
+_ADMIT = _NOW + """
+redis.call('INCR', KEYS[1])
+local probe = 0
+if ARGV[2] == '1' then
+  local state = redis.call('HGET', KEYS[2], 'state') or 'closed'
+  if state ~= 'closed' then
+    local reopens = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
+    if state == 'open' and now < reopens then return {0, 0, reopens - now, 0} end
+    local probing = tonumber(redis.call('HGET', KEYS[2], 'probe_until') or '0')
+    if probing > now then return {0, 0, probing - now, 0} end
+    probe = 1
+  end
+end
+local ticket = ARGV[1]
+local allowed = 1
+local retry = 0
+local reply = {}
+local function cost_of(member) return tonumber(string.match(member, ':(%d+)$')) end
+for i = 3, #KEYS do
+  local base = (i - 3) * 3 + 4
+  local limit, window, cost = tonumber(ARGV[base]), tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local entries = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
+  local used = 0
+  for j = 1, #entries, 2 do used = used + cost_of(entries[j]) end
+  local reset = 0
+  if #entries > 0 then reset = tonumber(entries[2]) + window - now end
+  if used + cost > limit then
+    allowed = 0
+    local wait, freed = window, 0
+    for j = 1, #entries, 2 do
+      freed = freed + cost_of(entries[j])
+      if used + cost - freed <= limit then
+        wait = tonumber(entries[j + 1]) + window - now
+        break
+      end
+    end
+    if wait > retry then retry = wait end
+  end
+  reply[#reply + 1] = used
+  reply[#reply + 1] = reset
+end
+if allowed == 1 then
+  for i = 3, #KEYS do
+    local base = (i - 3) * 3 + 4
+    local cost = tonumber(ARGV[base + 2])
+    if cost > 0 then
+      redis.call('ZADD', KEYS[i], now, ticket .. ':' .. cost)
+      redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[base + 1]))
+    end
+  end
+  if probe == 1 then redis.call('HSET', KEYS[2], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[3])) end
+else
+  probe = 0
+end
+table.insert(reply, 1, probe)
+table.insert(reply, 1, 0)
+table.insert(reply, 1, retry)
+table.insert(reply, 1, allowed)
+return reply
+"""
+
+# KEYS: the breaker, then the token limit's sorted set (when its count is corrected).
+# ARGV: how the model server did ('ok' | 'fail' | '' when not asked), probe (0|1),
+#       failure threshold, open ms, then the admitted member, the corrected cost and its member.
+_CONCLUDE = _NOW + """
+if KEYS[2] then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[5])
+  if score then
+    redis.call('ZREM', KEYS[2], ARGV[5])
+    local cost = tonumber(ARGV[6])
+    if cost > 0 then redis.call('ZADD', KEYS[2], score, ARGV[7]) end
+  end
+end
+local outcome, probe = ARGV[1], ARGV[2] == '1'
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if outcome == '' then
+  if probe and state == 'half_open' then redis.call('HSET', KEYS[1], 'probe_until', 0) end
+  return state
+end
+if outcome == 'ok' then
+  if state == 'closed' or probe then redis.call('DEL', KEYS[1]) end
+  return 'closed'
+end
+if probe or state == 'half_open' then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + tonumber(ARGV[4]), 'probe_until', 0, 'failures', 0)
+  return 'open'
+end
+if state == 'open' then return 'open' end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + tonumber(ARGV[4]), 'failures', 0)
+  return 'open'
+end
+return 'closed'
+"""
+
+
+class RedisAdmissionStore:
+    def __init__(self, client: redis.Redis, *, prefix: str, breaker_failures: int, breaker_open_seconds: float,
+                 breaker_probe_seconds: float) -> None:
+        self._limits = prefix + LIMITS
+        self._breaker = prefix + BREAKER
+        self._requests_total = prefix + REQUESTS_TOTAL
+        self._failures = breaker_failures
+        self._open_ms = int(breaker_open_seconds * 1000)
+        self._probe_ms = int(breaker_probe_seconds * 1000)
+        self._admit = client.register_script(_ADMIT)
+        self._conclude = client.register_script(_CONCLUDE)
+
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool) -> AdmissionDecision:
+        args: list[str | int] = [ticket, int(guarded), self._probe_ms]
+        for limit in limits:
+            args += [limit.limit, limit.window_ms, limit.cost]
+        keys = [self._requests_total, self._breaker, *(self._limits + limit.key for limit in limits)]
+        try:
+            allowed, retry_after_ms, breaker_retry_ms, probe, *counts = self._admit(keys=keys, args=args)
+        except redis.RedisError as error:
+            raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
+        if breaker_retry_ms:
+            return AdmissionDecision(False, (), 0, breaker_retry_ms=int(breaker_retry_ms))
+        states = []
+        for index, limit in enumerate(limits):
+            used, reset_after_ms = int(counts[2 * index]), int(counts[2 * index + 1])
+            counted = limit.cost if allowed and limit.cost > 0 else 0
+            if counted and not reset_after_ms:
+                reset_after_ms = limit.window_ms  # this request is the oldest one now
+            states.append(LimitState(limit.limit, max(0, limit.limit - used - counted), max(0, reset_after_ms)))
+        return AdmissionDecision(bool(allowed), tuple(states), int(retry_after_ms), probe=bool(probe))
+
+    def conclude(self, conclusion: Conclusion) -> None:
+        outcome = {True: "ok", False: "fail", None: ""}[conclusion.model_healthy]
+        keys = [self._breaker]
+        args: list[str | int] = [outcome, int(conclusion.probe), self._failures, self._open_ms]
+        if conclusion.token_limit is not None:
+            keys.append(self._limits + conclusion.token_limit.key)
+            args += [f"{conclusion.ticket}:{conclusion.token_limit.cost}", conclusion.tokens,
+                     f"{conclusion.ticket}:{conclusion.tokens}"]
+        try:
+            state = self._conclude(keys=keys, args=args)
+        except redis.RedisError as error:
+            raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
+        if state == b"open" and conclusion.model_healthy is False:
+            logger.warning("model server circuit breaker is open")

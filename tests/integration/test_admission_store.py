@@ -1,0 +1,242 @@
+"""Admission in a real Redis: request totals, sliding-window limits and the model server's
+circuit breaker, each request admitted in one script and concluded in another."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+from devkit.backends import free_port
+
+from infergate.domain.ports import Conclusion, Limit
+from infergate.errors import RateLimiterUnavailable
+from infergate.stores.admission import RedisAdmissionStore
+from infergate.stores.counters import RedisCounters
+
+
+def store(client, **breaker) -> RedisAdmissionStore:
+    settings = {"prefix": "infergate:", "breaker_failures": 3, "breaker_open_seconds": 0.4, "breaker_probe_seconds": 5, **breaker}
+    return RedisAdmissionStore(client, **settings)
+
+
+def rpm(key: str, limit: int, window_ms: int = 60_000) -> Limit:
+    return Limit(key, limit, window_ms, 1)
+
+
+def call_model(admissions: RedisAdmissionStore, *, healthy: bool | None, ticket: str = "t"):
+    """Admit a guarded request and report how the model server did; its decision."""
+    decision = admissions.admit([rpm(f"rpm:{uuid.uuid4().hex}", 100)], ticket=ticket, guarded=True)
+    if decision.allowed:
+        admissions.conclude(Conclusion(ticket, None, 0, decision.probe, healthy))
+    return decision
+
+
+def fail(admissions: RedisAdmissionStore, times: int) -> None:
+    for _ in range(times):
+        call_model(admissions, healthy=False)
+
+
+def wait_until_it_half_opens(admissions: RedisAdmissionStore, redis_client, timeout: float = 10) -> None:
+    """Until the breaker's open period has passed by Redis's own clock (it decides by it)."""
+    reopens = int(redis_client.hget("infergate:breaker:model-server", "until"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seconds, micros = redis_client.time()
+        if seconds * 1000 + micros // 1000 >= reopens:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the breaker did not reach its half-open time")
+
+
+# -- limits -----------------------------------------------------------------
+
+def test_the_limit_admits_exactly_n_per_window(redis_client):
+    admissions = store(redis_client)
+    decisions = [admissions.admit([rpm("rpm:key_1", 3)], ticket=f"t{i}", guarded=False) for i in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.states[0].remaining for d in decisions] == [2, 1, 0, 0]
+    assert 0 < decisions[-1].retry_after_ms <= 60_000
+    assert 0 < decisions[-1].states[0].reset_after_ms <= 60_000
+
+
+def test_subjects_are_limited_apart(redis_client):
+    admissions = store(redis_client)
+    assert admissions.admit([rpm("a", 1)], ticket="1", guarded=False).allowed
+    assert admissions.admit([rpm("b", 1)], ticket="2", guarded=False).allowed
+    assert not admissions.admit([rpm("a", 1)], ticket="3", guarded=False).allowed
+
+
+def test_the_window_slides(redis_client):
+    admissions = store(redis_client)
+    assert admissions.admit([rpm("k", 1, 300)], ticket="1", guarded=False).allowed
+    refused = admissions.admit([rpm("k", 1, 300)], ticket="2", guarded=False)
+    assert not refused.allowed and 0 < refused.retry_after_ms <= 300
+    time.sleep(refused.retry_after_ms / 1000 + 0.05)  # Retry-After's own promise, plus a margin
+    assert admissions.admit([rpm("k", 1, 300)], ticket="3", guarded=False).allowed
+
+
+def test_weighted_costs_count_tokens_and_a_conclusion_corrects_them(redis_client):
+    admissions = store(redis_client)
+    tpm = Limit("tpm:u", 1000, 60_000, 600)
+    assert admissions.admit([tpm], ticket="a", guarded=False).allowed
+    refused = admissions.admit([tpm], ticket="b", guarded=False)
+    assert not refused.allowed and refused.states[0].remaining == 400
+    # The first request really used 100 tokens: correcting it makes room.
+    admissions.conclude(Conclusion("a", tpm, 100, probe=False, model_healthy=True))
+    assert admissions.admit([tpm], ticket="b", guarded=False).allowed
+
+
+def test_a_request_is_counted_under_all_its_limits_or_none(redis_client):
+    admissions = store(redis_client)
+    requests, tokens = Limit("rpm:k", 10, 60_000, 1), Limit("tpm:u", 100, 60_000, 80)
+    assert admissions.admit([requests, tokens], ticket="1", guarded=False).allowed
+    refused = admissions.admit([requests, tokens], ticket="2", guarded=False)  # tokens do not fit
+    assert not refused.allowed
+    assert refused.states[0].remaining == 9  # so the request was not counted either
+    assert admissions.admit([requests], ticket="3", guarded=False).states[0].remaining == 8
+
+
+def test_a_corrected_cost_of_zero_removes_the_entry(redis_client):
+    admissions = store(redis_client)
+    tokens = Limit("tpm:z", 100, 60_000, 100)
+    admissions.admit([tokens], ticket="a", guarded=False)
+    admissions.conclude(Conclusion("a", tokens, 0, probe=False, model_healthy=None))
+    assert admissions.admit([tokens], ticket="b", guarded=False).allowed
+
+
+def test_concurrent_requests_beyond_the_limit_admit_exactly_the_limit(redis_url):
+    admissions = store(redis.Redis.from_url(redis_url, max_connections=64))
+    admitted = []
+    barrier = threading.Barrier(40)
+    key = f"rpm:{uuid.uuid4().hex}"
+
+    def hit(index: int) -> None:
+        barrier.wait()
+        admitted.append(admissions.admit([rpm(key, 25)], ticket=str(index), guarded=False).allowed)
+
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert admitted.count(True) == 25
+
+
+def test_every_admission_counts_in_the_request_total_refused_or_not(redis_client):
+    admissions, counters = store(redis_client), RedisCounters(redis_client, prefix="infergate:")
+    before = counters.total_requests()
+    for ticket in "abc":
+        admissions.admit([rpm("rpm:total", 1)], ticket=ticket, guarded=False)
+    assert counters.total_requests() == before + 3
+
+
+def test_an_unreachable_redis_is_reported_at_once():
+    from infergate.stores.redis_client import connect
+
+    admissions = store(connect(f"redis://127.0.0.1:{free_port()}/0"))
+    started = time.monotonic()
+    with pytest.raises(RateLimiterUnavailable):
+        admissions.admit([rpm("k", 1)], ticket="t", guarded=True)
+    with pytest.raises(RateLimiterUnavailable):
+        admissions.conclude(Conclusion("t", None, 0, probe=False, model_healthy=False))
+    assert time.monotonic() - started < 2.0  # no waiting on a Redis that is not there
+
+
+# -- the circuit breaker ------------------------------------------------------
+
+def test_consecutive_failures_open_it_and_it_refuses_at_once_with_how_long(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 2)
+    assert call_model(admissions, healthy=None).allowed  # still closed
+    fail(admissions, 1)
+    refused = call_model(admissions, healthy=None)
+    assert not refused.allowed and 0 < refused.breaker_retry_ms <= 400
+
+
+def test_a_request_the_breaker_refuses_counts_under_no_limit(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    limit = rpm("rpm:refused", 5)
+    assert admissions.admit([limit], ticket="x", guarded=True).breaker_retry_ms > 0
+    assert admissions.admit([limit], ticket="y", guarded=False).states[0].remaining == 4
+
+
+def test_an_unguarded_request_goes_through_an_open_breaker(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    assert admissions.admit([rpm("rpm:list", 5)], ticket="x", guarded=False).allowed
+
+
+def test_a_success_clears_the_count(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 2)
+    call_model(admissions, healthy=True)
+    fail(admissions, 2)
+    assert call_model(admissions, healthy=None).allowed
+
+
+def test_it_half_opens_for_one_probe_whose_success_closes_it(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    wait_until_it_half_opens(admissions, redis_client)
+    probe = admissions.admit([rpm("rpm:p", 9)], ticket="p", guarded=True)
+    assert probe.allowed and probe.probe
+    assert admissions.admit([rpm("rpm:q", 9)], ticket="q", guarded=True).breaker_retry_ms > 0  # one probe at a time
+    admissions.conclude(Conclusion("p", None, 0, probe=True, model_healthy=True))
+    after = admissions.admit([rpm("rpm:r", 9)], ticket="r", guarded=True)
+    assert after.allowed and not after.probe
+
+
+def test_a_failed_probe_opens_it_again(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    wait_until_it_half_opens(admissions, redis_client)
+    assert call_model(admissions, healthy=False).probe
+    assert call_model(admissions, healthy=None).breaker_retry_ms > 0
+
+
+def test_an_abandoned_probe_lets_another_request_probe(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    wait_until_it_half_opens(admissions, redis_client)
+    assert call_model(admissions, healthy=None).probe  # admitted, then refused before asking the model
+    assert call_model(admissions, healthy=None).probe
+
+
+def test_a_request_a_limit_refuses_does_not_take_the_probe(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    wait_until_it_half_opens(admissions, redis_client)
+    full = rpm("rpm:full", 0)
+    refused = admissions.admit([full], ticket="f", guarded=True)
+    assert not refused.allowed and not refused.probe
+    assert call_model(admissions, healthy=None).probe
+
+
+def test_instances_share_it(redis_client, redis_url):
+    one, other = store(redis_client), store(redis.Redis.from_url(redis_url))
+    fail(one, 3)
+    assert call_model(other, healthy=None).breaker_retry_ms > 0
+
+
+def test_concurrent_callers_get_exactly_one_probe(redis_client):
+    admissions = store(redis_client)
+    fail(admissions, 3)
+    wait_until_it_half_opens(admissions, redis_client)
+    probes, barrier = [], threading.Barrier(20)
+
+    def call() -> None:
+        barrier.wait()
+        decision = admissions.admit([rpm(f"rpm:{uuid.uuid4().hex}", 9)], ticket="c", guarded=True)
+        if decision.allowed:
+            probes.append(decision.probe)
+
+    threads = [threading.Thread(target=call) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert probes == [True]
