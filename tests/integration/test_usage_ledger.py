@@ -178,7 +178,7 @@ def test_every_few_lines_the_journal_moves_to_the_request_log(database):
     archived = list(database.request_log.find({}, sort=[("seq", 1)]))
     assert [entry["seq"] for entry in archived] == list(range(1, 9))
     assert all((entry["user_id"], entry["period"]) == ("usr_1", "2026-11") for entry in archived)
-    assert [entry["seq"] for entry in database.usage.find_one({"_id": "usr_1:2026-11"})["journal"]] == [9, 10]
+    assert [entry["_id"] for entry in database.usage.find_one({"_id": "usr_1:2026-11"})["journal"]] == ["r8", "r9"]
     statement = ledger.statement("usr_1", "2026-11")
     assert [entry.seq for entry in statement.log] == list(range(1, 11))
     assert sum(entry.charged for entry in statement.log) == statement.tokens_used == sum(i % 7 + 3 for i in range(10))
@@ -241,9 +241,40 @@ def test_a_request_that_outlived_its_reservation_is_still_charged_once(database)
     ledger = MongoUsageLedger(database)
     slow = ledger.reserve(wanted("slow", 300), minimum=10, quota=1000, now=NOW)
     later = NOW + timedelta(minutes=3)
-    # Another request drops the expired hold from the document as it reserves.
-    ledger.reserve(wanted("next", 100, now=later), minimum=10, quota=1000, now=later)
+    # Another request, needing the room the expired hold still takes, drops it as it reserves.
+    ledger.reserve(wanted("next", 800, now=later), minimum=10, quota=1000, now=later)
     assert [h["id"] for h in database.usage.find_one({"_id": "usr_1:2026-11"})["reservations"]] == ["next"]
     assert ledger.settle(slow, outcome(20, 30, at=later), quota=1000) == 50
     assert ledger.settle(slow, outcome(20, 30, at=later), quota=1000) == 50
     assert ledger.usage("usr_1", "2026-11", now=later).tokens_used == 50 == log_sum(database)
+    assert database.usage.find_one({"_id": "usr_1:2026-11"})["committed"] == 850  # used, and the other's hold
+
+
+def test_model_names_with_dots_are_tallied_under_their_own_names(database):
+    ledger = MongoUsageLedger(database)
+    held = ledger.reserve(wanted("r1", 100), minimum=1, quota=1000, now=NOW)
+    ledger.settle(held, outcome(10, 5, model="llama3.2:1b"), quota=1000)
+    assert {m: (t.tokens, t.requests) for m, t in ledger.usage("usr_1", "2026-11", now=NOW).by_model.items()} == {
+        "llama3.2:1b": (15, 1)}
+
+
+def test_a_month_recorded_by_an_earlier_version_carries_on(database):
+    """Months written before `committed` and map tallies existed: lists of tallies, no counter of holds."""
+    database.usage.insert_one({
+        "_id": "usr_1:2026-11", "user_id": "usr_1", "period": "2026-11", "tokens_used": 40, "requests": 2,
+        "reservations": [], "by_model": [{"key": "m1", "tokens": 40, "requests": 2}],
+        "by_day": [{"key": "2026-11-28", "tokens": 40, "requests": 2}],
+    })
+    database.request_log.insert_many([
+        {"_id": old, "user_id": "usr_1", "period": "2026-11", "request_id": "old", "key_id": "key_1", "model": "m1",
+         "status": "ok", "prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20, "created_at": NOW}
+        for old in ("old1", "old2")])
+    ledger = MongoUsageLedger(database)
+    held = ledger.reserve(wanted("new", 100), minimum=1, quota=1000, now=NOW)
+    assert held.tokens == 100
+    ledger.settle(held, outcome(5, 5, model="m1"), quota=1000)
+    usage = ledger.usage("usr_1", "2026-11", now=NOW)
+    assert (usage.tokens_used, usage.requests, usage.by_model["m1"].tokens, usage.by_day["2026-11-28"].requests) == (50, 3, 50, 3)
+    statement = ledger.statement("usr_1", "2026-11")
+    assert statement.tokens_used == sum(line.charged for line in statement.log) == 50
+    assert database.usage.find_one({"_id": "usr_1:2026-11"})["committed"] == 50
