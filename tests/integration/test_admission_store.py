@@ -125,6 +125,26 @@ def test_concurrent_requests_beyond_the_limit_admit_exactly_the_limit(redis_url)
     assert admitted.count(True) == 25
 
 
+def test_the_running_total_matches_the_window_through_slides_corrections_and_loss(redis_client):
+    admissions = store(redis_client)
+    tpm = Limit("tpm:running", 10_000, 200, 50)
+    window, total = "infergate:rl:tpm:running", "infergate:rl:tpm:running:total"
+
+    def members() -> int:
+        return sum(int(member.rsplit(b":", 1)[1]) for member in redis_client.zrange(window, 0, -1))
+
+    for ticket in range(6):
+        assert admissions.admit([tpm], ticket=str(ticket), guarded=False).allowed
+        admissions.conclude(Conclusion(str(ticket), tpm, ticket * 3, probe=False, model_healthy=True))
+        assert int(redis_client.get(total)) == members()
+    time.sleep(0.25)  # the window has moved past all of them
+    assert admissions.admit([tpm], ticket="late", guarded=False).states[0].remaining == 10_000 - 50
+    assert int(redis_client.get(total)) == members() == 50
+    redis_client.delete(total)  # lost (evicted): recounted from the window
+    assert admissions.admit([tpm], ticket="after", guarded=False).states[0].remaining == 10_000 - 100
+    assert int(redis_client.get(total)) == members() == 100
+
+
 def test_every_admission_counts_in_the_request_total_refused_or_not(redis_client):
     admissions, counters = store(redis_client), RedisCounters(redis_client, prefix="infergate:")
     before = counters.total_requests()

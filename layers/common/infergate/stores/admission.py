@@ -12,6 +12,10 @@ the server's clock, so any number of function instances share one exact
 count: with a limit of N, N concurrent requests pass and the next is refused,
 and no window of the limit's length ever holds more than N.
 
+Each window also keeps a running total of what it holds, so a check costs
+the members leaving the window rather than every member in it: a key sending
+100 requests a second is checked as fast as one sending one.
+
 The circuit breaker, shared by every instance:
   closed     calls go through; each failure adds to a count of consecutive failures,
              and a success clears it. At the threshold the breaker opens.
@@ -40,12 +44,32 @@ LIMITS = "rl:"
 _NOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function cost_of(member) return tonumber(string.match(member, ':(%d+)$')) end
 """
 
-# KEYS: the request total, the breaker, then one sorted set per limit.
+# What one window holds: its members leave as the window moves past them, and their costs
+# leave its running total, which is recounted if it is ever lost. So a check costs the
+# members that leave, not all those in the window.
+_WINDOW = """
+local function window_used(set, total, window)
+  local leaving = redis.call('ZRANGEBYSCORE', set, '-inf', now - window)
+  local used = redis.call('GET', total)
+  if #leaving > 0 then redis.call('ZREMRANGEBYSCORE', set, '-inf', now - window) end
+  if used then
+    used = tonumber(used)
+    for _, member in ipairs(leaving) do used = used - cost_of(member) end
+  else
+    used = 0
+    for _, member in ipairs(redis.call('ZRANGE', set, 0, -1)) do used = used + cost_of(member) end
+  end
+  return used
+end
+"""
+
+# KEYS: the request total, the breaker, then per limit its sorted set and its running total.
 # ARGV: ticket, guarded (0|1), probe lease ms, then limit, window ms and cost per limit.
 # Returns {allowed, retry_after_ms, breaker_retry_ms, probe, then used and reset_ms per limit}.
-_ADMIT = _NOW + """
+_ADMIT = _NOW + _WINDOW + """
 redis.call('INCR', KEYS[1])
 local probe = 0
 if ARGV[2] == '1' then
@@ -62,40 +86,48 @@ local ticket = ARGV[1]
 local allowed = 1
 local retry = 0
 local reply = {}
-local function cost_of(member) return tonumber(string.match(member, ':(%d+)$')) end
-for i = 3, #KEYS do
-  local base = (i - 3) * 3 + 4
-  local limit, window, cost = tonumber(ARGV[base]), tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local entries = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
-  local used = 0
-  for j = 1, #entries, 2 do used = used + cost_of(entries[j]) end
+local limits = (#KEYS - 2) / 2
+local used_of = {}
+for i = 1, limits do
+  local set, total = KEYS[i * 2 + 1], KEYS[i * 2 + 2]
+  local limit, window, cost = tonumber(ARGV[i * 3 + 1]), tonumber(ARGV[i * 3 + 2]), tonumber(ARGV[i * 3 + 3])
+  local used = window_used(set, total, window)
+  used_of[i] = used
+  local oldest = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
   local reset = 0
-  if #entries > 0 then reset = tonumber(entries[2]) + window - now end
+  if #oldest > 0 then reset = tonumber(oldest[2]) + window - now end
   if used + cost > limit then
     allowed = 0
-    local wait, freed = window, 0
-    for j = 1, #entries, 2 do
-      freed = freed + cost_of(entries[j])
-      if used + cost - freed <= limit then
-        wait = tonumber(entries[j + 1]) + window - now
-        break
+    local wait, freed, index = window, 0, 0
+    while true do
+      local entry = redis.call('ZRANGE', set, index, index + 63, 'WITHSCORES')
+      if #entry == 0 then break end
+      local found = false
+      for j = 1, #entry, 2 do
+        freed = freed + cost_of(entry[j])
+        if used + cost - freed <= limit then
+          wait = tonumber(entry[j + 1]) + window - now
+          found = true
+          break
+        end
       end
+      if found then break end
+      index = index + 64
     end
     if wait > retry then retry = wait end
   end
   reply[#reply + 1] = used
   reply[#reply + 1] = reset
 end
+for i = 1, limits do
+  local set, total, window = KEYS[i * 2 + 1], KEYS[i * 2 + 2], tonumber(ARGV[i * 3 + 2])
+  local cost = 0
+  if allowed == 1 then cost = tonumber(ARGV[i * 3 + 3]) end
+  if cost > 0 then redis.call('ZADD', set, now, ticket .. ':' .. cost) end
+  redis.call('SET', total, used_of[i] + cost, 'PX', window)
+  redis.call('PEXPIRE', set, window)
+end
 if allowed == 1 then
-  for i = 3, #KEYS do
-    local base = (i - 3) * 3 + 4
-    local cost = tonumber(ARGV[base + 2])
-    if cost > 0 then
-      redis.call('ZADD', KEYS[i], now, ticket .. ':' .. cost)
-      redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[base + 1]))
-    end
-  end
   if probe == 1 then redis.call('HSET', KEYS[2], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[3])) end
 else
   probe = 0
@@ -107,7 +139,7 @@ table.insert(reply, 1, allowed)
 return reply
 """
 
-# KEYS: the breaker, then the token limit's sorted set (when its count is corrected).
+# KEYS: the breaker, then the token limit's sorted set and running total (when its count is corrected).
 # ARGV: how the model server did ('ok' | 'fail' | '' when not asked), probe (0|1),
 #       failure threshold, open ms, then the admitted member, the corrected cost and its member.
 _CONCLUDE = _NOW + """
@@ -117,6 +149,7 @@ if KEYS[2] then
     redis.call('ZREM', KEYS[2], ARGV[5])
     local cost = tonumber(ARGV[6])
     if cost > 0 then redis.call('ZADD', KEYS[2], score, ARGV[7]) end
+    if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('INCRBY', KEYS[3], cost - cost_of(ARGV[5])) end
   end
 end
 local outcome, probe = ARGV[1], ARGV[2] == '1'
@@ -159,7 +192,9 @@ class RedisAdmissionStore:
         args: list[str | int] = [ticket, int(guarded), self._probe_ms]
         for limit in limits:
             args += [limit.limit, limit.window_ms, limit.cost]
-        keys = [self._requests_total, self._breaker, *(self._limits + limit.key for limit in limits)]
+        keys = [self._requests_total, self._breaker]
+        for limit in limits:
+            keys += [self._limits + limit.key, self._limits + limit.key + ":total"]
         try:
             allowed, retry_after_ms, breaker_retry_ms, probe, *counts = self._admit(keys=keys, args=args)
         except redis.RedisError as error:
@@ -180,7 +215,7 @@ class RedisAdmissionStore:
         keys = [self._breaker]
         args: list[str | int] = [outcome, int(conclusion.probe), self._failures, self._open_ms]
         if conclusion.token_limit is not None:
-            keys.append(self._limits + conclusion.token_limit.key)
+            keys += [self._limits + conclusion.token_limit.key, self._limits + conclusion.token_limit.key + ":total"]
             args += [f"{conclusion.ticket}:{conclusion.token_limit.cost}", conclusion.tokens,
                      f"{conclusion.ticket}:{conclusion.tokens}"]
         try:
