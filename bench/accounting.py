@@ -36,7 +36,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 
-import httpx  # noqa: E402
 import pymongo  # noqa: E402
 import redis  # noqa: E402
 from devkit import backends  # noqa: E402
@@ -81,7 +80,7 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
     settings = Settings.from_env({"RATE_LIMIT_FAIL_OPEN": "false", "CIRCUIT_BREAKER_FAILURES": str(10**9),
                                   "REDIS_KEY_PREFIX": f"bench:{uuid.uuid4().hex}:"})
     service = bootstrap.chat_service(settings, database=database, redis=redis.Redis.from_url(redis_url, max_connections=concurrency + 8),
-                                     http=httpx.Client())
+                                     connections=bootstrap.model_server(settings))
     # The model answers in-process; everything else is as the functions build it.
     service.model = InstantModel()
     service.models = ModelPolicy(service.model, default="bench", allowed=None)

@@ -98,7 +98,8 @@ class _Handler(httpserver.Handler):
             return None
         with self.server.recent_lock:
             self.server.recent.append(
-                {"path": self.path, "x-request-id": self.headers.get("x-request-id"), "body": body, "at": time.time()}
+                {"path": self.path, "x-request-id": self.headers.get("x-request-id"), "body": body, "at": time.time(),
+                 "client_port": self.client_address[1]}
             )
         return body
 

@@ -1,4 +1,5 @@
-"""The gateway's Ollama client against real HTTP servers."""
+"""The gateway's Ollama client against real HTTP servers: answers, errors, deadlines, and when
+it retries (only if the request cannot have reached the server)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,38 @@ import pytest
 from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
 
-from infergate.errors import ModelNotFound, UpstreamError, UpstreamTimeout
-from infergate.llm.ollama import OllamaClient
 from infergate.domain.messages import Message
+from infergate.errors import ModelNotFound, UpstreamError, UpstreamTimeout
+from infergate.llm import ollama
+from infergate.llm.connections import ModelServerConnections
+from infergate.llm.ollama import OllamaCatalog, OllamaClient
 from tests.support import services
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="what is two plus two")]
 
 
 def client(url: str, timeout: float = 5) -> OllamaClient:
-    return OllamaClient(url, connect_timeout=1, timeout=timeout)
+    return OllamaClient(ModelServerConnections(url, connect_timeout=1), timeout=timeout)
+
+
+class Refusing(ModelServerConnections):
+    """Connections to `url` whose first `refusals` attempts are refused, as a server that is
+    starting or restarting refuses them; counts the attempts."""
+
+    def __init__(self, url: str, refusals: int) -> None:
+        super().__init__(url, connect_timeout=1)
+        self.refusals, self.attempts = refusals, 0
+
+    def take(self):
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            raise ConnectionRefusedError("refused")
+        return super().take()
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(ollama.time, "sleep", lambda seconds: None)
 
 
 def test_a_streamed_answer_is_assembled_with_ollamas_own_counts(ollama_url):
@@ -57,3 +80,39 @@ def test_an_answer_slower_than_the_deadline_is_cut_off_at_the_deadline():
         with pytest.raises(UpstreamTimeout):
             client(slow_url, timeout=0.5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="r")
         assert time.monotonic() - started < 1.5
+
+
+def test_one_kept_alive_connection_serves_chat_after_chat(ollama_url):
+    model = client(ollama_url)
+    for request_id in ("first-of-two", "second-of-two"):
+        model.chat(model="smollm2:135m", messages=MESSAGES, max_tokens=3, request_id=request_id)
+    seen = {r["x-request-id"]: r["client_port"] for r in httpx.get(f"{ollama_url}/_devkit/requests").json()}
+    assert seen["first-of-two"] == seen["second-of-two"]
+
+
+def test_the_model_list_comes_from_the_server(ollama_url):
+    names = [entry.name for entry in OllamaCatalog(ModelServerConnections(ollama_url, connect_timeout=1)).models()]
+    assert names == ["smollm2:135m", "tiny:latest"]
+
+
+def test_a_refused_connection_is_retried(ollama_url, no_backoff):
+    connections = Refusing(ollama_url, refusals=2)
+    assert OllamaClient(connections, timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
+                                                     request_id="r").content == "You said:"
+    assert connections.attempts == 3
+
+
+def test_retries_give_up_after_two(ollama_url, no_backoff):
+    connections = Refusing(ollama_url, refusals=5)
+    with pytest.raises(UpstreamError, match="could not be reached"):
+        OllamaClient(connections, timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2, request_id="r")
+    assert connections.attempts == 3
+
+
+@pytest.mark.parametrize("fault", [{"mode": "reset"}, {"mode": "drop", "after_pieces": 1}, {"mode": "break", "after_pieces": 1}])
+def test_nothing_that_may_have_reached_ollama_is_retried(faulty_ollama_url, faults, fault, no_backoff):
+    faults(count=1, **fault)
+    connections = Refusing(faulty_ollama_url, refusals=0)
+    with pytest.raises(UpstreamError):
+        OllamaClient(connections, timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=5, request_id="r")
+    assert connections.attempts == 1

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-import httpx
 import pymongo
 import redis
 
@@ -40,8 +39,7 @@ def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str
     ensure_indexes(db)
     return bootstrap.chat_service(
         settings, database=db, redis=redis.Redis.from_url(redis_url, max_connections=64),
-        http=httpx.Client(base_url=ollama_url, timeout=httpx.Timeout(20, connect=2), limits=httpx.Limits(max_connections=64)),
-        clock=clock,
+        connections=bootstrap.model_server(settings), clock=clock,
     )
 
 

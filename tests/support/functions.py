@@ -40,8 +40,6 @@ def reset_instance_state() -> None:
 
     if mongo.get_client.cache_info().currsize:
         mongo.get_client().close()
-    if wiring._ollama_http.cache_info().currsize:
-        wiring._ollama_http().close()
     for module in (config, wiring, mongo, redis_client, idempotency):
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == module.__name__:

@@ -15,7 +15,6 @@ from infergate.clock import utc_now
 from infergate.config import Settings
 
 if TYPE_CHECKING:
-    import httpx
     import redis
     from pymongo.database import Database
 
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from infergate.domain.chat import ChatService
     from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalog
+    from infergate.llm.connections import ModelServerConnections
     from infergate.domain.ports import AccountsVersion
     from infergate.stores.counters import RedisCounters
 
@@ -46,15 +46,22 @@ def admission(settings: Settings, *, redis: redis.Redis) -> AdmissionControl:
     return AdmissionControl(store, fail_open=settings.rate_limit_fail_open)
 
 
-def model_policy(settings: Settings, *, http: httpx.Client) -> ModelPolicy:
+def model_server(settings: Settings) -> ModelServerConnections:
+    """The connections to the model server, shared by chats and the model list."""
+    from infergate.llm.connections import ModelServerConnections
+
+    return ModelServerConnections(settings.ollama_url, connect_timeout=settings.ollama_connect_timeout)
+
+
+def model_policy(settings: Settings, *, connections: ModelServerConnections) -> ModelPolicy:
     from infergate.domain.models import ModelPolicy
     from infergate.llm.ollama import OllamaCatalog
 
-    return ModelPolicy(OllamaCatalog(http), default=settings.ollama_model, allowed=settings.allowed_models())
+    return ModelPolicy(OllamaCatalog(connections), default=settings.ollama_model, allowed=settings.allowed_models())
 
 
 def chat_service(
-    settings: Settings, *, database: Database, redis: redis.Redis, http: httpx.Client,
+    settings: Settings, *, database: Database, redis: redis.Redis, connections: ModelServerConnections,
     models: ModelPolicy | None = None, clock: Callable[[], datetime] = utc_now,
 ) -> ChatService:
     from infergate.domain.chat import ChatService
@@ -64,9 +71,8 @@ def chat_service(
     return ChatService(
         admission=admission(settings, redis=redis),
         ledger=MongoUsageLedger(database),
-        model=OllamaClient(settings.ollama_url, connect_timeout=settings.ollama_connect_timeout,
-                           timeout=settings.ollama_timeout, http=http),
-        models=models or model_policy(settings, http=http),
+        model=OllamaClient(connections, timeout=settings.ollama_timeout),
+        models=models or model_policy(settings, connections=connections),
         clock=clock,
     )
 
@@ -88,14 +94,3 @@ def counters(settings: Settings, *, redis: redis.Redis) -> RedisCounters:
     from infergate.stores.counters import RedisCounters
 
     return RedisCounters(redis, prefix=settings.redis_key_prefix)
-
-
-def ollama_http(settings: Settings) -> httpx.Client:
-    """The HTTP client to the model server, shared by chats and the model list."""
-    import httpx
-
-    return httpx.Client(
-        base_url=settings.ollama_url.rstrip("/"),
-        timeout=httpx.Timeout(settings.ollama_timeout, connect=settings.ollama_connect_timeout),
-        limits=httpx.Limits(max_connections=8, keepalive_expiry=30),
-    )

@@ -1,9 +1,10 @@
 """This function instance's services: built once, on first use, from its settings and clients.
 
 The services come from `bootstrap`, the composition root; the clients
-(MongoDB, Redis, httpx) are made once per instance and shared. Imports
+(MongoDB, Redis, the model server's connections) are made once per
+instance and shared. Imports
 happen inside the factories, so that a function loads only the drivers it
-uses: the health check never imports pymongo or httpx.
+uses: the health check never imports pymongo.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from infergate.config import get_settings
 from infergate.observability import logger
 
 if TYPE_CHECKING:
-    import httpx
-
     from infergate.domain.accounts import Authenticator
     from infergate.domain.admission import AdmissionControl
     from infergate.domain.chat import ChatService
     from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalog
+    from infergate.llm.connections import ModelServerConnections
     from infergate.stores.accounts import MongoAccountStore
     from infergate.stores.counters import RedisCounters
     from infergate.stores.usage import MongoUsageLedger
@@ -73,7 +73,7 @@ def counters() -> RedisCounters:
 
 @functools.cache
 def model_policy() -> ModelPolicy:
-    return bootstrap.model_policy(get_settings(), http=_ollama_http())
+    return bootstrap.model_policy(get_settings(), connections=_model_server())
 
 
 @functools.cache
@@ -81,13 +81,13 @@ def chat_service() -> ChatService:
     from infergate.stores.mongo import get_database
     from infergate.stores.redis_client import get_redis
 
-    return bootstrap.chat_service(get_settings(), database=get_database(), redis=get_redis(), http=_ollama_http(),
-                                  models=model_policy())
+    return bootstrap.chat_service(get_settings(), database=get_database(), redis=get_redis(),
+                                  connections=_model_server(), models=model_policy())
 
 
 @functools.cache
-def _ollama_http() -> httpx.Client:
-    return bootstrap.ollama_http(get_settings())
+def _model_server() -> ModelServerConnections:
+    return bootstrap.model_server(get_settings())
 
 
 def count_request() -> None:

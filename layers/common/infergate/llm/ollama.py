@@ -14,6 +14,8 @@ started a generation and is never retried.
 
 from __future__ import annotations
 
+import heapq
+import http.client
 import json
 import random
 import socket
@@ -21,37 +23,41 @@ import threading
 import time
 from datetime import datetime
 
-import httpx
-
+from infergate.domain.messages import Message
 from infergate.domain.ports import Completion, ModelEntry
 from infergate.errors import InferGateError, ModelNotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
-from infergate.domain.messages import Message
+from infergate.llm.connections import ModelServerConnections
 from infergate.observability import logger
 
 CONNECT_RETRIES = 2
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 1.0
+CATALOG_TIMEOUT_SECONDS = 3.0
+
+
+class _Unreachable(Exception):
+    """No connection could be made: the request was never sent."""
 
 
 class OllamaClient:
-    def __init__(self, base_url: str, *, connect_timeout: float, timeout: float, http: httpx.Client | None = None) -> None:
+    def __init__(self, connections: ModelServerConnections, *, timeout: float) -> None:
+        self._connections = connections
         self._timeout = timeout
-        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
     ) -> Completion:
-        payload = {
+        body = json.dumps({
             "model": model,
             "messages": [{"role": message.role, "content": message.content} for message in messages],
             "stream": True,
             "options": {**(options or {}), "num_predict": max_tokens},
-        }
+        }).encode()
         deadline = _Deadline(self._timeout)
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                return self._exchange(payload, request_id, deadline)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                return self._exchange(body, model, request_id, deadline)
+            except _Unreachable:
                 # Refused or never connected: Ollama never saw the request, so it is safe to send again.
                 pause = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * random.random()
                 if attempt == CONNECT_RETRIES or deadline.remaining() <= pause:
@@ -60,32 +66,40 @@ class OllamaClient:
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _exchange(self, payload: dict, request_id: str, deadline: _Deadline) -> Completion:
-        model = payload["model"]
+    def _exchange(self, body: bytes, model: str, request_id: str, deadline: _Deadline) -> Completion:
         try:
-            with self._http.stream("POST", "/api/chat", json=payload, headers={"x-request-id": request_id}) as response:
-                deadline.watch(response)
-                if response.status_code != 200:
-                    response.read()
-                    raise _status_error(response, model)
-                return _read_stream(response, model)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise
-        except (InferGateError, httpx.HTTPError, ValueError) as error:
-            if deadline.expired or isinstance(error, httpx.TimeoutException):
+            connection = self._connections.take()
+        except OSError as error:
+            raise _Unreachable() from error
+        response = None
+        try:
+            connection.sock.settimeout(max(0.001, deadline.remaining()))
+            deadline.watch(connection.sock)
+            connection.request("POST", f"{self._connections.base_path}/api/chat", body=body,
+                               headers={"Content-Type": "application/json", "x-request-id": request_id})
+            response = connection.getresponse()
+            if response.status != 200:
+                raise _status_error(response.status, response.read(), model)
+            return _read_stream(response, model)
+        except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
+            if deadline.expired or isinstance(error, TimeoutError):
                 raise UpstreamTimeout(f"The model server did not answer within {self._timeout:g} s.") from None
             if isinstance(error, InferGateError):
                 raise
             raise UpstreamError("The model server broke off its answer.") from None
         finally:
             deadline.cancel()
+            if response is not None and not deadline.expired:
+                self._connections.give_back(connection, response)
+            else:
+                connection.close()
 
 
 class OllamaCatalog:
     """The server's models (`GET /api/tags`), kept for `ttl` seconds; a failure, for less."""
 
-    def __init__(self, http: httpx.Client, *, ttl: float = 30.0, failure_ttl: float = 5.0) -> None:
-        self._http = http
+    def __init__(self, connections: ModelServerConnections, *, ttl: float = 30.0, failure_ttl: float = 5.0) -> None:
+        self._connections = connections
         self._ttl, self._failure_ttl = ttl, failure_ttl
         self._lock = threading.Lock()
         self._cached: tuple[float, list[ModelEntry] | None] | None = None
@@ -99,13 +113,25 @@ class OllamaCatalog:
             return models
 
     def _fetch(self) -> list[ModelEntry] | None:
+        connection = response = None
         try:
-            response = self._http.get("/api/tags", timeout=httpx.Timeout(3.0, connect=1.0))
-            response.raise_for_status()
-            return [ModelEntry(m["name"], _timestamp(m.get("modified_at"))) for m in response.json().get("models", [])]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            connection = self._connections.take()
+            connection.sock.settimeout(CATALOG_TIMEOUT_SECONDS)
+            connection.request("GET", f"{self._connections.base_path}/api/tags")
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
+            return [ModelEntry(m["name"], _timestamp(m.get("modified_at"))) for m in json.loads(body).get("models", [])]
+        except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, AttributeError):
             logger.warning("could not list the model server's models")
             return None
+        finally:
+            if connection is not None:
+                if response is not None:
+                    self._connections.give_back(connection, response)
+                else:
+                    connection.close()
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -115,9 +141,9 @@ def _timestamp(value: str | None) -> datetime | None:
         return None
 
 
-def _read_stream(response: httpx.Response, requested_model: str) -> Completion:
+def _read_stream(response: http.client.HTTPResponse, requested_model: str) -> Completion:
     pieces: list[str] = []
-    for line in response.iter_lines():
+    for line in response:
         if not line.strip():
             continue
         chunk = json.loads(line)
@@ -127,6 +153,7 @@ def _read_stream(response: httpx.Response, requested_model: str) -> Completion:
         if piece:
             pieces.append(piece)
         if chunk.get("done"):
+            response.read()  # the end of the chunked body, so that the connection can be reused
             return Completion(
                 model=chunk.get("model") or requested_model,
                 content="".join(pieces),
@@ -138,50 +165,79 @@ def _read_stream(response: httpx.Response, requested_model: str) -> Completion:
     raise UpstreamError("The model server ended its answer without a final message.")
 
 
-def _status_error(response: httpx.Response, model: str) -> InferGateError:
+def _status_error(status: int, body: bytes, model: str) -> InferGateError:
     try:
-        message = str(response.json().get("error", ""))
-    except ValueError:
+        message = str(json.loads(body).get("error", ""))
+    except (ValueError, AttributeError):
         message = ""
-    if response.status_code == 404 and "not found" in message:
+    if status == 404 and "not found" in message:
         return ModelNotFound.naming(model)
-    if response.status_code == 503:
+    if status == 503:
         return ServiceUnavailable("The model server is busy; retry shortly.", headers={"Retry-After": "1"})
-    return UpstreamError(f"The model server answered {response.status_code}: {message or 'no detail'}")
+    return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")
 
 
 class _Deadline:
     """Ends a streamed response at the deadline by shutting its socket.
 
-    httpx's timeouts bound each read, not the whole exchange; shutting the
+    A socket timeout bounds each read, not the whole exchange; shutting the
     socket down wakes the read that is blocked and ends the stream at once.
     """
 
     def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._started = time.monotonic()
-        self._timer: threading.Timer | None = None
+        self.at = time.monotonic() + seconds
+        self._sock: socket.socket | None = None
         self.expired = False
 
     def remaining(self) -> float:
-        return self._seconds - (time.monotonic() - self._started)
+        return self.at - time.monotonic()
 
-    def watch(self, response: httpx.Response) -> None:
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is None:
-            return
-        self._timer = threading.Timer(max(0.0, self.remaining()), self._expire, args=(sock,))
-        self._timer.daemon = True
-        self._timer.start()
+    def watch(self, sock: socket.socket) -> None:
+        self._sock = sock
+        _watchdog.watch(self)
 
-    def _expire(self, sock: socket.socket) -> None:
+    def expire(self) -> None:
         self.expired = True
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
         except OSError:
             pass
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        _watchdog.cancel(self)
+
+
+class _Watchdog:
+    """One thread per instance that expires deadlines as they pass (a timer thread per
+    request would cost a thread start on every chat)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Deadline]] = []
+        self._count = 0
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self._changed:
+            self._count += 1
+            heapq.heappush(self._due, (deadline.at, self._count, deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ollama-deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def cancel(self, deadline: _Deadline) -> None:
+        with self._changed:
+            self._due = [entry for entry in self._due if entry[2] is not deadline]
+            heapq.heapify(self._due)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                while self._due and self._due[0][0] <= now:
+                    heapq.heappop(self._due)[2].expire()
+                self._changed.wait(self._due[0][0] - now if self._due else None)
+
+
+_watchdog = _Watchdog()
