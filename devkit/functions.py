@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -165,8 +166,9 @@ class WorkerInstance(ProcessInstance):
         )
         child.close()
         self._timeout_s = spec.timeout
+        self._channel = parent
         self._reader, self._writer = parent.makefile("r", encoding="utf-8"), parent.makefile("w", encoding="utf-8")
-        line = _read_line(self._reader, 60)
+        line = self._read_line(60)
         init = json.loads(line) if line else {"ready": False, "error": {"errorMessage": "the function did not start"}}
         self.init_ms: float | None = init.get("init_ms")
         if not init.get("ready"):
@@ -177,7 +179,7 @@ class WorkerInstance(ProcessInstance):
         deadline_ms = int((time.time() + self._timeout_s) * 1000)
         self._writer.write(json.dumps({"event": event, "request_id": str(uuid.uuid4()), "deadline_ms": deadline_ms}) + "\n")
         self._writer.flush()
-        line = _read_line(self._reader, timeout)
+        line = self._read_line(timeout)
         if line is None:
             self.kill()
             raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"})
@@ -189,13 +191,7 @@ class WorkerInstance(ProcessInstance):
             raise InvocationError(reply["error"])
         return reply["result"]
 
-
-def _read_line(reader: IO[str], timeout: float) -> str | None:
-    """A line from the worker, '' if it exited, None if `timeout` passed first."""
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(reader.readline()), daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return None
-    return result[0]
+    def _read_line(self, timeout: float) -> str | None:
+        """A line from the worker, '' if it exited, None if `timeout` passed first."""
+        ready, _, _ = select.select([self._channel], [], [], timeout)
+        return self._reader.readline() if ready else None

@@ -16,12 +16,13 @@ the function's, go to the given stream; the init duration it reports
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
+import socket
 import subprocess
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +31,7 @@ from devkit.backends import free_port, port_open
 from devkit.functions import InvocationError, InvocationTimeout, ProcessInstance, lambda_environment
 from devkit.template import FunctionSpec
 
-_INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
+_INIT_REPORT = re.compile(rb"INIT REPORT\(durationMs: ([0-9.]+)\)")
 
 
 def emulator_binary() -> Path:
@@ -60,10 +61,11 @@ class EmulatorInstance(ProcessInstance):
         }
         self._process = subprocess.Popen(
             command, env=env, cwd=spec.code_uri, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, text=True, bufsize=1,
+            stderr=subprocess.STDOUT, start_new_session=True, bufsize=0,
         )
         self.init_ms: float | None = None
         self.init_reported = threading.Event()
+        self._connection: http.client.HTTPConnection | None = None
         self._log = log
         threading.Thread(target=self._follow_log, daemon=True).start()
         for _ in range(100):
@@ -74,30 +76,34 @@ class EmulatorInstance(ProcessInstance):
             raise InvocationError({"errorType": "Runtime.EmulatorError", "errorMessage": "the emulator did not start"})
 
     def _follow_log(self) -> None:
+        """Passes the emulator's output on as it comes, in chunks rather than lines (an invocation
+        logs several), and reads the first init duration it reports."""
         assert self._process.stdout is not None
-        for line in self._process.stdout:
-            found = _INIT_REPORT.search(line)
-            if found:
-                self.init_ms = float(found.group(1))
-                self.init_reported.set()
-            if self._log is not None:
-                self._log.write(line)
+        source = self._process.stdout.fileno()
+        sink = getattr(self._log, "buffer", None)
+        seen = b""
+        while chunk := os.read(source, 1 << 16):
+            if self.init_ms is None:
+                seen = seen[-200:] + chunk
+                found = _INIT_REPORT.search(seen)
+                if found:
+                    self.init_ms = float(found.group(1))
+                    self.init_reported.set()
+            if sink is not None:
+                sink.write(chunk)
+                sink.flush()
+            elif self._log is not None:
+                self._log.write(chunk.decode(errors="replace"))
                 self._log.flush()
 
     def invoke(self, event: dict, *, timeout: float) -> Any:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self._port}/2015-03-31/functions/function/invocations",
-            data=json.dumps(event).encode(), method="POST", headers={"Content-Type": "application/json"},
-        )
         try:
             # The emulator stops the function at its own timeout; a little grace for its answer.
-            with urllib.request.urlopen(request, timeout=timeout + 2) as response:
-                body = response.read().decode()
-        except urllib.error.HTTPError as error:
-            body = error.read().decode()  # 502: the runtime crashed; the emulator restarts it
-        except (TimeoutError, urllib.error.URLError) as error:
-            # Still running when the caller stopped waiting (API Gateway's 29 s): this
-            # instance is busy with it, so it is retired.
+            # A 502 means the runtime crashed (the emulator restarts it); the body says why.
+            body = self._post(json.dumps(event).encode(), timeout=timeout + 2)
+        except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as error:
+            # Still running when the caller stopped waiting (API Gateway's 29 s), or the emulator
+            # is gone: this instance is busy with it or dead, so it is retired.
             self.kill()
             raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": str(error)}) from None
         if body.startswith("Task timed out"):
@@ -106,3 +112,21 @@ class EmulatorInstance(ProcessInstance):
         if isinstance(payload, dict) and "errorType" in payload and "errorMessage" in payload and "statusCode" not in payload:
             raise InvocationError(payload)
         return payload
+
+    def _post(self, data: bytes, *, timeout: float) -> str:
+        """One invocation over the instance's kept-alive connection to its emulator."""
+        reused = self._connection is not None
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=timeout)
+        self._connection.timeout = timeout
+        try:
+            self._connection.request("POST", "/2015-03-31/functions/function/invocations", body=data,
+                                     headers={"Content-Type": "application/json"})
+            return self._connection.getresponse().read().decode()
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            self._connection.close()
+            self._connection = None
+            if not reused:
+                raise
+            # A kept-alive connection the emulator had closed before the request: send it afresh.
+            return self._post(data, timeout=timeout)
