@@ -1,0 +1,451 @@
+"""Benchmark: what the gateway adds to a model call, and how it holds up when one key (or many)
+sends many requests at once.
+
+Starts its own backends (secantusdb, a redis-server, and the Ollama-compatible
+model server answering 16 tokens at once), then InferGate twice on the same
+backends: as `make run` serves it (functions in worker processes) and as
+`make run-lambda` does (sam build's output under the Lambda runtime emulator).
+With `--peer litellm` (`make bench PEER=litellm`) it also installs and starts
+LiteLLM's proxy, configured as close to InferGate's work as it allows (see
+`litellm_config`).
+
+Every target gets the same request from the same client: a 14-word prompt
+whose answer is 16 tokens. "direct" is the model server itself (POST /api/chat,
+not streamed), the baseline every overhead is measured against. Batches run
+in rounds, the targets' order rotating each round, so the machine's noise
+falls on all of them alike; figures pool the rounds. Overhead pXX is the
+target's pXX latency minus the model server's, in the same scenario.
+
+Then it counts the store round trips of 200 chats through `make run`, on
+the wire: InferGate in front of proxies that count each request a client
+sends to Redis or MongoDB (bench/wiretap.py).
+
+    .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm]     (or: make bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from devkit import backends  # noqa: E402
+from wiretap import Wiretap, mongo_commands, redis_commands  # noqa: E402
+
+MODEL = "smollm2:135m"
+PROMPT = "Please tell me a short story about a brave little robot who learns to paint"  # 14 words: 16 tokens back
+MAX_TOKENS = 32
+KEYS = 32
+LITELLM = "litellm[proxy]==1.108.7"
+LITELLM_VENV = ROOT / ".bench" / "litellm"
+# Limits far above what the benchmark sends: every request is checked, none refused.
+GATEWAY_SETTINGS = {
+    "DEFAULT_MONTHLY_TOKEN_QUOTA": str(10**12), "RATE_LIMIT_RPM": str(10**7), "RATE_LIMIT_TPM": str(10**10),
+    "REGISTER_RATE_LIMIT_PER_HOUR": str(10**4), "OLLAMA_MODEL": MODEL, "OLLAMA_AUTODETECT": "0", "LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    concurrency: int
+    keys: int
+    keep_alive: bool = True
+
+
+SCENARIOS = [
+    Scenario("c=1, 1 key, kept-alive", 1, 1),
+    Scenario("c=1, 1 key, new connections", 1, 1, keep_alive=False),
+    Scenario("c=8, 1 key", 8, 1),
+    Scenario("c=32, 1 key", 32, 1),
+    Scenario("c=32, 32 keys", 32, KEYS),
+]
+
+
+@dataclass
+class Target:
+    name: str
+    host: str
+    port: int
+    path: str
+    body: bytes
+    keys: list[str] = field(default_factory=lambda: [""])
+    header: str = "x-api-key"
+
+    def headers(self, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers[self.header] = key if self.header == "x-api-key" else f"Bearer {key}"
+        return headers
+
+
+@dataclass
+class Batch:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_batch(target: Target, scenario: Scenario, seconds: float) -> Batch:
+    """A closed loop of `scenario.concurrency` clients for `seconds`; client i uses key i mod keys."""
+    batch, lock = Batch(), threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        key = target.keys[index % min(scenario.keys, len(target.keys))]
+        headers = target.headers(key)
+        connection = None
+        mine, errors = [], {}
+        while time.monotonic() < stop:
+            if connection is None or not scenario.keep_alive:
+                connection = http.client.HTTPConnection(target.host, target.port, timeout=60)
+            started = time.perf_counter()
+            try:
+                connection.request("POST", target.path, body=target.body,
+                                   headers=headers if scenario.keep_alive else {**headers, "Connection": "close"})
+                response = connection.getresponse()
+                response.read()
+                outcome = "ok" if response.status == 200 else str(response.status)
+            except OSError as error:
+                outcome, connection = type(error).__name__, None
+            if outcome == "ok":
+                mine.append(time.perf_counter() - started)
+            else:
+                errors[outcome] = errors.get(outcome, 0) + 1
+            if not scenario.keep_alive and connection is not None:
+                connection.close()
+        with lock:
+            batch.latencies.extend(mine)
+            for outcome, count in errors.items():
+                batch.errors[outcome] = batch.errors.get(outcome, 0) + count
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(scenario.concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batch.seconds = time.monotonic() - began
+    return batch
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50: float
+    p99: float
+    worst: float
+    errors: dict[str, int]
+
+    @classmethod
+    def of(cls, batches: list[Batch]) -> Figures:
+        latencies = [value * 1000 for batch in batches for value in batch.latencies]
+        errors: dict[str, int] = {}
+        for batch in batches:
+            for outcome, count in batch.errors.items():
+                errors[outcome] = errors.get(outcome, 0) + count
+        return cls(
+            rps=len(latencies) / sum(batch.seconds for batch in batches),
+            p50=statistics.median(latencies) if latencies else float("nan"),
+            p99=percentile(latencies, 0.99), worst=max(latencies, default=float("nan")), errors=errors,
+        )
+
+
+# -- what runs ------------------------------------------------------------------
+
+def wait_for(url: str, process: subprocess.Popen, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            host, port = url.removeprefix("http://").split(":")
+            connection = http.client.HTTPConnection(host, int(port), timeout=2)
+            connection.request("GET", "/health" if "litellm" not in what else "/health/liveliness")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} was not ready after {timeout:.0f} s")
+
+
+def start_gateway(stack: ExitStack, runtime: str, environment: dict[str, str], logs: Path, *, name: str = "") -> str:
+    port = backends.free_port()
+    name = name or runtime
+    log = stack.enter_context(open(logs / f"infergate-{name}.log", "w"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devkit.run", "--runtime", runtime], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, **environment, "PORT": str(port), "INFERGATE_DATA_DIR": str(logs / name)},
+    )
+    stack.callback(lambda: (process.send_signal(2), process.wait(60)))
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url, process, f"InferGate ({runtime})", 300)
+    return url
+
+
+def register(url: str, count: int) -> list[str]:
+    host, port = url.removeprefix("http://").split(":")
+    keys = []
+    for index in range(count):
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("POST", "/v1/register", body=json.dumps({"email": f"bench{index}-{secrets.token_hex(4)}@example.com"}),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        reply = json.loads(response.read())
+        if response.status != 201:
+            raise RuntimeError(f"registration failed: {reply}")
+        keys.append(reply["api_key"])
+    return keys
+
+
+def litellm_config(workdir: Path, model_url: str, redis_port: int, keys: list[str]) -> None:
+    """LiteLLM's proxy doing as much of InferGate's work as it can without a database: a key
+    check per request (an in-memory table of SHA-256 hashes, LiteLLM's custom_auth hook) and
+    per-key requests/min counted in Redis (its parallel request limiter, sharing counters
+    through `coordination_redis`), in front of the same model server over Ollama's /api/chat.
+    Spend logs are off and the model's price is given, so it does no cost-map lookups."""
+    hashes = {hashlib.sha256(key.encode()).hexdigest(): {"rpm_limit": 10**7} for key in keys}
+    (workdir / "bench_auth.py").write_text(f'''import hashlib
+
+from litellm.proxy._types import ProxyException, UserAPIKeyAuth
+
+KEYS = {hashes!r}
+
+
+async def user_api_key_auth(request, api_key):
+    digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+    if digest not in KEYS:
+        raise ProxyException(message="invalid api key", type="auth_error", param="api_key", code=401)
+    return UserAPIKeyAuth(api_key=digest, token=digest, rpm_limit=KEYS[digest]["rpm_limit"])
+''')
+    (workdir / "config.yaml").write_text(f"""model_list:
+  - model_name: {MODEL}
+    litellm_params:
+      model: ollama_chat/{MODEL}
+      api_base: {model_url}
+      input_cost_per_token: 0.0000001
+      output_cost_per_token: 0.0000001
+general_settings:
+  custom_auth: bench_auth.user_api_key_auth
+  coordination_redis:
+    host: 127.0.0.1
+    port: {redis_port}
+  disable_spend_logs: true
+  disable_error_logs: true
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+""")
+
+
+def start_litellm(stack: ExitStack, model_url: str, keys: list[str], logs: Path) -> str:
+    if not (LITELLM_VENV / "bin" / "litellm").exists():
+        print(f"Installing {LITELLM} into {LITELLM_VENV.relative_to(ROOT)} (once; about two minutes) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", LITELLM], check=True)
+    peer_redis = backends.start_redis()
+    stack.callback(peer_redis.stop)
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="litellm-")))
+    litellm_config(workdir, model_url, int(peer_redis.url.rsplit(":", 1)[1].split("/")[0]), keys)
+    port = backends.free_port()
+    environment = {
+        **os.environ, "PYTHONPATH": str(workdir), "LITELLM_MASTER_KEY": f"sk-{secrets.token_hex(16)}",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "NO_DOCS": "True",
+        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+    }
+    log = stack.enter_context(open(logs / "litellm.log", "w"))
+    process = subprocess.Popen(
+        [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
+         "--port", str(port), "--num_workers", "1"], cwd=workdir, env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )
+    stack.callback(lambda: (process.terminate(), process.wait(60)))
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url, process, "litellm", 180)
+    return url
+
+
+def targets(model_url: str, gateways: dict[str, str], keys: list[str]) -> list[Target]:
+    def at(url: str) -> tuple[str, int]:
+        host, port = url.removeprefix("http://").split(":")
+        return host, int(port)
+
+    messages = [{"role": "user", "content": PROMPT}]
+    found = [Target("direct", *at(model_url), "/api/chat", json.dumps(
+        {"model": MODEL, "messages": messages, "stream": False, "options": {"num_predict": MAX_TOKENS}}).encode())]
+    for name in ("make run", "make run-lambda"):
+        if name in gateways:
+            found.append(Target(name, *at(gateways[name]), "/v1/chat",
+                                json.dumps({"prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode(), keys))
+    if "litellm" in gateways:
+        found.append(Target("litellm", *at(gateways["litellm"]), "/v1/chat/completions",
+                            json.dumps({"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS}).encode(),
+                            keys, header="authorization"))
+    return found
+
+
+# -- round trips ------------------------------------------------------------------
+
+# Connection set-up and server monitoring, not a chat's work.
+_HOUSEKEEPING = {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildinfo", "buildInfo",
+                 "HELLO", "CLIENT", "PING", "SCRIPT"}
+
+
+def round_trips(stack: ExitStack, environment: dict[str, str], logs: Path, chats: int) -> dict[str, float]:
+    """The requests a chat sends to each store, counted on the wire around `chats` chats through
+    `make run` (one key, in a row): InferGate in front of counting proxies."""
+    mongo = Wiretap(_host_port(environment["MONGODB_URI"]), mongo_commands)
+    cache = Wiretap(_host_port(environment["REDIS_URL"]), redis_commands)
+    counted = {**environment, "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true",
+               "REDIS_URL": f"redis://127.0.0.1:{cache.port}/0"}
+    url = start_gateway(stack, "workers", counted, logs, name="counted")
+    target = Target("counted", *_host_port(url), "/v1/chat",
+                    json.dumps({"prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode(), register(url, 1))
+    run_batch(target, Scenario("warm", 1, 1), 1.0)
+    before = {"MongoDB": mongo.snapshot(), "Redis": cache.snapshot()}
+    done = run_count(target, chats)
+    after = {"MongoDB": mongo.snapshot(), "Redis": cache.snapshot()}
+    per_chat = {}
+    for store in after:
+        for command, count in (after[store] - before[store]).items():
+            if command not in _HOUSEKEEPING:
+                per_chat[f"{store} {command}"] = count / done
+    return per_chat
+
+
+def run_count(target: Target, chats: int) -> int:
+    connection = http.client.HTTPConnection(target.host, target.port, timeout=60)
+    for _ in range(chats):
+        connection.request("POST", target.path, body=target.body, headers=target.headers(target.keys[0]))
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"a chat failed with {response.status}")
+    return chats
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    address = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+# -- the report -------------------------------------------------------------------
+
+def report(results: dict[str, dict[str, Figures]]) -> None:
+    print()
+    print(f"{'scenario':<30} {'target':<16} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'+p50 ms':>8} {'+p99 ms':>8}  errors")
+    for scenario, by_target in results.items():
+        direct = by_target["direct"]
+        for name, figures in by_target.items():
+            extra = "" if name == "direct" else f"{figures.p50 - direct.p50:>8.1f} {figures.p99 - direct.p99:>8.1f}"
+            print(f"{scenario:<30} {name:<16} {figures.rps:>7.1f} {figures.p50:>7.1f} {figures.p99:>7.1f} "
+                  f"{figures.worst:>7.1f} {extra:>17}  {sum(figures.errors.values()) or ''} "
+                  f"{' '.join(f'{k}:{v}' for k, v in figures.errors.items())}")
+
+
+def verdicts(results: dict[str, dict[str, Figures]]) -> None:
+    """The figures the hot path is judged by, as ratios within this one run."""
+    def overhead(scenario: str, target: str, which: str = "p50") -> float:
+        return getattr(results[scenario][target], which) - getattr(results[scenario]["direct"], which)
+
+    print()
+    for gateway in ("make run", "make run-lambda"):
+        if gateway not in results[SCENARIOS[0].name]:
+            continue
+        eight = results["c=8, 1 key"][gateway]
+        burst = results["c=32, 1 key"][gateway]
+        print(f"{gateway}: overhead p50 at c=1 {overhead('c=1, 1 key, kept-alive', gateway):.1f} ms; "
+              f"c=8 one key {eight.rps:.0f} req/s, overhead p99/p50 "
+              f"{overhead('c=8, 1 key', gateway, 'p99') / overhead('c=8, 1 key', gateway):.2f}; "
+              f"c=32 one key: {sum(burst.errors.values())} failed, slowest {burst.worst:.0f} ms; "
+              f"c=32 32 keys {results['c=32, 32 keys'][gateway].rps:.0f} req/s")
+    if "make run-lambda" in results[SCENARIOS[0].name]:
+        ratios = [overhead(s.name, "make run-lambda") / overhead(s.name, "make run") for s in SCENARIOS]
+        print("make run-lambda / make run, overhead p50 per scenario: " + ", ".join(f"{r:.2f}" for r in ratios))
+    if "litellm" in results[SCENARIOS[0].name]:
+        for gateway in ("make run", "make run-lambda"):
+            if gateway not in results[SCENARIOS[0].name]:
+                continue
+            print(f"{gateway} vs litellm: overhead p50 at c=1 "
+                  f"{overhead('c=1, 1 key, kept-alive', gateway) / overhead('c=1, 1 key, kept-alive', 'litellm'):.2f}x "
+                  f"(target <= 0.5); throughput c=8 one key "
+                  f"{results['c=8, 1 key'][gateway].rps / results['c=8, 1 key']['litellm'].rps:.2f}x (target >= 2); "
+                  f"c=32 32 keys {results['c=32, 32 keys'][gateway].rps / results['c=32, 32 keys']['litellm'].rps:.2f}x "
+                  f"(target >= 2)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per batch")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peer", choices=["litellm"], help="also measure this peer gateway")
+    parser.add_argument("--runtimes", nargs="+", choices=["workers", "emulator"], default=["workers", "emulator"])
+    parser.add_argument("--round-trips", type=int, default=200, help="chats whose store round trips are counted")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="infergate-bench-")))
+        mongo, cache = backends.start_mongo(":memory:"), backends.start_redis()
+        model = backends.start_model_server(engine="deterministic", models=[MODEL],
+                                            log=stack.enter_context(open(logs / "model-server.log", "w")))
+        for service in (mongo, cache, model):
+            stack.callback(service.stop)
+        environment = {**GATEWAY_SETTINGS, "MONGODB_URI": mongo.url, "REDIS_URL": cache.url, "OLLAMA_URL": model.url}
+        gateways = {}
+        for runtime in args.runtimes:
+            name = "make run" if runtime == "workers" else "make run-lambda"
+            print(f"Starting InferGate ({name}) ...", flush=True)
+            gateways[name] = start_gateway(stack, runtime, environment, logs)
+        keys = register(next(iter(gateways.values())), KEYS)
+        if args.peer == "litellm":
+            print("Starting LiteLLM's proxy ...", flush=True)
+            gateways["litellm"] = start_litellm(stack, model.url, keys, logs)
+
+        everything = targets(model.url, gateways, keys)
+        print("Warming up (every function instance a burst needs) ...", flush=True)
+        for target in everything:
+            run_batch(target, SCENARIOS[-1], 3.0)
+
+        results: dict[str, dict[str, Figures]] = {}
+        for scenario in SCENARIOS:
+            batches: dict[str, list[Batch]] = {target.name: [] for target in everything}
+            for round_ in range(args.rounds):
+                order = everything[round_ % len(everything):] + everything[:round_ % len(everything)]
+                for target in order:
+                    batches[target.name].append(run_batch(target, scenario, args.seconds))
+            results[scenario.name] = {target.name: Figures.of(batches[target.name]) for target in everything}
+            print(f"  {scenario.name}: done", flush=True)
+        report(results)
+        verdicts(results)
+
+        print(f"\nRound trips per chat, by command ({args.round_trips} chats through make run, one key, in a row,"
+              " counted on the wire):")
+        for name, per_chat in sorted(round_trips(stack, environment, logs, args.round_trips).items()):
+            print(f"  {name:<28} {per_chat:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
