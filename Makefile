@@ -12,13 +12,14 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime coldstart clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
 	@echo "make run-lambda   the same, from sam build's output under the Lambda runtime emulator"
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
 	@echo "make unit      unit tests only (no services)"
+	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
 	@echo "make build     sam build"
 	@echo "make deploy    sam build && sam deploy --guided"
 
@@ -43,6 +44,10 @@ $(LAMBDA_RUNTIME)/.installed: requirements-lambda-runtime.txt
 run-lambda: build $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m devkit.run --runtime emulator
 
+# PEER=litellm also installs LiteLLM's proxy (in .bench/litellm) and measures it in the same run.
+bench: build $(LAMBDA_RUNTIME)/.installed
+	$(BIN)/python bench/hotpath.py $(if $(PEER),--peer $(PEER))
+
 coldstart: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/coldstart.py
 
@@ -65,4 +70,4 @@ deploy: build
 	$(BIN)/sam deploy --guided
 
 clean:
-	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME)
+	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench

@@ -36,7 +36,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 
-import pymongo  # noqa: E402
 import redis  # noqa: E402
 from devkit import backends  # noqa: E402
 
@@ -49,6 +48,7 @@ from infergate.domain.principal import Principal  # noqa: E402
 from infergate.errors import InferGateError, UpstreamError  # noqa: E402
 from infergate.models.chat import ChatRequest  # noqa: E402
 from infergate.observability import metrics  # noqa: E402
+from infergate.stores import mongo  # noqa: E402
 from infergate.stores.mongo import ensure_indexes  # noqa: E402
 from infergate.stores.usage import MongoUsageLedger  # noqa: E402
 
@@ -74,7 +74,7 @@ class InstantModel:
 
 
 def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dict:
-    database = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=concurrency + 8)[f"bench_{uuid.uuid4().hex[:8]}"]
+    database = mongo.connect(mongo_uri, maxPoolSize=concurrency + 8)[f"bench_{uuid.uuid4().hex[:8]}"]
     ensure_indexes(database)
     # A breaker that never opens (the failures are simulated); its Redis work is part of the path.
     settings = Settings.from_env({"RATE_LIMIT_FAIL_OPEN": "false", "CIRCUIT_BREAKER_FAILURES": str(10**9),

@@ -262,8 +262,9 @@ litellm_settings:
 def start_litellm(stack: ExitStack, model_url: str, keys: list[str], logs: Path) -> str:
     if not (LITELLM_VENV / "bin" / "litellm").exists():
         print(f"Installing {LITELLM} into {LITELLM_VENV.relative_to(ROOT)} (once; about two minutes) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", LITELLM], check=True)
+        with open(logs / "litellm-install.log", "w") as log:
+            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, stdout=log, stderr=log)
+            subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", LITELLM], check=True, stdout=log, stderr=log)
     peer_redis = backends.start_redis()
     stack.callback(peer_redis.stop)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="litellm-")))

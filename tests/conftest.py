@@ -23,7 +23,9 @@ def mongo_uri() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def mongo_client(mongo_uri: str) -> Iterator[pymongo.MongoClient]:
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    from infergate.stores.mongo import connect
+
+    client = connect(mongo_uri)
     yield client
     client.close()
 

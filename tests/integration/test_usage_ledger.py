@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from infergate.domain.ports import RequestOutcome, Reservation
 from infergate.stores.usage import MongoUsageLedger
@@ -278,3 +279,43 @@ def test_a_month_recorded_by_an_earlier_version_carries_on(database):
     statement = ledger.statement("usr_1", "2026-11")
     assert statement.tokens_used == sum(line.charged for line in statement.log) == 50
     assert database.usage.find_one({"_id": "usr_1:2026-11"})["committed"] == 50
+
+
+class LosesTheFirstReply:
+    """The month collection, except that the first `method` call reaches the server and then
+    loses its reply, as a connection that fails mid-request does."""
+
+    def __init__(self, collection, method: str) -> None:
+        self._collection, self._method, self.lost = collection, method, 0
+
+    def __getattr__(self, name):
+        real = getattr(self._collection, name)
+        if name != self._method or self.lost:
+            return real
+
+        def applied_then_lost(*args, **kwargs):
+            real(*args, **kwargs)
+            self.lost += 1
+            raise AutoReconnect("connection closed")
+
+        return applied_then_lost
+
+
+def test_a_reservation_whose_reply_was_lost_holds_once(database):
+    ledger = MongoUsageLedger(database)
+    ledger.reserve(wanted("first", 100), minimum=10, quota=1000, now=NOW)  # the month exists
+    ledger._usage = flaky = LosesTheFirstReply(ledger._usage, "update_one")
+    held = ledger.reserve(wanted("r1", 300), minimum=10, quota=1000, now=NOW)
+    assert flaky.lost == 1 and held.tokens == 300
+    month = database.usage.find_one({"_id": "usr_1:2026-11"})
+    assert [h["id"] for h in month["reservations"]] == ["first", "r1"] and month["committed"] == 400
+
+
+def test_a_settlement_whose_reply_was_lost_is_charged_once(database):
+    ledger = MongoUsageLedger(database)
+    held = ledger.reserve(wanted("r1", 300), minimum=10, quota=1000, now=NOW)
+    ledger._usage = flaky = LosesTheFirstReply(ledger._usage, "find_one_and_update")
+    assert ledger.settle(held, outcome(20, 30), quota=1000) == 50
+    assert flaky.lost == 1
+    usage = MongoUsageLedger(database).usage("usr_1", "2026-11", now=NOW)
+    assert (usage.tokens_used, usage.requests, usage.tokens_reserved) == (50, 1, 0) and log_sum(database) == 50

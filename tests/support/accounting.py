@@ -19,6 +19,7 @@ from infergate.domain.chat import ChatService
 from infergate.domain.principal import Principal
 from infergate.errors import InferGateError
 from infergate.models.chat import ChatRequest
+from infergate.stores import mongo
 from infergate.stores.mongo import ensure_indexes
 from infergate.stores.usage import MongoUsageLedger
 
@@ -35,7 +36,7 @@ def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str
         # Limits and breaker of this service's own, so that no test trips another's.
         "REDIS_KEY_PREFIX": redis_key_prefix or f"test:{uuid.uuid4().hex}:",
     })
-    db = pymongo.MongoClient(mongo_uri, tz_aware=True, maxPoolSize=64)[database]
+    db = mongo.connect(mongo_uri, maxPoolSize=64)[database]
     ensure_indexes(db)
     return bootstrap.chat_service(
         settings, database=db, redis=redis.Redis.from_url(redis_url, max_connections=64),

@@ -26,9 +26,13 @@ REQUEST_LOG = "request_log"
 
 @functools.cache
 def get_client() -> MongoClient:
-    settings = get_settings()
+    return connect(get_settings().mongodb_uri)
+
+
+def connect(uri: str, **options) -> MongoClient:
+    """A client configured as InferGate needs it (tests and benchmarks use it too)."""
     return MongoClient(
-        settings.mongodb_uri,
+        uri,
         appname="infergate",
         tz_aware=True,
         serverSelectionTimeoutMS=3000,
@@ -36,6 +40,10 @@ def get_client() -> MongoClient:
         socketTimeoutMS=10_000,
         # Lambda freezes idle instances; short pools avoid reusing sockets the server dropped.
         maxIdleTimeMS=60_000,
+        # Every write InferGate makes is safe to repeat, and the ledger repeats its own
+        # (see stores/usage.py): the server's retryable-write bookkeeping is not needed.
+        retryWrites=False,
+        **options,
     )
 
 

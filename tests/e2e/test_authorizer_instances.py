@@ -1,0 +1,110 @@
+"""Two instances of the authorizer, each a worker process of its own running the real handler
+on real API Gateway events, in front of a counting proxy to MongoDB: a key they have seen costs
+no database read, and a revoked key or a changed plan is honoured by both within a second."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from devkit import template
+from devkit.functions import WorkerInstance
+from infergate.config import Settings
+from infergate.domain import accounts, keys
+from infergate.domain.plans import catalog_from
+from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
+from tests.support.lambda_events import authorizer_event
+from tests.support.paths import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+from wiretap import Wiretap, mongo_commands  # noqa: E402
+
+PLANS = catalog_from(Settings())
+# What the two instances promise: a change is honoured within this.
+WITHIN_SECONDS = 1.0
+
+
+@pytest.fixture
+def database(mongo_client):
+    name = f"authorizers_{uuid.uuid4().hex[:12]}"
+    yield mongo_client[name]
+    mongo_client.drop_database(name)
+
+
+@pytest.fixture
+def wiretap(mongo_uri) -> Wiretap:
+    host, port = mongo_uri.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return Wiretap((host, int(port)), mongo_commands)
+
+
+@pytest.fixture
+def authorizers(database, wiretap, redis_url, redis_client):
+    spec = template.load(ROOT / "template.yaml").functions["AuthorizerFunction"]
+    environment = {**spec.environment, "MONGODB_URI": f"mongodb://127.0.0.1:{wiretap.port}/?directConnection=true",
+                   "MONGODB_DB": database.name, "REDIS_URL": redis_url, "POWERTOOLS_TRACE_DISABLED": "true"}
+    instances = [WorkerInstance(spec, environment) for _ in range(2)]
+    yield instances
+    for instance in instances:
+        instance.kill()
+
+
+@pytest.fixture
+def store(database) -> MongoAccountStore:
+    return MongoAccountStore(database)
+
+
+def register(store: MongoAccountStore, email: str) -> accounts.Registration:
+    return accounts.register(email, plan=PLANS.default, store=store, now=datetime.now(UTC))
+
+
+def decide(instance: WorkerInstance, key: str) -> dict:
+    policy = instance.invoke(authorizer_event("POST", "/v1/chat", headers={"x-api-key": key}), timeout=30)
+    return {"effect": policy["policyDocument"]["Statement"][0]["Effect"], **policy.get("context", {})}
+
+
+def key_reads(wiretap: Wiretap) -> int:
+    return wiretap.snapshot()["aggregate"]
+
+
+def test_a_key_seen_lately_costs_no_database_read(authorizers, store, wiretap):
+    account = register(store, "ada@example.com")
+    stranger = keys.new_api_key()
+    for instance in authorizers:
+        assert decide(instance, account.api_key)["effect"] == "Allow"
+        assert decide(instance, stranger)["effect"] == "Deny"
+    assert key_reads(wiretap) == 4  # each instance read each key once
+    for _ in range(20):
+        for instance in authorizers:
+            assert decide(instance, account.api_key)["effect"] == "Allow"
+            assert decide(instance, stranger)["errorCode"] == "invalid_api_key"
+    assert key_reads(wiretap) == 4
+
+
+def test_a_revoked_key_and_a_changed_plan_are_honoured_by_both_within_a_second(authorizers, store, redis_client):
+    alice, bob = register(store, "alice@example.com"), register(store, "bob@example.com")
+    for instance in authorizers:
+        assert decide(instance, alice.api_key)["effect"] == "Allow"
+        assert decide(instance, bob.api_key)["plan"] == "free"
+
+    version = RedisAccountsVersion(redis_client, prefix=Settings().redis_key_prefix)
+    accounts.revoke_key(alice.key_id, store=store, version=version)
+    accounts.change_plan(bob.user.user_id, "pro", store=store, version=version, plans=PLANS)
+    changed = time.monotonic()
+    # Traffic goes on while the change spreads: whatever was answered from memory before,
+    # every answer asked for a second or more after the change has it.
+    later = []
+    while time.monotonic() < changed + WITHIN_SECONDS + 0.5:
+        for instance in authorizers:
+            asked = time.monotonic() - changed
+            answers = (decide(instance, alice.api_key), decide(instance, bob.api_key))
+            if asked >= WITHIN_SECONDS:
+                later.append(answers)
+    assert len(later) >= 2
+    for refused, upgraded in later:
+        assert (refused["effect"], refused["errorCode"]) == ("Deny", "invalid_api_key")
+        assert (upgraded["effect"], upgraded["plan"]) == ("Allow", "pro")
+        assert int(upgraded["rate_limit_rpm"]) == PLANS.get("pro").rate_limit_rpm
