@@ -179,8 +179,9 @@ class UsageLedger(Protocol):
         reservation as held, or None if less than `minimum` remains."""
 
     def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
-        """Charge the outcome's tokens (never beyond `quota`), drop the hold and log the
-        request, all at once and at most once. Returns the tokens charged."""
+        """Charge the outcome's tokens (never more than the reservation holds, so never beyond
+        `quota`), drop the hold and log the request, all at once and at most once. Returns the
+        tokens charged."""
 
     def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         """Drop the hold, charge nothing, and log why; at most once."""
