@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import create_app, current_principal, json_response, lambda_entrypoint, note_admission, parse_body
+from infergate.api.app import (
+    create_app,
+    current_principal,
+    json_response,
+    lambda_entrypoint,
+    note_admission,
+    parse_body,
+)
 from infergate.api.idempotency import idempotently
 from infergate.errors import InferGateError
 from infergate.models.chat import ChatRequest, ChatResponse

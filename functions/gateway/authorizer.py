@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from infergate import wiring
 from infergate.api.request_id import request_id_of
-from infergate.models.principal import AuthorizerContext
+from infergate.models.principal import authorizer_context
 from infergate.observability import logger
 
 _BEARER = "bearer "
@@ -69,6 +69,6 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         policy.deny_all_routes()
     else:
         logger.append_keys(user_id=principal.user_id, key_id=principal.key_id)
-        policy.context = AuthorizerContext.of(principal)
+        policy.context = authorizer_context(principal)
         policy.allow_all_routes()
     return policy.asdict()

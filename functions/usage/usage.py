@@ -5,7 +5,14 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
-from infergate.api.app import create_app, current_principal, json_response, lambda_entrypoint, note_admission, parse_query
+from infergate.api.app import (
+    create_app,
+    current_principal,
+    json_response,
+    lambda_entrypoint,
+    note_admission,
+    parse_query,
+)
 from infergate.clock import utc_now
 from infergate.domain.usage import usage_for
 from infergate.models.usage import UsageQuery, UsageResponse

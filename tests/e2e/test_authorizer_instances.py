@@ -10,9 +10,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-
 from devkit import template
 from devkit.functions import WorkerInstance
+
 from infergate.config import Settings
 from infergate.domain import accounts, keys
 from infergate.domain.plans import catalog_from

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infergate.domain.tokens import prompt_tokens_upper_bound
 from infergate.domain.messages import Message
+from infergate.domain.tokens import prompt_tokens_upper_bound
 from tests.support.make_run import start_make_run
 
 pytestmark = pytest.mark.model

@@ -1,10 +1,10 @@
 import pytest
 from pydantic import ValidationError
 
+from infergate.domain.principal import Principal
 from infergate.models.accounts import RegisterRequest
 from infergate.models.chat import ChatRequest
-from infergate.domain.principal import Principal
-from infergate.models.principal import AuthorizerContext
+from infergate.models.principal import authorizer_context, principal_from
 
 
 @pytest.mark.parametrize("email", ["ada@example.com", "  Ada.Lovelace+ai@Example.co.uk "])
@@ -56,6 +56,16 @@ def test_chat_requests_that_are_refused(body):
 def test_the_principal_survives_api_gateways_stringified_context():
     principal = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=100, rate_limit_rpm=60,
                           rate_limit_tpm=1000, max_output_tokens=512)
-    stringified = {key: str(value) for key, value in AuthorizerContext.of(principal).items()}
+    stringified = {key: str(value) for key, value in authorizer_context(principal).items()}
     stringified["principalId"] = "usr_1"
-    assert AuthorizerContext.principal(stringified) == principal
+    assert principal_from(stringified) == principal
+
+
+def test_both_chat_shapes_become_the_domains_messages():
+    from infergate.domain.messages import Message
+    from infergate.models.openai import ChatCompletionRequest
+
+    openai = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+    assert openai.task().messages == [Message(role="system", content="be brief"), Message(role="user", content="hi")]
+    assert ChatRequest(prompt="hi").task().messages == [Message(role="user", content="hi")]

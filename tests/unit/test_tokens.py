@@ -1,5 +1,5 @@
-from infergate.domain.tokens import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REQUEST, prompt_tokens_upper_bound
 from infergate.domain.messages import Message
+from infergate.domain.tokens import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REQUEST, prompt_tokens_upper_bound
 
 
 def test_the_bound_counts_every_utf8_byte_and_the_template():

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from infergate.domain.chat import ChatService
     from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalog
-    from infergate.llm.connections import ModelServerConnections
     from infergate.domain.ports import AccountsVersion
+    from infergate.llm.connections import ModelServerConnections
     from infergate.stores.counters import RedisCounters
 
 

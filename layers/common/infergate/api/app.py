@@ -27,7 +27,7 @@ from infergate.api.request_id import request_id_of
 from infergate.errors import InferGateError, InvalidRequest, Unauthorized
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
-from infergate.models.principal import AuthorizerContext
+from infergate.models.principal import principal_from
 from infergate.observability import logger, metrics
 from infergate.wiring import count_request
 
@@ -124,7 +124,7 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
     """The caller as the authorizer established it (API Gateway passes it in the event)."""
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     try:
-        return AuthorizerContext.principal(context)
+        return principal_from(context)
     except ValueError:
         raise Unauthorized("A valid API key is required.") from None
 

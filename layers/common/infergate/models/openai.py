@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from infergate.domain.messages import Message
+from infergate.domain import messages
 from infergate.models.base import Model
 from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
 
@@ -103,10 +103,11 @@ class ChatCompletionRequest(Model):
             options["seed"] = self.seed
         if self.stop is not None:
             options["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        messages = [
-            Message(role="system" if m.role == "developer" else m.role, content=m.text()) for m in self.messages
+        conversation = [
+            messages.Message(role="system" if m.role == "developer" else m.role, content=m.text())
+            for m in self.messages
         ]
-        return ChatTask(messages=messages, model=self.model, max_tokens=self.max_completion_tokens or self.max_tokens,
+        return ChatTask(messages=conversation, model=self.model, max_tokens=self.max_completion_tokens or self.max_tokens,
                         options=options)
 
 

@@ -1,35 +1,28 @@
+"""The principal as it travels from the authorizer to the handlers, in API Gateway's
+`requestContext.authorizer` map: flat scalars, every value a string when it arrives."""
+
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import TypeAdapter
 
 from infergate.domain.principal import Principal
-from infergate.models.base import Model
 
 
-class AuthorizerContext(Model):
-    """The principal as it travels from the authorizer to the handlers, in API Gateway's
-    `requestContext.authorizer` map: flat scalars, every value a string when it arrives."""
+def authorizer_context(principal: Principal) -> dict[str, str | int]:
+    return asdict(principal)
 
-    model_config = ConfigDict(frozen=True)
 
-    user_id: str
-    key_id: str
-    plan: str
-    monthly_token_quota: int
-    rate_limit_rpm: int
-    rate_limit_tpm: int
-    max_output_tokens: int
+def principal_from(context: Mapping[str, Any]) -> Principal:
+    """The principal in `context`, or ValueError if it does not hold one."""
+    return _adapter().validate_python({field.name: context.get(field.name) for field in fields(Principal)})
 
-    @classmethod
-    def of(cls, principal: Principal) -> dict[str, str | int]:
-        return asdict(principal)
 
-    @classmethod
-    def principal(cls, context: Mapping[str, Any]) -> Principal:
-        """The principal in `context`, or ValueError if it does not hold one."""
-        validated = cls.model_validate({name: context.get(name) for name in cls.model_fields})
-        return Principal(**validated.model_dump())
+@functools.cache
+def _adapter() -> TypeAdapter[Principal]:
+    # Built on first use, not at import: cold starts pay only for what they use.
+    return TypeAdapter(Principal)
