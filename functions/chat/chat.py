@@ -14,11 +14,11 @@ from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
 from infergate.api.app import (
+    add_response_headers,
     create_app,
     current_principal,
     json_response,
     lambda_entrypoint,
-    note_admission,
     parse_body,
 )
 from infergate.api.idempotency import idempotently
@@ -35,7 +35,7 @@ app = create_app()
 def _run(principal: Principal, task: ChatTask) -> ChatResult:
     return wiring.chat_service().chat(
         principal, task, request_id=app.context["request_id"],
-        on_admitted=lambda admission: note_admission(app, admission),
+        on_admitted=lambda admission: add_response_headers(app, admission.headers()),
     )
 
 
@@ -72,7 +72,7 @@ def models() -> Response:
 
     try:
         principal = current_principal(app)
-        note_admission(app, wiring.admission().admit(principal))
+        add_response_headers(app, wiring.admission().admit(principal).headers())
         return json_response(openai.model_list(wiring.model_policy().available()))
     except InferGateError as error:
         return openai.error_response(error)

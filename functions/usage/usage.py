@@ -6,11 +6,11 @@ from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
 from infergate.api.app import (
+    add_response_headers,
     create_app,
     current_principal,
     json_response,
     lambda_entrypoint,
-    note_admission,
     parse_query,
 )
 from infergate.clock import utc_now
@@ -24,7 +24,7 @@ app = create_app()
 def usage() -> Response:
     principal = current_principal(app)
     query = parse_query(app, UsageQuery)
-    note_admission(app, wiring.admission().admit(principal))
+    add_response_headers(app, wiring.admission().admit(principal).headers())
     standing = usage_for(principal, ledger=wiring.usage_ledger(), now=utc_now(), period=query.period)
     return json_response(UsageResponse.of(standing))
 

@@ -88,3 +88,21 @@ def test_usage_reports_holds_and_breakdowns_and_past_months(api):
         response = api.call("GET", "/v1/usage", key=key, query={"period": bad})
         assert response["statusCode"] == 400, bad
         assert body(response)["error"]["code"] == "invalid_request"
+
+
+def test_every_request_is_counted_once_admitted_refused_or_malformed(api, settings):
+    settings(RATE_LIMIT_RPM="1")
+
+    def total() -> int:
+        return body(api.call("GET", "/metrics"))["totalRequests"]
+
+    key = api.register()["api_key"]
+    before = total()  # counted after it read the total
+    statuses = [
+        api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 5})["statusCode"],  # admitted
+        api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 5})["statusCode"],  # limited
+        api.call("POST", "/v1/chat", key=key, body={"prompt": ""})["statusCode"],  # refused before admission
+        api.call("GET", "/health")["statusCode"],
+    ]
+    assert statuses == [200, 429, 400, 200]
+    assert total() == before + 1 + len(statuses)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -55,6 +56,8 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(logger_formatter=RedactingFormatter())
+# Whether this request is in the request total already: admitting a request counts it.
+request_counted: ContextVar[bool] = ContextVar("request_counted", default=False)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InferGate"))
 
 

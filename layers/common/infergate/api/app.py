@@ -28,11 +28,10 @@ from infergate.errors import InferGateError, InvalidRequest, Unauthorized
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
 from infergate.models.principal import principal_from
-from infergate.observability import logger, metrics
+from infergate.observability import logger, metrics, request_counted
 from infergate.wiring import count_request
 
 if TYPE_CHECKING:
-    from infergate.domain.admission import Admission
     from infergate.domain.principal import Principal
 
 M = TypeVar("M", bound=Model)
@@ -109,13 +108,6 @@ def add_response_headers(app: APIGatewayRestResolver, headers: dict[str, str]) -
     app.context["response_headers"].update(headers)
 
 
-def note_admission(app: APIGatewayRestResolver, admission: Admission) -> None:
-    """The request was admitted: its limits' headers go on the response, and admitting it
-    counted it in the request total already."""
-    add_response_headers(app, admission.headers())
-    app.context["request_state"]["counted"] = True
-
-
 def source_ip(app: APIGatewayRestResolver) -> str:
     return app.current_event.request_context.identity.source_ip or "unknown"
 
@@ -140,11 +132,11 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
         # Filled by routes (add_response_headers) and stamped on whatever response leaves,
         # error responses included.
         extra_headers: dict[str, str] = {}
-        state = {"counted": False}
-        app.append_context(request_id=request_id, response_headers=extra_headers, request_state=state)
+        app.append_context(request_id=request_id, response_headers=extra_headers)
+        request_counted.set(False)
         response = app.resolve(_with_text_body(event), context)
-        if not state["counted"]:
-            count_request()  # a request that was not admitted (health, a bad body) counts all the same
+        if not request_counted.get():
+            count_request()  # a request that never reached admission (health, a bad body) counts all the same
         for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
             _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])

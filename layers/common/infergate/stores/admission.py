@@ -34,7 +34,7 @@ import redis
 
 from infergate.domain.ports import AdmissionDecision, Conclusion, Limit, LimitState
 from infergate.errors import RateLimiterUnavailable
-from infergate.observability import logger
+from infergate.observability import logger, request_counted
 from infergate.stores.counters import REQUESTS_TOTAL
 
 # Under the key prefix: the breaker, and one sorted set per limit and subject.
@@ -199,6 +199,7 @@ class RedisAdmissionStore:
             allowed, retry_after_ms, breaker_retry_ms, probe, *counts = self._admit(keys=keys, args=args)
         except redis.RedisError as error:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
+        request_counted.set(True)
         if breaker_retry_ms:
             return AdmissionDecision(False, (), 0, breaker_retry_ms=int(breaker_retry_ms))
         states = []
