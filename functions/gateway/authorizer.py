@@ -25,10 +25,7 @@ from infergate.models.principal import authorizer_context
 from infergate.observability import logger
 
 _BEARER = "bearer "
-_REFUSALS = {
-    "missing_api_key": "An API key is required: send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'.",
-    "invalid_api_key": "The API key is not valid.",
-}
+_MISSING = "An API key is required: send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'."
 
 
 def presented_key(event: APIGatewayAuthorizerRequestEvent) -> str | None:
@@ -45,30 +42,27 @@ def presented_key(event: APIGatewayAuthorizerRequestEvent) -> str | None:
 @logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
+    from infergate.domain.authentication import Refusal
+
     request_id = request_id_of(event.raw_event)
     logger.set_correlation_id(request_id)
     arn = event.parsed_arn
-    api_key = presented_key(event)
-    principal = wiring.authenticator().authenticate(api_key) if api_key else None
+    credential = presented_key(event)
+    caller = wiring.authenticator().authenticate(credential) if credential else Refusal("missing_api_key", _MISSING)
 
     policy = APIGatewayAuthorizerResponse(
-        principal_id=principal.user_id if principal else "anonymous",
+        principal_id=getattr(caller, "user_id", None) or getattr(caller, "key_id", "anonymous"),
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
     )
-    if principal is None:
-        code = "invalid_api_key" if api_key else "missing_api_key"
-        logger.info("request refused", extra={"reason": code})
-        policy.context = {
-            "requestId": request_id,
-            "errorCode": code,
-            "errorMessage": _REFUSALS[code],
-        }
+    if isinstance(caller, Refusal):
+        logger.info("request refused", extra={"reason": caller.code})
+        policy.context = {"requestId": request_id, "errorCode": caller.code, "errorMessage": caller.message}
         policy.deny_all_routes()
     else:
-        logger.append_keys(user_id=principal.user_id, key_id=principal.key_id)
-        policy.context = authorizer_context(principal)
+        logger.append_keys(caller=policy.principal_id, key_id=caller.key_id)
+        policy.context = authorizer_context(caller)
         policy.allow_all_routes()
     return policy.asdict()

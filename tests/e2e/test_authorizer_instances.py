@@ -16,6 +16,7 @@ from devkit.functions import WorkerInstance
 from infergate.config import Settings
 from infergate.domain import accounts, keys
 from infergate.domain.plans import catalog_from
+from infergate.domain.principal import Operator
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
 from tests.support.lambda_events import authorizer_event
 from tests.support.paths import ROOT
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from wiretap import Wiretap, mongo_commands  # noqa: E402
 
 PLANS = catalog_from(Settings())
+OPERATOR = Operator(key_id="adm_test", name="test", role="admin")
 # What the two instances promise: a change is honoured within this.
 WITHIN_SECONDS = 1.0
 
@@ -74,25 +76,27 @@ def test_a_key_seen_lately_costs_no_database_read(authorizers, store, wiretap):
     account = register(store, "ada@example.com")
     stranger = keys.new_api_key()
     for instance in authorizers:
-        assert decide(instance, account.api_key)["effect"] == "Allow"
+        assert decide(instance, account.key.api_key)["effect"] == "Allow"
         assert decide(instance, stranger)["effect"] == "Deny"
     assert key_reads(wiretap) == 4  # each instance read each key once
     for _ in range(20):
         for instance in authorizers:
-            assert decide(instance, account.api_key)["effect"] == "Allow"
+            assert decide(instance, account.key.api_key)["effect"] == "Allow"
             assert decide(instance, stranger)["errorCode"] == "invalid_api_key"
     assert key_reads(wiretap) == 4
 
 
-def test_a_revoked_key_and_a_changed_plan_are_honoured_by_both_within_a_second(authorizers, store, redis_client):
-    alice, bob = register(store, "alice@example.com"), register(store, "bob@example.com")
+def test_a_revocation_a_plan_change_and_a_suspension_are_honoured_by_both_within_a_second(authorizers, store, redis_client):
+    alice, bob, carol = (register(store, f"{name}@example.com") for name in ("alice", "bob", "carol"))
     for instance in authorizers:
-        assert decide(instance, alice.api_key)["effect"] == "Allow"
-        assert decide(instance, bob.api_key)["plan"] == "free"
+        assert decide(instance, alice.key.api_key)["effect"] == "Allow"
+        assert decide(instance, bob.key.api_key)["plan"] == "free"
+        assert decide(instance, carol.key.api_key)["suspended"] is False
 
     version = RedisAccountsVersion(redis_client, prefix=Settings().redis_key_prefix)
-    accounts.revoke_key(alice.key_id, store=store, version=version)
-    accounts.change_plan(bob.user.user_id, "pro", store=store, version=version, plans=PLANS)
+    accounts.revoke_any_key(OPERATOR, alice.key.record.key_id, store=store, version=version, now=datetime.now(UTC))
+    accounts.change_user(OPERATOR, bob.user.user_id, plan="pro", store=store, version=version, plans=PLANS)
+    accounts.change_user(OPERATOR, carol.user.user_id, status="suspended", store=store, version=version, plans=PLANS)
     changed = time.monotonic()
     # Traffic goes on while the change spreads: whatever was answered from memory before,
     # every answer asked for a second or more after the change has it.
@@ -100,11 +104,13 @@ def test_a_revoked_key_and_a_changed_plan_are_honoured_by_both_within_a_second(a
     while time.monotonic() < changed + WITHIN_SECONDS + 0.5:
         for instance in authorizers:
             asked = time.monotonic() - changed
-            answers = (decide(instance, alice.api_key), decide(instance, bob.api_key))
+            answers = (decide(instance, alice.key.api_key), decide(instance, bob.key.api_key),
+                       decide(instance, carol.key.api_key))
             if asked >= WITHIN_SECONDS:
                 later.append(answers)
     assert len(later) >= 2
-    for refused, upgraded in later:
+    for refused, upgraded, suspended in later:
         assert (refused["effect"], refused["errorCode"]) == ("Deny", "invalid_api_key")
         assert (upgraded["effect"], upgraded["plan"]) == ("Allow", "pro")
         assert int(upgraded["rate_limit_rpm"]) == PLANS.get("pro").rate_limit_rpm
+        assert suspended["suspended"] is True  # the functions answer such a caller 403 account_suspended

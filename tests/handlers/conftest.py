@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from devkit import template
 
 from tests.support.functions import LambdaContext, load_handler, reset_instance_state
 from tests.support.lambda_events import authorizer_event, handler_context, proxy_event
+from tests.support.paths import ROOT
 
 
 @pytest.fixture
@@ -32,33 +34,41 @@ def environment(monkeypatch, database, redis_client, redis_url, mongo_uri, ollam
 
 
 class Api:
-    """Calls handlers the way API Gateway would: authorizer first on protected routes."""
+    """Calls handlers the way API Gateway would, routes from template.yaml: the authorizer first
+    on protected routes, then the route's function with the authorizer's context."""
 
     def __init__(self) -> None:
-        self.authorizer = load_handler("gateway/authorizer.py")
-        self.functions = {
-            ("POST", "/v1/register"): load_handler("auth/register.py"),
-            ("GET", "/v1/usage"): load_handler("usage/usage.py"),
-        }
-        chat = load_handler("chat/chat.py")
-        for route in (("POST", "/v1/chat"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")):
-            self.functions[route] = chat
-        ops = load_handler("gateway/ops.py")
-        self.functions[("GET", "/health")] = ops
-        self.functions[("GET", "/metrics")] = ops
+        spec = template.load(ROOT / "template.yaml")
+        handlers: dict[str, object] = {}
+        for name, function in spec.functions.items():
+            source = f"{function.code_uri.name}/{function.handler.split('.')[0]}.py"
+            handlers[name] = load_handler(source)
+        self.authorizer = handlers["AuthorizerFunction"]
+        self.routes = [(route, handlers[route.function]) for route in spec.api.routes]
+
+    def handler(self, method: str, path: str):
+        """The loaded function module that serves `method path`."""
+        return next(handler for route, handler in self.routes if route.match(method, path) is not None)
 
     def authorize(self, method: str, path: str, headers: dict[str, str]) -> dict:
         return self.authorizer.lambda_handler(authorizer_event(method, path, headers=headers), LambdaContext())
 
-    def call(self, method: str, path: str, *, key: str | None = None, headers: dict[str, str] | None = None, **event_args) -> dict:
+    def call(self, method: str, path: str, *, key: str | None = None, headers: dict[str, str] | None = None,
+             expect_allowed: bool = True, **event_args) -> dict:
         headers = {**({"x-api-key": key} if key else {}), **(headers or {})}
+        route, parameters, handler = next((route, found, handler) for route, handler in self.routes
+                                          if (found := route.match(method, path)) is not None)
         authorizer = None
-        if path not in ("/v1/register", "/health", "/metrics"):
+        if route.authorizer:
             policy = self.authorize(method, path, headers)
-            assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow", policy
+            allowed = policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+            if not allowed and not expect_allowed:
+                return {"statusCode": 401, "policy": policy}
+            assert allowed, policy
             authorizer = handler_context(policy)
-        event = proxy_event(method, path, headers=headers, authorizer=authorizer, **event_args)
-        return self.functions[(method, path)].lambda_handler(event, LambdaContext())
+        event = proxy_event(method, path, resource=route.path, path_parameters=parameters, headers=headers,
+                            authorizer=authorizer, **event_args)
+        return handler.lambda_handler(event, LambdaContext())
 
     def register(self, email: str = "ada@example.com") -> dict:
         response = self.call("POST", "/v1/register", body={"email": email})

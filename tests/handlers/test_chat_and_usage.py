@@ -128,7 +128,7 @@ def test_an_unreachable_database_is_503_not_a_crash(api, monkeypatch):
 
     event = proxy_event("POST", "/v1/chat", body={"prompt": "hi"}, headers={"x-api-key": key},
                         authorizer=handler_context(policy))
-    response = api.functions[("POST", "/v1/chat")].lambda_handler(event, LambdaContext())
+    response = api.handler("POST", "/v1/chat").lambda_handler(event, LambdaContext())
     assert response["statusCode"] == 503
     assert body(response)["error"]["code"] == "service_unavailable"
     assert header(response, "Retry-After") == "1"

@@ -260,3 +260,15 @@ def test_concurrent_callers_get_exactly_one_probe(redis_client):
     for thread in threads:
         thread.join()
     assert probes == [True]
+
+
+def test_the_key_a_request_used_is_noted_at_most_once_a_minute(redis_client):
+    from infergate.stores.admission import RedisKeyActivity
+
+    admissions, activity = store(redis_client), RedisKeyActivity(redis_client, prefix="infergate:")
+    assert activity.last_used(["key_a", "key_b"]) == {}
+    admissions.admit([rpm("rpm:key_a", 10)], ticket="1", guarded=False, key_id="key_a")
+    first = activity.last_used(["key_a", "key_b"])
+    assert list(first) == ["key_a"]
+    admissions.admit([rpm("rpm:key_a", 10)], ticket="2", guarded=False, key_id="key_a")
+    assert activity.last_used(["key_a"]) == first  # not rewritten within the minute

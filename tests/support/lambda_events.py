@@ -36,16 +36,19 @@ def _with_headers(event: dict, headers: dict[str, str]) -> None:
 def proxy_event(
     method: str, path: str, *, body: Any = None, raw_body: str | None = None, base64_encoded: bool = False,
     headers: dict[str, str] | None = None, authorizer: dict | None = None, query: dict[str, str] | None = None,
+    resource: str | None = None, path_parameters: dict[str, str] | None = None,
 ) -> dict:
     event = copy.deepcopy(generated("aws-proxy"))
     request_id = str(uuid.uuid4())
     event.update(
-        httpMethod=method, path=path, resource=path, pathParameters=None, queryStringParameters=query or None,
+        httpMethod=method, path=path, resource=resource or path, pathParameters=path_parameters or None,
+        queryStringParameters=query or None,
         multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None, isBase64Encoded=base64_encoded,
         body=raw_body if raw_body is not None else (json.dumps(body) if body is not None else None),
     )
     _with_headers(event, {"Content-Type": "application/json", **(headers or {})})
-    event["requestContext"].update(httpMethod=method, resourcePath=path, path=f"/prod{path}", requestId=request_id)
+    event["requestContext"].update(httpMethod=method, resourcePath=resource or path, path=f"/prod{path}",
+                                   requestId=request_id)
     if authorizer is not None:
         event["requestContext"]["authorizer"] = authorizer
     return event

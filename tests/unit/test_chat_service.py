@@ -52,7 +52,7 @@ class MemoryAdmissions:
     breaker_open: bool = False
     conclusions: list[Conclusion] = field(default_factory=list)
 
-    def admit(self, limits, *, ticket, guarded):
+    def admit(self, limits, *, ticket, guarded, key_id=""):
         if self.unavailable:
             raise RateLimiterUnavailable("down")
         if guarded and self.breaker_open:

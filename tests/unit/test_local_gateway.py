@@ -38,6 +38,18 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("POST", "/v1/chat/completions"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/models"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/usage"): ("UsageFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/keys"): ("KeysFunction", "ApiKeyAuthorizer"),
+        ("GET", "/v1/keys"): ("KeysFunction", "ApiKeyAuthorizer"),
+        ("DELETE", "/v1/keys/{key_id}"): ("KeysFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/keys/{key_id}/rotate"): ("KeysFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/users"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/users/{user_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("PATCH", "/admin/v1/users/{user_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("POST", "/admin/v1/users/{user_id}/grants"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("DELETE", "/admin/v1/keys/{key_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/usage"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/plans"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/audit"): ("AdminFunction", "ApiKeyAuthorizer"),
     }
     assert spec.api.authorizers["ApiKeyAuthorizer"].function == "AuthorizerFunction"
     assert spec.api.authorizers["ApiKeyAuthorizer"].payload_type == "REQUEST"

@@ -4,7 +4,7 @@ from pydantic import ValidationError
 from infergate.domain.principal import Principal
 from infergate.models.accounts import RegisterRequest
 from infergate.models.chat import ChatRequest
-from infergate.models.principal import authorizer_context, principal_from
+from infergate.models.principal import authorizer_context, caller_from
 
 
 @pytest.mark.parametrize("email", ["ada@example.com", "  Ada.Lovelace+ai@Example.co.uk "])
@@ -58,7 +58,7 @@ def test_the_principal_survives_api_gateways_stringified_context():
                           rate_limit_tpm=1000, max_output_tokens=512)
     stringified = {key: str(value) for key, value in authorizer_context(principal).items()}
     stringified["principalId"] = "usr_1"
-    assert principal_from(stringified) == principal
+    assert caller_from(stringified) == principal
 
 
 def test_both_chat_shapes_become_the_domains_messages():

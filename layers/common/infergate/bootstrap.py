@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
 
-    from infergate.domain.accounts import Authenticator
     from infergate.domain.admission import AdmissionControl
+    from infergate.domain.authentication import Authenticator
     from infergate.domain.chat import ChatService
     from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalog
@@ -78,7 +78,7 @@ def chat_service(
 
 
 def authenticator(settings: Settings, *, database: Database, redis: redis.Redis) -> Authenticator:
-    from infergate.domain.accounts import Authenticator
+    from infergate.domain.authentication import Authenticator
     from infergate.stores.accounts import MongoAccountStore
 
     return Authenticator(MongoAccountStore(database), plans(settings), accounts_version(settings, redis=redis))

@@ -11,10 +11,12 @@ class InferGateError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        if code is not None:
+            self.code = code
 
 
 class InvalidRequest(InferGateError):
@@ -25,8 +27,20 @@ class Unauthorized(InferGateError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(InferGateError):
+    status, code = 403, "forbidden"
+
+
+class AccountSuspended(Forbidden):
+    code = "account_suspended"
+
+
 class NotFound(InferGateError):
     status, code = 404, "not_found"
+
+
+class Conflict(InferGateError):
+    status, code = 409, "conflict"
 
 
 class EmailAlreadyRegistered(InferGateError):

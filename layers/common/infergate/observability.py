@@ -29,7 +29,7 @@ SECRET_FIELDS = frozenset(
 )
 # Secrets inside free text: an InferGate key, a bearer credential, a cookie header.
 SECRET_PATTERNS = (
-    (re.compile(r"igk_[A-Za-z0-9]{8,}"), "igk_" + REDACTED),
+    (re.compile(r"(ig[ka]_)[A-Za-z0-9]{8,}"), r"\1" + REDACTED),
     (re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+"), r"\1 " + REDACTED),
     (re.compile(r"(?i)((?:set-)?cookie|x-api-key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\"'\n]+"), r"\1\2" + REDACTED),
 )

@@ -17,13 +17,15 @@ from infergate.config import get_settings
 from infergate.observability import logger
 
 if TYPE_CHECKING:
-    from infergate.domain.accounts import Authenticator
     from infergate.domain.admission import AdmissionControl
+    from infergate.domain.authentication import Authenticator
     from infergate.domain.chat import ChatService
     from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalog
+    from infergate.domain.ports import AccountsVersion
     from infergate.llm.connections import ModelServerConnections
     from infergate.stores.accounts import MongoAccountStore
+    from infergate.stores.admission import RedisKeyActivity
     from infergate.stores.counters import RedisCounters
     from infergate.stores.usage import MongoUsageLedger
 
@@ -42,6 +44,21 @@ def authenticator() -> Authenticator:
     from infergate.stores.redis_client import get_redis
 
     return bootstrap.authenticator(get_settings(), database=get_database(), redis=get_redis())
+
+
+@functools.cache
+def accounts_version() -> AccountsVersion:
+    from infergate.stores.redis_client import get_redis
+
+    return bootstrap.accounts_version(get_settings(), redis=get_redis())
+
+
+@functools.cache
+def key_activity() -> RedisKeyActivity:
+    from infergate.stores.admission import RedisKeyActivity
+    from infergate.stores.redis_client import get_redis
+
+    return RedisKeyActivity(get_redis(), prefix=get_settings().redis_key_prefix)
 
 
 @functools.cache

@@ -24,15 +24,15 @@ from pydantic import ValidationError
 
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
-from infergate.errors import InferGateError, InvalidRequest, Unauthorized
+from infergate.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, Unauthorized
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
-from infergate.models.principal import principal_from
+from infergate.models.principal import caller_from
 from infergate.observability import logger, metrics, request_counted
 from infergate.wiring import count_request
 
 if TYPE_CHECKING:
-    from infergate.domain.principal import Principal
+    from infergate.domain.principal import Operator, Principal
 
 M = TypeVar("M", bound=Model)
 
@@ -71,9 +71,11 @@ def create_app() -> APIGatewayRestResolver:
     return app
 
 
-def parse_body(app: APIGatewayRestResolver, model: type[M]) -> M:
-    """The request body as `model`, or 400 invalid_request saying what is wrong."""
-    return _validated(model.model_validate_json, app.current_event.body or "")
+def parse_body(app: APIGatewayRestResolver, model: type[M], *, optional: bool = False) -> M:
+    """The request body as `model`, or 400 invalid_request saying what is wrong. With
+    `optional`, no body at all reads as `{}`."""
+    body = app.current_event.body or ""
+    return _validated(model.model_validate_json, "{}" if optional and not body.strip() else body)
 
 
 def parse_query(app: APIGatewayRestResolver, model: type[M]) -> M:
@@ -113,11 +115,33 @@ def source_ip(app: APIGatewayRestResolver) -> str:
 
 
 def current_principal(app: APIGatewayRestResolver) -> Principal:
-    """The caller as the authorizer established it (API Gateway passes it in the event)."""
+    """The user calling, as the authorizer established it; 403 for an operator's key or a
+    suspended account."""
+    from infergate.domain.principal import Principal
+
+    caller = _caller(app)
+    if not isinstance(caller, Principal):
+        raise Forbidden("Admin keys are for the admin API (/admin/v1/); use a user's API key here.")
+    if caller.suspended:
+        raise AccountSuspended("This account is suspended; its keys are refused until an operator reactivates it.")
+    return caller
+
+
+def current_operator(app: APIGatewayRestResolver) -> Operator:
+    """The operator calling; 403 for anyone else."""
+    from infergate.domain.principal import Operator
+
+    caller = _caller(app)
+    if not isinstance(caller, Operator):
+        raise Forbidden("The admin API needs an admin key (iga_...).")
+    return caller
+
+
+def _caller(app: APIGatewayRestResolver) -> Principal | Operator:
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     try:
-        return principal_from(context)
-    except ValueError:
+        return caller_from(context)
+    except (ValueError, KeyError):
         raise Unauthorized("A valid API key is required.") from None
 
 

@@ -1,55 +1,80 @@
-"""Registering users, recognising their API keys, and changing keys and plans."""
+"""Users and their keys: registering, what a key lets its holder do, a user's own keys
+(create, list, rotate, revoke), and what operators change (plans, overrides, suspension,
+grants, revocations).
+
+Every change to a key or a user advances the accounts version after it is made, so that
+every authorizer instance, which remembers what it read, reads again within a second.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from infergate.domain import keys
-from infergate.domain.plans import Plan, PlanCatalog
-from infergate.domain.ports import AccountStore, AccountsVersion, ApiKeyRecord, UserRecord
-from infergate.domain.principal import Principal
-from infergate.errors import InvalidRequest
+from infergate.domain.periods import period_of
+from infergate.domain.plans import FIGURES, Plan, PlanCatalog
+from infergate.domain.ports import (
+    AccountStore,
+    AccountsVersion,
+    AdminKeyRecord,
+    ApiKeyRecord,
+    Audit,
+    Rotation,
+    UserRecord,
+)
+from infergate.domain.principal import Operator, Principal
+from infergate.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from infergate.observability import logger
 
-# How long an instance keeps what it read: a key's principal, and the fact that a key is unknown.
-PRINCIPAL_SECONDS = 60.0
-UNKNOWN_KEY_SECONDS = 5.0
-# How often an instance reads the accounts version. A change (a revoked key, a new plan)
-# reaches every instance within this, so well within a second.
-VERSION_CHECK_SECONDS = 0.5
-CACHED_KEYS = 4096
+DEFAULT_GRACE = timedelta(hours=24)
+LONGEST_GRACE = timedelta(days=7)
+LONGEST_EXPIRY_DAYS = 3650
+ROLES = ("admin", "viewer")
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just made: the plaintext leaves once, in the response that made it."""
+
+    record: ApiKeyRecord
+    api_key: str
 
 
 @dataclass(frozen=True)
 class Registration:
     user: UserRecord
-    key_id: str
-    api_key: str  # the plaintext key: it leaves once, in the response to the registration
+    key: IssuedKey
     plan: Plan
 
 
 def register(email: str, *, plan: Plan, store: AccountStore, now: datetime) -> Registration:
     """Create a user and their first API key."""
     user = UserRecord(user_id=keys.new_id("usr"), email=email, plan=plan.name, created_at=now)
+    issued = _issue(user.user_id, name="default", now=now)
+    store.create(user, issued.record)
+    return Registration(user=user, key=issued, plan=plan)
+
+
+def _issue(user_id: str, *, name: str | None, now: datetime, expires_at: datetime | None = None) -> IssuedKey:
     api_key = keys.new_api_key()
-    key = ApiKeyRecord(key_id=keys.new_id("key"), user_id=user.user_id, key_hash=keys.hash_key(api_key), created_at=now)
-    store.create(user, key)
-    return Registration(user=user, key_id=key.key_id, api_key=api_key, plan=plan)
+    record = ApiKeyRecord(key_id=keys.new_id("key"), user_id=user_id, key_hash=keys.hash_key(api_key), created_at=now,
+                          name=name, prefix=keys.shown_prefix(api_key), expires_at=expires_at)
+    return IssuedKey(record, api_key)
 
 
-def principal_of(key: ApiKeyRecord, user: UserRecord, plans: PlanCatalog) -> Principal | None:
-    """What a stored key lets its holder do, or None for a key that no longer works."""
-    if key.status != "active":
-        return None
+def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
+    """The user's plan, with the figures an operator set for them alone."""
     plan = plans.get(user.plan)
     if plan is None:
         logger.warning("user's plan is not defined; applying the default plan", extra={"plan": user.plan})
         plan = plans.default
+    return plan.model_copy(update=dict(user.overrides)) if user.overrides else plan
+
+
+def principal_of(key: ApiKeyRecord, user: UserRecord, plans: PlanCatalog, *, now: datetime) -> Principal:
+    plan = plan_of(user, plans)
+    period = period_of(now)
     return Principal(
         user_id=user.user_id,
         key_id=key.key_id,
@@ -58,92 +83,131 @@ def principal_of(key: ApiKeyRecord, user: UserRecord, plans: PlanCatalog) -> Pri
         rate_limit_rpm=plan.rate_limit_rpm,
         rate_limit_tpm=plan.rate_limit_tpm,
         max_output_tokens=plan.max_output_tokens,
+        max_api_keys=plan.max_api_keys,
+        suspended=user.status == "suspended",
+        granted_tokens=user.grants.get(period, 0),
+        granted_period=period,
     )
 
 
-@dataclass(frozen=True)
-class _Remembered:
-    principal: Principal | None
-    until: float
+# -- a user's own keys ------------------------------------------------------------
+
+def create_key(principal: Principal, *, name: str | None, expires_in_days: int | None, store: AccountStore,
+               now: datetime) -> IssuedKey:
+    expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
+    issued = _issue(principal.user_id, name=name, now=now, expires_at=expires_at)
+    if not store.add_key(issued.record, max_active=principal.max_api_keys, now=now):
+        raise Conflict(f"Your plan allows {principal.max_api_keys} active keys; revoke one first.", code="too_many_keys")
+    return issued
 
 
-class Authenticator:
-    """Recognises API keys, remembering for a while what the store said of each.
-
-    The warm path reads nothing: a key seen lately is answered from memory
-    (a known key for PRINCIPAL_SECONDS, an unknown one for UNKNOWN_KEY_SECONDS).
-    Every change to a key or a user advances the accounts version; the
-    authenticator reads it at most every VERSION_CHECK_SECONDS and forgets
-    everything when it has moved, or when it cannot be read.
-    """
-
-    def __init__(self, store: AccountStore, plans: PlanCatalog, version: AccountsVersion, *,
-                 clock: Callable[[], float] = time.monotonic, capacity: int = CACHED_KEYS) -> None:
-        self._store, self._plans, self._version = store, plans, version
-        self._clock = clock
-        self._capacity = capacity
-        self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
-        self._seen_version: int | None = None
-        self._next_check = float("-inf")
-        self._lock = threading.Lock()
-
-    def authenticate(self, api_key: str | None) -> Principal | None:
-        """The principal an API key belongs to, or None for a missing, malformed, unknown or revoked key."""
-        if not api_key or not keys.is_well_formed(api_key):
-            return None
-        key_hash = keys.hash_key(api_key)
-        now = self._clock()
-        with self._lock:
-            self._forget_if_changed(now)
-            remembered = self._remembered.get(key_hash)
-            if remembered is not None and now < remembered.until:
-                self._remembered.move_to_end(key_hash)
-                return remembered.principal
-        principal = self._read(key_hash)
-        with self._lock:
-            self._remember(key_hash, principal, now)
-        return principal
-
-    def _read(self, key_hash: str) -> Principal | None:
-        found = self._store.find_by_key_hash(key_hash)
-        return principal_of(*found, self._plans) if found else None
-
-    def _forget_if_changed(self, now: float) -> None:
-        if now < self._next_check:
-            return
-        self._next_check = now + VERSION_CHECK_SECONDS
-        version = self._version.read()
-        if version is None or version != self._seen_version:
-            self._remembered.clear()
-        self._seen_version = version
-
-    def _remember(self, key_hash: str, principal: Principal | None, now: float) -> None:
-        lifetime = PRINCIPAL_SECONDS if principal is not None else UNKNOWN_KEY_SECONDS
-        self._remembered[key_hash] = _Remembered(principal, now + lifetime)
-        self._remembered.move_to_end(key_hash)
-        while len(self._remembered) > self._capacity:
-            self._remembered.popitem(last=False)
+def keys_of(principal: Principal, *, store: AccountStore) -> list[ApiKeyRecord]:
+    return sorted(store.keys_of(principal.user_id), key=lambda key: key.created_at)
 
 
-def revoke_key(key_id: str, *, store: AccountStore, version: AccountsVersion) -> bool:
-    """Refuse the key from now on, on every instance. False if there is no such key."""
-    return _changed(store.set_key_status(key_id, "revoked"), version)
+def rotate_key(principal: Principal, key_id: str, *, grace_seconds: int | None, store: AccountStore,
+               version: AccountsVersion, now: datetime) -> IssuedKey:
+    """A new key in place of `key_id`, which keeps working for the grace period."""
+    grace = DEFAULT_GRACE if grace_seconds is None else timedelta(seconds=grace_seconds)
+    if grace > LONGEST_GRACE:
+        raise InvalidRequest(f"grace_seconds may be at most {int(LONGEST_GRACE.total_seconds())} (7 days).")
+    old = next((key for key in store.keys_of(principal.user_id) if key.key_id == key_id), None)
+    if old is None:
+        raise NotFound(f"You have no key {key_id}.", code="key_not_found")
+    successor = _issue(principal.user_id, name=old.name, now=now, expires_at=old.expires_at)
+    outcome = store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now)
+    if outcome is Rotation.NOT_FOUND:
+        raise NotFound(f"You have no key {key_id}.", code="key_not_found")
+    if outcome is Rotation.NOT_ACTIVE:
+        raise Conflict(f"Key {key_id} is not active (it was rotated, revoked or has expired); rotate an active key.",
+                       code="key_not_active")
+    version.advance()
+    return successor
 
 
-def delete_key(key_id: str, *, store: AccountStore, version: AccountsVersion) -> bool:
-    return _changed(store.delete_key(key_id), version)
+def revoke_own_key(principal: Principal, key_id: str, *, store: AccountStore, version: AccountsVersion,
+                   now: datetime) -> None:
+    if not store.revoke_key(key_id, user_id=principal.user_id, now=now):
+        raise NotFound(f"You have no key {key_id}.", code="key_not_found")
+    version.advance()
 
 
-def change_plan(user_id: str, plan: str, *, store: AccountStore, version: AccountsVersion, plans: PlanCatalog) -> bool:
-    """Move a user to `plan`; its figures apply to their next request on every instance."""
-    if plans.get(plan) is None:
-        raise InvalidRequest(f"There is no plan '{plan}' (plans: {', '.join(plans.names())}).")
-    return _changed(store.set_plan(user_id, plan), version)
+# -- what operators change ------------------------------------------------------------
+
+def create_admin_key(name: str, role: str, *, store: AccountStore, now: datetime) -> tuple[AdminKeyRecord, str]:
+    """An operator's key for the admin API: the plaintext leaves once."""
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}.")
+    api_key = keys.new_api_key(keys.ADMIN_PREFIX)
+    record = AdminKeyRecord(key_id=keys.new_id("adm"), key_hash=keys.hash_key(api_key), name=name, role=role,
+                            created_at=now)
+    store.add_admin_key(record)
+    return record, api_key
 
 
-def _changed(found: bool, version: AccountsVersion) -> bool:
-    # After the change, never before: an instance that read the old state meanwhile
-    # sees the version move on its next check and reads again.
-    if found:
-        version.advance()
-    return found
+def change_user(operator: Operator, user_id: str, *, plan: str | None = None, overrides: dict[str, int | None] | None = None,
+                status: str | None = None, store: AccountStore, version: AccountsVersion,
+                plans: PlanCatalog) -> UserRecord:
+    """Move a user to another plan, set or clear overrides of its figures, suspend or reactivate
+    them; every instance applies it within a second."""
+    _may_change(operator)
+    existing = _user(user_id, store)
+    changes: dict = {}
+    if plan is not None:
+        if plans.get(plan) is None:
+            raise InvalidRequest(f"There is no plan '{plan}' (plans: {', '.join(plans.names())}).")
+        changes["plan"] = plan
+    if overrides is not None:
+        unknown = set(overrides) - set(FIGURES)
+        if unknown:
+            raise InvalidRequest(f"overrides may set {', '.join(FIGURES)}; not {', '.join(sorted(unknown))}.")
+        merged = {**existing.overrides, **overrides}
+        changes["overrides"] = {name: value for name, value in merged.items() if value is not None}
+        plan_of(replace(existing, overrides=changes["overrides"], plan=changes.get("plan", existing.plan)), plans)
+    if status is not None:
+        if status not in ("active", "suspended"):
+            raise InvalidRequest("status must be active or suspended.")
+        changes["status"] = status
+    if not changes:
+        raise InvalidRequest("Say what to change: plan, overrides or status.")
+    action = "suspend" if status == "suspended" else "reactivate" if status == "active" else "change_user"
+    changed = store.change_user(user_id, changes, audit=Audit(actor=_actor(operator), action=action))
+    if changed is None:
+        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+    version.advance()
+    return changed
+
+
+def grant_tokens(operator: Operator, user_id: str, tokens: int, *, store: AccountStore, version: AccountsVersion,
+                 now: datetime) -> UserRecord:
+    """Extra tokens for this month, on top of the user's quota."""
+    _may_change(operator)
+    changed = store.grant(user_id, period_of(now), tokens, audit=Audit(actor=_actor(operator), action="grant_tokens"))
+    if changed is None:
+        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+    version.advance()
+    return changed
+
+
+def revoke_any_key(operator: Operator, key_id: str, *, store: AccountStore, version: AccountsVersion,
+                   now: datetime) -> None:
+    _may_change(operator)
+    if not store.revoke_key(key_id, user_id=None, now=now, audit=Audit(actor=_actor(operator), action="revoke_key")):
+        raise NotFound(f"There is no key {key_id}.", code="key_not_found")
+    version.advance()
+
+
+def _user(user_id: str, store: AccountStore) -> UserRecord:
+    user = store.find_user(user_id)
+    if user is None:
+        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+    return user
+
+
+def _may_change(operator: Operator) -> None:
+    if not operator.may_change:
+        raise Forbidden("This admin key may only read; changes need a key with the admin role.")
+
+
+def _actor(operator: Operator) -> str:
+    return f"{operator.name} ({operator.key_id})"

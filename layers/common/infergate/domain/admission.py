@@ -2,8 +2,9 @@
 registrations per hour per source IP, and, for a chat, whether the model server may be asked.
 
 Admitting a request is one step on the store: it counts the request in the
-request total, refuses it at once while the model server's circuit breaker
-is open, and counts it under every limit or none. Concluding it is one more:
+request total, notes when the caller's key was used, refuses the request at
+once while the model server's circuit breaker is open, and counts it under
+every limit or none. Concluding it is one more:
 the tokens it really used replace its worst case, and the circuit breaker
 hears how the model server did.
 
@@ -68,7 +69,7 @@ class AdmissionControl:
         limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", principal.rate_limit_rpm, MINUTE_MS, 1)}
         if tokens:
             limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", principal.rate_limit_tpm, MINUTE_MS, tokens)
-        return self._check(limits, guarded=guard_model)
+        return self._check(limits, guarded=guard_model, key_id=principal.key_id)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
         return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)})
@@ -84,12 +85,12 @@ class AdmissionControl:
         except RateLimiterUnavailable:
             logger.warning("token count not corrected: rate limiter unavailable")
 
-    def _check(self, named: dict[str, Limit], *, guarded: bool = False) -> Admission:
+    def _check(self, named: dict[str, Limit], *, guarded: bool = False, key_id: str = "") -> Admission:
         """`named` maps each limit to how a refusal names it; the first is the requests limit."""
         limits = list(named.values())
         ticket = keys.new_id("rl")
         try:
-            decision = self._store.admit(limits, ticket=ticket, guarded=guarded)
+            decision = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id)
         except RateLimiterUnavailable as error:
             count("RateLimiterUnavailable")
             if not self._fail_open:

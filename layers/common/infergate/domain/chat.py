@@ -120,7 +120,7 @@ class ChatService:
 
     def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
         prompt_bound = prompt_tokens_upper_bound(task.messages)
-        ceiling = min(principal.monthly_token_quota, principal.rate_limit_tpm)
+        ceiling = min(principal.quota_for(period_of(self.clock())), principal.rate_limit_tpm)
         if prompt_bound + 1 > ceiling:
             raise PromptTooLarge(
                 f"This prompt may take up to {prompt_bound} tokens; your plan allows {ceiling} per request."
@@ -132,11 +132,12 @@ class ChatService:
         """Hold the request's worst case, capped to what remains of the quota, or QuotaExceeded."""
         now = self.clock()
         wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), plan.worst_case, now + RESERVATION_TTL)
-        reservation = self.ledger.reserve(wanted, minimum=plan.prompt_bound + 1, quota=principal.monthly_token_quota, now=now)
+        quota = principal.quota_for(wanted.period)
+        reservation = self.ledger.reserve(wanted, minimum=plan.prompt_bound + 1, quota=quota, now=now)
         if reservation is None:
             count("QuotaExceeded")
             raise QuotaExceeded(
-                f"Your monthly quota of {principal.monthly_token_quota} tokens is used up, or too little of it "
+                f"Your monthly quota of {quota} tokens is used up, or too little of it "
                 "remains for this prompt. It resets at the start of next month (see GET /v1/usage)."
             )
         return reservation
@@ -171,7 +172,7 @@ class ChatService:
             prompt_tokens = plan.prompt_bound
         outcome = self._outcome(call, completion.model, "ok", prompt_tokens=prompt_tokens,
                                 completion_tokens=completion.completion_tokens)
-        charged = self.ledger.settle(call.reservation, outcome, quota=call.principal.monthly_token_quota)
+        charged = self.ledger.settle(call.reservation, outcome, quota=call.principal.quota_for(call.reservation.period))
         call.tokens = outcome.total_tokens
         if charged < outcome.total_tokens:
             logger.error("model used more than was reserved; the excess is logged unbilled",

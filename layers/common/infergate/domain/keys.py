@@ -1,4 +1,5 @@
-"""API keys: `igk_` + 32 random base62 characters + a 6-character checksum.
+"""API keys: `igk_` (a user's) or `iga_` (an operator's, for the admin API) + 32 random
+base62 characters + a 6-character checksum.
 
 The prefix lets secret scanners and humans recognise a leaked key; the
 checksum lets the authorizer turn away typos and junk without a database
@@ -15,6 +16,7 @@ import string
 import zlib
 
 PREFIX = "igk_"
+ADMIN_PREFIX = "iga_"
 _ALPHABET = string.digits + string.ascii_letters
 _RANDOM_CHARS = 32
 _CHECKSUM_CHARS = 6
@@ -33,13 +35,13 @@ def _checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), _CHECKSUM_CHARS)
 
 
-def new_api_key() -> str:
+def new_api_key(prefix: str = PREFIX) -> str:
     body = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
-    return PREFIX + body + _checksum(body)
+    return prefix + body + _checksum(body)
 
 
-def is_well_formed(key: str) -> bool:
-    if len(key) != KEY_LENGTH or not key.startswith(PREFIX):
+def is_well_formed(key: str, prefix: str = PREFIX) -> bool:
+    if len(key) != KEY_LENGTH or not key.startswith(prefix):
         return False
     body, checksum = key[len(PREFIX) : -_CHECKSUM_CHARS], key[-_CHECKSUM_CHARS:]
     return all(char in _ALPHABET for char in body) and secrets.compare_digest(checksum, _checksum(body))
@@ -47,6 +49,11 @@ def is_well_formed(key: str) -> bool:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def shown_prefix(key: str) -> str:
+    """The start of a key, enough to tell a user's keys apart and not enough to use one."""
+    return key[: len(PREFIX) + 4]
 
 
 def new_id(kind: str) -> str:

@@ -1,4 +1,5 @@
-"""Plans: what a user may spend. A user's plan is stored on the user by name.
+"""Plans: what a user may spend. A user's plan is stored on the user by name; an operator
+may override any of its figures for one user.
 
 `free` takes its figures from settings (DEFAULT_MONTHLY_TOKEN_QUOTA,
 RATE_LIMIT_RPM, RATE_LIMIT_TPM); `pro` has built-in figures; PLANS (JSON)
@@ -24,6 +25,11 @@ class Plan(Model):
     rate_limit_rpm: int = Field(ge=1)
     rate_limit_tpm: int = Field(ge=1)
     max_output_tokens: int = Field(ge=1, le=4096)
+    max_api_keys: int = Field(10, ge=1, le=1000)
+
+
+# The figures an operator may set for one user, over their plan's.
+FIGURES = ("monthly_token_quota", "rate_limit_rpm", "rate_limit_tpm", "max_output_tokens", "max_api_keys")
 
 
 class PlanCatalog:
@@ -38,6 +44,9 @@ class PlanCatalog:
 
     def names(self) -> list[str]:
         return sorted(self._plans)
+
+    def all(self) -> list[Plan]:
+        return [self._plans[name] for name in self.names()]
 
 
 def catalog_from(settings: Settings) -> PlanCatalog:

@@ -6,10 +6,11 @@ with the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from infergate.domain.messages import Message
 
@@ -17,9 +18,13 @@ from infergate.domain.messages import Message
 @dataclass(frozen=True)
 class UserRecord:
     user_id: str
-    email: str
+    email: str | None  # None for a user of single sign-on whose token named no address
     plan: str  # a plan's name; its figures live in the plan catalog
     created_at: datetime
+    status: str = "active"  # or "suspended": every key refused with 403 until reactivated
+    overrides: Mapping[str, int] = field(default_factory=dict)  # plan figures set for this user alone
+    grants: Mapping[str, int] = field(default_factory=dict)  # extra tokens by period (YYYY-MM)
+    identity: str | None = None  # "<issuer> <subject>" for a user of single sign-on
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,58 @@ class ApiKeyRecord:
     user_id: str
     key_hash: str
     created_at: datetime
-    status: str = "active"  # or "revoked": refused from then on
+    name: str | None = None
+    prefix: str = ""  # the start of the key, to tell keys apart
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    grace_until: datetime | None = None  # set when rotated: the key works until then
+    successor_id: str | None = None
+
+    def status(self, now: datetime) -> str:
+        """active, rotating (replaced, within its grace period), expired or revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.grace_until is not None:
+            return "rotating" if now < self.grace_until else "expired"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class AdminKeyRecord:
+    key_id: str
+    key_hash: str
+    name: str
+    role: str  # "admin": everything; "viewer": reads only
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Who does an admin action, and what it is called; the store records its subject and
+    the subject's state before and after, with the change itself."""
+
+    actor: str
+    action: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    entry_id: str
+    actor: str
+    at: datetime
+    action: str
+    subject: Mapping[str, str]
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+
+
+class Rotation(enum.Enum):
+    ROTATED = "rotated"
+    NOT_FOUND = "not_found"
+    NOT_ACTIVE = "not_active"
 
 
 class AccountStore(Protocol):
@@ -37,14 +93,41 @@ class AccountStore(Protocol):
 
     def find_by_key_hash(self, key_hash: str) -> tuple[ApiKeyRecord, UserRecord] | None: ...
 
-    def set_key_status(self, key_id: str, status: str) -> bool:
-        """False if there is no such key."""
+    def find_user(self, user_id: str) -> UserRecord | None: ...
 
-    def delete_key(self, key_id: str) -> bool:
-        """False if there is no such key."""
+    def find_user_by_identity(self, identity: str) -> UserRecord | None: ...
 
-    def set_plan(self, user_id: str, plan: str) -> bool:
-        """False if there is no such user."""
+    def create_identity_user(self, user: UserRecord) -> UserRecord:
+        """Store a user of single sign-on, or return the one a concurrent first request stored."""
+
+    def search_users(self, *, email: str | None, plan: str | None, limit: int, after: str | None) -> list[UserRecord]:
+        """Users by id, after `after`: those whose email starts with `email`, on `plan`."""
+
+    def keys_of(self, user_id: str) -> list[ApiKeyRecord]: ...
+
+    def add_key(self, key: ApiKeyRecord, *, max_active: int, now: datetime) -> bool:
+        """Store the key unless its user already has `max_active` active keys (False)."""
+
+    def rotate_key(self, key_id: str, user_id: str, successor: ApiKeyRecord, *, grace_until: datetime,
+                   now: datetime) -> Rotation:
+        """Replace an active key of the user's by `successor`, the old one working until
+        `grace_until`; at most one successor per key, whatever the concurrency."""
+
+    def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime, audit: Audit | None = None) -> bool:
+        """Revoke a key (of `user_id`'s, when given). False if there is no such key."""
+
+    def change_user(self, user_id: str, changes: Mapping[str, Any], *, audit: Audit) -> UserRecord | None:
+        """Set fields of a user (plan, status, overrides), recording the action; None if no such user."""
+
+    def grant(self, user_id: str, period: str, tokens: int, *, audit: Audit) -> UserRecord | None:
+        """Add tokens to a user's quota for `period`, recording the action; None if no such user."""
+
+    def add_admin_key(self, key: AdminKeyRecord) -> None: ...
+
+    def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None: ...
+
+    def audit_log(self, *, limit: int, before: str | None) -> list[AuditEntry]:
+        """The newest entries first, those older than entry `before` when given."""
 
 
 class AccountsVersion(Protocol):
@@ -95,10 +178,11 @@ class Conclusion:
 
 
 class AdmissionStore(Protocol):
-    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool) -> AdmissionDecision:
-        """Count the request in the request total; then, if it fits every limit (and, when
-        `guarded`, the circuit breaker lets it through), count `ticket` under all of them,
-        atomically; else under none. Raises RateLimiterUnavailable if it cannot ask."""
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "") -> AdmissionDecision:
+        """Count the request in the request total and note that `key_id` was used; then, if
+        it fits every limit (and, when `guarded`, the circuit breaker lets it through), count
+        `ticket` under all of them, atomically; else under none. Raises
+        RateLimiterUnavailable if it cannot ask."""
 
     def conclude(self, conclusion: Conclusion) -> None:
         """Correct the token count and tell the circuit breaker, in one step."""
@@ -173,6 +257,24 @@ class LedgerStatement:
     log: tuple[LoggedRequest, ...]
 
 
+@dataclass(frozen=True)
+class UserTally:
+    user_id: str
+    tokens: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """Every user's use of a period: totals, and the heaviest users."""
+
+    period: str
+    tokens_used: int
+    requests: int
+    users: int
+    top: list[UserTally]
+
+
 class UsageLedger(Protocol):
     def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
         """Hold as much of `reservation.tokens` as remains of `quota`, atomically: the
@@ -191,6 +293,8 @@ class UsageLedger(Protocol):
     def statement(self, user_id: str, period: str) -> LedgerStatement:
         """The counter and the request log as of one instant: the log's charges sum to the counter."""
 
+    def period_summary(self, period: str, *, top: int) -> PeriodSummary: ...
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -200,6 +304,11 @@ class Completion:
     completion_tokens: int
     done_reason: str | None
     pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
+
+
+class KeyActivity(Protocol):
+    def last_used(self, key_ids: Sequence[str]) -> Mapping[str, datetime]:
+        """When each of the keys was last used, for those that have been; empty if unknown."""
 
 
 class ChatModel(Protocol):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from infergate.domain.accounts import plan_of
 from infergate.domain.periods import period_end, period_of
-from infergate.domain.ports import PeriodUsage, UsageLedger
+from infergate.domain.plans import PlanCatalog
+from infergate.domain.ports import PeriodUsage, UsageLedger, UserRecord
 from infergate.domain.principal import Principal
 from infergate.errors import InvalidRequest
 
@@ -39,4 +41,11 @@ def usage_for(principal: Principal, *, ledger: UsageLedger, now: datetime, perio
     if period > current:
         raise InvalidRequest(f"period {period} has not begun; the current period is {current}.")
     usage = ledger.usage(principal.user_id, period, now=now)
-    return Standing(usage=usage, token_quota=principal.monthly_token_quota, resets_at=period_end(period))
+    return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period))
+
+
+def standing_of(user: UserRecord, *, plans: PlanCatalog, ledger: UsageLedger, now: datetime) -> Standing:
+    """A user's standing this month, as an operator sees it."""
+    period = period_of(now)
+    quota = plan_of(user, plans).monthly_token_quota + user.grants.get(period, 0)
+    return Standing(usage=ledger.usage(user.user_id, period, now=now), token_quota=quota, resets_at=period_end(period))

@@ -44,8 +44,8 @@ class RegisterResponse(Model):
         return cls(
             user_id=registration.user.user_id,
             email=registration.user.email,
-            api_key=registration.api_key,
-            key_id=registration.key_id,
+            api_key=registration.key.api_key,
+            key_id=registration.key.record.key_id,
             plan=registration.plan.name,
             monthly_token_quota=registration.plan.monthly_token_quota,
         )

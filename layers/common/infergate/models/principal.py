@@ -1,4 +1,4 @@
-"""The principal as it travels from the authorizer to the handlers, in API Gateway's
+"""Who is calling, as it travels from the authorizer to the handlers in API Gateway's
 `requestContext.authorizer` map: flat scalars, every value a string when it arrives."""
 
 from __future__ import annotations
@@ -10,19 +10,23 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from infergate.domain.principal import Principal
+from infergate.domain.principal import Operator, Principal
+
+USER, OPERATOR = "user", "operator"
 
 
-def authorizer_context(principal: Principal) -> dict[str, str | int]:
-    return asdict(principal)
+def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bool]:
+    return {"kind": USER if isinstance(caller, Principal) else OPERATOR, **asdict(caller)}
 
 
-def principal_from(context: Mapping[str, Any]) -> Principal:
-    """The principal in `context`, or ValueError if it does not hold one."""
-    return _adapter().validate_python({field.name: context.get(field.name) for field in fields(Principal)})
+def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
+    """The caller in `context`, or ValueError if it does not hold one."""
+    kind = Principal if context.get("kind", USER) == USER else Operator
+    return _adapter(kind).validate_python(
+        {field.name: context[field.name] for field in fields(kind) if field.name in context})
 
 
 @functools.cache
-def _adapter() -> TypeAdapter[Principal]:
+def _adapter(kind: type) -> TypeAdapter:
     # Built on first use, not at import: cold starts pay only for what they use.
-    return TypeAdapter(Principal)
+    return TypeAdapter(kind)

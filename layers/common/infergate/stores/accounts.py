@@ -1,17 +1,36 @@
-"""Users and their API keys in MongoDB, and the accounts version in Redis."""
+"""Users, their API keys, operators' admin keys and the audit log in MongoDB; the accounts
+version in Redis.
+
+Changes that must hold together run in one transaction: a user and their first key; the
+count of a user's active keys and a new one (a write to the user makes concurrent
+additions conflict, so the count holds); a rotation and its successor; an operator's
+change and its audit entry. None of this is on a chat's path.
+"""
 
 from __future__ import annotations
 
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
+
 import redis
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from infergate.domain.ports import ApiKeyRecord, UserRecord
+from infergate.clock import utc_now
+from infergate.domain.ports import AdminKeyRecord, ApiKeyRecord, Audit, AuditEntry, Rotation, UserRecord
 from infergate.errors import EmailAlreadyRegistered
 from infergate.observability import logger
-from infergate.stores.mongo import API_KEYS, USERS, unavailable_when_unreachable
+from infergate.stores.mongo import ADMIN_KEYS, API_KEYS, AUDIT_LOG, USERS, unavailable_when_unreachable
 
 ACCOUNTS_VERSION = "accounts:version"  # under the key prefix
+T = TypeVar("T")
 
 
 class MongoAccountStore:
@@ -19,16 +38,21 @@ class MongoAccountStore:
         self._client = database.client
         self._users = database[USERS]
         self._keys = database[API_KEYS]
+        self._admin_keys = database[ADMIN_KEYS]
+        self._audit = database[AUDIT_LOG]
+
+    def _transaction(self, work: Callable[[ClientSession], T]) -> T:
+        with self._client.start_session() as session:
+            return session.with_transaction(work)
 
     @unavailable_when_unreachable
     def create(self, user: UserRecord, key: ApiKeyRecord) -> None:
-        def insert_both(session) -> None:
+        def insert_both(session: ClientSession) -> None:
             self._users.insert_one(_user_document(user), session=session)
             self._keys.insert_one(_key_document(key), session=session)
 
         try:
-            with self._client.start_session() as session:
-                session.with_transaction(insert_both)
+            self._transaction(insert_both)
         except DuplicateKeyError as error:
             if "email" in (error.details or {}).get("keyPattern", {}):
                 raise EmailAlreadyRegistered(f"{user.email} is already registered.") from None
@@ -50,16 +74,134 @@ class MongoAccountStore:
         return _key_record(found), _user_record(found["user"][0])
 
     @unavailable_when_unreachable
-    def set_key_status(self, key_id: str, status: str) -> bool:
-        return self._keys.update_one({"_id": key_id}, {"$set": {"status": status}}).matched_count == 1
+    def find_user(self, user_id: str) -> UserRecord | None:
+        document = self._users.find_one({"_id": user_id})
+        return _user_record(document) if document else None
 
     @unavailable_when_unreachable
-    def delete_key(self, key_id: str) -> bool:
-        return self._keys.delete_one({"_id": key_id}).deleted_count == 1
+    def find_user_by_identity(self, identity: str) -> UserRecord | None:
+        document = self._users.find_one({"identity": identity})
+        return _user_record(document) if document else None
 
     @unavailable_when_unreachable
-    def set_plan(self, user_id: str, plan: str) -> bool:
-        return self._users.update_one({"_id": user_id}, {"$set": {"plan": plan}}).matched_count == 1
+    def create_identity_user(self, user: UserRecord) -> UserRecord:
+        try:
+            self._users.insert_one(_user_document(user))
+            return user
+        except DuplicateKeyError as error:
+            if "identity" in (error.details or {}).get("keyPattern", {}):
+                return self.find_user_by_identity(user.identity)  # a concurrent first request made it
+            # The address is another account's: this one is the identity's own, without it.
+            return self.create_identity_user(UserRecord(**{**asdict(user), "email": None}))
+
+    @unavailable_when_unreachable
+    def search_users(self, *, email: str | None, plan: str | None, limit: int, after: str | None) -> list[UserRecord]:
+        query: dict[str, Any] = {}
+        if email:
+            query["email"] = {"$regex": "^" + re.escape(email.lower())}
+        if plan:
+            query["plan"] = plan
+        if after:
+            query["_id"] = {"$gt": after}
+        return [_user_record(document) for document in self._users.find(query).sort("_id", 1).limit(limit)]
+
+    @unavailable_when_unreachable
+    def keys_of(self, user_id: str) -> list[ApiKeyRecord]:
+        return [_key_record(document) for document in self._keys.find({"user_id": user_id})]
+
+    @unavailable_when_unreachable
+    def add_key(self, key: ApiKeyRecord, *, max_active: int, now: datetime) -> bool:
+        def add(session: ClientSession) -> bool:
+            # Written first, so that two additions for one user conflict and one runs again.
+            self._users.update_one({"_id": key.user_id}, {"$inc": {"key_changes": 1}}, session=session)
+            if self._keys.count_documents(_active(key.user_id, now), session=session) >= max_active:
+                return False
+            self._keys.insert_one(_key_document(key), session=session)
+            return True
+
+        return self._transaction(add)
+
+    @unavailable_when_unreachable
+    def rotate_key(self, key_id: str, user_id: str, successor: ApiKeyRecord, *, grace_until: datetime,
+                   now: datetime) -> Rotation:
+        def rotate(session: ClientSession) -> Rotation:
+            replaced = self._keys.find_one_and_update(
+                {**_active(user_id, now), "_id": key_id},
+                {"$set": {"grace_until": grace_until, "successor_id": successor.key_id, "rotated_at": now}},
+                session=session,
+            )
+            if replaced is None:
+                exists = self._keys.count_documents({"_id": key_id, "user_id": user_id}, session=session)
+                return Rotation.NOT_ACTIVE if exists else Rotation.NOT_FOUND
+            self._keys.insert_one(_key_document(successor), session=session)
+            return Rotation.ROTATED
+
+        return self._transaction(rotate)
+
+    @unavailable_when_unreachable
+    def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime, audit: Audit | None = None) -> bool:
+        owned = {"_id": key_id} if user_id is None else {"_id": key_id, "user_id": user_id}
+
+        def revoke(session: ClientSession) -> bool:
+            before = self._keys.find_one_and_update(
+                {**owned, "revoked_at": None}, {"$set": {"revoked_at": now}}, session=session)
+            if before is None:
+                return bool(self._keys.count_documents(owned, session=session))  # revoked already, or no such key
+            if audit is not None:
+                self._record(session, audit, {"type": "key", "id": key_id}, _shown_key(before),
+                             _shown_key({**before, "revoked_at": now}))
+            return True
+
+        return self._transaction(revoke)
+
+    @unavailable_when_unreachable
+    def change_user(self, user_id: str, changes: Mapping[str, Any], *, audit: Audit) -> UserRecord | None:
+        return self._change_user(user_id, {"$set": dict(changes)}, audit)
+
+    @unavailable_when_unreachable
+    def grant(self, user_id: str, period: str, tokens: int, *, audit: Audit) -> UserRecord | None:
+        return self._change_user(user_id, {"$inc": {f"grants.{period}": tokens}}, audit)
+
+    def _change_user(self, user_id: str, update: dict, audit: Audit) -> UserRecord | None:
+        def change(session: ClientSession) -> dict | None:
+            before = self._users.find_one_and_update({"_id": user_id}, update, session=session,
+                                                     return_document=ReturnDocument.BEFORE)
+            if before is None:
+                return None
+            after = self._users.find_one({"_id": user_id}, session=session)
+            self._record(session, audit, {"type": "user", "id": user_id}, _shown_user(before), _shown_user(after))
+            return after
+
+        document = self._transaction(change)
+        return _user_record(document) if document else None
+
+    def _record(self, session: ClientSession, audit: Audit, subject: dict, before: dict | None, after: dict | None) -> None:
+        self._audit.insert_one({
+            "_id": _audit_id(), "actor": audit.actor, "at": utc_now(), "action": audit.action, "subject": subject,
+            "before": before, "after": after,
+        }, session=session)
+
+    @unavailable_when_unreachable
+    def add_admin_key(self, key: AdminKeyRecord) -> None:
+        self._admin_keys.insert_one({"_id": key.key_id, "key_hash": key.key_hash, "name": key.name, "role": key.role,
+                                     "created_at": key.created_at, "revoked_at": key.revoked_at})
+
+    @unavailable_when_unreachable
+    def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None:
+        document = self._admin_keys.find_one({"key_hash": key_hash})
+        if document is None:
+            return None
+        return AdminKeyRecord(key_id=document["_id"], key_hash=document["key_hash"], name=document["name"],
+                              role=document["role"], created_at=document["created_at"],
+                              revoked_at=document.get("revoked_at"))
+
+    @unavailable_when_unreachable
+    def audit_log(self, *, limit: int, before: str | None) -> list[AuditEntry]:
+        query = {"_id": {"$lt": before}} if before else {}
+        return [AuditEntry(entry_id=document["_id"], actor=document["actor"], at=document["at"],
+                           action=document["action"], subject=document["subject"], before=document.get("before"),
+                           after=document.get("after"))
+                for document in self._audit.find(query).sort("_id", DESCENDING).limit(limit)]
 
 
 class RedisAccountsVersion:
@@ -84,23 +226,54 @@ class RedisAccountsVersion:
             logger.error("accounts version not advanced: Redis unavailable; the change applies as caches expire")
 
 
+def _active(user_id: str, now: datetime) -> dict:
+    """A user's keys that are neither revoked, nor replaced, nor expired at `now`."""
+    return {"user_id": user_id, "revoked_at": None, "grace_until": None,
+            "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
+
+
+def _audit_id() -> str:
+    """Ordered by time, so the newest entries come first when sorted."""
+    return f"aud_{time.time_ns() // 1000:016d}{secrets.token_hex(4)}"
+
+
 def _user_document(user: UserRecord) -> dict:
-    return {"_id": user.user_id, "email": user.email, "plan": user.plan, "created_at": user.created_at}
+    document = {"_id": user.user_id, "plan": user.plan, "status": user.status, "overrides": dict(user.overrides),
+                "grants": dict(user.grants), "created_at": user.created_at}
+    if user.email is not None:
+        document["email"] = user.email
+    if user.identity is not None:
+        document["identity"] = user.identity
+    return document
 
 
 def _user_record(document: dict) -> UserRecord:
     return UserRecord(
-        user_id=document["_id"], email=document["email"], plan=document["plan"], created_at=document["created_at"]
+        user_id=document["_id"], email=document.get("email"), plan=document["plan"], created_at=document["created_at"],
+        status=document.get("status", "active"), overrides=document.get("overrides") or {},
+        grants=document.get("grants") or {}, identity=document.get("identity"),
     )
+
+
+def _shown_user(document: dict) -> dict:
+    return {name: value for name, value in document.items() if name not in ("key_changes",)}
 
 
 def _key_document(key: ApiKeyRecord) -> dict:
     return {"_id": key.key_id, "user_id": key.user_id, "key_hash": key.key_hash, "created_at": key.created_at,
-            "status": key.status}
+            "name": key.name, "prefix": key.prefix, "expires_at": key.expires_at, "revoked_at": key.revoked_at,
+            "grace_until": key.grace_until, "successor_id": key.successor_id}
 
 
 def _key_record(document: dict) -> ApiKeyRecord:
     return ApiKeyRecord(
         key_id=document["_id"], user_id=document["user_id"], key_hash=document["key_hash"],
-        created_at=document["created_at"], status=document.get("status", "active"),
+        created_at=document["created_at"], name=document.get("name"), prefix=document.get("prefix", ""),
+        expires_at=document.get("expires_at"), revoked_at=document.get("revoked_at"),
+        grace_until=document.get("grace_until"), successor_id=document.get("successor_id"),
     )
+
+
+def _shown_key(document: dict) -> dict:
+    """A key as the audit log keeps it: never its hash."""
+    return {name: value for name, value in document.items() if name != "key_hash"}

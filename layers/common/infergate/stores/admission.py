@@ -29,6 +29,7 @@ does not take the probe.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import redis
 
@@ -40,6 +41,7 @@ from infergate.stores.counters import REQUESTS_TOTAL
 # Under the key prefix: the breaker, and one sorted set per limit and subject.
 BREAKER = "breaker:model-server"
 LIMITS = "rl:"
+LAST_USED = "keys:last_used"  # a hash: key id -> when it was last used, ms, refreshed at most once a minute
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -66,11 +68,17 @@ local function window_used(set, total, window)
 end
 """
 
-# KEYS: the request total, the breaker, then per limit its sorted set and its running total.
-# ARGV: ticket, guarded (0|1), probe lease ms, then limit, window ms and cost per limit.
+# KEYS: the request total, the breaker, when each key was last used, then per limit its
+#       sorted set and its running total.
+# ARGV: ticket, guarded (0|1), probe lease ms, the key used ('' for none), then limit,
+#       window ms and cost per limit.
 # Returns {allowed, retry_after_ms, breaker_retry_ms, probe, then used and reset_ms per limit}.
 _ADMIT = _NOW + _WINDOW + """
 redis.call('INCR', KEYS[1])
+if ARGV[4] ~= '' then
+  local last = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '0')
+  if now - last >= 60000 then redis.call('HSET', KEYS[3], ARGV[4], now) end
+end
 local probe = 0
 if ARGV[2] == '1' then
   local state = redis.call('HGET', KEYS[2], 'state') or 'closed'
@@ -86,11 +94,11 @@ local ticket = ARGV[1]
 local allowed = 1
 local retry = 0
 local reply = {}
-local limits = (#KEYS - 2) / 2
+local limits = (#KEYS - 3) / 2
 local used_of = {}
 for i = 1, limits do
-  local set, total = KEYS[i * 2 + 1], KEYS[i * 2 + 2]
-  local limit, window, cost = tonumber(ARGV[i * 3 + 1]), tonumber(ARGV[i * 3 + 2]), tonumber(ARGV[i * 3 + 3])
+  local set, total = KEYS[i * 2 + 2], KEYS[i * 2 + 3]
+  local limit, window, cost = tonumber(ARGV[i * 3 + 2]), tonumber(ARGV[i * 3 + 3]), tonumber(ARGV[i * 3 + 4])
   local used = window_used(set, total, window)
   used_of[i] = used
   local oldest = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
@@ -120,9 +128,9 @@ for i = 1, limits do
   reply[#reply + 1] = reset
 end
 for i = 1, limits do
-  local set, total, window = KEYS[i * 2 + 1], KEYS[i * 2 + 2], tonumber(ARGV[i * 3 + 2])
+  local set, total, window = KEYS[i * 2 + 2], KEYS[i * 2 + 3], tonumber(ARGV[i * 3 + 3])
   local cost = 0
-  if allowed == 1 then cost = tonumber(ARGV[i * 3 + 3]) end
+  if allowed == 1 then cost = tonumber(ARGV[i * 3 + 4]) end
   if cost > 0 then redis.call('ZADD', set, now, ticket .. ':' .. cost) end
   redis.call('SET', total, used_of[i] + cost, 'PX', window)
   redis.call('PEXPIRE', set, window)
@@ -182,17 +190,18 @@ class RedisAdmissionStore:
         self._limits = prefix + LIMITS
         self._breaker = prefix + BREAKER
         self._requests_total = prefix + REQUESTS_TOTAL
+        self._last_used = prefix + LAST_USED
         self._failures = breaker_failures
         self._open_ms = int(breaker_open_seconds * 1000)
         self._probe_ms = int(breaker_probe_seconds * 1000)
         self._admit = client.register_script(_ADMIT)
         self._conclude = client.register_script(_CONCLUDE)
 
-    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool) -> AdmissionDecision:
-        args: list[str | int] = [ticket, int(guarded), self._probe_ms]
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "") -> AdmissionDecision:
+        args: list[str | int] = [ticket, int(guarded), self._probe_ms, key_id]
         for limit in limits:
             args += [limit.limit, limit.window_ms, limit.cost]
-        keys = [self._requests_total, self._breaker]
+        keys = [self._requests_total, self._breaker, self._last_used]
         for limit in limits:
             keys += [self._limits + limit.key, self._limits + limit.key + ":total"]
         try:
@@ -225,3 +234,22 @@ class RedisAdmissionStore:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         if state == b"open" and conclusion.model_healthy is False:
             logger.warning("model server circuit breaker is open")
+
+
+class RedisKeyActivity:
+    """When each API key was last used, as admission records it (at most once a minute a key)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._client = client
+        self._last_used = prefix + LAST_USED
+
+    def last_used(self, key_ids: Sequence[str]) -> dict[str, datetime]:
+        if not key_ids:
+            return {}
+        try:
+            stamps = self._client.hmget(self._last_used, list(key_ids))
+        except redis.RedisError:
+            logger.warning("when keys were last used is unknown: Redis unavailable")
+            return {}
+        return {key_id: datetime.fromtimestamp(int(stamp) / 1000, UTC)
+                for key_id, stamp in zip(key_ids, stamps, strict=True) if stamp}

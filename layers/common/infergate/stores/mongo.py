@@ -20,6 +20,8 @@ from infergate.errors import ServiceUnavailable
 
 USERS = "users"
 API_KEYS = "api_keys"
+ADMIN_KEYS = "admin_keys"
+AUDIT_LOG = "audit_log"
 USAGE = "usage"
 REQUEST_LOG = "request_log"
 
@@ -56,8 +58,16 @@ def get_database() -> Database:
 
 def ensure_indexes(database: Database) -> None:
     """Create the indexes if they are missing; a no-op when they exist."""
-    database[USERS].create_index([("email", ASCENDING)], unique=True, name="email_unique")
+    # Unique where set: a user of single sign-on may have no address.
+    database[USERS].create_index([("email", ASCENDING)], unique=True, name="email_unique_when_set",
+                                 partialFilterExpression={"email": {"$type": "string"}})
+    if "email_unique" in database[USERS].index_information():
+        database[USERS].drop_index("email_unique")  # its predecessor, unique even where unset
+    database[USERS].create_index([("identity", ASCENDING)], unique=True, name="identity_unique_when_set",
+                                 partialFilterExpression={"identity": {"$type": "string"}})
+    database[USERS].create_index([("plan", ASCENDING)], name="plan")
     database[API_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
+    database[ADMIN_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
     database[API_KEYS].create_index([("user_id", ASCENDING)], name="user_id")
     database[REQUEST_LOG].create_index([("user_id", ASCENDING), ("period", ASCENDING), ("seq", ASCENDING)],
                                        name="user_period_seq")

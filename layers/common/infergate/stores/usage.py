@@ -51,7 +51,16 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from infergate.domain.periods import day_of
-from infergate.domain.ports import LedgerStatement, LoggedRequest, PeriodUsage, RequestOutcome, Reservation, Tally
+from infergate.domain.ports import (
+    LedgerStatement,
+    LoggedRequest,
+    PeriodSummary,
+    PeriodUsage,
+    RequestOutcome,
+    Reservation,
+    Tally,
+    UserTally,
+)
 from infergate.observability import logger
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 
@@ -260,6 +269,20 @@ class MongoUsageLedger:
             requests=document.get("requests", 0),
             by_model=_tallies(document, "models", legacy="by_model", decode=_name),
             by_day=_tallies(document, "days", legacy="by_day"),
+        )
+
+    @unavailable_when_unreachable
+    def period_summary(self, period: str, *, top: int) -> PeriodSummary:
+        totals = next(self._usage.aggregate([
+            {"$match": {"period": period}},
+            {"$group": {"_id": None, "tokens": {"$sum": "$tokens_used"}, "requests": {"$sum": "$requests"},
+                        "users": {"$sum": 1}}},
+        ]), {"tokens": 0, "requests": 0, "users": 0})
+        heaviest = self._usage.find({"period": period}, {"user_id": 1, "tokens_used": 1, "requests": 1}).sort(
+            [("tokens_used", -1), ("_id", 1)]).limit(top)
+        return PeriodSummary(
+            period=period, tokens_used=totals["tokens"], requests=totals["requests"], users=totals["users"],
+            top=[UserTally(month["user_id"], month.get("tokens_used", 0), month.get("requests", 0)) for month in heaviest],
         )
 
     @unavailable_when_unreachable

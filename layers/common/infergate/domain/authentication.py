@@ -1,0 +1,117 @@
+"""Recognising credentials: a user's API key (`igk_…`), an operator's admin key (`iga_…`),
+or, where single sign-on is configured, a token from the organisation's identity provider.
+
+The warm path reads nothing: what the store said of a key seen lately is
+answered from memory (a known key for REMEMBER_SECONDS, an unknown one for
+UNKNOWN_KEY_SECONDS). Every change to a key or a user advances the accounts
+version; the authenticator reads it at most every VERSION_CHECK_SECONDS and
+forgets everything when it has moved, or when it cannot be read. What it
+remembers are the stored records, so expiry and grace periods are judged
+afresh on every request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from infergate.clock import utc_now
+from infergate.domain import keys
+from infergate.domain.accounts import principal_of
+from infergate.domain.plans import PlanCatalog
+from infergate.domain.ports import AccountStore, AccountsVersion
+from infergate.domain.principal import Operator, Principal
+
+REMEMBER_SECONDS = 60.0
+UNKNOWN_KEY_SECONDS = 5.0
+# A change (a revoked key, a new plan, a suspension) reaches every instance within this.
+VERSION_CHECK_SECONDS = 0.5
+REMEMBERED_KEYS = 4096
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str  # invalid_api_key, api_key_expired, invalid_token, token_expired
+    message: str
+
+
+INVALID_KEY = Refusal("invalid_api_key", "The API key is not valid.")
+EXPIRED_KEY = Refusal("api_key_expired", "The API key has expired; use its successor or create a new key.")
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    found: Any  # what the store said: records, or None for an unknown credential
+    until: float
+
+
+class Authenticator:
+    def __init__(self, store: AccountStore, plans: PlanCatalog, version: AccountsVersion, *,
+                 clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = utc_now,
+                 capacity: int = REMEMBERED_KEYS) -> None:
+        self._store, self._plans, self._version = store, plans, version
+        self._clock, self._now = clock, now
+        self._capacity = capacity
+        self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
+        self._seen_version: int | None = None
+        self._next_check = float("-inf")
+        self._lock = threading.Lock()
+
+    def authenticate(self, credential: str | None) -> Principal | Operator | Refusal:
+        """Who `credential` belongs to, or why it is refused."""
+        if credential and keys.is_well_formed(credential):
+            return self._user_key(credential)
+        if credential and keys.is_well_formed(credential, keys.ADMIN_PREFIX):
+            return self._admin_key(credential)
+        return INVALID_KEY
+
+    def _user_key(self, api_key: str) -> Principal | Refusal:
+        found = self._recall(keys.hash_key(api_key), self._store.find_by_key_hash)
+        if found is None:
+            return INVALID_KEY
+        key, user = found
+        now = self._now()
+        status = key.status(now)
+        if status == "revoked":
+            return INVALID_KEY
+        if status == "expired":
+            return EXPIRED_KEY
+        return principal_of(key, user, self._plans, now=now)
+
+    def _admin_key(self, api_key: str) -> Operator | Refusal:
+        found = self._recall("admin:" + keys.hash_key(api_key), lambda name: self._store.find_admin_key(name[6:]))
+        if found is None or found.revoked_at is not None:
+            return INVALID_KEY
+        return Operator(key_id=found.key_id, name=found.name, role=found.role)
+
+    def _recall(self, name: str, read: Callable[[str], Any]) -> Any:
+        """What the store says of `name`, from memory when it was read lately."""
+        now = self._clock()
+        with self._lock:
+            self._forget_if_changed(now)
+            remembered = self._remembered.get(name)
+            if remembered is not None and now < remembered.until:
+                self._remembered.move_to_end(name)
+                return remembered.found
+        found = read(name)
+        with self._lock:
+            lifetime = REMEMBER_SECONDS if found is not None else UNKNOWN_KEY_SECONDS
+            self._remembered[name] = _Remembered(found, now + lifetime)
+            self._remembered.move_to_end(name)
+            while len(self._remembered) > self._capacity:
+                self._remembered.popitem(last=False)
+        return found
+
+    def _forget_if_changed(self, now: float) -> None:
+        if now < self._next_check:
+            return
+        self._next_check = now + VERSION_CHECK_SECONDS
+        version = self._version.read()
+        if version is None or version != self._seen_version:
+            self._remembered.clear()
+        self._seen_version = version

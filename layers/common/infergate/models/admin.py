@@ -1,0 +1,184 @@
+"""The admin API's shapes: users, changes to them, usage across users, plans, the audit log."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from infergate.models.base import Model
+from infergate.models.keys import KeyView
+from infergate.models.usage import UsageResponse
+
+if TYPE_CHECKING:
+    from infergate.domain.plans import Plan
+    from infergate.domain.ports import AuditEntry, PeriodSummary, UserRecord
+
+
+_ID = re.compile(r"^[a-z]{3}_[0-9a-f]{1,64}$")
+
+
+def cursor_of(last_id: str) -> str:
+    """An opaque cursor for the page after `last_id`."""
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        after = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        after = ""
+    if not _ID.match(after):
+        raise ValueError("is not a cursor this API gave")
+    return after
+
+
+class PageQuery(Model):
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200)
+
+    @field_validator("cursor")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        _after(value)
+        return value
+
+    @property
+    def after(self) -> str | None:
+        return _after(self.cursor)
+
+
+class UserQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(None, min_length=1, max_length=254)
+    plan: str | None = Field(None, min_length=1, max_length=64)
+
+
+class AuditQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UsageSummaryQuery(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    period: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    top: int = Field(10, ge=1, le=100)
+
+
+class UserView(Model):
+    user_id: str
+    email: str | None
+    plan: str
+    status: Literal["active", "suspended"]
+    overrides: dict[str, int]
+    grants: dict[str, int] = Field(description="Extra tokens by month (YYYY-MM).")
+    identity: str | None = Field(description="The issuer and subject of a user of single sign-on.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: UserRecord) -> UserView:
+        return cls(user_id=user.user_id, email=user.email, plan=user.plan, status=user.status,
+                   overrides=dict(user.overrides), grants=dict(user.grants), identity=user.identity,
+                   created_at=user.created_at)
+
+
+class UserPage(Model):
+    data: list[UserView]
+    next_cursor: str | None
+
+
+class UserDetail(UserView):
+    keys: list[KeyView]
+    usage: UsageResponse = Field(description="This month's.")
+
+
+class ChangeUserRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: str | None = Field(None, min_length=1, max_length=64)
+    overrides: dict[str, int | None] | None = Field(
+        None, description="Figures of the plan set for this user alone; null clears one.")
+    status: Literal["active", "suspended"] | None = None
+
+    @field_validator("overrides")
+    @classmethod
+    def _positive(cls, value: dict[str, int | None] | None) -> dict[str, int | None] | None:
+        if value and any(figure is not None and figure < 0 for figure in value.values()):
+            raise ValueError("figures may not be negative")
+        return value
+
+
+class GrantRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int = Field(ge=1, le=10**12)
+
+
+class RevokedKey(Model):
+    key_id: str
+    status: Literal["revoked"] = "revoked"
+
+
+class UserUsage(Model):
+    user_id: str
+    tokens: int
+    requests: int
+
+
+class UsageSummary(Model):
+    period: str
+    tokens_used: int
+    requests: int
+    users: int
+    top: list[UserUsage]
+
+    @classmethod
+    def of(cls, summary: PeriodSummary) -> UsageSummary:
+        return cls(period=summary.period, tokens_used=summary.tokens_used, requests=summary.requests,
+                   users=summary.users,
+                   top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests) for t in summary.top])
+
+
+class PlanView(Model):
+    name: str
+    monthly_token_quota: int
+    rate_limit_rpm: int
+    rate_limit_tpm: int
+    max_output_tokens: int
+    max_api_keys: int
+    default: bool
+
+    @classmethod
+    def of(cls, plan: Plan, *, default: Plan) -> PlanView:
+        return cls(**plan.model_dump(), default=plan.name == default.name)
+
+
+class PlanList(Model):
+    data: list[PlanView]
+
+
+class AuditView(Model):
+    entry_id: str
+    actor: str
+    at: datetime
+    action: str
+    subject: dict[str, str]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditView:
+        return cls(entry_id=entry.entry_id, actor=entry.actor, at=entry.at, action=entry.action,
+                   subject=dict(entry.subject), before=entry.before, after=entry.after)
+
+
+class AuditPage(Model):
+    data: list[AuditView]
+    next_cursor: str | None

@@ -1,0 +1,151 @@
+"""The admin API through its function, fed API Gateway's events: only admin keys, viewers
+read only, every change applied everywhere and audited, bad input refused clearly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from infergate.clock import utc_now
+from infergate.domain import accounts
+from infergate.domain.authentication import VERSION_CHECK_SECONDS
+from infergate.domain.periods import period_of
+from infergate.stores.accounts import MongoAccountStore
+from tests.handlers.conftest import body, header
+
+
+@pytest.fixture
+def admin_key(database) -> str:
+    return accounts.create_admin_key("ops", "admin", store=MongoAccountStore(database), now=utc_now())[1]
+
+
+@pytest.fixture
+def viewer_key(database) -> str:
+    return accounts.create_admin_key("auditor", "viewer", store=MongoAccountStore(database), now=utc_now())[1]
+
+
+def after_a_check_interval() -> None:
+    time.sleep(VERSION_CHECK_SECONDS + 0.05)
+
+
+def chat(api, key: str) -> dict:
+    return api.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "max_tokens": 3})
+
+
+def test_only_admin_keys_open_the_admin_api_and_admin_keys_open_nothing_else(api, admin_key):
+    user = api.register()
+    refused = api.call("GET", "/admin/v1/users", key=user["api_key"])
+    assert refused["statusCode"] == 403 and body(refused)["error"]["code"] == "forbidden"
+    assert api.call("GET", "/admin/v1/plans", key=admin_key)["statusCode"] == 200
+    wrong_place = chat(api, admin_key)
+    assert wrong_place["statusCode"] == 403 and body(wrong_place)["error"]["code"] == "forbidden"
+
+
+def test_users_are_listed_and_searched_a_page_at_a_time(api, admin_key):
+    for name in ("ann", "anna", "bob"):
+        api.register(f"{name}@example.com")
+    first = body(api.call("GET", "/admin/v1/users", key=admin_key, query={"email": "ann", "limit": "1"}))
+    second = body(api.call("GET", "/admin/v1/users", key=admin_key,
+                           query={"email": "ann", "limit": "1", "cursor": first["next_cursor"]}))
+    assert sorted(u["email"] for u in first["data"] + second["data"]) == ["ann@example.com", "anna@example.com"]
+    assert second["next_cursor"] is None
+    assert body(api.call("GET", "/admin/v1/users", key=admin_key, query={"plan": "pro"}))["data"] == []
+    for bad in ({"limit": "0"}, {"limit": "101"}, {"cursor": "!!"}, {"colour": "red"}):
+        refused = api.call("GET", "/admin/v1/users", key=admin_key, query=bad)
+        assert refused["statusCode"] == 400 and body(refused)["error"]["code"] == "invalid_request", bad
+
+
+def test_one_user_comes_with_their_keys_and_this_months_usage(api, admin_key):
+    user = api.register()
+    assert chat(api, user["api_key"])["statusCode"] == 200
+    shown = body(api.call("GET", f"/admin/v1/users/{user['user_id']}", key=admin_key))
+    assert (shown["email"], shown["plan"], shown["status"]) == ("ada@example.com", "free", "active")
+    assert [k["key_id"] for k in shown["keys"]] == [user["key_id"]] and shown["keys"][0]["last_used_at"]
+    assert shown["usage"]["requests"] == 1 and shown["usage"]["tokens_used"] > 0
+    missing = api.call("GET", "/admin/v1/users/usr_nobody", key=admin_key)
+    assert missing["statusCode"] == 404 and body(missing)["error"]["code"] == "user_not_found"
+
+
+def test_a_plan_change_overrides_and_a_grant_reach_the_users_next_requests(api, admin_key):
+    user = api.register()
+    changed = api.call("PATCH", f"/admin/v1/users/{user['user_id']}", key=admin_key,
+                       body={"plan": "pro", "overrides": {"rate_limit_rpm": 7}})
+    assert changed["statusCode"] == 200 and body(changed)["overrides"] == {"rate_limit_rpm": 7}
+    granted = api.call("POST", f"/admin/v1/users/{user['user_id']}/grants", key=admin_key, body={"tokens": 1234})
+    assert granted["statusCode"] == 201 and body(granted)["grants"] == {period_of(utc_now()): 1234}
+    after_a_check_interval()
+    usage = api.call("GET", "/v1/usage", key=user["api_key"])
+    assert body(usage)["token_quota"] == 5_000_000 + 1234
+    assert header(usage, "X-RateLimit-Limit") == "7"
+
+
+def test_a_suspended_user_gets_403_everywhere_until_reactivated(api, admin_key):
+    user = api.register()
+    assert api.call("PATCH", f"/admin/v1/users/{user['user_id']}", key=admin_key,
+                    body={"status": "suspended"})["statusCode"] == 200
+    after_a_check_interval()
+    for method, path in (("POST", "/v1/chat"), ("GET", "/v1/usage"), ("GET", "/v1/keys"), ("GET", "/v1/models")):
+        refused = api.call(method, path, key=user["api_key"], body={"prompt": "hi"} if method == "POST" else None)
+        assert refused["statusCode"] == 403 and body(refused)["error"]["code"] == "account_suspended", path
+    api.call("PATCH", f"/admin/v1/users/{user['user_id']}", key=admin_key, body={"status": "active"})
+    after_a_check_interval()
+    assert chat(api, user["api_key"])["statusCode"] == 200
+
+
+def test_any_key_can_be_revoked_and_every_change_is_audited(api, admin_key):
+    user = api.register()
+    revoked = api.call("DELETE", f"/admin/v1/keys/{user['key_id']}", key=admin_key)
+    assert revoked["statusCode"] == 200 and body(revoked) == {"key_id": user["key_id"], "status": "revoked"}
+    api.call("POST", f"/admin/v1/users/{user['user_id']}/grants", key=admin_key, body={"tokens": 10})
+    after_a_check_interval()
+    assert api.authorize("GET", "/v1/usage", {"x-api-key": user["api_key"]})["context"]["errorCode"] == "invalid_api_key"
+
+    page = body(api.call("GET", "/admin/v1/audit", key=admin_key, query={"limit": "1"}))
+    older = body(api.call("GET", "/admin/v1/audit", key=admin_key, query={"cursor": page["next_cursor"]}))
+    grant, revocation = page["data"][0], older["data"][0]
+    assert grant["action"] == "grant_tokens" and grant["actor"].startswith("ops (adm_")
+    assert grant["before"]["grants"] == {} and list(grant["after"]["grants"].values()) == [10]
+    assert revocation["action"] == "revoke_key" and revocation["subject"] == {"type": "key", "id": user["key_id"]}
+    assert revocation["before"]["revoked_at"] is None and revocation["after"]["revoked_at"]
+    assert "key_hash" not in str(revocation)
+
+
+def test_viewers_read_everything_and_change_nothing(api, viewer_key):
+    user = api.register()
+    for path in ("/admin/v1/users", f"/admin/v1/users/{user['user_id']}", "/admin/v1/usage", "/admin/v1/plans",
+                 "/admin/v1/audit"):
+        assert api.call("GET", path, key=viewer_key)["statusCode"] == 200, path
+    for method, path, payload in (("PATCH", f"/admin/v1/users/{user['user_id']}", {"plan": "pro"}),
+                                  ("POST", f"/admin/v1/users/{user['user_id']}/grants", {"tokens": 5}),
+                                  ("DELETE", f"/admin/v1/keys/{user['key_id']}", None)):
+        refused = api.call(method, path, key=viewer_key, body=payload)
+        assert refused["statusCode"] == 403 and body(refused)["error"]["code"] == "forbidden", path
+
+
+def test_usage_across_users_totals_the_month_and_names_the_heaviest(api, admin_key):
+    light, heavy = api.register("light@example.com"), api.register("heavy@example.com")
+    chat(api, light["api_key"])
+    for _ in range(3):
+        chat(api, heavy["api_key"])
+    summary = body(api.call("GET", "/admin/v1/usage", key=admin_key, query={"top": "1"}))
+    assert (summary["users"], summary["requests"]) == (2, 4)
+    assert [t["user_id"] for t in summary["top"]] == [heavy["user_id"]]
+    assert summary["tokens_used"] > summary["top"][0]["tokens"] > 0
+    future = api.call("GET", "/admin/v1/usage", key=admin_key, query={"period": "2999-01"})
+    assert future["statusCode"] == 400
+
+
+def test_plans_are_listed_with_the_default_marked(api, admin_key):
+    plans = {plan["name"]: plan for plan in body(api.call("GET", "/admin/v1/plans", key=admin_key))["data"]}
+    assert plans["free"]["default"] and not plans["pro"]["default"]
+    assert plans["free"]["max_api_keys"] == 10
+
+
+@pytest.mark.parametrize("change", [{"plan": "gold"}, {"overrides": {"colour": 1}}, {"overrides": {"rate_limit_rpm": -1}},
+                                    {"status": "banned"}, {}, {"plan": "pro", "extra": True}])
+def test_bad_changes_are_refused_with_a_reason(api, admin_key, change):
+    user = api.register()
+    refused = api.call("PATCH", f"/admin/v1/users/{user['user_id']}", key=admin_key, body=change)
+    assert refused["statusCode"] == 400 and body(refused)["error"]["code"] == "invalid_request"
+    assert body(refused)["error"]["message"]
