@@ -133,7 +133,7 @@ def test_indexes_can_be_ensured_again_and_replace_the_old_email_index(database):
 
 def test_a_user_holds_as_many_keys_as_the_plan_allows_even_when_asking_at_once(store, version):
     account = register(store)
-    caller = replace(accounts.principal_of(account.key.record, account.user, PLANS, now=NOW), max_api_keys=4)
+    caller = replace(accounts.principal_of(account.key.record.key_id, account.user, PLANS, now=NOW), max_api_keys=4)
     outcomes, barrier = [], threading.Barrier(8)
 
     def create() -> None:

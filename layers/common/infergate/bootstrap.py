@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from infergate.domain.chat import ChatService
     from infergate.domain.models import ModelPolicy
     from infergate.domain.plans import PlanCatalog
-    from infergate.domain.ports import AccountsVersion
+    from infergate.domain.ports import AccountsVersion, TokenVerifier
     from infergate.llm.connections import ModelServerConnections
     from infergate.stores.counters import RedisCounters
 
@@ -81,7 +81,18 @@ def authenticator(settings: Settings, *, database: Database, redis: redis.Redis)
     from infergate.domain.authentication import Authenticator
     from infergate.stores.accounts import MongoAccountStore
 
-    return Authenticator(MongoAccountStore(database), plans(settings), accounts_version(settings, redis=redis))
+    return Authenticator(MongoAccountStore(database), plans(settings), accounts_version(settings, redis=redis),
+                         tokens=token_verifier(settings))
+
+
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """Sign-in tokens' verifier, where single sign-on is configured."""
+    if not settings.single_sign_on:
+        return None
+    from infergate.sso import JwtVerifier
+
+    return JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, jwks_url=settings.jwt_jwks_url,
+                       plan_claim=settings.jwt_plan_claim)
 
 
 def accounts_version(settings: Settings, *, redis: redis.Redis) -> AccountsVersion:

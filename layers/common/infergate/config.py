@@ -40,6 +40,15 @@ class Settings(Model):
     breaker_failures: int = Field(5, ge=1, alias="CIRCUIT_BREAKER_FAILURES")
     breaker_open_seconds: float = Field(15, gt=0, alias="CIRCUIT_BREAKER_OPEN_SECONDS")
     idempotency_ttl_seconds: int = Field(86_400, ge=60, alias="IDEMPOTENCY_TTL_SECONDS")
+    # Single sign-on: tokens from the organisation's identity provider, when all three are set.
+    jwt_issuer: str = Field("", alias="JWT_ISSUER")
+    jwt_audience: str = Field("", alias="JWT_AUDIENCE")
+    jwt_jwks_url: str = Field("", alias="JWT_JWKS_URL")
+    jwt_plan_claim: str = Field("infergate_plan", alias="JWT_PLAN_CLAIM")
+
+    @property
+    def single_sign_on(self) -> bool:
+        return bool(self.jwt_issuer and self.jwt_audience and self.jwt_jwks_url)
 
     def allowed_models(self) -> frozenset[str] | None:
         names = {name.strip() for name in self.ollama_models.split(",") if name.strip()}

@@ -30,6 +30,8 @@ SECRET_FIELDS = frozenset(
 # Secrets inside free text: an InferGate key, a bearer credential, a cookie header.
 SECRET_PATTERNS = (
     (re.compile(r"(ig[ka]_)[A-Za-z0-9]{8,}"), r"\1" + REDACTED),
+    # A JWT: header.payload.signature, the header always starting {" in base64url.
+    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[REDACTED JWT]"),
     (re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+"), r"\1 " + REDACTED),
     (re.compile(r"(?i)((?:set-)?cookie|x-api-key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\"'\n]+"), r"\1\2" + REDACTED),
 )

@@ -20,6 +20,7 @@ from infergate.domain.ports import (
     AdminKeyRecord,
     ApiKeyRecord,
     Audit,
+    Claims,
     Rotation,
     UserRecord,
 )
@@ -72,12 +73,13 @@ def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
     return plan.model_copy(update=dict(user.overrides)) if user.overrides else plan
 
 
-def principal_of(key: ApiKeyRecord, user: UserRecord, plans: PlanCatalog, *, now: datetime) -> Principal:
+def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime) -> Principal:
+    """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now."""
     plan = plan_of(user, plans)
     period = period_of(now)
     return Principal(
         user_id=user.user_id,
-        key_id=key.key_id,
+        key_id=key_id,
         plan=plan.name,
         monthly_token_quota=plan.monthly_token_quota,
         rate_limit_rpm=plan.rate_limit_rpm,
@@ -202,6 +204,17 @@ def _user(user_id: str, store: AccountStore) -> UserRecord:
     if user is None:
         raise NotFound(f"There is no user {user_id}.", code="user_not_found")
     return user
+
+
+def identity_user(claims: Claims, *, plans: PlanCatalog, store: AccountStore, now: datetime) -> UserRecord:
+    """The user a verified sign-in token stands for, made on their first request with the plan
+    the token names (the default plan if it names none this gateway has)."""
+    identity = f"{claims.issuer} {claims.subject}"
+    plan = plans.get(claims.plan) if claims.plan else None
+    return store.find_user_by_identity(identity) or store.create_identity_user(UserRecord(
+        user_id=keys.new_id("usr"), email=claims.email, plan=(plan or plans.default).name, created_at=now,
+        identity=identity,
+    ))
 
 
 def _may_change(operator: Operator) -> None:

@@ -1,5 +1,6 @@
 """Recognising credentials: a user's API key (`igk_…`), an operator's admin key (`iga_…`),
-or, where single sign-on is configured, a token from the organisation's identity provider.
+or, where single sign-on is configured, a token from the organisation's identity provider
+(its holder becomes a user on their first request).
 
 The warm path reads nothing: what the store said of a key seen lately is
 answered from memory (a known key for REMEMBER_SECONDS, an unknown one for
@@ -22,9 +23,9 @@ from typing import Any
 
 from infergate.clock import utc_now
 from infergate.domain import keys
-from infergate.domain.accounts import principal_of
+from infergate.domain.accounts import identity_user, principal_of
 from infergate.domain.plans import PlanCatalog
-from infergate.domain.ports import AccountStore, AccountsVersion
+from infergate.domain.ports import AccountStore, AccountsVersion, TokenRefused, TokenVerifier
 from infergate.domain.principal import Operator, Principal
 
 REMEMBER_SECONDS = 60.0
@@ -52,9 +53,9 @@ class _Remembered:
 
 class Authenticator:
     def __init__(self, store: AccountStore, plans: PlanCatalog, version: AccountsVersion, *,
-                 clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = utc_now,
-                 capacity: int = REMEMBERED_KEYS) -> None:
-        self._store, self._plans, self._version = store, plans, version
+                 tokens: TokenVerifier | None = None, clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = utc_now, capacity: int = REMEMBERED_KEYS) -> None:
+        self._store, self._plans, self._version, self._tokens = store, plans, version, tokens
         self._clock, self._now = clock, now
         self._capacity = capacity
         self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
@@ -68,6 +69,8 @@ class Authenticator:
             return self._user_key(credential)
         if credential and keys.is_well_formed(credential, keys.ADMIN_PREFIX):
             return self._admin_key(credential)
+        if credential and self._tokens is not None and credential.count(".") == 2:
+            return self._token(credential)
         return INVALID_KEY
 
     def _user_key(self, api_key: str) -> Principal | Refusal:
@@ -81,7 +84,18 @@ class Authenticator:
             return INVALID_KEY
         if status == "expired":
             return EXPIRED_KEY
-        return principal_of(key, user, self._plans, now=now)
+        return principal_of(key.key_id, user, self._plans, now=now)
+
+    def _token(self, token: str) -> Principal | Refusal:
+        try:
+            claims = self._tokens.verify(token)  # type: ignore[union-attr]
+        except TokenRefused as refused:
+            return Refusal(refused.code, refused.message)
+        now = self._now()
+        identity = f"sso:{claims.issuer} {claims.subject}"
+        user = self._recall(identity, lambda _: identity_user(claims, plans=self._plans, store=self._store, now=now))
+        # Keys are per credential; a user of sign-in has one: the sign-in.
+        return principal_of(f"sso_{user.user_id.removeprefix('usr_')}", user, self._plans, now=now)
 
     def _admin_key(self, api_key: str) -> Operator | Refusal:
         found = self._recall("admin:" + keys.hash_key(api_key), lambda name: self._store.find_admin_key(name[6:]))

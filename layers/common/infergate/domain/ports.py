@@ -130,6 +130,27 @@ class AccountStore(Protocol):
         """The newest entries first, those older than entry `before` when given."""
 
 
+@dataclass(frozen=True)
+class Claims:
+    """What a verified sign-in token says of its holder."""
+
+    issuer: str
+    subject: str
+    email: str | None
+    plan: str | None  # the plan a configurable claim names, if any
+
+
+class TokenRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Claims:
+        """The token's claims, or TokenRefused (code invalid_token or token_expired)."""
+
+
 class AccountsVersion(Protocol):
     """A stamp every instance can read cheaply, advanced whenever a key or a user changes,
     so that instances caching what they read from the AccountStore know when to read again."""
