@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -20,15 +20,17 @@ help:
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
+	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make build     sam build"
 	@echo "make deploy    sam build && sam deploy --guided"
 
-$(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
+$(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (3.12 for sam build)"; exit 1; }
 	@echo "Setting up $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
 run: $(BIN)/.installed
@@ -47,6 +49,10 @@ run-lambda: build $(LAMBDA_RUNTIME)/.installed
 # PEER=litellm also installs LiteLLM's proxy (in .bench/litellm) and measures it in the same run.
 bench: build $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/hotpath.py $(if $(PEER),--peer $(PEER))
+
+# The first admin key; the rest of administration goes through the admin API (infergate ...).
+admin-key: $(BIN)/.installed
+	$(BIN)/infergate admin-key create --name "$(or $(NAME),operator)" --role "$(or $(ROLE),admin)"
 
 coldstart: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/coldstart.py

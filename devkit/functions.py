@@ -71,20 +71,25 @@ def lambda_environment(spec: FunctionSpec, environment: Mapping[str, str]) -> di
 
 
 class FunctionPool:
-    def __init__(self, spec: FunctionSpec, start: Callable[[], Instance], *, max_instances: int = 8) -> None:
+    def __init__(self, spec: FunctionSpec, start: Callable[[], Instance], *, max_instances: int = 8,
+                 rotate: bool = False) -> None:
         self.spec = spec
         self._start = start
+        # The most recently used idle instance serves next (its caches are warmest), or with
+        # `rotate` the least recently used, so that requests in a row visit every instance.
+        self._rotate = rotate
         self._idle: list[Instance] = []
         self._all: set[Instance] = set()
         self._slots = threading.BoundedSemaphore(max_instances)
         self._lock = threading.Lock()
         self._closed = False
 
-    def warm(self) -> float | None:
-        """Start one instance ahead of the first request; its init time in ms, where known."""
-        instance = self._new()
-        self._release(instance)
-        return instance.init_ms
+    def warm(self, instances: int = 1) -> float | None:
+        """Start instances ahead of the first request; the first one's init time in ms, where known."""
+        started = [self._new() for _ in range(instances)]
+        for instance in started:
+            self._release(instance)
+        return started[0].init_ms
 
     def invoke(self, event: dict, *, timeout: float | None = None) -> Any:
         """Run the handler on `event` and return what it returned (parsed JSON)."""
@@ -110,7 +115,7 @@ class FunctionPool:
     def _acquire(self) -> Instance:
         with self._lock:
             while self._idle:
-                instance = self._idle.pop()
+                instance = self._idle.pop(0 if self._rotate else -1)
                 if instance.alive():
                     return instance
                 self._all.discard(instance)

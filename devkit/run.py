@@ -13,6 +13,7 @@ then stops everything it started.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -32,6 +33,9 @@ BUILD = ROOT / ".aws-sam" / "build"
 LAMBDA_RUNTIME_PYTHON = ROOT / ".lambda-runtime" / "bin" / "python"
 DATA = Path(os.environ.get("INFERGATE_DATA_DIR") or ROOT / ".data")
 LOCAL_OLLAMA = "http://127.0.0.1:11434"
+# Instances of each function started up front (DEVKIT_INSTANCES); with more than one, requests
+# in a row go to each in turn, as to separate Lambda instances.
+INSTANCES = max(1, int(os.environ.get("DEVKIT_INSTANCES") or 1))
 
 
 def say(message: str) -> None:
@@ -82,6 +86,13 @@ def start_backends(stack: ExitStack, logs: Path) -> dict[str, str]:
     return urls
 
 
+def announce_backends(urls: dict[str, str], stack: ExitStack) -> None:
+    """Where the backends listen, in the data folder while this runs: for `make admin-key`."""
+    running = DATA / "backends.json"
+    running.write_text(json.dumps(urls))
+    stack.callback(lambda: running.unlink(missing_ok=True))
+
+
 def function_environment(spec: template.FunctionSpec, overrides: dict[str, str]) -> dict[str, str]:
     """The template's variables, each replaced by the same-named one from the shell or a started backend,
     plus any POWERTOOLS_* setting from the shell (e.g. POWERTOOLS_LOGGER_LOG_EVENT=true)."""
@@ -110,7 +121,8 @@ def pools_for(runtime: str, overrides: dict[str, str], stack: ExitStack) -> tupl
         def start(function: template.FunctionSpec):
             return lambda: WorkerInstance(function, function_environment(function, overrides))
 
-    pools = {name: FunctionPool(function, start(function)) for name, function in spec.functions.items()}
+    pools = {name: FunctionPool(function, start(function), rotate=INSTANCES > 1)
+             for name, function in spec.functions.items()}
     for pool in pools.values():
         stack.callback(pool.close)
     return spec, pools
@@ -119,7 +131,7 @@ def pools_for(runtime: str, overrides: dict[str, str], stack: ExitStack) -> tupl
 def serve(port: int, runtime: str, overrides: dict[str, str], stack: ExitStack) -> LocalApiServer:
     spec, pools = pools_for(runtime, overrides, stack)
     with ThreadPoolExecutor(max_workers=len(pools)) as executor:
-        for name, init_ms in zip(pools, executor.map(lambda pool: pool.warm(), pools.values()), strict=True):
+        for name, init_ms in zip(pools, executor.map(lambda pool: pool.warm(INSTANCES), pools.values()), strict=True):
             say(f"  {name}: ready" + (f" (init {init_ms:.0f} ms)" if init_ms is not None else ""))
     server = LocalApiServer(("127.0.0.1", port), LocalApiGateway(spec.api, pools))
     server.start()
@@ -141,6 +153,7 @@ def main() -> int:
     with ExitStack() as stack:
         try:
             overrides = start_backends(stack, logs)
+            announce_backends(overrides, stack)
             say("Starting the functions" + (" under the Lambda runtime emulator" if runtime == "emulator" else "") + " ...")
             server = serve(port, runtime, overrides, stack)
         except (RuntimeError, OSError, InvocationError) as error:

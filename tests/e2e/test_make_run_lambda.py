@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,45 @@ def runtime_processes(handler: str) -> list[int]:
     return found
 
 
-@pytest.fixture
-def api(tmp_path, mongo_uri, redis_url, ollama_url):
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, mongo_uri, redis_url, ollama_url):
+    folder = tmp_path_factory.mktemp("lambda")
     running = start_make_run(
-        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_lambda_{tmp_path.name}", "REDIS_URL": redis_url,
-         "OLLAMA_URL": ollama_url, "INFERGATE_DATA_DIR": str(tmp_path / "data")},
-        tmp_path / "make-run-lambda.log", target="run-lambda",
+        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_lambda_{folder.name}", "REDIS_URL": redis_url,
+         "OLLAMA_URL": ollama_url, "INFERGATE_DATA_DIR": str(folder / "data")},
+        folder / "make-run-lambda.log", target="run-lambda",
     )
     yield running
     running.stop()
+
+
+def refused_within_a_second(http, key: str, code: str) -> None:
+    """Every request asked for a second or more after the change is refused with `code`."""
+    changed, later = time.monotonic(), []
+    while time.monotonic() < changed + 1.5 or not later:
+        asked = time.monotonic() - changed
+        answer = http.get("/v1/usage", headers={"x-api-key": key})
+        if asked >= 1.0:
+            later.append((answer.status_code, answer.json()["error"]["code"] if answer.status_code != 200 else None))
+    assert set(later) == {(401, code)}, later
+
+
+def test_rotating_and_revoking_keys_through_the_lambda_runtime(api):
+    with api.client() as http:
+        account = http.post("/v1/register", json={"email": "rotate@example.com"}).json()
+        own = {"x-api-key": account["api_key"]}
+        rotated = http.post(f"/v1/keys/{account['key_id']}/rotate", json={"grace_seconds": 0}, headers=own)
+        assert rotated.status_code == 201, rotated.text
+        successor = rotated.json()["api_key"]
+        refused_within_a_second(http, account["api_key"], "api_key_expired")
+
+        spare = http.post("/v1/keys", json={"name": "spare"}, headers={"x-api-key": successor}).json()
+        assert http.get("/v1/usage", headers={"x-api-key": spare["api_key"]}).status_code == 200
+        revoked = http.delete(f"/v1/keys/{spare['key_id']}", headers={"x-api-key": successor})
+        assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+        refused_within_a_second(http, spare["api_key"], "invalid_api_key")
+        statuses = {k["name"]: k["status"] for k in http.get("/v1/keys", headers={"x-api-key": successor}).json()["data"]}
+        assert statuses == {"default": "active", "spare": "revoked"}
 
 
 def test_register_chat_usage_and_a_wrong_key_through_the_lambda_runtime(api):

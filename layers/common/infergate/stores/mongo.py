@@ -32,21 +32,21 @@ def get_client() -> MongoClient:
 
 
 def connect(uri: str, **options) -> MongoClient:
-    """A client configured as InferGate needs it (tests and benchmarks use it too)."""
-    return MongoClient(
-        uri,
-        appname="infergate",
-        tz_aware=True,
-        serverSelectionTimeoutMS=3000,
-        connectTimeoutMS=3000,
-        socketTimeoutMS=10_000,
+    """A client configured as InferGate needs it (tests and benchmarks use it too); `options`
+    override the defaults."""
+    defaults = {
+        "appname": "infergate",
+        "tz_aware": True,
+        "serverSelectionTimeoutMS": 3000,
+        "connectTimeoutMS": 3000,
+        "socketTimeoutMS": 10_000,
         # Lambda freezes idle instances; short pools avoid reusing sockets the server dropped.
-        maxIdleTimeMS=60_000,
+        "maxIdleTimeMS": 60_000,
         # Every write InferGate makes is safe to repeat, and the ledger repeats its own
         # (see stores/usage.py): the server's retryable-write bookkeeping is not needed.
-        retryWrites=False,
-        **options,
-    )
+        "retryWrites": False,
+    }
+    return MongoClient(uri, **{**defaults, **options})
 
 
 @functools.cache

@@ -1,0 +1,123 @@
+"""infergate [--url URL] [--key KEY] [--json] COMMAND ...
+
+  users list [--email E] [--plan P] [--limit N] [--cursor C]
+  users show USER_ID
+  users set-plan USER_ID PLAN
+  users suspend USER_ID | users reactivate USER_ID
+  users grant USER_ID TOKENS
+  keys revoke KEY_ID
+  usage top [--period YYYY-MM] [--top N]
+  audit [--limit N] [--cursor C]
+  admin-key create --name NAME [--role admin|viewer]     straight to MongoDB: the first key
+
+The admin API's base URL and key come from --url/--key or INFERGATE_URL and
+INFERGATE_ADMIN_KEY. Exit codes: 0 done; 1 refused (bad input, a conflict);
+2 bad arguments; 3 not found; 4 not allowed (no key, a wrong key, a viewer's
+key for a change); 5 the gateway failed or could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from infergate_cli import output
+from infergate_cli.client import AdminApi, ApiError
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_ALLOWED, EXIT_FAILED = 1, 2, 3, 4, 5
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="infergate", description="Operate an InferGate gateway.")
+    root.add_argument("--url", default=os.environ.get("INFERGATE_URL"), help="the gateway's base URL (INFERGATE_URL)")
+    root.add_argument("--key", default=os.environ.get("INFERGATE_ADMIN_KEY"), help="an admin key (INFERGATE_ADMIN_KEY)")
+    root.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
+    topics = root.add_subparsers(dest="topic", required=True)
+
+    users = topics.add_parser("users", help="users: list, show, set-plan, suspend, reactivate, grant")
+    user_commands = users.add_subparsers(dest="command", required=True)
+    listing = user_commands.add_parser("list", help="list or search users")
+    listing.add_argument("--email", help="emails starting with this")
+    listing.add_argument("--plan")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor", help="the next page, from the previous page's next_cursor")
+    user_commands.add_parser("show", help="one user, with keys and this month's usage").add_argument("user_id")
+    set_plan = user_commands.add_parser("set-plan", help="move a user to another plan")
+    set_plan.add_argument("user_id")
+    set_plan.add_argument("plan")
+    user_commands.add_parser("suspend", help="refuse every key of a user").add_argument("user_id")
+    user_commands.add_parser("reactivate", help="undo a suspension").add_argument("user_id")
+    grant = user_commands.add_parser("grant", help="extra tokens for this month")
+    grant.add_argument("user_id")
+    grant.add_argument("tokens", type=int)
+
+    keys = topics.add_parser("keys", help="keys: revoke")
+    keys.add_subparsers(dest="command", required=True).add_parser("revoke", help="revoke any key").add_argument("key_id")
+
+    usage = topics.add_parser("usage", help="usage across users")
+    top = usage.add_subparsers(dest="command", required=True).add_parser("top", help="totals and the heaviest users")
+    top.add_argument("--period", help="YYYY-MM; this month unless given")
+    top.add_argument("--top", type=int, default=10)
+
+    audit = topics.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--limit", type=int, default=20)
+    audit.add_argument("--cursor")
+
+    admin_key = topics.add_parser("admin-key", help="make an admin key, straight in MongoDB (MONGODB_URI)")
+    create = admin_key.add_subparsers(dest="command", required=True).add_parser("create")
+    create.add_argument("--name", required=True, help="who or what will use it; the audit log names it")
+    create.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    return root
+
+
+def run(arguments: argparse.Namespace) -> tuple[str, object]:
+    """(what kind of thing came back, the API's JSON for it)."""
+    if arguments.topic == "admin-key":
+        from infergate_cli.bootstrap import create_admin_key
+
+        return "admin_key", create_admin_key(arguments.name, arguments.role)
+    api = AdminApi(arguments.url, arguments.key)
+    match arguments.topic, getattr(arguments, "command", None):
+        case "users", "list":
+            return "users", api.get("/admin/v1/users", email=arguments.email, plan=arguments.plan,
+                                    limit=arguments.limit, cursor=arguments.cursor)
+        case "users", "show":
+            return "user", api.get(f"/admin/v1/users/{arguments.user_id}")
+        case "users", "set-plan":
+            return "user", api.send("PATCH", f"/admin/v1/users/{arguments.user_id}", {"plan": arguments.plan})
+        case "users", "suspend" | "reactivate":
+            status = "suspended" if arguments.command == "suspend" else "active"
+            return "user", api.send("PATCH", f"/admin/v1/users/{arguments.user_id}", {"status": status})
+        case "users", "grant":
+            return "user", api.send("POST", f"/admin/v1/users/{arguments.user_id}/grants", {"tokens": arguments.tokens})
+        case "keys", "revoke":
+            return "revoked", api.send("DELETE", f"/admin/v1/keys/{arguments.key_id}")
+        case "usage", "top":
+            return "usage", api.get("/admin/v1/usage", period=arguments.period, top=arguments.top)
+        case "audit", _:
+            return "audit", api.get("/admin/v1/audit", limit=arguments.limit, cursor=arguments.cursor)
+    raise AssertionError("argparse admits no other command")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    try:
+        kind, reply = run(arguments)
+    except ApiError as error:
+        print(f"infergate: {error.code}: {error.message}", file=sys.stderr)
+        if error.code in ("no_url", "no_database"):
+            return EXIT_USAGE
+        if error.status == 404:
+            return EXIT_NOT_FOUND
+        if error.status in (401, 403):
+            return EXIT_NOT_ALLOWED
+        return EXIT_FAILED if error.status >= 500 or error.status == 0 else EXIT_REFUSED
+    print(json.dumps(reply, indent=2) if arguments.json else output.table(kind, reply))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

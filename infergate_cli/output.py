@@ -1,0 +1,64 @@
+"""Tables for people (the API's JSON goes out as it is with --json)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def table(kind: str, reply) -> str:
+    return {
+        "users": lambda: _users(reply),
+        "user": lambda: _user(reply),
+        "revoked": lambda: f"revoked {reply['key_id']}",
+        "usage": lambda: _usage(reply),
+        "audit": lambda: _audit(reply),
+        "admin_key": lambda: _admin_key(reply),
+    }[kind]()
+
+
+def _rows(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(value) if value is not None else "-" for value in row] for row in [header, *rows]]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    return "\n".join("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def _users(page) -> str:
+    text = _rows(("USER", "EMAIL", "PLAN", "STATUS", "CREATED"),
+                 [(u["user_id"], u["email"], u["plan"], u["status"], u["created_at"][:19]) for u in page["data"]])
+    return text + (f"\nmore: --cursor {page['next_cursor']}" if page["next_cursor"] else "")
+
+
+def _user(user) -> str:
+    lines = [f"user      {user['user_id']}", f"email     {user['email'] or '-'}", f"plan      {user['plan']}",
+             f"status    {user['status']}"]
+    if user["overrides"]:
+        lines.append("overrides " + ", ".join(f"{name}={value}" for name, value in user["overrides"].items()))
+    if user["grants"]:
+        lines.append("grants    " + ", ".join(f"{period}: {tokens}" for period, tokens in user["grants"].items()))
+    if "usage" in user:
+        usage = user["usage"]
+        lines.append(f"usage     {usage['tokens_used']} of {usage['token_quota']} tokens in {usage['period']}, "
+                     f"{usage['requests']} requests")
+        lines += ["", _rows(("KEY", "NAME", "PREFIX", "STATUS", "LAST USED"),
+                            [(k["key_id"], k["name"], k["prefix"], k["status"], (k["last_used_at"] or "")[:19] or None)
+                             for k in user["keys"]])]
+    return "\n".join(lines)
+
+
+def _usage(summary) -> str:
+    head = f"{summary['period']}: {summary['tokens_used']} tokens, {summary['requests']} requests, {summary['users']} users"
+    return head + "\n\n" + _rows(("USER", "TOKENS", "REQUESTS"),
+                                 [(t["user_id"], t["tokens"], t["requests"]) for t in summary["top"]])
+
+
+def _audit(page) -> str:
+    text = _rows(("AT", "ACTOR", "ACTION", "SUBJECT"),
+                 [(e["at"][:19], e["actor"], e["action"], f"{e['subject']['type']} {e['subject']['id']}")
+                  for e in page["data"]])
+    return text + (f"\nmore: --cursor {page['next_cursor']}" if page["next_cursor"] else "")
+
+
+def _admin_key(created) -> str:
+    return (f"admin key {created['key_id']} ({created['role']}) for {created['name']}:\n\n  {created['api_key']}\n\n"
+            "It is shown once; InferGate keeps only its hash.")
