@@ -149,3 +149,28 @@ def test_bad_changes_are_refused_with_a_reason(api, admin_key, change):
     refused = api.call("PATCH", f"/admin/v1/users/{user['user_id']}", key=admin_key, body=change)
     assert refused["statusCode"] == 400 and body(refused)["error"]["code"] == "invalid_request"
     assert body(refused)["error"]["message"]
+
+
+def test_a_request_in_flight_when_its_user_is_suspended_is_charged_once(api, admin_key, database, monkeypatch):
+    import threading
+
+    from tests.support import services
+    from tests.support.accounting import ledger_totals
+    from tests.support.functions import reset_instance_state
+
+    user = api.register()
+    with services.model_server("--token-delay", "0.1") as slow_model:
+        monkeypatch.setenv("OLLAMA_URL", slow_model)
+        reset_instance_state()
+        answered: dict = {}
+        request = threading.Thread(target=lambda: answered.update(response=chat(api, user["api_key"])))
+        request.start()
+        services.wait_until_the_model_is_asked(slow_model)
+        suspended = api.call("PATCH", f"/admin/v1/users/{user['user_id']}", key=admin_key, body={"status": "suspended"})
+        assert suspended["statusCode"] == 200
+        request.join(60)
+    assert answered["response"]["statusCode"] == 200  # admitted before the suspension, it finishes
+    used = body(answered["response"])["usage"]["total_tokens"]
+    assert ledger_totals(database, user["user_id"], period_of(utc_now())) == (used, used, 1)
+    after_a_check_interval()
+    assert chat(api, user["api_key"])["statusCode"] == 403
