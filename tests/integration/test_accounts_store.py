@@ -1,7 +1,6 @@
 """Users, keys, operators and the authenticator's memory, in a real MongoDB (secantusdb, or
 TEST_MONGODB_URI) and a real Redis."""
 
-import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +22,7 @@ from infergate.domain.principal import Operator, Principal
 from infergate.errors import Conflict, EmailAlreadyRegistered, Forbidden, InvalidRequest, NotFound
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
 from infergate.stores.mongo import ensure_indexes
+from tests.support.concurrency import at_once
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 PLANS = catalog_from(Settings.from_env({"DEFAULT_MONTHLY_TOKEN_QUOTA": "1000", "RATE_LIMIT_RPM": "5", "RATE_LIMIT_TPM": "700"}))
@@ -134,21 +134,15 @@ def test_indexes_can_be_ensured_again_and_replace_the_old_email_index(database):
 def test_a_user_holds_as_many_keys_as_the_plan_allows_even_when_asking_at_once(store, version):
     account = register(store)
     caller = replace(accounts.principal_of(account.key.record.key_id, account.user, PLANS, now=NOW), max_api_keys=4)
-    outcomes, barrier = [], threading.Barrier(8)
 
-    def create() -> None:
-        barrier.wait()
+    def create() -> str:
         try:
             accounts.create_key(caller, name="n", expires_in_days=None, store=store, now=NOW)
-            outcomes.append("created")
+            return "created"
         except Conflict as refused:
-            outcomes.append(refused.code)
+            return refused.code
 
-    threads = [threading.Thread(target=create) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(8, create)
     assert sorted(outcomes) == ["created"] * 3 + ["too_many_keys"] * 5  # 3 more beside the first
 
 
@@ -178,21 +172,15 @@ def test_a_rotated_key_works_until_its_grace_ends_and_its_successor_after(store,
 def test_concurrent_rotations_of_one_key_give_one_successor(database, store, version):
     account = register(store)
     caller = principal(store, version, account.key.api_key)
-    outcomes, barrier = [], threading.Barrier(6)
 
-    def rotate() -> None:
-        barrier.wait()
+    def rotate() -> str:
         try:
-            outcomes.append(accounts.rotate_key(caller, account.key.record.key_id, grace_seconds=None, store=store,
-                                                version=version, now=NOW).record.key_id)
+            return accounts.rotate_key(caller, account.key.record.key_id, grace_seconds=None, store=store,
+                                       version=version, now=NOW).record.key_id
         except Conflict as refused:
-            outcomes.append(refused.code)
+            return refused.code
 
-    threads = [threading.Thread(target=rotate) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(6, rotate)
     assert outcomes.count("key_not_active") == 5
     assert database.api_keys.count_documents({"user_id": account.user.user_id}) == 2
 

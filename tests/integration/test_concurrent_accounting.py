@@ -9,8 +9,6 @@ cost nothing.
 from __future__ import annotations
 
 import multiprocessing
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +19,7 @@ from infergate.domain.usage import usage_for
 from infergate.models.chat import ChatRequest
 from infergate.stores.usage import MongoUsageLedger
 from tests.support.accounting import build_service, chat_once, chats_in_a_process, ledger_totals, log_lines, principal
+from tests.support.concurrency import at_once
 
 # 50 one-letter words: Ollama-compatible server counts 56 prompt tokens and
 # echoes 52; the gateway's prompt bound is 171, so each chat reserves far
@@ -29,22 +28,11 @@ PROMPT = " ".join("a" * 50)
 REQUEST = ChatRequest(prompt=PROMPT, max_tokens=60)
 
 
-def run_concurrently(count: int, call) -> list:
-    barrier = threading.Barrier(count)
-
-    def after_barrier(_: int):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(after_barrier, range(count)))
-
-
 @pytest.mark.parametrize("quota", [300, 3000])
 def test_fifty_concurrent_chats_never_overspend_and_leave_counter_equal_to_log(database, mongo_uri, redis_url, ollama_url, quota):
     service = build_service(mongo_uri, database.name, redis_url, ollama_url)
     who = principal(quota=quota)
-    results = run_concurrently(50, lambda: chat_once(service, who, REQUEST))
+    results = at_once(50, lambda: chat_once(service, who, REQUEST))
 
     statuses = {status for status, _ in results}
     assert statuses <= {"ok", "quota_exceeded"}, statuses
@@ -72,7 +60,7 @@ def test_chats_from_many_processes_hold_the_same_invariants(database, mongo_uri,
 def test_n_plus_k_concurrent_requests_against_a_limit_of_n_admit_exactly_n(database, mongo_uri, redis_url, ollama_url):
     service = build_service(mongo_uri, database.name, redis_url, ollama_url)
     who = principal(quota=10_000_000, rpm=20, key="key_burst")
-    results = run_concurrently(30, lambda: chat_once(service, who, ChatRequest(prompt="hi", max_tokens=3)))
+    results = at_once(30, lambda: chat_once(service, who, ChatRequest(prompt="hi", max_tokens=3)))
     assert sum(status == "ok" for status, _ in results) == 20
     assert sum(status == "rate_limited" for status, _ in results) == 10
 
@@ -81,7 +69,7 @@ def test_tokens_per_minute_hold_under_concurrency(database, mongo_uri, redis_url
     service = build_service(mongo_uri, database.name, redis_url, ollama_url)
     # Each chat is admitted for its worst case (171 + 60 = 231 tokens): 4 fit in 1000.
     who = principal(quota=10_000_000, tpm=1000, user="usr_tpm", key="key_tpm")
-    results = run_concurrently(12, lambda: chat_once(service, who, REQUEST))
+    results = at_once(12, lambda: chat_once(service, who, REQUEST))
     admitted = sum(status == "ok" for status, _ in results)
     assert 4 <= admitted < 12
     assert {status for status, _ in results} <= {"ok", "rate_limited"}
