@@ -143,6 +143,7 @@ def test_plans_are_listed_with_the_default_marked(api, admin_key):
 
 
 @pytest.mark.parametrize("change", [{"plan": "gold"}, {"overrides": {"colour": 1}}, {"overrides": {"rate_limit_rpm": -1}},
+                                    {"overrides": {"max_output_tokens": 5000}}, {"overrides": {"rate_limit_tpm": 0}},
                                     {"status": "banned"}, {}, {"plan": "pro", "extra": True}])
 def test_bad_changes_are_refused_with_a_reason(api, admin_key, change):
     user = api.register()

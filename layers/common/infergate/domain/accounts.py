@@ -8,7 +8,7 @@ every authorizer instance, which remembers what it read, reads again within a se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from infergate.domain import keys
@@ -165,7 +165,11 @@ def change_user(operator: Operator, user_id: str, *, plan: str | None = None, ov
             raise InvalidRequest(f"overrides may set {', '.join(FIGURES)}; not {', '.join(sorted(unknown))}.")
         merged = {**existing.overrides, **overrides}
         changes["overrides"] = {name: value for name, value in merged.items() if value is not None}
-        plan_of(replace(existing, overrides=changes["overrides"], plan=changes.get("plan", existing.plan)), plans)
+        base = plans.get(changes.get("plan", existing.plan)) or plans.default
+        try:
+            Plan.model_validate({**base.model_dump(), **changes["overrides"]})
+        except ValueError as error:
+            raise InvalidRequest(f"overrides are out of range: {_first_problem(error)}") from None
     if status is not None:
         if status not in ("active", "suspended"):
             raise InvalidRequest("status must be active or suspended.")
@@ -197,6 +201,13 @@ def revoke_any_key(operator: Operator, key_id: str, *, store: AccountStore, vers
     if not store.revoke_key(key_id, user_id=None, now=now, audit=Audit(actor=_actor(operator), action="revoke_key")):
         raise NotFound(f"There is no key {key_id}.", code="key_not_found")
     version.advance()
+
+
+def _first_problem(error: ValueError) -> str:
+    problems = getattr(error, "errors", lambda: [])()
+    if not problems:
+        return str(error)
+    return f"{'.'.join(str(part) for part in problems[0]['loc'])} {problems[0]['msg'].lower()}"
 
 
 def _user(user_id: str, store: AccountStore) -> UserRecord:
