@@ -23,11 +23,12 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from devkit.backends import free_port, port_open
+from devkit.backends import free_ports, port_open
 from devkit.functions import InvocationError, InvocationTimeout, ProcessInstance, lambda_environment
 from devkit.template import FunctionSpec
 
@@ -47,13 +48,6 @@ class EmulatorInstance(ProcessInstance):
     def __init__(
         self, spec: FunctionSpec, environment: Mapping[str, str], *, runtime_python: Path, log: IO[Any] | None = None,
     ) -> None:
-        self._port = free_port()
-        command = [
-            str(emulator_binary()), "--log-level", "info",
-            "--runtime-interface-emulator-address", f"127.0.0.1:{self._port}",
-            "--runtime-api-address", f"127.0.0.1:{free_port()}",
-            str(runtime_python), "-m", "awslambdaric", spec.handler,
-        ]
         env = {
             **lambda_environment(spec, environment),
             # Where Lambda's Python runtime finds layers: /opt/python.
@@ -62,27 +56,44 @@ class EmulatorInstance(ProcessInstance):
             # costs CPU, about 0.4 ms a request here.
             "GOMAXPROCS": "1",
         }
-        self._process = subprocess.Popen(
-            command, env=env, cwd=spec.code_uri, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, bufsize=0,
-        )
         self.init_ms: float | None = None
         self.init_reported = threading.Event()
         self._connection: http.client.HTTPConnection | None = None
         self._log = log
-        threading.Thread(target=self._follow_log, daemon=True).start()
-        for _ in range(100):
-            if port_open("127.0.0.1", self._port, timeout=0.1) or self._process.poll() is not None:
-                break
-            threading.Event().wait(0.05)
-        if not self.alive():
-            raise InvocationError({"errorType": "Runtime.EmulatorError", "errorMessage": "the emulator did not start"})
+        for _ in range(3):
+            self._port, runtime_api = free_ports(2)
+            command = [
+                str(emulator_binary()), "--log-level", "info",
+                "--runtime-interface-emulator-address", f"127.0.0.1:{self._port}",
+                "--runtime-api-address", f"127.0.0.1:{runtime_api}",
+                str(runtime_python), "-m", "awslambdaric", spec.handler,
+            ]
+            self._process = subprocess.Popen(
+                command, env=env, cwd=spec.code_uri, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, bufsize=0,
+            )
+            threading.Thread(target=self._follow_log, args=(self._process,), daemon=True).start()
+            if self._listening():
+                return
+            # It exited: most likely another process took a port between choosing it and binding it.
+        raise InvocationError({"errorType": "Runtime.EmulatorError", "errorMessage": "the emulator did not start"})
 
-    def _follow_log(self) -> None:
+    def _listening(self, timeout: float = 15.0) -> bool:
+        """Whether the emulator is up: its port open, or still starting when `timeout` ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_open("127.0.0.1", self._port, timeout=0.1):
+                return True
+            if self._process.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return self.alive()
+
+    def _follow_log(self, process: subprocess.Popen) -> None:
         """Passes the emulator's output on as it comes, in chunks rather than lines (an invocation
         logs several), and reads the first init duration it reports."""
-        assert self._process.stdout is not None
-        source = self._process.stdout.fileno()
+        assert process.stdout is not None
+        source = process.stdout.fileno()
         sink = getattr(self._log, "buffer", None)
         seen = b""
         while chunk := os.read(source, 1 << 16):
