@@ -98,7 +98,8 @@ class Authenticator:
         return principal_of(f"sso_{user.user_id.removeprefix('usr_')}", user, self._plans, now=now)
 
     def _admin_key(self, api_key: str) -> Operator | Refusal:
-        found = self._recall("admin:" + keys.hash_key(api_key), lambda name: self._store.find_admin_key(name[6:]))
+        key_hash = keys.hash_key(api_key)
+        found = self._recall("admin:" + key_hash, lambda _: self._store.find_admin_key(key_hash))
         if found is None or found.revoked_at is not None:
             return INVALID_KEY
         return Operator(key_id=found.key_id, name=found.name, role=found.role)
