@@ -65,9 +65,8 @@ def list_keys() -> Response:
 def revoke_key(key_id: str) -> Response:
     principal = _caller()
     now = utc_now()
-    accounts.revoke_own_key(principal, _key_id(key_id), store=wiring.account_store(), version=wiring.accounts_version(),
-                            now=now)
-    revoked = next(key for key in accounts.keys_of(principal, store=wiring.account_store()) if key.key_id == key_id)
+    revoked = accounts.revoke_own_key(principal, _key_id(key_id), store=wiring.account_store(),
+                                      version=wiring.accounts_version(), now=now)
     return json_response(KeyView.of(revoked, now=now, last_used=wiring.key_activity().last_used([key_id])))
 
 

@@ -128,10 +128,12 @@ def rotate_key(principal: Principal, key_id: str, *, grace_seconds: int | None, 
 
 
 def revoke_own_key(principal: Principal, key_id: str, *, store: AccountStore, version: AccountsVersion,
-                   now: datetime) -> None:
-    if not store.revoke_key(key_id, user_id=principal.user_id, now=now):
+                   now: datetime) -> ApiKeyRecord:
+    revoked = store.revoke_key(key_id, user_id=principal.user_id, now=now)
+    if revoked is None:
         raise NotFound(f"You have no key {key_id}.", code="key_not_found")
     version.advance()
+    return revoked
 
 
 # -- what operators change ------------------------------------------------------------

@@ -113,8 +113,10 @@ class AccountStore(Protocol):
         """Replace an active key of the user's by `successor`, the old one working until
         `grace_until`; at most one successor per key, whatever the concurrency."""
 
-    def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime, audit: Audit | None = None) -> bool:
-        """Revoke a key (of `user_id`'s, when given). False if there is no such key."""
+    def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime,
+                   audit: Audit | None = None) -> ApiKeyRecord | None:
+        """Revoke a key (of `user_id`'s, when given): the key as it now stands, or None if
+        there is no such key."""
 
     def change_user(self, user_id: str, changes: Mapping[str, Any], *, audit: Audit) -> UserRecord | None:
         """Set fields of a user (plan, status, overrides), recording the action; None if no such user."""

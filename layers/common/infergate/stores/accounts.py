@@ -139,20 +139,22 @@ class MongoAccountStore:
         return self._transaction(rotate)
 
     @unavailable_when_unreachable
-    def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime, audit: Audit | None = None) -> bool:
+    def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime,
+                   audit: Audit | None = None) -> ApiKeyRecord | None:
         owned = {"_id": key_id} if user_id is None else {"_id": key_id, "user_id": user_id}
 
-        def revoke(session: ClientSession) -> bool:
+        def revoke(session: ClientSession) -> dict | None:
             before = self._keys.find_one_and_update(
                 {**owned, "revoked_at": None}, {"$set": {"revoked_at": now}}, session=session)
             if before is None:
-                return bool(self._keys.count_documents(owned, session=session))  # revoked already, or no such key
+                return self._keys.find_one(owned, session=session)  # revoked already, or no such key
+            after = {**before, "revoked_at": now}
             if audit is not None:
-                self._record(session, audit, {"type": "key", "id": key_id}, _shown_key(before),
-                             _shown_key({**before, "revoked_at": now}))
-            return True
+                self._record(session, audit, {"type": "key", "id": key_id}, _shown_key(before), _shown_key(after))
+            return after
 
-        return self._transaction(revoke)
+        revoked = self._transaction(revoke)
+        return _key_record(revoked) if revoked else None
 
     @unavailable_when_unreachable
     def change_user(self, user_id: str, changes: Mapping[str, Any], *, audit: Audit) -> UserRecord | None:
