@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from infergate.domain.plans import PlanCatalog
     from infergate.domain.ports import AccountsVersion, TokenVerifier
     from infergate.llm.connections import ModelServerConnections
+    from infergate.stores.admission import RedisKeyActivity
     from infergate.stores.counters import RedisCounters
 
 
@@ -39,7 +40,8 @@ def admission(settings: Settings, *, redis: redis.Redis) -> AdmissionControl:
     from infergate.stores.admission import RedisAdmissionStore
 
     store = RedisAdmissionStore(
-        redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures, breaker_open_seconds=settings.breaker_open_seconds,
+        redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures,
+        breaker_open_seconds=settings.breaker_open_seconds,
         # A probe may take as long as a chat may; then another request may probe.
         breaker_probe_seconds=settings.ollama_timeout + 5,
     )
@@ -62,14 +64,16 @@ def model_policy(settings: Settings, *, connections: ModelServerConnections) -> 
 
 def chat_service(
     settings: Settings, *, database: Database, redis: redis.Redis, connections: ModelServerConnections,
-    models: ModelPolicy | None = None, clock: Callable[[], datetime] = utc_now,
+    models: ModelPolicy | None = None, admitting: AdmissionControl | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> ChatService:
+    """`models` and `admitting`, when given, are the instance's own, shared with its other routes."""
     from infergate.domain.chat import ChatService
     from infergate.llm.ollama import OllamaClient
     from infergate.stores.usage import MongoUsageLedger
 
     return ChatService(
-        admission=admission(settings, redis=redis),
+        admission=admitting or admission(settings, redis=redis),
         ledger=MongoUsageLedger(database),
         model=OllamaClient(connections, timeout=settings.ollama_timeout),
         models=models or model_policy(settings, connections=connections),
@@ -99,6 +103,12 @@ def accounts_version(settings: Settings, *, redis: redis.Redis) -> AccountsVersi
     from infergate.stores.accounts import RedisAccountsVersion
 
     return RedisAccountsVersion(redis, prefix=settings.redis_key_prefix)
+
+
+def key_activity(settings: Settings, *, redis: redis.Redis) -> RedisKeyActivity:
+    from infergate.stores.admission import RedisKeyActivity
+
+    return RedisKeyActivity(redis, prefix=settings.redis_key_prefix)
 
 
 def counters(settings: Settings, *, redis: redis.Redis) -> RedisCounters:

@@ -2,9 +2,9 @@
 
 The services come from `bootstrap`, the composition root; the clients
 (MongoDB, Redis, the model server's connections) are made once per
-instance and shared. Imports
-happen inside the factories, so that a function loads only the drivers it
-uses: the health check never imports pymongo.
+instance and shared. Imports happen inside the factories, so that a
+function loads only the drivers it uses: the health check never imports
+pymongo.
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ def accounts_version() -> AccountsVersion:
 
 @functools.cache
 def key_activity() -> RedisKeyActivity:
-    from infergate.stores.admission import RedisKeyActivity
     from infergate.stores.redis_client import get_redis
 
-    return RedisKeyActivity(get_redis(), prefix=get_settings().redis_key_prefix)
+    return bootstrap.key_activity(get_settings(), redis=get_redis())
 
 
 @functools.cache
@@ -99,7 +98,7 @@ def chat_service() -> ChatService:
     from infergate.stores.redis_client import get_redis
 
     return bootstrap.chat_service(get_settings(), database=get_database(), redis=get_redis(),
-                                  connections=_model_server(), models=model_policy())
+                                  connections=_model_server(), models=model_policy(), admitting=admission())
 
 
 @functools.cache
