@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -24,15 +24,13 @@ from pydantic import ValidationError
 
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
+from infergate.domain.principal import Operator, Principal
 from infergate.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, Unauthorized
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
 from infergate.models.principal import caller_from
 from infergate.observability import logger, metrics, request_counted
 from infergate.wiring import count_request
-
-if TYPE_CHECKING:
-    from infergate.domain.principal import Operator, Principal
 
 M = TypeVar("M", bound=Model)
 
@@ -117,8 +115,6 @@ def source_ip(app: APIGatewayRestResolver) -> str:
 def current_principal(app: APIGatewayRestResolver) -> Principal:
     """The user calling, as the authorizer established it; 403 for an operator's key or a
     suspended account."""
-    from infergate.domain.principal import Principal
-
     caller = _caller(app)
     if not isinstance(caller, Principal):
         raise Forbidden("Admin keys are for the admin API (/admin/v1/); use a user's API key here.")
@@ -129,8 +125,6 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
 
 def current_operator(app: APIGatewayRestResolver) -> Operator:
     """The operator calling; 403 for anyone else."""
-    from infergate.domain.principal import Operator
-
     caller = _caller(app)
     if not isinstance(caller, Operator):
         raise Forbidden("The admin API needs an admin key (iga_...).")
