@@ -60,7 +60,7 @@ def show_user(user_id: str) -> Response:
     if user is None:
         raise NotFound(f"There is no user {user_id}.", code="user_not_found")
     now = utc_now()
-    keys = sorted(store.keys_of(user_id), key=lambda key: key.created_at)
+    keys = accounts.keys_of(user_id, store=store)
     last_used = wiring.key_activity().last_used([key.key_id for key in keys])
     standing = standing_of(user, plans=wiring.plans(), ledger=wiring.usage_ledger(), now=now)
     return json_response(UserDetail(

@@ -55,7 +55,7 @@ def create_key() -> Response:
 @app.get("/v1/keys")
 def list_keys() -> Response:
     principal = _caller()
-    keys = accounts.keys_of(principal, store=wiring.account_store())
+    keys = accounts.keys_of(principal.user_id, store=wiring.account_store())
     last_used = wiring.key_activity().last_used([key.key_id for key in keys])
     now = utc_now()
     return json_response(KeyList(data=[KeyView.of(key, now=now, last_used=last_used) for key in keys]))

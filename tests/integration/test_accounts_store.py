@@ -160,7 +160,7 @@ def test_a_rotated_key_works_until_its_grace_ends_and_its_successor_after(store,
     caller = principal(store, version, account.key.api_key)
     successor = accounts.rotate_key(caller, account.key.record.key_id, grace_seconds=600, store=store, version=version,
                                     now=NOW)
-    statuses = {key.key_id: key.status(NOW) for key in accounts.keys_of(caller, store=store)}
+    statuses = {key.key_id: key.status(NOW) for key in accounts.keys_of(caller.user_id, store=store)}
     assert statuses == {account.key.record.key_id: "rotating", successor.record.key_id: "active"}
     during = authenticator(store, version, now=NOW + timedelta(seconds=599))
     assert isinstance(during.authenticate(account.key.api_key), Principal)

@@ -103,8 +103,9 @@ def create_key(principal: Principal, *, name: str | None, expires_in_days: int |
     return issued
 
 
-def keys_of(principal: Principal, *, store: AccountStore) -> list[ApiKeyRecord]:
-    return sorted(store.keys_of(principal.user_id), key=lambda key: key.created_at)
+def keys_of(user_id: str, *, store: AccountStore) -> list[ApiKeyRecord]:
+    """A user's keys, oldest first."""
+    return sorted(store.keys_of(user_id), key=lambda key: key.created_at)
 
 
 def rotate_key(principal: Principal, key_id: str, *, grace_seconds: int | None, store: AccountStore,
