@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import services
 from tests.support.make_run import start_make_run
+from tests.support.spreading import answers_asked_after
 
 
 def runtime_processes(handler: str) -> list[int]:
@@ -41,12 +41,11 @@ def api(tmp_path_factory, mongo_uri, redis_url, ollama_url):
 
 def refused_within_a_second(http, key: str, code: str) -> None:
     """Every request asked for a second or more after the change is refused with `code`."""
-    changed, later = time.monotonic(), []
-    while time.monotonic() < changed + 1.5 or not later:
-        asked = time.monotonic() - changed
+    def ask() -> tuple[int, str | None]:
         answer = http.get("/v1/usage", headers={"x-api-key": key})
-        if asked >= 1.0:
-            later.append((answer.status_code, answer.json()["error"]["code"] if answer.status_code != 200 else None))
+        return answer.status_code, answer.json()["error"]["code"] if answer.status_code != 200 else None
+
+    later = answers_asked_after(1.0, ask, at_least=1)
     assert set(later) == {(401, code)}, later
 
 
