@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from devkit import template
 
+from infergate.domain.authentication import VERSION_CHECK_SECONDS
 from tests.support.functions import LambdaContext, load_handler, reset_instance_state
 from tests.support.lambda_events import authorizer_event, handler_context, proxy_event
 from tests.support.paths import ROOT
@@ -94,3 +96,9 @@ def header(response: dict, name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
+
+
+def after_a_check_interval() -> None:
+    """Every authorizer instance reads the accounts version again after this: a guarantee of
+    time itself, as the instances check at most every VERSION_CHECK_SECONDS."""
+    time.sleep(VERSION_CHECK_SECONDS + 0.05)

@@ -3,16 +3,13 @@ read only, every change applied everywhere and audited, bad input refused clearl
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from infergate.clock import utc_now
 from infergate.domain import accounts
-from infergate.domain.authentication import VERSION_CHECK_SECONDS
 from infergate.domain.periods import period_of
 from infergate.stores.accounts import MongoAccountStore
-from tests.handlers.conftest import body, header
+from tests.handlers.conftest import after_a_check_interval, body, header
 
 
 @pytest.fixture
@@ -23,10 +20,6 @@ def admin_key(database) -> str:
 @pytest.fixture
 def viewer_key(database) -> str:
     return accounts.create_admin_key("auditor", "viewer", store=MongoAccountStore(database), now=utc_now())[1]
-
-
-def after_a_check_interval() -> None:
-    time.sleep(VERSION_CHECK_SECONDS + 0.05)
 
 
 def chat(api, key: str) -> dict:

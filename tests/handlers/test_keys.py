@@ -3,12 +3,9 @@ rotate, revoke; what each status means to the authorizer; bad input."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from infergate.domain.authentication import VERSION_CHECK_SECONDS
-from tests.handlers.conftest import body, header
+from tests.handlers.conftest import after_a_check_interval, body, header
 
 
 def chat(api, key: str) -> dict:
@@ -17,11 +14,6 @@ def chat(api, key: str) -> dict:
 
 def refusal(api, key: str) -> str:
     return api.authorize("GET", "/v1/keys", {"x-api-key": key})["context"]["errorCode"]
-
-
-def after_a_check_interval() -> None:
-    """Every authorizer instance reads the accounts version again after this."""
-    time.sleep(VERSION_CHECK_SECONDS + 0.05)
 
 
 def test_a_new_key_is_shown_once_works_and_is_listed_without_its_secret(api):
