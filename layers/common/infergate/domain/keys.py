@@ -43,7 +43,7 @@ def new_api_key(prefix: str = PREFIX) -> str:
 def is_well_formed(key: str, prefix: str = PREFIX) -> bool:
     if len(key) != KEY_LENGTH or not key.startswith(prefix):
         return False
-    body, checksum = key[len(PREFIX) : -_CHECKSUM_CHARS], key[-_CHECKSUM_CHARS:]
+    body, checksum = key[len(prefix) : -_CHECKSUM_CHARS], key[-_CHECKSUM_CHARS:]
     return all(char in _ALPHABET for char in body) and secrets.compare_digest(checksum, _checksum(body))
 
 
