@@ -16,7 +16,7 @@ from infergate.clock import utc_now
 from infergate.domain import accounts
 from infergate.domain.periods import period_of
 from infergate.domain.usage import standing_of
-from infergate.errors import InvalidRequest, NotFound
+from infergate.errors import InvalidRequest
 from infergate.models.admin import (
     AuditPage,
     AuditQuery,
@@ -56,9 +56,7 @@ def list_users() -> Response:
 def show_user(user_id: str) -> Response:
     current_operator(app)
     store = wiring.account_store()
-    user = store.find_user(user_id)
-    if user is None:
-        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+    user = accounts.existing_user(user_id, store=store)
     now = utc_now()
     keys = accounts.keys_of(user_id, store=store)
     last_used = wiring.key_activity().last_used([key.key_id for key in keys])

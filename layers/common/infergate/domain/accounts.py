@@ -156,7 +156,7 @@ def change_user(operator: Operator, user_id: str, *, plan: str | None = None, ov
     """Move a user to another plan, set or clear overrides of its figures, suspend or reactivate
     them; every instance applies it within a second."""
     _may_change(operator)
-    existing = _user(user_id, store)
+    existing = existing_user(user_id, store=store)
     changes: dict = {}
     if plan is not None:
         if plans.get(plan) is None:
@@ -182,7 +182,7 @@ def change_user(operator: Operator, user_id: str, *, plan: str | None = None, ov
     action = "suspend" if status == "suspended" else "reactivate" if status == "active" else "change_user"
     changed = store.change_user(user_id, changes, audit=Audit(actor=_actor(operator), action=action))
     if changed is None:
-        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+        raise _no_user(user_id)
     version.advance()
     return changed
 
@@ -193,7 +193,7 @@ def grant_tokens(operator: Operator, user_id: str, tokens: int, *, store: Accoun
     _may_change(operator)
     changed = store.grant(user_id, period_of(now), tokens, audit=Audit(actor=_actor(operator), action="grant_tokens"))
     if changed is None:
-        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+        raise _no_user(user_id)
     version.advance()
     return changed
 
@@ -201,7 +201,8 @@ def grant_tokens(operator: Operator, user_id: str, tokens: int, *, store: Accoun
 def revoke_any_key(operator: Operator, key_id: str, *, store: AccountStore, version: AccountsVersion,
                    now: datetime) -> None:
     _may_change(operator)
-    if not store.revoke_key(key_id, user_id=None, now=now, audit=Audit(actor=_actor(operator), action="revoke_key")):
+    audit = Audit(actor=_actor(operator), action="revoke_key")
+    if store.revoke_key(key_id, user_id=None, now=now, audit=audit) is None:
         raise NotFound(f"There is no key {key_id}.", code="key_not_found")
     version.advance()
 
@@ -213,11 +214,16 @@ def _first_problem(error: ValueError) -> str:
     return f"{'.'.join(str(part) for part in problems[0]['loc'])} {problems[0]['msg'].lower()}"
 
 
-def _user(user_id: str, store: AccountStore) -> UserRecord:
+def existing_user(user_id: str, *, store: AccountStore) -> UserRecord:
+    """The user, or NotFound."""
     user = store.find_user(user_id)
     if user is None:
-        raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+        raise _no_user(user_id)
     return user
+
+
+def _no_user(user_id: str) -> NotFound:
+    return NotFound(f"There is no user {user_id}.", code="user_not_found")
 
 
 def identity_user(claims: Claims, *, plans: PlanCatalog, store: AccountStore, now: datetime) -> UserRecord:
