@@ -203,7 +203,7 @@ class RedisAdmissionStore:
             args += [limit.limit, limit.window_ms, limit.cost]
         keys = [self._requests_total, self._breaker, self._last_used]
         for limit in limits:
-            keys += [self._limits + limit.key, self._limits + limit.key + ":total"]
+            keys += self._window(limit)
         try:
             allowed, retry_after_ms, breaker_retry_ms, probe, *counts = self._admit(keys=keys, args=args)
         except redis.RedisError as error:
@@ -225,7 +225,7 @@ class RedisAdmissionStore:
         keys = [self._breaker]
         args: list[str | int] = [outcome, int(conclusion.probe), self._failures, self._open_ms]
         if conclusion.token_limit is not None:
-            keys += [self._limits + conclusion.token_limit.key, self._limits + conclusion.token_limit.key + ":total"]
+            keys += self._window(conclusion.token_limit)
             args += [f"{conclusion.ticket}:{conclusion.token_limit.cost}", conclusion.tokens,
                      f"{conclusion.ticket}:{conclusion.tokens}"]
         try:
@@ -234,6 +234,11 @@ class RedisAdmissionStore:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         if state == b"open" and conclusion.model_healthy is False:
             logger.warning("model server circuit breaker is open")
+
+    def _window(self, limit: Limit) -> list[str]:
+        """The limit's keys: its sorted set of requests and the running total of their costs."""
+        window = self._limits + limit.key
+        return [window, window + ":total"]
 
 
 class RedisKeyActivity:
