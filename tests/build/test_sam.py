@@ -28,5 +28,5 @@ def test_sam_build_lays_out_functions_and_layers(tmp_path):
     assert (build / "ChatFunction" / "chat.py").exists()
     assert (build / "AuthorizerFunction" / "authorizer.py").exists()
     assert (build / "CommonLayer" / "python" / "infergate" / "domain" / "chat.py").exists()
-    for package in ("aws_lambda_powertools", "pydantic", "pymongo", "redis", "httpx"):
+    for package in ("aws_lambda_powertools", "pydantic", "pymongo", "redis", "jwt"):
         assert (build / "DependenciesLayer" / "python" / package).is_dir(), package

@@ -26,15 +26,23 @@ class Settings(Model):
     # Seconds. The total must fit inside API Gateway's 29 s integration limit.
     ollama_connect_timeout: float = Field(3.0, gt=0, alias="OLLAMA_CONNECT_TIMEOUT")
     ollama_timeout: float = Field(25.0, gt=0, le=28, alias="OLLAMA_TIMEOUT")
+    # A model server that sends no byte for this long is unwell: the call ends and the
+    # circuit breaker counts it. A deadline reached while tokens flow is the request's own.
+    ollama_stall_timeout: float = Field(10.0, gt=0, le=28, alias="OLLAMA_STALL_TIMEOUT")
     default_monthly_token_quota: int = Field(100_000, ge=0, alias="DEFAULT_MONTHLY_TOKEN_QUOTA")
     rate_limit_rpm: int = Field(60, ge=1, alias="RATE_LIMIT_RPM")
     rate_limit_tpm: int = Field(20_000, ge=1, alias="RATE_LIMIT_TPM")
+    max_concurrent_requests: int = Field(4, ge=1, alias="MAX_CONCURRENT_REQUESTS")
     # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
     plans: str = Field("", alias="PLANS")
     default_plan: str = Field("free", alias="DEFAULT_PLAN")
     # When Redis cannot be asked, admit requests (true) or refuse them with 503 (false).
     rate_limit_fail_open: bool = Field(True, alias="RATE_LIMIT_FAIL_OPEN")
     register_limit_per_hour: int = Field(20, ge=1, alias="REGISTER_RATE_LIMIT_PER_HOUR")
+    # Failed authentications per source IP per minute before its requests get 429.
+    auth_failures_per_minute: int = Field(30, ge=1, alias="AUTH_FAILURES_PER_MINUTE")
+    # When set, GET /metrics wants `Authorization: Bearer <this>`; unset, it is open.
+    metrics_token: str = Field("", alias="METRICS_TOKEN")
     # The model server's circuit breaker: this many consecutive failures open it for
     # `open_seconds`, then one probe request decides whether it closes.
     breaker_failures: int = Field(5, ge=1, alias="CIRCUIT_BREAKER_FAILURES")
