@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from devkit.backends import free_port
 
@@ -62,6 +64,25 @@ def test_with_redis_unreachable_the_setting_decides(api, settings, fail_open, st
     assert response["statusCode"] == status
     if status == 503:
         assert body(response)["error"]["code"] == "service_unavailable"
+
+
+def test_registration_fails_closed_without_redis_whatever_the_setting(api, settings):
+    settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_FAIL_OPEN="true")
+    refused = api.call("POST", "/v1/register", body={"email": "many@example.com"})
+    assert refused["statusCode"] == 503 and body(refused)["error"]["code"] == "service_unavailable"
+    assert header(refused, "Retry-After") == "1"
+
+
+def test_registration_without_mongodb_is_a_prompt_503_and_a_log_line(api, settings, caplog):
+    from infergate.stores.mongo import CALL_SECONDS
+
+    settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300")
+    started = time.monotonic()
+    refused = api.call("POST", "/v1/register", body={"email": "later@example.com"})
+    assert time.monotonic() - started < CALL_SECONDS + 2
+    assert refused["statusCode"] == 503 and body(refused)["error"]["code"] == "service_unavailable"
+    assert header(refused, "Retry-After") == "1"
+    assert any(getattr(record, "error_code", None) == "service_unavailable" for record in caplog.records)
 
 
 def test_quota_holds_without_redis(api, settings):

@@ -8,9 +8,11 @@ every limit or none. Concluding it is one more:
 the tokens it really used replace its worst case, and the circuit breaker
 hears how the model server did.
 
-When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides: admit (logged and
-counted) or refuse with 503. Quota is enforced in MongoDB either way, and
-without the breaker's state calls go to the model server.
+When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides for API requests:
+admit (logged and counted) or refuse with 503. Quota is enforced in MongoDB
+either way, and without the breaker's state calls go to the model server.
+Registrations always fail closed: each one is a new quota, so an
+unlimited run of them is never let through.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class AdmissionControl:
         return self._check(limits, guarded=guard_model, key_id=principal.key_id)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
-        return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)})
+        return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)},
+                           fail_open=False)
 
     def conclude(self, admission: Admission, *, tokens: int, model_healthy: bool | None) -> None:
         """Count the tokens a request really used in place of its worst case, and tell the
@@ -85,16 +88,18 @@ class AdmissionControl:
         except RateLimiterUnavailable:
             logger.warning("token count not corrected: rate limiter unavailable")
 
-    def _check(self, named: dict[str, Limit], *, guarded: bool = False, key_id: str = "") -> Admission:
-        """`named` maps each limit to how a refusal names it; the first is the requests limit."""
+    def _check(self, named: dict[str, Limit], *, guarded: bool = False, key_id: str = "",
+               fail_open: bool | None = None) -> Admission:
+        """`named` maps each limit to how a refusal names it; the first is the requests limit.
+        `fail_open`, when given, overrides RATE_LIMIT_FAIL_OPEN."""
         limits = list(named.values())
         ticket = keys.new_id("rl")
         try:
             decision = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id)
         except RateLimiterUnavailable as error:
             count("RateLimiterUnavailable")
-            if not self._fail_open:
-                logger.error("rate limiter unavailable; refusing the request (RATE_LIMIT_FAIL_OPEN=false)")
+            if not (self._fail_open if fail_open is None else fail_open):
+                logger.error("rate limiter unavailable; refusing the request")
                 raise ServiceUnavailable("Rate limits cannot be checked right now; retry shortly.",
                                          headers={"Retry-After": "1"}) from error
             logger.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import pymongo
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -24,6 +25,10 @@ ADMIN_KEYS = "admin_keys"
 AUDIT_LOG = "audit_log"
 USAGE = "usage"
 REQUEST_LOG = "request_log"
+
+# The most any one store call may take, retries and transactions included: a MongoDB that
+# is down or hung costs a request this, then 503, never the function's own timeout.
+CALL_SECONDS = 3.0
 
 
 @functools.cache
@@ -39,7 +44,9 @@ def connect(uri: str, **options) -> MongoClient:
         "tz_aware": True,
         "serverSelectionTimeoutMS": 3000,
         "connectTimeoutMS": 3000,
-        "socketTimeoutMS": 10_000,
+        # Each store call is bounded as a whole (unavailable_when_unreachable); this bounds
+        # any other use of the client.
+        "socketTimeoutMS": 5_000,
         # Lambda freezes idle instances; short pools avoid reusing sockets the server dropped.
         "maxIdleTimeMS": 60_000,
         # Every write InferGate makes is safe to repeat, and the ledger repeats its own
@@ -78,15 +85,21 @@ R = TypeVar("R")
 
 
 def unavailable_when_unreachable(method: Callable[P, R]) -> Callable[P, R]:
-    """Reports a MongoDB that cannot be reached as 503 service_unavailable, not as a crash."""
+    """Bounds a store call to CALL_SECONDS in all (pymongo's client-side operation timeout,
+    which also ends a transaction's retries), and reports a MongoDB that cannot be reached
+    in time as 503 service_unavailable, not as a crash or a hang."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return method(*args, **kwargs)
+            with pymongo.timeout(CALL_SECONDS):
+                return method(*args, **kwargs)
         except ConnectionFailure as error:
             raise ServiceUnavailable("The database cannot be reached; retry shortly.", headers={"Retry-After": "1"}) from error
         except PyMongoError as error:
+            if error.timeout:
+                raise ServiceUnavailable("The database did not answer in time; retry shortly.",
+                                         headers={"Retry-After": "1"}) from error
             if error.has_error_label("TransientTransactionError") or error.has_error_label("RetryableWriteError"):
                 raise ServiceUnavailable("The database is busy; retry shortly.", headers={"Retry-After": "1"}) from error
             raise
