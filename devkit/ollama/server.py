@@ -6,7 +6,9 @@ makes the next `count` chats misbehave: {"mode": "status", "status": 404|500|503
 answers with Ollama's error body; "hang" never answers (for `seconds`);
 "reset" drops the connection before answering; "break" streams
 `after_pieces` pieces and then an {"error": ...} line, as Ollama reports a
-failure after 200; "drop" streams them and then cuts the connection.
+failure after 200; "drop" streams them and then cuts the connection;
+"stall" streams them and then goes silent for `seconds` before going on;
+"trickle" sends every piece `piece_seconds` after the last, as a slow model does.
 """
 
 from __future__ import annotations
@@ -224,15 +226,21 @@ class _Handler(httpserver.Handler):
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        breaks_after = int(fault.get("after_pieces", 1)) if fault and fault.get("mode") in ("break", "drop") else None
+        mode = fault.get("mode") if fault else None
+        breaks_after = int(fault.get("after_pieces", 1)) if mode in ("break", "drop", "stall") else None
         try:
             for index, text in enumerate(generation.pieces):
+                if mode == "trickle":
+                    time.sleep(float(fault.get("piece_seconds", 0.1)))
                 if breaks_after is not None and index == breaks_after:
-                    if fault["mode"] == "drop":  # the connection ends mid-answer, no final chunk
+                    if mode == "drop":  # the connection ends mid-answer, no final chunk
                         self.connection.shutdown(socket.SHUT_RDWR)
                         self.close_connection = True
                         return
-                    raise RuntimeError("llama runner process no longer running: exit status 2")
+                    if mode == "stall":
+                        time.sleep(float(fault.get("seconds", 60)))
+                    else:
+                        raise RuntimeError("llama runner process no longer running: exit status 2")
                 self._chunk(self._piece(model, chat, text))
             self._chunk(self._final(model, chat, generation, started, ""))
         except Exception as error:  # noqa: BLE001 - Ollama reports a failure after 200 as an error line

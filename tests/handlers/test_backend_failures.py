@@ -35,8 +35,8 @@ def assert_cost_nothing(api, key: str, database, status: str) -> None:
         ({"mode": "status", "status": 503}, 503, "service_unavailable"),
         ({"mode": "status", "status": 500}, 502, "upstream_error"),
         ({"mode": "hang", "seconds": 5}, 504, "upstream_timeout"),
-        ({"mode": "break", "after_pieces": 1}, 502, "upstream_error"),
-        ({"mode": "drop", "after_pieces": 1}, 502, "upstream_error"),
+        ({"mode": "break", "after_pieces": 0}, 502, "upstream_error"),
+        ({"mode": "drop", "after_pieces": 0}, 502, "upstream_error"),
         ({"mode": "reset"}, 502, "upstream_error"),
     ],
 )

@@ -11,17 +11,16 @@ from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
 
 from infergate.domain.messages import Message
-from infergate.errors import ModelNotFound, UpstreamError, UpstreamTimeout
+from infergate.errors import ModelNotFound, ModelServerBusy, UpstreamError, UpstreamTimeout
 from infergate.llm import ollama
 from infergate.llm.connections import ModelServerConnections
 from infergate.llm.ollama import OllamaCatalog, OllamaClient
-from tests.support import services
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="what is two plus two")]
 
 
-def client(url: str, timeout: float = 5) -> OllamaClient:
-    return OllamaClient(ModelServerConnections(url, connect_timeout=1), timeout=timeout)
+def client(url: str, timeout: float = 5, stall: float = 5) -> OllamaClient:
+    return OllamaClient(ModelServerConnections(url, connect_timeout=1), timeout=timeout, stall_timeout=stall)
 
 
 class Refusing(ModelServerConnections):
@@ -74,12 +73,44 @@ def test_nothing_listening_is_an_upstream_error():
         client(f"http://127.0.0.1:{free_port()}").chat(model="m", messages=MESSAGES, max_tokens=5, request_id="r")
 
 
-def test_an_answer_slower_than_the_deadline_is_cut_off_at_the_deadline():
-    with services.model_server("--token-delay", "0.2") as slow_url:
-        started = time.monotonic()
-        with pytest.raises(UpstreamTimeout):
-            client(slow_url, timeout=0.5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="r")
-        assert time.monotonic() - started < 1.5
+def test_an_answer_slower_than_the_deadline_is_cut_off_at_the_deadline_with_what_it_generated(faulty_ollama_url, faults):
+    faults(mode="trickle", piece_seconds=0.2)
+    started = time.monotonic()
+    completion = client(faulty_ollama_url, timeout=0.5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=50,
+                                                             request_id="r")
+    assert time.monotonic() - started < 1.5
+    assert isinstance(completion.failure, UpstreamTimeout)
+    assert not completion.failure.server_unwell, "tokens were flowing: the request was too long, the server is fine"
+    assert completion.completion_tokens == len(completion.pieces) == 2
+    assert completion.content == "You said:" and completion.prompt_tokens is None
+
+
+def test_a_server_silent_for_the_stall_interval_is_unwell_and_what_came_before_is_kept(faulty_ollama_url, faults):
+    faults(mode="stall", after_pieces=2, seconds=5)
+    started = time.monotonic()
+    completion = client(faulty_ollama_url, timeout=5, stall=0.3).chat(model="smollm2:135m", messages=MESSAGES,
+                                                                      max_tokens=50, request_id="r")
+    assert time.monotonic() - started < 2
+    assert isinstance(completion.failure, UpstreamTimeout) and completion.failure.server_unwell
+    assert completion.completion_tokens == 2
+
+
+def test_a_server_that_never_sends_a_byte_is_unwell_after_the_stall_interval(faulty_ollama_url, faults):
+    faults(mode="hang", seconds=5)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout) as raised:
+        client(faulty_ollama_url, timeout=5, stall=0.3).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=5,
+                                                             request_id="r")
+    assert time.monotonic() - started < 2
+    assert raised.value.server_unwell
+
+
+@pytest.mark.parametrize(("status", "error"), [(500, UpstreamError), (503, ModelServerBusy)])
+def test_the_servers_5xx_is_a_sign_it_is_unwell(faulty_ollama_url, faults, status, error):
+    faults(mode="status", status=status)
+    with pytest.raises(error) as raised:
+        client(faulty_ollama_url).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=5, request_id="r")
+    assert raised.value.server_unwell
 
 
 def test_one_kept_alive_connection_serves_chat_after_chat(ollama_url):
@@ -97,7 +128,7 @@ def test_the_model_list_comes_from_the_server(ollama_url):
 
 def test_a_refused_connection_is_retried(ollama_url, no_backoff):
     connections = Refusing(ollama_url, refusals=2)
-    assert OllamaClient(connections, timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
+    assert OllamaClient(connections, timeout=5, stall_timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
                                                      request_id="r").content == "You said:"
     assert connections.attempts == 3
 
@@ -105,7 +136,8 @@ def test_a_refused_connection_is_retried(ollama_url, no_backoff):
 def test_retries_give_up_after_two(ollama_url, no_backoff):
     connections = Refusing(ollama_url, refusals=5)
     with pytest.raises(UpstreamError, match="could not be reached"):
-        OllamaClient(connections, timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2, request_id="r")
+        OllamaClient(connections, timeout=5, stall_timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
+                                                                   request_id="r")
     assert connections.attempts == 3
 
 
@@ -113,6 +145,11 @@ def test_retries_give_up_after_two(ollama_url, no_backoff):
 def test_nothing_that_may_have_reached_ollama_is_retried(faulty_ollama_url, faults, fault, no_backoff):
     faults(count=1, **fault)
     connections = Refusing(faulty_ollama_url, refusals=0)
-    with pytest.raises(UpstreamError):
-        OllamaClient(connections, timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=5, request_id="r")
+    try:
+        completion = OllamaClient(connections, timeout=5, stall_timeout=5).chat(
+            model="smollm2:135m", messages=MESSAGES, max_tokens=5, request_id="r")
+    except UpstreamError:
+        assert fault["mode"] == "reset"
+    else:  # cut off after a piece: returned with what was generated, and why it ended
+        assert isinstance(completion.failure, UpstreamError) and completion.completion_tokens == 1
     assert connections.attempts == 1

@@ -75,7 +75,7 @@ def chat_service(
     return ChatService(
         admission=admitting or admission(settings, redis=redis),
         ledger=MongoUsageLedger(database),
-        model=OllamaClient(connections, timeout=settings.ollama_timeout),
+        model=OllamaClient(connections, timeout=settings.ollama_timeout, stall_timeout=settings.ollama_stall_timeout),
         models=models or model_policy(settings, connections=connections),
         clock=clock,
     )

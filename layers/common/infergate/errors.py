@@ -68,13 +68,26 @@ class QuotaExceeded(InferGateError):
 
 
 class UpstreamError(InferGateError):
-    """The model server failed or could not be reached."""
+    """The model server failed or could not be reached.
+
+    `server_unwell` says whether the failure is a sign that the model server is unwell (its
+    circuit breaker counts those): refused or failed connections, its 5xx, a stall. A deadline
+    reached while tokens were flowing is the request's own, and says nothing of the server.
+    """
 
     status, code = 502, "upstream_error"
 
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, server_unwell: bool = True) -> None:
+        super().__init__(message, headers=headers)
+        self.server_unwell = server_unwell
 
-class UpstreamTimeout(InferGateError):
+
+class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
+
+
+class ModelServerBusy(UpstreamError):
+    status, code = 503, "service_unavailable"
 
 
 class ServiceUnavailable(InferGateError):

@@ -8,6 +8,12 @@
   → settle to the real counts, or release the reservation on failure (MongoDB, one guarded update)
   → conclude (Redis: the real token count, the breaker hears how the model server did).
 
+An answer cut off after tokens were generated (the deadline, a stall, a
+broken stream) is settled, not released: the user is charged what the
+model generated (Ollama's count if it sent one, else the pieces received,
+with the prompt's reserved bound), and then gets the error. A failure
+before any token costs nothing.
+
 A reservation that is neither settled nor released (the function crashed or
 timed out) expires by itself after RESERVATION_TTL, so no failure can hold
 a user's quota for longer than that, and none is ever charged.
@@ -29,16 +35,12 @@ from infergate.domain.periods import period_of
 from infergate.domain.ports import ChatModel, Completion, RequestOutcome, Reservation, UsageLedger
 from infergate.domain.principal import Principal
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
-from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded
+from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded, UpstreamError
 from infergate.observability import count, logger
 
 # Comfortably longer than any function can run (API Gateway stops waiting at 29 s),
 # so a live request always finds its reservation when it settles.
 RESERVATION_TTL = timedelta(minutes=2)
-
-# Failures that say the model server is unwell (as opposed to the request being wrong).
-_BACKEND_FAILURES = ("upstream_error", "upstream_timeout", "service_unavailable")
-
 
 @dataclass(frozen=True)
 class ChatTask:
@@ -112,9 +114,13 @@ class ChatService:
         try:
             model = self.models.resolve(task.model)
             call = _Call(principal, request_id, model, self._reserve(principal, plan))
-            return self._settle(call, plan, self._ask(call, plan))
+            completion = self._ask(call, plan)
+            result = self._settle(call, plan, completion)
+            if completion.failure is not None:
+                raise completion.failure
+            return result
         finally:
-            # A request that failed costs no tokens/min either.
+            # Tokens/min counts what the request used: nothing if no token was generated.
             self.admission.conclude(admission, tokens=call.tokens if call else 0,
                                     model_healthy=call.model_healthy if call else None)
 
@@ -152,14 +158,16 @@ class ChatService:
             )
         except BaseException as error:
             code = error.code if isinstance(error, InferGateError) else "internal_error"
-            call.model_healthy = code not in _BACKEND_FAILURES
+            call.model_healthy = not _blames_the_model_server(error)
             self._release(call, code, getattr(error, "message", type(error).__name__))
             if isinstance(error, ModelNotFound):
                 logger.warning("the model server does not have the model", extra={"model": call.model})
             elif isinstance(error, InferGateError):
                 count("UpstreamFailures")
             raise
-        call.model_healthy = True
+        call.model_healthy = not _blames_the_model_server(completion.failure)
+        if completion.failure is not None:
+            count("UpstreamFailures")
         return completion
 
     def _settle(self, call: _Call, plan: _Plan, completion: Completion) -> ChatResult:
@@ -170,10 +178,13 @@ class ChatService:
             # Absence is not "free": charge the bound that was reserved for the prompt.
             logger.warning("model did not report prompt tokens; charging the bound", extra={"bound": plan.prompt_bound})
             prompt_tokens = plan.prompt_bound
-        outcome = self._outcome(call, completion.model, "ok", prompt_tokens=prompt_tokens,
-                                completion_tokens=completion.completion_tokens)
+        failure = completion.failure
+        outcome = self._outcome(call, completion.model, failure.code if failure else "ok", prompt_tokens=prompt_tokens,
+                                completion_tokens=completion.completion_tokens, detail=failure.message if failure else None)
         charged = self.ledger.settle(call.reservation, outcome, quota=call.principal.quota_for(call.reservation.period))
         call.tokens = outcome.total_tokens
+        if failure is not None:
+            failure.message += f" The {charged} tokens used before it ended were charged."
         if charged < outcome.total_tokens:
             logger.error("model used more than was reserved; the excess is logged unbilled",
                          extra={"reserved": call.reservation.tokens, "used": outcome.total_tokens, "charged": charged})
@@ -212,3 +223,8 @@ class ChatService:
             at=self.clock(),
             detail=detail,
         )
+
+
+def _blames_the_model_server(failure: BaseException | None) -> bool:
+    """Whether a failure is a sign that the model server is unwell, for its circuit breaker."""
+    return isinstance(failure, UpstreamError) and failure.server_unwell

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from infergate.domain.messages import Message
+from infergate.errors import UpstreamError
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,7 @@ class Completion:
     completion_tokens: int
     done_reason: str | None
     pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
+    failure: UpstreamError | None = None  # set when the answer was cut off: this much was generated first
 
 
 class KeyActivity(Protocol):

@@ -10,6 +10,12 @@ A call is retried only when nothing can have been generated: the
 connection was refused or could not be made, so the request never reached
 Ollama. Anything later (a reset, a timeout, a broken stream) may have
 started a generation and is never retried.
+
+An answer cut off after pieces arrived (the deadline, a stall, a broken
+stream) is returned with what was generated and why it ended, so that the
+tokens are charged. No byte for the stall interval means the server is
+unwell; the deadline reached while pieces flow means the request was too
+long for it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from datetime import datetime
 
 from infergate.domain.messages import Message
 from infergate.domain.ports import Completion, ModelEntry
-from infergate.errors import InferGateError, ModelNotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from infergate.errors import InferGateError, ModelNotFound, ModelServerBusy, UpstreamError, UpstreamTimeout
 from infergate.llm.connections import ModelServerConnections
 from infergate.observability import logger
 
@@ -39,10 +45,28 @@ class _Unreachable(Exception):
     """No connection could be made: the request was never sent."""
 
 
+class _Answer:
+    """What arrived of one answer so far, and when the last of it did."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.last_piece_at = 0.0
+
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.last_piece_at = time.monotonic()
+
+    def cut(self, model: str, failure: UpstreamError) -> Completion:
+        return Completion(model=model, content="".join(self.pieces), prompt_tokens=None,
+                          completion_tokens=len(self.pieces), done_reason=None, pieces=tuple(self.pieces),
+                          failure=failure)
+
+
 class OllamaClient:
-    def __init__(self, connections: ModelServerConnections, *, timeout: float) -> None:
+    def __init__(self, connections: ModelServerConnections, *, timeout: float, stall_timeout: float) -> None:
         self._connections = connections
         self._timeout = timeout
+        self._stall = stall_timeout
 
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
@@ -72,27 +96,38 @@ class OllamaClient:
         except OSError as error:
             raise _Unreachable() from error
         response = None
+        answer = _Answer()
         try:
-            connection.sock.settimeout(max(0.001, deadline.remaining()))
+            # Each read waits at most the stall interval: a server silent that long is unwell.
+            connection.sock.settimeout(max(0.001, min(self._stall, deadline.remaining())))
             deadline.watch(connection.sock)
             connection.request("POST", f"{self._connections.base_path}/api/chat", body=body,
                                headers={"Content-Type": "application/json", "x-request-id": request_id})
             response = connection.getresponse()
             if response.status != 200:
                 raise _status_error(response.status, response.read(), model)
-            return _read_stream(response, model)
+            return _read_stream(response, model, answer)
         except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
-            if deadline.expired or isinstance(error, TimeoutError):
-                raise UpstreamTimeout(f"The model server did not answer within {self._timeout:g} s.") from None
-            if isinstance(error, InferGateError):
-                raise
-            raise UpstreamError("The model server broke off its answer.") from None
+            failure = self._failure(error, deadline, answer)
+            if answer.pieces and isinstance(failure, UpstreamError):
+                return answer.cut(model, failure)
+            raise failure from None
         finally:
             deadline.cancel()
             if response is not None and not deadline.expired:
                 self._connections.give_back(connection, response)
             else:
                 connection.close()
+
+    def _failure(self, error: Exception, deadline: _Deadline, answer: _Answer) -> InferGateError:
+        if deadline.expired:
+            flowing = bool(answer.pieces) and time.monotonic() - answer.last_piece_at < self._stall
+            return UpstreamTimeout(f"The model server did not finish within {self._timeout:g} s.", server_unwell=not flowing)
+        if isinstance(error, TimeoutError):
+            return UpstreamTimeout(f"The model server sent nothing for {self._stall:g} s.")
+        if isinstance(error, InferGateError):
+            return error
+        return UpstreamError("The model server broke off its answer.")
 
 
 class OllamaCatalog:
@@ -141,8 +176,7 @@ def _timestamp(value: str | None) -> datetime | None:
         return None
 
 
-def _read_stream(response: http.client.HTTPResponse, requested_model: str) -> Completion:
-    pieces: list[str] = []
+def _read_stream(response: http.client.HTTPResponse, requested_model: str, answer: _Answer) -> Completion:
     for line in response:
         if not line.strip():
             continue
@@ -151,16 +185,16 @@ def _read_stream(response: http.client.HTTPResponse, requested_model: str) -> Co
             raise UpstreamError(f"The model server failed while answering: {chunk['error']}")
         piece = chunk.get("message", {}).get("content", "")
         if piece:
-            pieces.append(piece)
+            answer.add(piece)
         if chunk.get("done"):
             response.read()  # the end of the chunked body, so that the connection can be reused
             return Completion(
                 model=chunk.get("model") or requested_model,
-                content="".join(pieces),
+                content="".join(answer.pieces),
                 prompt_tokens=chunk.get("prompt_eval_count"),
                 completion_tokens=int(chunk.get("eval_count") or 0),
                 done_reason=chunk.get("done_reason"),
-                pieces=tuple(pieces),
+                pieces=tuple(answer.pieces),
             )
     raise UpstreamError("The model server ended its answer without a final message.")
 
@@ -173,7 +207,7 @@ def _status_error(status: int, body: bytes, model: str) -> InferGateError:
     if status == 404 and "not found" in message:
         return ModelNotFound.naming(model)
     if status == 503:
-        return ServiceUnavailable("The model server is busy; retry shortly.", headers={"Retry-After": "1"})
+        return ModelServerBusy("The model server is busy; retry shortly.", headers={"Retry-After": "1"})
     return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")
 
 

@@ -305,16 +305,22 @@ class MongoUsageLedger:
 def _counts(outcome: RequestOutcome, charge: int) -> dict[str, int]:
     """What recording `outcome` adds to the month's counters and tallies."""
     counts = {"entries": 1}
-    if outcome.status == "ok":
+    if _charged(outcome, charge):
         model, day = f"models.{_field(outcome.model)}", f"days.{day_of(outcome.at)}"
         counts |= {"tokens_used": charge, "requests": 1, f"{model}.tokens": charge, f"{model}.requests": 1,
                    f"{day}.tokens": charge, f"{day}.requests": 1}
     return counts
 
 
+def _charged(outcome: RequestOutcome, charge: int) -> bool:
+    """Whether a request counts as one that used the model: it succeeded, or was cut off
+    after the model had generated tokens, which are charged."""
+    return outcome.status == "ok" or charge > 0
+
+
 def _log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> dict:
     """One request in the log. `total_tokens` is what was charged: the log sums to the counter."""
-    succeeded = outcome.status == "ok"
+    counted = _charged(outcome, charge)
     line: dict[str, Any] = {
         "_id": reservation.reservation_id,
         "request_id": outcome.request_id,
@@ -322,14 +328,14 @@ def _log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) ->
         "day": day_of(outcome.at),
         "model": outcome.model,
         "status": outcome.status,
-        "prompt_tokens": outcome.prompt_tokens if succeeded else 0,
-        "completion_tokens": outcome.completion_tokens if succeeded else 0,
+        "prompt_tokens": outcome.prompt_tokens if counted else 0,
+        "completion_tokens": outcome.completion_tokens if counted else 0,
         "total_tokens": charge,
         "reserved_tokens": reservation.tokens,
         "latency_ms": outcome.latency_ms,
         "created_at": outcome.at,
     }
-    if succeeded and charge < outcome.total_tokens:
+    if counted and charge < outcome.total_tokens:
         line["unbilled_tokens"] = outcome.total_tokens - charge
     if outcome.detail:
         line["detail"] = outcome.detail[:500]
