@@ -259,7 +259,8 @@ def test_admin_keys_authenticate_as_operators_with_their_role(store, version):
     record, api_key = accounts.create_admin_key("ops", "viewer", store=store, now=NOW)
     operator = authenticator(store, version).authenticate(api_key)
     assert operator == Operator(key_id=record.key_id, name="ops", role="viewer") and not operator.may_change
-    assert authenticator(store, version).authenticate(api_key[:-1] + "x").code == "invalid_api_key"
+    another = api_key[:-1] + ("y" if api_key.endswith("x") else "x")
+    assert authenticator(store, version).authenticate(another).code == "invalid_api_key"
 
 
 def test_users_are_searched_by_email_and_plan_a_page_at_a_time(store, version):

@@ -24,9 +24,10 @@ from infergate.stores.mongo import ensure_indexes
 from infergate.stores.usage import MongoUsageLedger
 
 
-def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str = "usr_load", key: str = "key_load") -> Principal:
+def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str = "usr_load", key: str = "key_load",
+              concurrent: int = 1000) -> Principal:
     return Principal(user_id=user, key_id=key, plan="test", monthly_token_quota=quota, rate_limit_rpm=rpm,
-                     rate_limit_tpm=tpm, max_output_tokens=4096)
+                     rate_limit_tpm=tpm, max_output_tokens=4096, max_concurrent_requests=concurrent)
 
 
 def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str,

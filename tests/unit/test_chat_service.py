@@ -29,6 +29,7 @@ from infergate.errors import (
     RateLimited,
     RateLimiterUnavailable,
     ServiceUnavailable,
+    TooManyConcurrentRequests,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -51,23 +52,30 @@ class MemoryAdmissions:
     unavailable: bool = False
     breaker_open: bool = False
     conclusions: list[Conclusion] = field(default_factory=list)
+    in_flight: dict[str, set[str]] = field(default_factory=dict)  # slots taken, by their key
 
-    def admit(self, limits, *, ticket, guarded, key_id=""):
+    def admit(self, limits, *, ticket, guarded, key_id="", slots=None):
         if self.unavailable:
             raise RateLimiterUnavailable("down")
         if guarded and self.breaker_open:
             return AdmissionDecision(False, (), 0, breaker_retry_ms=6_500)
         used = [sum(self.counted.get(limit.key, {}).values()) for limit in limits]
         allowed = all(u + limit.cost <= limit.limit for u, limit in zip(used, limits, strict=True))
+        slots_full = allowed and slots is not None and len(self.in_flight.get(slots.key, ())) >= slots.limit
+        allowed = allowed and not slots_full
         if allowed:
             for limit in limits:
                 self.counted.setdefault(limit.key, {})[ticket] = limit.cost
+            if slots is not None:
+                self.in_flight.setdefault(slots.key, set()).add(ticket)
         states = tuple(LimitState(limit.limit, limit.limit - u - (limit.cost if allowed else 0), 30_500)
                        for u, limit in zip(used, limits, strict=True))
-        return AdmissionDecision(allowed, states, 0 if allowed else 30_500)
+        return AdmissionDecision(allowed, states, 0 if allowed or slots_full else 30_500, slots_full=slots_full)
 
     def conclude(self, conclusion: Conclusion):
         self.conclusions.append(conclusion)
+        if conclusion.slots is not None:
+            self.in_flight[conclusion.slots.key].discard(conclusion.ticket)
         if conclusion.token_limit is not None:
             self.counted[conclusion.token_limit.key][conclusion.ticket] = conclusion.tokens
 
@@ -130,7 +138,8 @@ OK = Completion("smollm2:135m", "Hello!", prompt_tokens=12, completion_tokens=3,
 
 def service(model, ledger=None, admissions=None, *, fail_open=True, catalog=None, allowed=None) -> ChatService:
     return ChatService(
-        admission=AdmissionControl(admissions or MemoryAdmissions(), fail_open=fail_open), ledger=ledger or MemoryLedger(),
+        admission=AdmissionControl(admissions or MemoryAdmissions(), fail_open=fail_open, lease_seconds=30),
+        ledger=ledger or MemoryLedger(),
         model=model, models=ModelPolicy(catalog or FixedCatalog(), default="smollm2:135m", allowed=allowed), clock=lambda: NOW,
     )
 
@@ -323,3 +332,34 @@ def test_options_reach_the_model():
     options = ChatTask(messages=[Message(role="user", content="hi")], options={"temperature": 0.1, "stop": ["\n"]})
     service(model).chat(PRINCIPAL, options, request_id="r")
     assert model.calls[0]["options"] == {"temperature": 0.1, "stop": ["\n"]}
+
+
+def test_a_user_has_as_many_requests_in_flight_as_the_plan_allows_and_each_exit_frees_its_slot():
+    admissions = MemoryAdmissions()
+    two = replace(PRINCIPAL, max_concurrent_requests=2, rate_limit_rpm=100)
+    held = []
+
+    class Holding:
+        """A model that, while answering, asks for another chat of the same user."""
+
+        def chat(self, **kwargs):
+            held.append(kwargs["request_id"])
+            if len(held) < 3:
+                service(self, admissions=admissions).chat(two, task("again"), request_id=f"nested-{len(held)}")
+            return OK
+
+    with pytest.raises(TooManyConcurrentRequests) as refused:
+        service(Holding(), admissions=admissions).chat(two, task(), request_id="outer")
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "1"
+    assert held == ["outer", "nested-1"], "the third request in flight was refused before reaching the model"
+    assert admissions.in_flight["slots:usr_1"] == set(), "every slot came back, the refused request's too"
+
+    failures = [ScriptedModel(error=UpstreamError("down")), ScriptedModel(error=RuntimeError("bug")),
+                ScriptedModel(error=ModelNotFound.naming("x"))]
+    for model in failures:
+        with pytest.raises(Exception):  # noqa: B017 - each failure has its own test; here only the slot matters
+            service(model, admissions=admissions).chat(two, task(), request_id="r")
+    with pytest.raises(QuotaExceeded):
+        service(ScriptedModel(OK), MemoryLedger(used=PRINCIPAL.monthly_token_quota), admissions).chat(
+            two, task(), request_id="r")
+    assert admissions.in_flight["slots:usr_1"] == set()

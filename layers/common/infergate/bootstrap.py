@@ -39,13 +39,14 @@ def admission(settings: Settings, *, redis: redis.Redis) -> AdmissionControl:
     from infergate.domain.admission import AdmissionControl
     from infergate.stores.admission import RedisAdmissionStore
 
+    # A model call (a probe, or a slot's holder) may take as long as a chat may; after that,
+    # a function that died mid-call no longer holds the probe or the slot.
+    lease_seconds = settings.ollama_timeout + 5
     store = RedisAdmissionStore(
         redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures,
-        breaker_open_seconds=settings.breaker_open_seconds,
-        # A probe may take as long as a chat may; then another request may probe.
-        breaker_probe_seconds=settings.ollama_timeout + 5,
+        breaker_open_seconds=settings.breaker_open_seconds, breaker_probe_seconds=lease_seconds,
     )
-    return AdmissionControl(store, fail_open=settings.rate_limit_fail_open)
+    return AdmissionControl(store, fail_open=settings.rate_limit_fail_open, lease_seconds=lease_seconds)
 
 
 def model_server(settings: Settings) -> ModelServerConnections:

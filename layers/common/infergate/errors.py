@@ -63,6 +63,10 @@ class RateLimited(InferGateError):
         self.retry_after = retry_after
 
 
+class TooManyConcurrentRequests(RateLimited):
+    code = "too_many_concurrent_requests"
+
+
 class QuotaExceeded(InferGateError):
     status, code = 429, "quota_exceeded"
 

@@ -86,6 +86,7 @@ def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: date
         rate_limit_tpm=plan.rate_limit_tpm,
         max_output_tokens=plan.max_output_tokens,
         max_api_keys=plan.max_api_keys,
+        max_concurrent_requests=plan.max_concurrent_requests,
         suspended=user.status == "suspended",
         granted_tokens=user.grants.get(period, 0),
         granted_period=period,

@@ -1,5 +1,6 @@
 """Who may make a request now: requests per minute per key, tokens per minute per user,
-registrations per hour per source IP, and, for a chat, whether the model server may be asked.
+chats in flight per user, registrations per hour per source IP, and, for a chat, whether
+the model server may be asked.
 
 Admitting a request is one step on the store: it counts the request in the
 request total, notes when the caller's key was used, refuses the request at
@@ -20,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infergate.domain import keys
-from infergate.domain.ports import AdmissionStore, Conclusion, Limit, LimitState
+from infergate.domain.ports import AdmissionStore, Conclusion, Limit, LimitState, Slots
 from infergate.domain.principal import Principal
-from infergate.errors import RateLimited, RateLimiterUnavailable, ServiceUnavailable
+from infergate.errors import RateLimited, RateLimiterUnavailable, ServiceUnavailable, TooManyConcurrentRequests
 from infergate.observability import count, logger
 
 MINUTE_MS = 60_000
@@ -42,6 +43,7 @@ class Admission:
     tokens: LimitState | None = None
     token_limit: Limit | None = None  # to correct the token count once the real one is known
     probe: bool = False  # the one call a half-open circuit breaker lets through
+    slots: Slots | None = None  # whose slot the request holds until it is concluded
 
     def headers(self) -> dict[str, str]:
         headers = {}
@@ -61,17 +63,22 @@ class Admission:
 
 
 class AdmissionControl:
-    def __init__(self, store: AdmissionStore, *, fail_open: bool) -> None:
+    def __init__(self, store: AdmissionStore, *, fail_open: bool, lease_seconds: float) -> None:
+        """`lease_seconds`: how long a model call may hold its slot if its function dies."""
         self._store = store
         self._fail_open = fail_open
+        self._lease_ms = int(lease_seconds * 1000)
 
     def admit(self, principal: Principal, *, tokens: int = 0, guard_model: bool = False) -> Admission:
         """Admit one request of the caller's key and `tokens` tokens of the caller's, or raise
-        RateLimited; with `guard_model`, raise ServiceUnavailable while the breaker is open."""
+        RateLimited. With `guard_model`, the request is a model call: it takes one of the
+        user's slots (TooManyConcurrentRequests when none is free), and is refused with
+        ServiceUnavailable while the breaker is open."""
         limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", principal.rate_limit_rpm, MINUTE_MS, 1)}
         if tokens:
             limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", principal.rate_limit_tpm, MINUTE_MS, tokens)
-        return self._check(limits, guarded=guard_model, key_id=principal.key_id)
+        slots = Slots(f"slots:{principal.user_id}", principal.max_concurrent_requests, self._lease_ms) if guard_model else None
+        return self._check(limits, guarded=guard_model, key_id=principal.key_id, slots=slots)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
         return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)},
@@ -81,21 +88,22 @@ class AdmissionControl:
         """Count the tokens a request really used in place of its worst case, and tell the
         breaker how the model server did (`None`: it was not asked)."""
         correction = admission.token_limit if admission.token_limit and tokens != admission.token_limit.cost else None
-        if correction is None and model_healthy is None and not admission.probe:
+        if correction is None and model_healthy is None and not admission.probe and admission.slots is None:
             return  # nothing to tell
         try:
-            self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.probe, model_healthy))
+            self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.probe, model_healthy,
+                                            admission.slots))
         except RateLimiterUnavailable:
             logger.warning("token count not corrected: rate limiter unavailable")
 
     def _check(self, named: dict[str, Limit], *, guarded: bool = False, key_id: str = "",
-               fail_open: bool | None = None) -> Admission:
+               slots: Slots | None = None, fail_open: bool | None = None) -> Admission:
         """`named` maps each limit to how a refusal names it; the first is the requests limit.
         `fail_open`, when given, overrides RATE_LIMIT_FAIL_OPEN."""
         limits = list(named.values())
         ticket = keys.new_id("rl")
         try:
-            decision = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id)
+            decision = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id, slots=slots)
         except RateLimiterUnavailable as error:
             count("RateLimiterUnavailable")
             if not (self._fail_open if fail_open is None else fail_open):
@@ -116,7 +124,13 @@ class AdmissionControl:
             tokens=decision.states[1] if len(limits) > 1 else None,
             token_limit=limits[1] if len(limits) > 1 else None,
             probe=decision.probe,
+            slots=slots if decision.allowed else None,
         )
+        if decision.slots_full:
+            count("TooManyConcurrentRequests")
+            raise TooManyConcurrentRequests(
+                f"You have {slots.limit} requests in flight, as many as your plan allows at once; "  # type: ignore[union-attr]
+                "retry when one has finished.", retry_after=1, headers=admission.headers())
         if not decision.allowed:
             retry_after = max(1, _seconds(decision.retry_after_ms))
             count("RateLimited")

@@ -2,7 +2,7 @@
 may override any of its figures for one user.
 
 `free` takes its figures from settings (DEFAULT_MONTHLY_TOKEN_QUOTA,
-RATE_LIMIT_RPM, RATE_LIMIT_TPM); `pro` has built-in figures; PLANS (JSON)
+RATE_LIMIT_RPM, RATE_LIMIT_TPM, MAX_CONCURRENT_REQUESTS); `pro` has built-in figures; PLANS (JSON)
 adds plans or changes any of them. A change applies to every user on the
 plan at their next request.
 """
@@ -26,10 +26,12 @@ class Plan(Model):
     rate_limit_tpm: int = Field(ge=1)
     max_output_tokens: int = Field(ge=1, le=4096)
     max_api_keys: int = Field(10, ge=1, le=1000)
+    max_concurrent_requests: int = Field(4, ge=1, le=10_000)
 
 
 # The figures an operator may set for one user, over their plan's.
-FIGURES = ("monthly_token_quota", "rate_limit_rpm", "rate_limit_tpm", "max_output_tokens", "max_api_keys")
+FIGURES = ("monthly_token_quota", "rate_limit_rpm", "rate_limit_tpm", "max_output_tokens", "max_api_keys",
+           "max_concurrent_requests")
 
 
 class PlanCatalog:
@@ -57,8 +59,10 @@ def catalog_from(settings: Settings) -> PlanCatalog:
             rate_limit_rpm=settings.rate_limit_rpm,
             rate_limit_tpm=settings.rate_limit_tpm,
             max_output_tokens=1024,
+            max_concurrent_requests=settings.max_concurrent_requests,
         ),
-        "pro": Plan(name="pro", monthly_token_quota=5_000_000, rate_limit_rpm=600, rate_limit_tpm=200_000, max_output_tokens=4096),
+        "pro": Plan(name="pro", monthly_token_quota=5_000_000, rate_limit_rpm=600, rate_limit_tpm=200_000, max_output_tokens=4096,
+                    max_concurrent_requests=16),
     }
     if settings.plans.strip():
         try:

@@ -175,6 +175,16 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Slots:
+    """At most `limit` requests in flight at once under `key`; each holds its slot until it
+    ends, or, if its function dies first, until its lease of `lease_ms` runs out."""
+
+    key: str
+    limit: int
+    lease_ms: int
+
+
+@dataclass(frozen=True)
 class LimitState:
     limit: int
     remaining: int
@@ -188,6 +198,7 @@ class AdmissionDecision:
     retry_after_ms: int  # when a limit refused the request
     breaker_retry_ms: int = 0  # > 0: refused because the model server's circuit breaker is open
     probe: bool = False  # admitted as the one call a half-open breaker lets through
+    slots_full: bool = False  # refused because every slot was taken
 
 
 @dataclass(frozen=True)
@@ -199,17 +210,19 @@ class Conclusion:
     tokens: int
     probe: bool
     model_healthy: bool | None  # None when the model server was not asked
+    slots: Slots | None = None  # whose slot the request held, to free it
 
 
 class AdmissionStore(Protocol):
-    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "") -> AdmissionDecision:
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "",
+              slots: Slots | None = None) -> AdmissionDecision:
         """Count the request in the request total and note that `key_id` was used; then, if
-        it fits every limit (and, when `guarded`, the circuit breaker lets it through), count
-        `ticket` under all of them, atomically; else under none. Raises
-        RateLimiterUnavailable if it cannot ask."""
+        it fits every limit and a slot is free (and, when `guarded`, the circuit breaker lets
+        it through), count `ticket` under all of them and give it a slot, atomically; else
+        do neither. Raises RateLimiterUnavailable if it cannot ask."""
 
     def conclude(self, conclusion: Conclusion) -> None:
-        """Correct the token count and tell the circuit breaker, in one step."""
+        """Correct the token count, free the slot and tell the circuit breaker, in one step."""
 
 
 @dataclass(frozen=True)

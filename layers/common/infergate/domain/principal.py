@@ -18,6 +18,7 @@ class Principal:
     rate_limit_tpm: int
     max_output_tokens: int
     max_api_keys: int = 10
+    max_concurrent_requests: int = 4
     suspended: bool = False
     granted_tokens: int = 0  # extra tokens an operator granted for `granted_period`
     granted_period: str = ""

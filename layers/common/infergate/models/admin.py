@@ -153,6 +153,7 @@ class PlanView(Model):
     rate_limit_tpm: int
     max_output_tokens: int
     max_api_keys: int
+    max_concurrent_requests: int
     default: bool
 
     @classmethod

@@ -16,6 +16,11 @@ Each window also keeps a running total of what it holds, so a check costs
 the members leaving the window rather than every member in it: a key sending
 100 requests a second is checked as fast as one sending one.
 
+Slots. A user's requests in flight are members of a sorted set scored by
+when their lease ends. Admitting drops the leases that ended and gives the
+request a slot if one is free; concluding takes it back. A function that
+dies mid-request frees its slot when the lease ends.
+
 The circuit breaker, shared by every instance:
   closed     calls go through; each failure adds to a count of consecutive failures,
              and a success clears it. At the threshold the breaker opens.
@@ -33,7 +38,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from infergate.domain.ports import AdmissionDecision, Conclusion, Limit, LimitState
+from infergate.domain.ports import AdmissionDecision, Conclusion, Limit, LimitState, Slots
 from infergate.errors import RateLimiterUnavailable
 from infergate.observability import logger, request_counted
 from infergate.stores.counters import REQUESTS_TOTAL
@@ -68,11 +73,12 @@ local function window_used(set, total, window)
 end
 """
 
-# KEYS: the request total, the breaker, when each key was last used, then per limit its
-#       sorted set and its running total.
-# ARGV: ticket, guarded (0|1), probe lease ms, the key used ('' for none), then limit,
-#       window ms and cost per limit.
-# Returns {allowed, retry_after_ms, breaker_retry_ms, probe, then used and reset_ms per limit}.
+# KEYS: the request total, the breaker, when each key was last used, the slots, then per
+#       limit its sorted set and its running total.
+# ARGV: ticket, guarded (0|1), probe lease ms, the key used ('' for none), slots (0 for
+#       none), slot lease ms, then limit, window ms and cost per limit.
+# Returns {allowed, retry_after_ms, breaker_retry_ms, probe, slots_full, then used and
+#          reset_ms per limit}.
 _ADMIT = _NOW + _WINDOW + """
 redis.call('INCR', KEYS[1])
 if ARGV[4] ~= '' then
@@ -84,9 +90,9 @@ if ARGV[2] == '1' then
   local state = redis.call('HGET', KEYS[2], 'state') or 'closed'
   if state ~= 'closed' then
     local reopens = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
-    if state == 'open' and now < reopens then return {0, 0, reopens - now, 0} end
+    if state == 'open' and now < reopens then return {0, 0, reopens - now, 0, 0} end
     local probing = tonumber(redis.call('HGET', KEYS[2], 'probe_until') or '0')
-    if probing > now then return {0, 0, probing - now, 0} end
+    if probing > now then return {0, 0, probing - now, 0, 0} end
     probe = 1
   end
 end
@@ -94,11 +100,11 @@ local ticket = ARGV[1]
 local allowed = 1
 local retry = 0
 local reply = {}
-local limits = (#KEYS - 3) / 2
+local limits = (#KEYS - 4) / 2
 local used_of = {}
 for i = 1, limits do
-  local set, total = KEYS[i * 2 + 2], KEYS[i * 2 + 3]
-  local limit, window, cost = tonumber(ARGV[i * 3 + 2]), tonumber(ARGV[i * 3 + 3]), tonumber(ARGV[i * 3 + 4])
+  local set, total = KEYS[i * 2 + 3], KEYS[i * 2 + 4]
+  local limit, window, cost = tonumber(ARGV[i * 3 + 4]), tonumber(ARGV[i * 3 + 5]), tonumber(ARGV[i * 3 + 6])
   local used = window_used(set, total, window)
   used_of[i] = used
   local oldest = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
@@ -127,19 +133,32 @@ for i = 1, limits do
   reply[#reply + 1] = used
   reply[#reply + 1] = reset
 end
+local slots, slots_full = tonumber(ARGV[5]), 0
+if allowed == 1 and slots > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) >= slots then
+    allowed = 0
+    slots_full = 1
+  end
+end
 for i = 1, limits do
-  local set, total, window = KEYS[i * 2 + 2], KEYS[i * 2 + 3], tonumber(ARGV[i * 3 + 3])
+  local set, total, window = KEYS[i * 2 + 3], KEYS[i * 2 + 4], tonumber(ARGV[i * 3 + 5])
   local cost = 0
-  if allowed == 1 then cost = tonumber(ARGV[i * 3 + 4]) end
+  if allowed == 1 then cost = tonumber(ARGV[i * 3 + 6]) end
   if cost > 0 then redis.call('ZADD', set, now, ticket .. ':' .. cost) end
   redis.call('SET', total, used_of[i] + cost, 'PX', window)
   redis.call('PEXPIRE', set, window)
 end
 if allowed == 1 then
   if probe == 1 then redis.call('HSET', KEYS[2], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[3])) end
+  if slots > 0 then
+    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ticket)
+    redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[6]))
+  end
 else
   probe = 0
 end
+table.insert(reply, 1, slots_full)
 table.insert(reply, 1, probe)
 table.insert(reply, 1, 0)
 table.insert(reply, 1, retry)
@@ -147,17 +166,20 @@ table.insert(reply, 1, allowed)
 return reply
 """
 
-# KEYS: the breaker, then the token limit's sorted set and running total (when its count is corrected).
+# KEYS: the breaker, the slots, then the token limit's sorted set and running total (when its
+#       count is corrected).
 # ARGV: how the model server did ('ok' | 'fail' | '' when not asked), probe (0|1),
-#       failure threshold, open ms, then the admitted member, the corrected cost and its member.
+#       failure threshold, open ms, the slot to free ('' for none), then the admitted member,
+#       the corrected cost and its member.
 _CONCLUDE = _NOW + """
-if KEYS[2] then
-  local score = redis.call('ZSCORE', KEYS[2], ARGV[5])
+if ARGV[5] ~= '' then redis.call('ZREM', KEYS[2], ARGV[5]) end
+if KEYS[3] then
+  local score = redis.call('ZSCORE', KEYS[3], ARGV[6])
   if score then
-    redis.call('ZREM', KEYS[2], ARGV[5])
-    local cost = tonumber(ARGV[6])
-    if cost > 0 then redis.call('ZADD', KEYS[2], score, ARGV[7]) end
-    if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('INCRBY', KEYS[3], cost - cost_of(ARGV[5])) end
+    redis.call('ZREM', KEYS[3], ARGV[6])
+    local cost = tonumber(ARGV[7])
+    if cost > 0 then redis.call('ZADD', KEYS[3], score, ARGV[8]) end
+    if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], cost - cost_of(ARGV[6])) end
   end
 end
 local outcome, probe = ARGV[1], ARGV[2] == '1'
@@ -197,15 +219,17 @@ class RedisAdmissionStore:
         self._admit = client.register_script(_ADMIT)
         self._conclude = client.register_script(_CONCLUDE)
 
-    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "") -> AdmissionDecision:
-        args: list[str | int] = [ticket, int(guarded), self._probe_ms, key_id]
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "",
+              slots: Slots | None = None) -> AdmissionDecision:
+        args: list[str | int] = [ticket, int(guarded), self._probe_ms, key_id,
+                                 slots.limit if slots else 0, slots.lease_ms if slots else 0]
         for limit in limits:
             args += [limit.limit, limit.window_ms, limit.cost]
-        keys = [self._requests_total, self._breaker, self._last_used]
+        keys = [self._requests_total, self._breaker, self._last_used, self._slots(slots)]
         for limit in limits:
             keys += self._window(limit)
         try:
-            allowed, retry_after_ms, breaker_retry_ms, probe, *counts = self._admit(keys=keys, args=args)
+            allowed, retry_after_ms, breaker_retry_ms, probe, slots_full, *counts = self._admit(keys=keys, args=args)
         except redis.RedisError as error:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         request_counted.set(True)
@@ -218,12 +242,14 @@ class RedisAdmissionStore:
             if counted and not reset_after_ms:
                 reset_after_ms = limit.window_ms  # this request is the oldest one now
             states.append(LimitState(limit.limit, max(0, limit.limit - used - counted), max(0, reset_after_ms)))
-        return AdmissionDecision(bool(allowed), tuple(states), int(retry_after_ms), probe=bool(probe))
+        return AdmissionDecision(bool(allowed), tuple(states), int(retry_after_ms), probe=bool(probe),
+                                 slots_full=bool(slots_full))
 
     def conclude(self, conclusion: Conclusion) -> None:
         outcome = {True: "ok", False: "fail", None: ""}[conclusion.model_healthy]
-        keys = [self._breaker]
-        args: list[str | int] = [outcome, int(conclusion.probe), self._failures, self._open_ms]
+        keys = [self._breaker, self._slots(conclusion.slots)]
+        args: list[str | int] = [outcome, int(conclusion.probe), self._failures, self._open_ms,
+                                 conclusion.ticket if conclusion.slots else ""]
         if conclusion.token_limit is not None:
             keys += self._window(conclusion.token_limit)
             args += [f"{conclusion.ticket}:{conclusion.token_limit.cost}", conclusion.tokens,
@@ -234,6 +260,10 @@ class RedisAdmissionStore:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         if state == b"open" and conclusion.model_healthy is False:
             logger.warning("model server circuit breaker is open")
+
+    def _slots(self, slots: Slots | None) -> str:
+        """The slots' sorted set; with none asked for, a name no script writes to."""
+        return self._limits + (slots.key if slots else "slots:-")
 
     def _window(self, limit: Limit) -> list[str]:
         """The limit's keys: its sorted set of requests and the running total of their costs."""

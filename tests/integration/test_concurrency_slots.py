@@ -1,0 +1,72 @@
+"""A user's requests in flight, held in a real Redis across instances: at most N at once,
+each slot freed when its request is concluded, or when its lease runs out if the request's
+function died."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from infergate.domain.ports import Conclusion, Limit, Slots
+from infergate.stores.admission import RedisAdmissionStore
+
+
+def instance(client) -> RedisAdmissionStore:
+    return RedisAdmissionStore(client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
+                               breaker_probe_seconds=5)
+
+
+def admit(store: RedisAdmissionStore, ticket: str, slots: Slots, *, rpm: int = 1000):
+    return store.admit([Limit("rpm:key_1", rpm, 60_000, 1)], ticket=ticket, guarded=True, slots=slots)
+
+
+def free(store: RedisAdmissionStore, ticket: str, slots: Slots) -> None:
+    store.conclude(Conclusion(ticket, None, 0, False, True, slots))
+
+
+def test_n_requests_in_flight_across_instances_and_the_next_is_refused_without_being_counted(redis_client):
+    slots = Slots("slots:usr_1", 3, 60_000)
+    instances = [instance(redis_client) for _ in range(3)]
+    decisions = [admit(store, f"t{n}", slots) for n, store in enumerate(instances)]
+    assert all(decision.allowed for decision in decisions)
+
+    refused = admit(instances[0], "t3", slots)
+    assert not refused.allowed and refused.slots_full
+    assert refused.states[0].remaining == 1000 - 3, "a refused request is counted under no limit"
+
+    free(instances[1], "t1", slots)
+    assert admit(instances[2], "t4", slots).allowed
+
+
+def test_concurrent_admissions_never_exceed_the_slots(redis_client):
+    slots = Slots("slots:usr_2", 4, 60_000)
+    allowed, lock = [], threading.Lock()
+
+    def one(n: int) -> None:
+        decision = admit(instance(redis_client), f"c{n}", slots)
+        with lock:
+            allowed.append(decision.allowed)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == 4
+
+
+def test_a_slot_whose_holder_died_is_free_once_its_lease_ends(redis_client):
+    slots = Slots("slots:usr_3", 1, 300)
+    store = instance(redis_client)
+    assert admit(store, "crashed", slots).allowed  # and never concluded
+    assert admit(store, "next", slots).slots_full
+    deadline = time.monotonic() + 10
+    while not admit(store, "after", slots).allowed:
+        assert time.monotonic() < deadline, "the lease never ended"
+        time.sleep(0.05)
+
+
+def test_users_have_slots_of_their_own(redis_client):
+    store = instance(redis_client)
+    assert admit(store, "a", Slots("slots:usr_a", 1, 60_000)).allowed
+    assert admit(store, "b", Slots("slots:usr_b", 1, 60_000)).allowed
