@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import httpx
 from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
@@ -49,6 +51,9 @@ def test_a_user_out_of_tokens_gets_429_quota_exceeded(api, monkeypatch):
     assert body(responses[-1])["error"]["code"] == "quota_exceeded"
     usage = body(api.call("GET", "/v1/usage", key=key))
     assert (usage["tokens_used"], usage["requests"], usage["tokens_remaining"]) == (30, 3, 70)
+    # Retry-After: when the month resets.
+    resets_in = (datetime.fromisoformat(usage["resets_at"].replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+    assert abs(int(header(responses[-1], "Retry-After")) - resets_in) < 60
 
 
 def test_over_the_rate_limit_is_429_with_retry_after(api, monkeypatch):

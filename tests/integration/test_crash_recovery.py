@@ -103,7 +103,7 @@ def test_a_crash_after_each_step_loses_nothing_and_counts_nothing_twice(step, da
     who = principal(quota=QUOTA, user=user)
     if step in ("reserved", "answered"):
         assert chat_once(build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: WHEN), who,
-                         REQUEST)[0] == "quota_exceeded"
+                         REQUEST)[0] == "quota_held_in_flight"
     later = WHEN + RESERVATION_TTL + timedelta(seconds=1)
     healer = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
     healer.ledger = MongoUsageLedger(database, archive_every=1)

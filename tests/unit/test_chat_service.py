@@ -17,6 +17,7 @@ from infergate.domain.ports import (
     Conclusion,
     LimitState,
     ModelEntry,
+    PeriodUsage,
     RequestOutcome,
     Reservation,
 )
@@ -26,6 +27,7 @@ from infergate.errors import (
     ModelNotFound,
     PromptTooLarge,
     QuotaExceeded,
+    QuotaHeldInFlight,
     RateLimited,
     RateLimiterUnavailable,
     ServiceUnavailable,
@@ -109,6 +111,9 @@ class MemoryLedger:
     def release(self, reservation, outcome):
         del self.held[reservation.reservation_id]
         self.log.append((outcome, 0))
+
+    def usage(self, user_id, period, *, now):
+        return PeriodUsage(period, self.used, sum(self.held.values()), len(self.log), {}, {})
 
 
 @dataclass
@@ -363,3 +368,19 @@ def test_a_user_has_as_many_requests_in_flight_as_the_plan_allows_and_each_exit_
         service(ScriptedModel(OK), MemoryLedger(used=PRINCIPAL.monthly_token_quota), admissions).chat(
             two, task(), request_id="r")
     assert admissions.in_flight["slots:usr_1"] == set()
+
+
+def test_a_spent_quota_says_when_the_month_resets():
+    bound = prompt_tokens_upper_bound(task().messages)
+    with pytest.raises(QuotaExceeded) as refused:
+        service(ScriptedModel(OK), MemoryLedger(used=PRINCIPAL.monthly_token_quota - bound)).chat(
+            PRINCIPAL, task(), request_id="r")
+    until_december = int((datetime(2026, 12, 1, tzinfo=UTC) - NOW).total_seconds())
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == str(until_december)
+
+
+def test_a_quota_held_by_requests_in_flight_is_not_called_spent():
+    ledger = MemoryLedger(used=100, held={"chat_in_flight": PRINCIPAL.monthly_token_quota - 100})
+    with pytest.raises(QuotaHeldInFlight) as refused:
+        service(ScriptedModel(OK), ledger).chat(PRINCIPAL, task(), request_id="r")
+    assert refused.value.code == "quota_held_in_flight" and refused.value.headers["Retry-After"] == "2"

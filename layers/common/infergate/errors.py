@@ -67,8 +67,17 @@ class TooManyConcurrentRequests(RateLimited):
     code = "too_many_concurrent_requests"
 
 
-class QuotaExceeded(InferGateError):
-    status, code = 429, "quota_exceeded"
+class QuotaExceeded(RateLimited):
+    """The month's quota is spent; Retry-After says when the next month begins."""
+
+    code = "quota_exceeded"
+
+
+class QuotaHeldInFlight(RateLimited):
+    """What remains of the quota is held by the user's requests in flight: it comes back
+    (all but what they use) as they finish, within seconds."""
+
+    code = "quota_held_in_flight"
 
 
 class UpstreamError(InferGateError):

@@ -31,16 +31,25 @@ from infergate.domain import keys
 from infergate.domain.admission import Admission, AdmissionControl
 from infergate.domain.messages import Message
 from infergate.domain.models import ModelPolicy
-from infergate.domain.periods import period_of
+from infergate.domain.periods import period_end, period_of
 from infergate.domain.ports import ChatModel, Completion, RequestOutcome, Reservation, UsageLedger
 from infergate.domain.principal import Principal
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
-from infergate.errors import InferGateError, ModelNotFound, PromptTooLarge, QuotaExceeded, UpstreamError
+from infergate.errors import (
+    InferGateError,
+    ModelNotFound,
+    PromptTooLarge,
+    QuotaExceeded,
+    QuotaHeldInFlight,
+    UpstreamError,
+)
 from infergate.observability import count, logger
 
 # Comfortably longer than any function can run (API Gateway stops waiting at 29 s),
 # so a live request always finds its reservation when it settles.
 RESERVATION_TTL = timedelta(minutes=2)
+# When the quota is held by requests in flight, retry after this: most finish within it.
+HELD_RETRY_SECONDS = 2
 
 @dataclass(frozen=True)
 class ChatTask:
@@ -135,18 +144,27 @@ class ChatService:
         return _Plan(task.messages, prompt_bound, max_tokens, task.options)
 
     def _reserve(self, principal: Principal, plan: _Plan) -> Reservation:
-        """Hold the request's worst case, capped to what remains of the quota, or QuotaExceeded."""
+        """Hold the request's worst case, capped to what remains of the quota; else
+        QuotaHeldInFlight if the user's requests in flight hold what this one needs, or
+        QuotaExceeded if it is spent."""
         now = self.clock()
         wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), plan.worst_case, now + RESERVATION_TTL)
-        quota = principal.quota_for(wanted.period)
-        reservation = self.ledger.reserve(wanted, minimum=plan.prompt_bound + 1, quota=quota, now=now)
-        if reservation is None:
-            count("QuotaExceeded")
-            raise QuotaExceeded(
-                f"Your monthly quota of {quota} tokens is used up, or too little of it "
-                "remains for this prompt. It resets at the start of next month (see GET /v1/usage)."
-            )
-        return reservation
+        quota, minimum = principal.quota_for(wanted.period), plan.prompt_bound + 1
+        reservation = self.ledger.reserve(wanted, minimum=minimum, quota=quota, now=now)
+        if reservation is not None:
+            return reservation
+        spent = self.ledger.usage(principal.user_id, wanted.period, now=now).tokens_used
+        if quota - spent >= minimum:
+            count("QuotaHeldInFlight")
+            raise QuotaHeldInFlight(
+                f"Your requests in flight hold what remains of your monthly quota ({quota - spent} of {quota} "
+                f"tokens); it comes back as they finish. Retry in {HELD_RETRY_SECONDS} s.",
+                retry_after=HELD_RETRY_SECONDS)
+        count("QuotaExceeded")
+        resets_in = max(1, int((period_end(wanted.period) - now).total_seconds()))
+        raise QuotaExceeded(
+            f"Your monthly quota of {quota} tokens is used up, or too little of it remains for this prompt. "
+            f"It resets at the start of next month, in {resets_in} s (see GET /v1/usage).", retry_after=resets_in)
 
     def _ask(self, call: _Call, plan: _Plan) -> Completion:
         """The model's answer, asking for no more than was reserved; on failure the reservation
