@@ -3,7 +3,10 @@
 A known key yields an Allow policy whose context carries the principal
 (user, key, plan limits) to the handlers. A missing or unknown key yields a
 Deny whose context carries the error: the API's ACCESS_DENIED gateway
-response turns it into `401 {"error": {...}}` with the request's id.
+response turns it into `401 {"error": {...}}` with the request's id. An
+address with too many failed authentications lately is let through marked
+as refused, and the route answers 429 with Retry-After (a gateway response
+cannot).
 
 Collaborators: the Authenticator (wiring), which answers a key seen lately
 from memory, checks the accounts version in Redis at most twice a second,
@@ -21,22 +24,37 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from infergate import wiring
 from infergate.api.request_id import request_id_of
-from infergate.models.principal import authorizer_context
+from infergate.models.principal import authorizer_context, refused_context
 from infergate.observability import logger
 
 _BEARER = "bearer "
-_MISSING = "An API key is required: send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'."
+_FORMS = "send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+_MISSING = f"An API key is required: {_FORMS}."
+_OTHER_SCHEME = f"This Authorization scheme is not accepted: {_FORMS}."
 
 
 def presented_key(event: APIGatewayAuthorizerRequestEvent) -> str | None:
-    """The key from `x-api-key`, or else from `Authorization: Bearer <key>`."""
+    """The key from `x-api-key`, or else from `Authorization: Bearer <key>`; "" when an
+    Authorization header of another scheme (Basic, ...) is all there is."""
     key = event.headers.get("x-api-key", "")
     if key:
         return key.strip()
     authorization = event.headers.get("authorization", "")
     if authorization[: len(_BEARER)].lower() == _BEARER:
         return authorization[len(_BEARER) :].strip()
-    return None
+    return "" if authorization.strip() else None
+
+
+def _authenticate(event: APIGatewayAuthorizerRequestEvent):
+    from infergate.domain.authentication import Refusal
+
+    authenticator, source = wiring.authenticator(), event.request_context.identity.source_ip or ""
+    credential = presented_key(event)
+    if credential is None:
+        return authenticator.refuse(Refusal("missing_api_key", _MISSING), source=source)
+    if not credential:
+        return authenticator.refuse(Refusal("invalid_api_key", _OTHER_SCHEME), source=source)
+    return authenticator.authenticate(credential, source=source)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -46,9 +64,10 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
 
     request_id = request_id_of(event.raw_event)
     logger.set_correlation_id(request_id)
+    # API Gateway's own id: what its 401 carries, so that the two can be matched.
+    logger.append_keys(api_request_id=event.request_context.request_id)
     arn = event.parsed_arn
-    credential = presented_key(event)
-    caller = wiring.authenticator().authenticate(credential) if credential else Refusal("missing_api_key", _MISSING)
+    caller = _authenticate(event)
 
     policy = APIGatewayAuthorizerResponse(
         principal_id=getattr(caller, "user_id", None) or getattr(caller, "key_id", "anonymous"),
@@ -59,8 +78,12 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     )
     if isinstance(caller, Refusal):
         logger.info("request refused", extra={"reason": caller.code})
-        policy.context = {"requestId": request_id, "errorCode": caller.code, "errorMessage": caller.message}
-        policy.deny_all_routes()
+        if caller.retry_after:
+            policy.context = refused_context(caller.code, caller.message, retry_after=caller.retry_after)
+            policy.allow_all_routes()  # the route answers 429: see refused_context
+        else:
+            policy.context = {"requestId": request_id, "errorCode": caller.code, "errorMessage": caller.message}
+            policy.deny_all_routes()
     else:
         logger.append_keys(caller=policy.principal_id, key_id=caller.key_id)
         policy.context = authorizer_context(caller)

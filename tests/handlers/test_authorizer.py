@@ -20,7 +20,7 @@ def test_a_valid_key_is_allowed_with_the_principal_in_context(api):
     ("headers", "code"),
     [
         ({}, "missing_api_key"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing_api_key"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_api_key"),
         ({"x-api-key": "igk_nonsense"}, "invalid_api_key"),
         ({"x-api-key": new_api_key()}, "invalid_api_key"),
         ({"Authorization": "Bearer " + new_api_key()}, "invalid_api_key"),
@@ -32,3 +32,52 @@ def test_missing_or_unknown_keys_are_denied_with_a_reason(api, headers, code):
     assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert policy["context"]["errorCode"] == code
     assert policy["context"]["errorMessage"]
+
+
+def test_another_authorization_scheme_is_an_invalid_key_naming_the_accepted_forms(api):
+    policy = api.authorize("GET", "/v1/usage", {"Authorization": "Basic dXNlcjpwYXNz"})
+    assert policy["context"]["errorCode"] == "invalid_api_key"
+    assert "x-api-key: <key>" in policy["context"]["errorMessage"]
+    assert "Authorization: Bearer <key>" in policy["context"]["errorMessage"]
+
+
+def test_failed_authentications_are_limited_per_address_and_then_cost_no_lookup(api, monkeypatch):
+    from infergate.stores.accounts import MongoAccountStore
+    from tests.handlers.conftest import body, header
+    from tests.support.functions import reset_instance_state
+
+    monkeypatch.setenv("AUTH_FAILURES_PER_MINUTE", "5")
+    reset_instance_state()
+    known = api.register()["api_key"]
+    assert api.call("GET", "/v1/usage", key=known)["statusCode"] == 200  # now remembered
+    lookups = []
+    original = MongoAccountStore.find_by_key_hash
+    monkeypatch.setattr(MongoAccountStore, "find_by_key_hash",
+                        lambda self, key_hash: lookups.append(key_hash) or original(self, key_hash))
+
+    guesses = [api.authorize("GET", "/v1/usage", {"x-api-key": new_api_key()}) for _ in range(5)]
+    assert [policy["context"]["errorCode"] for policy in guesses] == ["invalid_api_key"] * 5
+    assert len(lookups) == 5
+
+    throttled = [api.call("GET", "/v1/usage", key=new_api_key()) for _ in range(20)]
+    assert len(lookups) == 5, "once limited, a guess costs no database read"
+    assert {response["statusCode"] for response in throttled} == {429}
+    error = body(throttled[0])["error"]
+    assert error["code"] == "too_many_failed_authentications"
+    assert 1 <= int(header(throttled[0], "Retry-After")) <= 60
+
+    assert api.call("GET", "/v1/usage", key=known)["statusCode"] == 200, "a key already known still works"
+
+
+def test_the_authorizers_log_line_carries_api_gateways_request_id(api, monkeypatch):
+    import io
+    import json
+
+    from infergate.observability import logger
+
+    lines = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", lines)
+    api.authorize("GET", "/v1/usage", {"x-api-key": new_api_key(), "x-request-id": "callers-own-id"})
+    refused = next(line for line in map(json.loads, lines.getvalue().splitlines()) if line["message"] == "request refused")
+    assert refused["correlation_id"] == "callers-own-id"
+    assert refused["api_request_id"] and refused["api_request_id"] != "callers-own-id"

@@ -47,7 +47,7 @@ def test_a_body_sent_as_a_form_is_still_read_as_json(api):
 def test_a_base64_body_that_is_not_utf8_is_400(api):
     response = api.call("POST", "/v1/register", raw_body=base64.b64encode(b"\xff\xfe{").decode(), base64_encoded=True)
     assert response["statusCode"] == 400
-    assert body(response)["error"]["message"] == "The request body must be valid JSON."
+    assert body(response)["error"]["message"] == "The request body must be UTF-8."
 
 
 def test_a_base64_json_body_is_read(api):

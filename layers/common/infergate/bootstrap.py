@@ -85,9 +85,12 @@ def chat_service(
 def authenticator(settings: Settings, *, database: Database, redis: redis.Redis) -> Authenticator:
     from infergate.domain.authentication import Authenticator
     from infergate.stores.accounts import MongoAccountStore
+    from infergate.stores.admission import RedisFailedAuthentications
 
+    failures = RedisFailedAuthentications(redis, prefix=settings.redis_key_prefix,
+                                          per_minute=settings.auth_failures_per_minute)
     return Authenticator(MongoAccountStore(database), plans(settings), accounts_version(settings, redis=redis),
-                         tokens=token_verifier(settings))
+                         tokens=token_verifier(settings), failures=failures)
 
 
 def token_verifier(settings: Settings) -> TokenVerifier | None:

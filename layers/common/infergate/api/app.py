@@ -25,14 +25,23 @@ from pydantic import ValidationError
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
 from infergate.domain.principal import Operator, Principal
-from infergate.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, Unauthorized
+from infergate.errors import (
+    AccountSuspended,
+    Forbidden,
+    InferGateError,
+    InvalidRequest,
+    TooManyFailedAuthentications,
+    Unauthorized,
+)
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
-from infergate.models.principal import caller_from
+from infergate.models.principal import REFUSED, caller_from
 from infergate.observability import logger, metrics, request_counted
 from infergate.wiring import count_request
 
 M = TypeVar("M", bound=Model)
+# Marks an event whose body was not UTF-8.
+NOT_UTF8 = "infergateBodyNotUtf8"
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -71,9 +80,14 @@ def create_app() -> APIGatewayRestResolver:
 
 def parse_body(app: APIGatewayRestResolver, model: type[M], *, optional: bool = False) -> M:
     """The request body as `model`, or 400 invalid_request saying what is wrong. With
-    `optional`, no body at all reads as `{}`."""
+    `optional`, no body at all reads as `{}`.
+
+    Strictly: JSON's types are taken as they are, never converted ("10" is not 10,
+    true is not 1, "yes" is not true)."""
+    if app.current_event.get(NOT_UTF8):
+        raise InvalidRequest("The request body must be UTF-8.")
     body = app.current_event.body or ""
-    return _validated(model.model_validate_json, "{}" if optional and not body.strip() else body)
+    return _validated(lambda data: model.model_validate_json(data, strict=True), "{}" if optional and not body.strip() else body)
 
 
 def parse_query(app: APIGatewayRestResolver, model: type[M]) -> M:
@@ -133,6 +147,9 @@ def current_operator(app: APIGatewayRestResolver) -> Operator:
 
 def _caller(app: APIGatewayRestResolver) -> Principal | Operator:
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    if context.get("kind") == REFUSED:
+        raise TooManyFailedAuthentications(str(context.get("errorMessage", "Too many failed authentications.")),
+                                           retry_after=int(context.get("retryAfter") or 1))
     try:
         return caller_from(context)
     except (ValueError, KeyError):
@@ -173,11 +190,15 @@ def _count_outcome(status: int) -> None:
 
 def _with_text_body(event: Mapping[str, Any]) -> dict:
     """The event with its body as text: InferGate reads every body as JSON, whatever its
-    Content-Type says. Bytes that are not UTF-8 are decoded leniently so that the JSON
-    parser, not a decoding error, reports them."""
+    Content-Type says. Bytes that are not UTF-8 are never reinterpreted: the event says
+    so (NOT_UTF8), and parse_body refuses them."""
     if not event.get("isBase64Encoded") or not event.get("body"):
         return dict(event)
-    return {**event, "body": base64.b64decode(event["body"]).decode("utf-8", errors="replace"), "isBase64Encoded": False}
+    try:
+        text = base64.b64decode(event["body"]).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return {**event, "body": None, "isBase64Encoded": False, NOT_UTF8: True}
+    return {**event, "body": text, "isBase64Encoded": False}
 
 
 def _stamp_header(response: dict, name: str, value: str) -> None:

@@ -4,7 +4,10 @@ or, where single sign-on is configured, a token from the organisation's identity
 
 The warm path reads nothing: what the store said of a key seen lately is
 answered from memory (a known key for REMEMBER_SECONDS, an unknown one for
-UNKNOWN_KEY_SECONDS). Every change to a key or a user advances the accounts
+UNKNOWN_KEY_SECONDS). Every refused credential is counted against the
+address it came from; an address with too many lately has its credentials
+refused with a Retry-After before the store is asked (a key already known
+is still answered from memory), so guessing keys costs the database nothing. Every change to a key or a user advances the accounts
 version; the authenticator reads it at most every VERSION_CHECK_SECONDS and
 forgets everything when it has moved, or when it cannot be read. What it
 remembers are the stored records, so expiry and grace periods are judged
@@ -25,7 +28,7 @@ from infergate.clock import utc_now
 from infergate.domain import keys
 from infergate.domain.accounts import identity_user, principal_of
 from infergate.domain.plans import PlanCatalog
-from infergate.domain.ports import AccountStore, AccountsVersion, TokenRefused, TokenVerifier
+from infergate.domain.ports import AccountStore, AccountsVersion, FailedAuthentications, TokenRefused, TokenVerifier
 from infergate.domain.principal import Operator, Principal
 
 REMEMBER_SECONDS = 60.0
@@ -37,8 +40,15 @@ REMEMBERED_KEYS = 4096
 
 @dataclass(frozen=True)
 class Refusal:
-    code: str  # invalid_api_key, api_key_expired, invalid_token, token_expired
+    code: str  # missing_api_key, invalid_api_key, api_key_expired, invalid_token, token_expired, too_many_failed_authentications
     message: str
+    retry_after: int = 0  # seconds, for a refusal that is a matter of time
+
+
+class _Throttled(Exception):
+    def __init__(self, retry_after_ms: int) -> None:
+        super().__init__(retry_after_ms)
+        self.retry_after = max(1, -(-retry_after_ms // 1000))
 
 
 INVALID_KEY = Refusal("invalid_api_key", "The API key is not valid.")
@@ -53,9 +63,11 @@ class _Remembered:
 
 class Authenticator:
     def __init__(self, store: AccountStore, plans: PlanCatalog, version: AccountsVersion, *,
-                 tokens: TokenVerifier | None = None, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = utc_now, capacity: int = REMEMBERED_KEYS) -> None:
+                 tokens: TokenVerifier | None = None, failures: FailedAuthentications | None = None,
+                 clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = utc_now,
+                 capacity: int = REMEMBERED_KEYS) -> None:
         self._store, self._plans, self._version, self._tokens = store, plans, version, tokens
+        self._failures = failures
         self._clock, self._now = clock, now
         self._capacity = capacity
         self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
@@ -63,18 +75,36 @@ class Authenticator:
         self._next_check = float("-inf")
         self._lock = threading.Lock()
 
-    def authenticate(self, credential: str | None) -> Principal | Operator | Refusal:
-        """Who `credential` belongs to, or why it is refused."""
+    def authenticate(self, credential: str | None, *, source: str = "") -> Principal | Operator | Refusal:
+        """Who `credential` belongs to, or why it is refused; `source` is the address it came from."""
+        try:
+            found = self._identify(credential, source)
+        except _Throttled as throttled:
+            return Refusal("too_many_failed_authentications",
+                           f"Too many failed authentications from your address; retry in {throttled.retry_after} s.",
+                           retry_after=throttled.retry_after)
+        if isinstance(found, Refusal) and self._failures is not None and source:
+            self._failures.add(source)
+        return found
+
+    def refuse(self, refusal: Refusal, *, source: str = "") -> Refusal:
+        """A credential refused before it was looked at (missing, or of an unknown scheme), counted
+        against `source` like any other."""
+        if self._failures is not None and source:
+            self._failures.add(source)
+        return refusal
+
+    def _identify(self, credential: str | None, source: str) -> Principal | Operator | Refusal:
         if credential and keys.is_well_formed(credential):
-            return self._user_key(credential)
+            return self._user_key(credential, source)
         if credential and keys.is_well_formed(credential, keys.ADMIN_PREFIX):
-            return self._admin_key(credential)
+            return self._admin_key(credential, source)
         if credential and self._tokens is not None and credential.count(".") == 2:
-            return self._token(credential)
+            return self._token(credential, source)
         return INVALID_KEY
 
-    def _user_key(self, api_key: str) -> Principal | Refusal:
-        found = self._recall(keys.hash_key(api_key), self._store.find_by_key_hash)
+    def _user_key(self, api_key: str, source: str) -> Principal | Refusal:
+        found = self._recall(keys.hash_key(api_key), self._store.find_by_key_hash, source)
         if found is None:
             return INVALID_KEY
         key, user = found
@@ -86,26 +116,29 @@ class Authenticator:
             return EXPIRED_KEY
         return principal_of(key.key_id, user, self._plans, now=now)
 
-    def _token(self, token: str) -> Principal | Refusal:
+    def _token(self, token: str, source: str) -> Principal | Refusal:
+        self._check_throttle(source)  # verifying a token may fetch the provider's keys
         try:
             claims = self._tokens.verify(token)  # type: ignore[union-attr]
         except TokenRefused as refused:
             return Refusal(refused.code, refused.message)
         now = self._now()
         identity = f"sso:{claims.issuer} {claims.subject}"
-        user = self._recall(identity, lambda _: identity_user(claims, plans=self._plans, store=self._store, now=now))
+        user = self._recall(identity, lambda _: identity_user(claims, plans=self._plans, store=self._store, now=now),
+                            source)
         # Keys are per credential; a user of sign-in has one: the sign-in.
         return principal_of(f"sso_{user.user_id.removeprefix('usr_')}", user, self._plans, now=now)
 
-    def _admin_key(self, api_key: str) -> Operator | Refusal:
+    def _admin_key(self, api_key: str, source: str) -> Operator | Refusal:
         key_hash = keys.hash_key(api_key)
-        found = self._recall("admin:" + key_hash, lambda _: self._store.find_admin_key(key_hash))
+        found = self._recall("admin:" + key_hash, lambda _: self._store.find_admin_key(key_hash), source)
         if found is None or found.revoked_at is not None:
             return INVALID_KEY
         return Operator(key_id=found.key_id, name=found.name, role=found.role)
 
-    def _recall(self, name: str, read: Callable[[str], Any]) -> Any:
-        """What the store says of `name`, from memory when it was read lately."""
+    def _recall(self, name: str, read: Callable[[str], Any], source: str) -> Any:
+        """What the store says of `name`, from memory when it was read lately; the store is
+        asked only if `source` has not failed too often lately."""
         now = self._clock()
         with self._lock:
             self._forget_if_changed(now)
@@ -113,6 +146,7 @@ class Authenticator:
             if remembered is not None and now < remembered.until:
                 self._remembered.move_to_end(name)
                 return remembered.found
+        self._check_throttle(source)
         found = read(name)
         with self._lock:
             lifetime = REMEMBER_SECONDS if found is not None else UNKNOWN_KEY_SECONDS
@@ -121,6 +155,11 @@ class Authenticator:
             while len(self._remembered) > self._capacity:
                 self._remembered.popitem(last=False)
         return found
+
+    def _check_throttle(self, source: str) -> None:
+        blocked_ms = self._failures.blocked_for_ms(source) if self._failures is not None and source else 0
+        if blocked_ms > 0:
+            raise _Throttled(blocked_ms)
 
     def _forget_if_changed(self, now: float) -> None:
         if now < self._next_check:

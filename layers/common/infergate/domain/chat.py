@@ -34,7 +34,12 @@ from infergate.domain.models import ModelPolicy
 from infergate.domain.periods import period_end, period_of
 from infergate.domain.ports import ChatModel, Completion, RequestOutcome, Reservation, UsageLedger
 from infergate.domain.principal import Principal
-from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
+from infergate.domain.tokens import (
+    DEFAULT_MAX_TOKENS,
+    TEMPLATE_TOKENS_PER_MESSAGE,
+    TEMPLATE_TOKENS_PER_REQUEST,
+    prompt_tokens_upper_bound,
+)
 from infergate.errors import (
     InferGateError,
     ModelNotFound,
@@ -137,8 +142,12 @@ class ChatService:
         prompt_bound = prompt_tokens_upper_bound(task.messages)
         ceiling = min(principal.quota_for(period_of(self.clock())), principal.rate_limit_tpm)
         if prompt_bound + 1 > ceiling:
+            size = sum(len(message.content.encode()) for message in task.messages)
             raise PromptTooLarge(
-                f"This prompt may take up to {prompt_bound} tokens; your plan allows {ceiling} per request."
+                f"This prompt is {size} bytes of UTF-8 in {len(task.messages)} message(s), so it may take up to "
+                f"{prompt_bound} tokens (a token covers at least one byte; each message adds "
+                f"{TEMPLATE_TOKENS_PER_MESSAGE} and each request {TEMPLATE_TOKENS_PER_REQUEST}). Your plan allows "
+                f"{ceiling} tokens per request: the lesser of its tokens per minute and its monthly quota."
             )
         max_tokens = min(task.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
         return _Plan(task.messages, prompt_bound, max_tokens, task.options)

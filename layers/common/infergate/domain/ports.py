@@ -164,6 +164,17 @@ class AccountsVersion(Protocol):
     def advance(self) -> None: ...
 
 
+class FailedAuthentications(Protocol):
+    """Credentials refused lately, by the address they came from."""
+
+    def blocked_for_ms(self, source: str) -> int:
+        """How long `source` must wait before its credentials are looked up again; 0 if it
+        need not (or if it cannot be told)."""
+
+    def add(self, source: str) -> None:
+        """Count one refused credential of `source`'s."""
+
+
 @dataclass(frozen=True)
 class Limit:
     """At most `limit` units per `window_ms` under `key`; this request costs `cost` units."""

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import re
+import unicodedata
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field
@@ -10,16 +10,33 @@ from infergate.models.base import Model
 if TYPE_CHECKING:
     from infergate.domain.accounts import Registration
 
-# Deliberately plain: one @, a dot in the domain, no spaces or control characters.
-# Deliverability is the mail server's business, not the gateway's.
-_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+$")
+# Scripts that one language writes together: Japanese mixes these, Korean mixes Hangul and Han.
+_SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "CJK": "CJK"}
 
 
 def _normalise_email(value: str) -> str:
-    value = value.strip().lower()
-    if not _EMAIL.match(value):
-        raise ValueError("must be an email address such as ada@example.com")
-    return value
+    """One spelling per mailbox: full-width and other compatibility forms folded (NFKC),
+    case folded, the domain in its Unicode form. Refused: what is not an address
+    (email-validator's syntax rules, without a DNS lookup), invisible or unassigned
+    characters, and a part that mixes scripts (a Cyrillic letter among Latin ones)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    folded = unicodedata.normalize("NFKC", value.strip()).lower()
+    if any(unicodedata.category(char)[0] in "CZ" or char == "\ufffd" for char in folded):
+        raise ValueError("must be an email address, with no invisible or replacement characters")
+    try:
+        address = validate_email(folded, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(f"must be an email address such as ada@example.com ({error})") from None
+    for part in (address.local_part, *address.domain.split(".")):
+        if len(_scripts(part)) > 1:
+            raise ValueError("must be an email address whose parts are each written in one script")
+    return f"{address.local_part}@{address.domain}"
+
+
+def _scripts(text: str) -> set[str]:
+    names = (unicodedata.name(char, "UNKNOWN").split()[0] for char in text if unicodedata.category(char)[0] == "L")
+    return {_SCRIPT_FAMILIES.get(name, name) for name in names}
 
 
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_normalise_email)]

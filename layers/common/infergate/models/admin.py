@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from infergate.models.base import Model
 from infergate.models.keys import KeyView
-from infergate.models.usage import UsageResponse
+from infergate.models.usage import Period, UsageResponse
 
 if TYPE_CHECKING:
     from infergate.domain.plans import Plan
@@ -68,7 +68,7 @@ class AuditQuery(PageQuery):
 class UsageSummaryQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
-    period: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    period: Period | None = None
     top: int = Field(10, ge=1, le=100)
 
 

@@ -13,10 +13,18 @@ from pydantic import TypeAdapter
 from infergate.domain.principal import Operator, Principal
 
 USER, OPERATOR = "user", "operator"
+# A caller refused for a while (too many failed authentications): API Gateway's own 401
+# cannot say 429 and Retry-After, so the authorizer lets the request through marked so, and
+# the route refuses it.
+REFUSED = "refused"
 
 
 def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bool]:
     return {"kind": USER if isinstance(caller, Principal) else OPERATOR, **asdict(caller)}
+
+
+def refused_context(code: str, message: str, *, retry_after: int) -> dict[str, str | int]:
+    return {"kind": REFUSED, "errorCode": code, "errorMessage": message, "retryAfter": retry_after}
 
 
 def caller_from(context: Mapping[str, Any]) -> Principal | Operator:

@@ -1,18 +1,32 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from infergate.domain.periods import period_end
 from infergate.models.base import Model
 
 if TYPE_CHECKING:
     from infergate.domain.usage import Standing
 
 
+def _a_real_month(value: str) -> str:
+    try:
+        period_end(value)  # its start and its end are both dates
+    except ValueError:
+        raise ValueError("must be a month between 0001-01 and 9999-11") from None
+    return value
+
+
+# A month, YYYY-MM, that the calendar can hold (not 0000-01, not 9999-12's successor).
+Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM."),
+                   AfterValidator(_a_real_month)]
+
+
 class UsageQuery(Model):
-    period: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="A past month, YYYY-MM.")
+    period: Period | None = Field(None, description="A past month, YYYY-MM.")
 
 
 class Tally(Model):

@@ -47,6 +47,7 @@ from infergate.stores.counters import REQUESTS_TOTAL
 BREAKER = "breaker:model-server"
 LIMITS = "rl:"
 LAST_USED = "keys:last_used"  # a hash: key id -> when it was last used, ms, refreshed at most once a minute
+FAILED_AUTHENTICATIONS = "authfail:"  # per source address: refused credentials in its current minute
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -288,3 +289,30 @@ class RedisKeyActivity:
             return {}
         return {key_id: datetime.fromtimestamp(int(stamp) / 1000, UTC)
                 for key_id, stamp in zip(key_ids, stamps, strict=True) if stamp}
+
+
+class RedisFailedAuthentications:
+    """Refused credentials per source address: at most `per_minute` in a minute that starts
+    with the first of them; then the address waits for that minute's end. One round trip
+    to count, one to ask. If Redis cannot be asked, nobody waits."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, per_minute: int) -> None:
+        self._client = client
+        self._prefix = prefix + FAILED_AUTHENTICATIONS
+        self._per_minute = per_minute
+
+    def blocked_for_ms(self, source: str) -> int:
+        try:
+            failures, ttl_ms = self._client.pipeline(transaction=False).get(self._prefix + source).pttl(
+                self._prefix + source).execute()
+        except redis.RedisError:
+            logger.warning("failed authentications not checked: Redis unavailable")
+            return 0
+        return max(1, ttl_ms) if failures is not None and int(failures) >= self._per_minute else 0
+
+    def add(self, source: str) -> None:
+        try:
+            self._client.pipeline(transaction=False).incr(self._prefix + source).pexpire(
+                self._prefix + source, 60_000, nx=True).execute()
+        except redis.RedisError:
+            logger.warning("failed authentication not counted: Redis unavailable")
