@@ -31,3 +31,34 @@ def test_the_formatter_redacts_whole_log_lines():
     line = formatter.format(record)
     assert key not in line
     assert json.loads(line)["message"] == "saw igk_" + REDACTED
+
+
+def test_any_header_or_query_parameter_named_as_a_credential_is_redacted():
+    secret = "s3cr3t-value-42"
+    credentials = ("Proxy-Authorization", "api-key", "X-Auth-Token", "X-Amz-Security-Token", "X-Session-Token",
+                   "X-Amz-Signature", "client_secret", "id_token")
+    event = {
+        "headers": {**{name: secret for name in credentials}, "Accept": "*/*", "X-Request-Id": "r-1"},
+        "multiValueHeaders": {name.lower(): [secret] for name in credentials},
+        "queryStringParameters": {"token": secret, "access_token": secret, "period": "2026-11"},
+        "path": f"/v1/usage?token={secret}&period=2026-11",
+        "body": f'{{"note": "X-Auth-Token: {secret}"}}',
+    }
+    line = RedactingFormatter().format(_record("event", event=event))
+    assert secret not in line
+    logged = json.loads(line)["event"]
+    assert logged["headers"]["Accept"] == "*/*" and logged["headers"]["X-Request-Id"] == "r-1"
+    assert logged["queryStringParameters"]["period"] == "2026-11"
+
+
+def test_counts_and_ids_named_like_tokens_are_kept():
+    fields = {"prompt_tokens": 5, "completion_tokens": 7, "max_tokens": 9, "tokens_used": 12, "key_id": "key_1"}
+    assert redact(fields) == fields
+    assert redact("The 113 tokens used before it ended were charged.") == "The 113 tokens used before it ended were charged."
+
+
+def _record(message: str, **extra) -> logging.LogRecord:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, message, None, None)
+    for name, value in extra.items():
+        setattr(record, name, value)
+    return record

@@ -5,9 +5,12 @@ records every invocation without the X-Ray SDK in the function, whose import
 (it pulls in botocore) would cost more cold start than the rest of a
 handler.
 
-Every log line passes through `RedactingFormatter`: API keys, `Authorization`
-and `Cookie` values are replaced before the line is written, wherever they
-appear (a logged event, an exception message, an extra key).
+Every log line passes through `RedactingFormatter`: before the line is
+written, every value whose name says it is a credential (a header, a query
+parameter or a field called authorization, proxy-authorization, api-key,
+x-auth-token, x-amz-security-token, token, secret, password, cookie,
+signature, session, ...) is replaced, and so are API keys, sign-in tokens
+and such name=value pairs inside free text (a message, an exception, a URL).
 """
 
 from __future__ import annotations
@@ -23,25 +26,38 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 REDACTED = "[REDACTED]"
 
-# Field names whose values are secrets whatever they look like.
-SECRET_FIELDS = frozenset(
-    {"authorization", "x-api-key", "cookie", "set-cookie", "api_key", "apikey", "password"}
-)
-# Secrets inside free text: an InferGate key, a bearer credential, a cookie header.
+# A name carries a credential when one of its words (split at - _ . and spaces) is one of
+# these, or it ends in "api key" however spelt. "tokens", "key_id" and "prompt_tokens" do not.
+CREDENTIAL_WORDS = frozenset({
+    "authorization", "auth", "token", "secret", "password", "passwd", "pwd", "passphrase", "cookie",
+    "credential", "credentials", "signature", "session", "apikey", "sig",
+})
+_WORDS = re.compile(r"[-_.\s]+")
+# A credential's name, in free text: the same words, as the last of a name.
+_NAME = (r"[\w.-]*?(?:authorization|auth|token|secret|password|passwd|pwd|passphrase|cookie|credentials?|signature|"
+         r"session|api[-_]?key|sig)")
+# Secrets inside free text: an InferGate key, a sign-in token, a bearer credential, and any
+# "name: value" or "name=value" whose name says it is a credential (a header, a query parameter).
 SECRET_PATTERNS = (
     (re.compile(r"(ig[ka]_)[A-Za-z0-9]{8,}"), r"\1" + REDACTED),
     # A JWT: header.payload.signature, the header always starting {" in base64url.
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[REDACTED JWT]"),
-    (re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)((?:set-)?cookie|x-api-key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\"'\n]+"), r"\1\2" + REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + REDACTED),
+    (re.compile(rf"(?i)([?&;]\s*{_NAME}=)[^&#\s\"']+"), r"\1" + REDACTED),
+    (re.compile(rf"(?i)(\b{_NAME}\b)(['\"]?\s*[:=]\s*['\"]?)(?!\[REDACTED)[^\"'\n&,;}}]+"), r"\1\2" + REDACTED),
 )
+
+
+def is_credential_name(name: str) -> bool:
+    words = [word for word in _WORDS.split(name.lower()) if word]
+    return bool(words) and (any(word in CREDENTIAL_WORDS for word in words) or words[-2:] == ["api", "key"])
 
 
 def redact(value: Any) -> Any:
     """Return `value` with every secret it holds replaced by a marker."""
     if isinstance(value, dict):
         return {
-            key: REDACTED if str(key).lower() in SECRET_FIELDS and value_ is not None else redact(value_)
+            key: REDACTED if value_ is not None and is_credential_name(str(key)) else redact(value_)
             for key, value_ in value.items()
         }
     if isinstance(value, (list, tuple)):
