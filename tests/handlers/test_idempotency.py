@@ -78,3 +78,20 @@ def test_a_malformed_key_is_400(api):
     key = api.register()["api_key"]
     response = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"}, headers={"Idempotency-Key": "x" * 300})
     assert response["statusCode"] == 400
+
+
+def test_replays_count_under_the_keys_request_limit_with_current_headers(api, monkeypatch, database):
+    from tests.support.accounting import log_lines
+
+    monkeypatch.setenv("RATE_LIMIT_RPM", "3")
+    reset_instance_state()
+    key = api.register()["api_key"]
+    same = {"body": {"prompt": "hello"}, "headers": {"Idempotency-Key": "order-9"}}
+    first = api.call("POST", "/v1/chat", key=key, **same)
+    replays = [api.call("POST", "/v1/chat", key=key, **same) for _ in range(4)]
+    assert header(first, "X-RateLimit-Remaining") == "2"
+    assert [header(replay, "X-RateLimit-Remaining") for replay in replays[:2]] == ["1", "0"]
+    assert [replay["statusCode"] for replay in replays] == [200, 200, 429, 429]
+    assert body(replays[2])["error"]["code"] == "rate_limited" and header(replays[2], "Retry-After")
+    assert len(log_lines(database)) == 1, "replays are answered, not charged"
+

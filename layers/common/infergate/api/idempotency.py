@@ -3,7 +3,9 @@
 Powertools Idempotency, persisted in Redis, keyed by the caller's user, the
 route and the key, and checked against a hash of the body: the same key with
 the same body gets the first response back (same id, marked
-`Idempotent-Replayed: true`), with another body it gets 422. A retry that
+`Idempotent-Replayed: true`), with another body it gets 422. A replay counts
+as a request under the key's requests-per-minute limit, like any other, and
+carries the limit's current X-RateLimit-* headers, not the stored ones. A retry that
 arrives while the first is still running waits for it and gets its
 response. A request that fails leaves no record, so retrying it runs it
 again: a failure costs nothing.
@@ -20,6 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
+from infergate import wiring
 from infergate.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest, ServiceUnavailable
 from infergate.models.principal import Principal
 
@@ -106,7 +109,9 @@ def idempotently(app: APIGatewayRestResolver, principal: Principal, respond: Cal
                                      headers={"Retry-After": "1"}) from None
     headers = dict(stored["headers"])
     if not executed:
-        headers["Idempotent-Replayed"] = "true"
+        admission = wiring.admission().admit(principal)  # RateLimited once the key's limit is reached
+        headers = {name: value for name, value in headers.items() if not name.lower().startswith("x-ratelimit-")}
+        headers |= {**admission.headers(), "Idempotent-Replayed": "true"}
     return Response(status_code=stored["status"], content_type=stored["content_type"], body=stored["body"], headers=headers)
 
 
