@@ -1,7 +1,14 @@
-"""Operator endpoints: GET /health (liveness) and GET /metrics (request totals)."""
+"""Operator endpoints: GET /health (liveness: the function answers, nothing else is asked),
+GET /health/ready (readiness: MongoDB, Redis and the model server each answer in time) and
+GET /metrics (request totals).
+
+GET /metrics is open unless METRICS_TOKEN is set; then it wants
+`Authorization: Bearer <METRICS_TOKEN>`.
+"""
 
 from __future__ import annotations
 
+import hmac
 import os
 import resource
 import time
@@ -11,7 +18,10 @@ from aws_lambda_powertools.event_handler import Response
 from infergate import wiring
 from infergate.api.app import create_app, json_response, lambda_entrypoint
 from infergate.clock import utc_now
-from infergate.models.ops import HealthResponse, MemoryUsage, MetricsResponse
+from infergate.config import get_settings
+from infergate.errors import Unauthorized
+from infergate.models.ops import HealthResponse, MemoryUsage, MetricsResponse, ReadinessResponse
+from infergate.observability import logger
 
 STARTED = time.monotonic()
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "infergate")
@@ -28,10 +38,35 @@ def health() -> Response:
     return json_response(HealthResponse(status="OK", service=SERVICE, uptime=_uptime(), timestamp=utc_now()))
 
 
+@app.get("/health/ready")
+def ready() -> Response:
+    from infergate.domain.readiness import check
+
+    readiness = check(wiring.readiness_probes(), timeout=wiring.READY_SECONDS)
+    if not readiness.ready:
+        logger.warning("not ready", extra={"failing": [name for name, c in readiness.checks.items() if not c.ok]})
+    response = json_response(ReadinessResponse.of(readiness), status=200 if readiness.ready else 503)
+    if not readiness.ready:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
 @app.get("/metrics")
 def metrics() -> Response:
+    _require_the_metrics_token()
     total = wiring.counters().total_requests()
     return json_response(MetricsResponse(totalRequests=total, uptime=_uptime(), memoryUsage=_memory_usage()))
+
+
+def _require_the_metrics_token() -> None:
+    token = get_settings().metrics_token
+    if not token:
+        return
+    presented = app.current_event.headers.get("authorization", "")
+    scheme, _, credential = presented.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), token.encode()):
+        raise Unauthorized("GET /metrics wants 'Authorization: Bearer <METRICS_TOKEN>'.",
+                           headers={"WWW-Authenticate": "Bearer"})
 
 
 def _memory_usage() -> MemoryUsage:

@@ -10,11 +10,15 @@ pymongo.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from infergate import bootstrap
 from infergate.config import get_settings
 from infergate.observability import logger
+
+# How long a readiness check waits for each dependency.
+READY_SECONDS = 2.0
 
 if TYPE_CHECKING:
     from infergate.domain.admission import AdmissionControl
@@ -104,6 +108,21 @@ def chat_service() -> ChatService:
 @functools.cache
 def _model_server() -> ModelServerConnections:
     return bootstrap.model_server(get_settings())
+
+
+def readiness_probes() -> dict[str, Callable[[], None]]:
+    """One probe per dependency: MongoDB, Redis and the model server, each bounded by READY_SECONDS."""
+    import pymongo
+
+    from infergate.stores.mongo import get_client
+    from infergate.stores.redis_client import get_redis
+
+    def mongodb() -> None:
+        with pymongo.timeout(READY_SECONDS):
+            get_client().admin.command("ping")
+
+    return {"mongodb": mongodb, "redis": get_redis().ping,
+            "model_server": lambda: _model_server().ping(timeout=READY_SECONDS)}
 
 
 def count_request() -> None:

@@ -45,6 +45,19 @@ class ModelServerConnections:
         connection.connect()
         return connection
 
+    def ping(self, *, timeout: float) -> None:
+        """Returns if the server answers `GET /api/version` with 200 within `timeout`; else raises."""
+        connection = self.take()
+        try:
+            connection.sock.settimeout(timeout)
+            connection.request("GET", f"{self.base_path}/api/version")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise OSError(f"status {response.status}")
+        finally:
+            connection.close()
+
     def give_back(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
         """Keep `connection` for another request if its response was read to the end and the
         server keeps it open; else close it."""

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 from infergate.models.base import Model
+
+if TYPE_CHECKING:
+    from infergate.domain.readiness import Readiness
 
 
 class HealthResponse(Model):
@@ -10,6 +14,26 @@ class HealthResponse(Model):
     service: str
     uptime: float
     timestamp: datetime
+
+
+class DependencyCheck(Model):
+    status: Literal["ok", "failing"]
+    latency_ms: float
+    error: str | None = None
+
+
+class ReadinessResponse(Model):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, DependencyCheck]
+
+    @classmethod
+    def of(cls, readiness: Readiness) -> ReadinessResponse:
+        return cls(
+            status="ready" if readiness.ready else "not_ready",
+            checks={name: DependencyCheck(status="ok" if check.ok else "failing", latency_ms=check.latency_ms,
+                                          error=check.error)
+                    for name, check in readiness.checks.items()},
+        )
 
 
 class MemoryUsage(Model):

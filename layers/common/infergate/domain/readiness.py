@@ -1,0 +1,59 @@
+"""Whether this instance can serve: each dependency asked at once, each within its own
+deadline, so that a hung one costs the check its deadline, never more."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as Late
+from dataclasses import dataclass
+
+# A probe returns when its dependency answered, and raises when it did not.
+Probe = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    latency_ms: float
+    error: str | None = None  # what went wrong, by kind: never a message that may hold an address
+
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: Mapping[str, Check]
+
+    @property
+    def ready(self) -> bool:
+        return all(check.ok for check in self.checks.values())
+
+
+def check(probes: Mapping[str, Probe], *, timeout: float) -> Readiness:
+    # Not a `with` block: its exit would wait for a hung probe.
+    pool = ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="readiness")
+    try:
+        started = time.monotonic()
+        pending = {name: pool.submit(_timed, probe) for name, probe in probes.items()}
+        checks = {}
+        for name, future in pending.items():
+            try:
+                checks[name] = future.result(timeout=max(0.0, started + timeout - time.monotonic()))
+            except Late:
+                checks[name] = Check(False, round(timeout * 1000, 1), "timeout")
+        return Readiness(checks)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _timed(probe: Probe) -> Check:
+    started = time.monotonic()
+    try:
+        probe()
+    except Exception as error:  # noqa: BLE001 - any failure means not ready; its kind is reported
+        return Check(False, _since(started), type(error).__name__)
+    return Check(True, _since(started))
+
+
+def _since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
