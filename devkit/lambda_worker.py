@@ -13,11 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import socket
 import sys
 import time
 import traceback
+
+# As Lambda's runtime: with LoggingConfig's LogFormat JSON, its own lines are JSON objects.
+JSON_LOGS = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
 
 
 class LambdaContext:
@@ -46,6 +50,35 @@ def _error(error: BaseException) -> dict:
     }
 
 
+def _report(error: BaseException, request_id: str | None = None) -> None:
+    """An error the function did not handle, as the runtime writes it to the function's log."""
+    if JSON_LOGS:
+        line = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": "ERROR",
+                "requestId": request_id, **_error(error)}
+        print(json.dumps(line), file=sys.stderr)
+    else:
+        print(f"[ERROR] {type(error).__name__}: {error}", file=sys.stderr)
+        traceback.print_exception(error)
+
+
+class _JsonLines(logging.Formatter):
+    """Records of other libraries' loggers, as the runtime's JSON log format writes them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"timestamp": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["stackTrace"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _root_logging() -> None:
+    if JSON_LOGS:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonLines())
+        logging.getLogger().addHandler(handler)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd", type=int, required=True)
@@ -58,13 +91,14 @@ def main() -> None:
     channel = socket.socket(fileno=args.fd)
     reader, writer = channel.makefile("r", encoding="utf-8"), channel.makefile("w", encoding="utf-8")
 
+    _root_logging()
     started = time.monotonic()
     module_name, function_name = args.handler.rsplit(".", 1)
     try:
         handler = getattr(importlib.import_module(module_name), function_name)
         init = {"ready": True, "init_ms": round((time.monotonic() - started) * 1000, 1)}
     except Exception as error:  # noqa: BLE001 - an init failure is reported, as Lambda does
-        traceback.print_exc()
+        _report(error)
         handler, init = None, {"ready": False, "error": _error(error)}
     writer.write(json.dumps(init) + "\n")
     writer.flush()
@@ -77,8 +111,7 @@ def main() -> None:
         try:
             reply = {"result": handler(invocation["event"], context)}
         except Exception as error:  # noqa: BLE001 - the runtime reports any handler error
-            print(f"[ERROR] {type(error).__name__}: {error}", file=sys.stderr)
-            traceback.print_exc()
+            _report(error, invocation["request_id"])
             reply = {"error": _error(error)}
         sys.stdout.flush()
         sys.stderr.flush()

@@ -125,6 +125,9 @@ def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Te
             **((function_globals.get("Environment") or {}).get("Variables") or {}),
             **((resource.get("Properties", {}).get("Environment") or {}).get("Variables") or {}),
         }
+        # Lambda tells its runtime the log format (LoggingConfig) through this variable.
+        if (props.get("LoggingConfig") or {}).get("LogFormat"):
+            environment["AWS_LAMBDA_LOG_FORMAT"] = props["LoggingConfig"]["LogFormat"]
         functions[name] = FunctionSpec(
             name=name,
             code_uri=root / props["CodeUri"],

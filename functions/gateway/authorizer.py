@@ -4,9 +4,10 @@ A known key yields an Allow policy whose context carries the principal
 (user, key, plan limits) to the handlers. A missing or unknown key yields a
 Deny whose context carries the error: the API's ACCESS_DENIED gateway
 response turns it into `401 {"error": {...}}` with the request's id. An
-address with too many failed authentications lately is let through marked
-as refused, and the route answers 429 with Retry-After (a gateway response
-cannot).
+address with too many failed authentications lately, or a request whose
+credential cannot be checked because a store is down, is let through marked
+as refused, and the route answers 429 or 503 with Retry-After (a gateway
+response cannot; a crashed authorizer would be logged as one).
 
 Collaborators: the Authenticator (wiring), which answers a key seen lately
 from memory, checks the accounts version in Redis at most twice a second,
@@ -24,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from infergate import wiring
 from infergate.api.request_id import request_id_of
+from infergate.errors import InferGateError
 from infergate.models.principal import authorizer_context, refused_context
 from infergate.observability import logger
 
@@ -67,24 +69,27 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     # API Gateway's own id: what its 401 carries, so that the two can be matched.
     logger.append_keys(api_request_id=event.request_context.request_id)
     arn = event.parsed_arn
-    caller = _authenticate(event)
+    policy = APIGatewayAuthorizerResponse(principal_id="anonymous", region=arn.region, aws_account_id=arn.aws_account_id,
+                                          api_id=arn.api_id, stage=arn.stage)
+    try:
+        caller = _authenticate(event)
+    except InferGateError as error:  # a store the answer depends on is down: 503, not a crash
+        logger.warning("credentials could not be checked", extra={"error_code": error.code})
+        policy.context = refused_context(error.code, error.message, status=error.status,
+                                         retry_after=int(error.headers.get("Retry-After", "1")))
+        policy.allow_all_routes()  # the route answers: see refused_context
+        return policy.asdict()
 
-    policy = APIGatewayAuthorizerResponse(
-        principal_id=getattr(caller, "user_id", None) or getattr(caller, "key_id", "anonymous"),
-        region=arn.region,
-        aws_account_id=arn.aws_account_id,
-        api_id=arn.api_id,
-        stage=arn.stage,
-    )
     if isinstance(caller, Refusal):
         logger.info("request refused", extra={"reason": caller.code})
         if caller.retry_after:
-            policy.context = refused_context(caller.code, caller.message, retry_after=caller.retry_after)
-            policy.allow_all_routes()  # the route answers 429: see refused_context
+            policy.context = refused_context(caller.code, caller.message, status=429, retry_after=caller.retry_after)
+            policy.allow_all_routes()  # the route answers: see refused_context
         else:
             policy.context = {"requestId": request_id, "errorCode": caller.code, "errorMessage": caller.message}
             policy.deny_all_routes()
     else:
+        policy.principal_id = getattr(caller, "user_id", None) or caller.key_id
         logger.append_keys(caller=policy.principal_id, key_id=caller.key_id)
         policy.context = authorizer_context(caller)
         policy.allow_all_routes()

@@ -81,3 +81,17 @@ def test_the_authorizers_log_line_carries_api_gateways_request_id(api, monkeypat
     refused = next(line for line in map(json.loads, lines.getvalue().splitlines()) if line["message"] == "request refused")
     assert refused["correlation_id"] == "callers-own-id"
     assert refused["api_request_id"] and refused["api_request_id"] != "callers-own-id"
+
+
+def test_a_key_that_cannot_be_checked_for_want_of_a_store_is_a_503_not_a_crashed_authorizer(api, monkeypatch):
+    from devkit.backends import free_port
+
+    from tests.handlers.conftest import body, header
+    from tests.support.functions import reset_instance_state
+
+    key = api.register()["api_key"]
+    monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300")
+    reset_instance_state()
+    response = api.call("GET", "/v1/usage", key=key)
+    assert response["statusCode"] == 503 and body(response)["error"]["code"] == "service_unavailable"
+    assert header(response, "Retry-After") == "1"

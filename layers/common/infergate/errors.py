@@ -67,10 +67,6 @@ class TooManyConcurrentRequests(RateLimited):
     code = "too_many_concurrent_requests"
 
 
-class TooManyFailedAuthentications(RateLimited):
-    code = "too_many_failed_authentications"
-
-
 class QuotaExceeded(RateLimited):
     """The month's quota is spent; Retry-After says when the next month begins."""
 

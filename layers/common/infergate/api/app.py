@@ -30,12 +30,11 @@ from infergate.errors import (
     Forbidden,
     InferGateError,
     InvalidRequest,
-    TooManyFailedAuthentications,
     Unauthorized,
 )
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
-from infergate.models.principal import REFUSED, caller_from
+from infergate.models.principal import caller_from, refusal_from
 from infergate.observability import logger, metrics, request_counted
 from infergate.wiring import count_request
 
@@ -147,9 +146,9 @@ def current_operator(app: APIGatewayRestResolver) -> Operator:
 
 def _caller(app: APIGatewayRestResolver) -> Principal | Operator:
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
-    if context.get("kind") == REFUSED:
-        raise TooManyFailedAuthentications(str(context.get("errorMessage", "Too many failed authentications.")),
-                                           retry_after=int(context.get("retryAfter") or 1))
+    refusal = refusal_from(context)
+    if refusal is not None:
+        raise refusal
     try:
         return caller_from(context)
     except (ValueError, KeyError):
