@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from devkit.backends import Pidfiles
 from devkit.template import FunctionSpec
 
 WORKER = Path(__file__).with_name("lambda_worker.py")
@@ -119,6 +121,7 @@ class FunctionPool:
                 if instance.alive():
                     return instance
                 self._all.discard(instance)
+                instance.kill()  # it died idle: reaped, and its pidfile gone
         return self._new()
 
     def _new(self) -> Instance:
@@ -140,9 +143,16 @@ class FunctionPool:
 
 
 class ProcessInstance:
-    """An instance that is a child process: alive while it runs, killed when retired."""
+    """An instance that is a child process: alive while it runs, killed when retired; written down in
+    `pidfiles` while it runs, if given, so that a runner killed outright does not leave it behind."""
 
     _process: subprocess.Popen
+    _pidfiles: Pidfiles | None = None
+
+    def _started(self, process: subprocess.Popen, pidfiles: Pidfiles | None, name: str) -> None:
+        self._process, self._pidfiles = process, pidfiles
+        if pidfiles:
+            pidfiles.record(process, name, signal.SIGKILL)
 
     def alive(self) -> bool:
         return self._process.poll() is None
@@ -151,24 +161,28 @@ class ProcessInstance:
         if self.alive():
             self._process.kill()
         self._process.wait()
+        if self._pidfiles:
+            self._pidfiles.forget(self._process)
 
 
 class WorkerInstance(ProcessInstance):
     """The handler imported in a worker process; invocations go over a socket pair."""
 
-    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], *, log: IO[Any] | None = None) -> None:
+    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], *, log: IO[Any] | None = None,
+                 pidfiles: Pidfiles | None = None) -> None:
         parent, child = socket.socketpair()
         paths = [str(spec.code_uri), *(str(layer) for layer in spec.layers)]
         command = [sys.executable, "-I", str(WORKER), "--fd", str(child.fileno()), "--handler", spec.handler]
         for path in paths:
             command += ["--path", path]
-        self._process = subprocess.Popen(
+        process = subprocess.Popen(
             command, env=lambda_environment(spec, environment), pass_fds=[child.fileno()], stdout=log, stderr=log,
             stdin=subprocess.DEVNULL, cwd=paths[0],
             # Ctrl-C goes to the terminal's process group; an instance stops when its pool says so,
             # after its invocation, or when the pool's socket closes.
             start_new_session=True,
         )
+        self._started(process, pidfiles, f"an instance of {spec.name}")
         child.close()
         self._timeout_s = spec.timeout
         self._channel = parent
@@ -182,8 +196,12 @@ class WorkerInstance(ProcessInstance):
 
     def invoke(self, event: dict, *, timeout: float) -> Any:
         deadline_ms = int((time.time() + self._timeout_s) * 1000)
-        self._writer.write(json.dumps({"event": event, "request_id": str(uuid.uuid4()), "deadline_ms": deadline_ms}) + "\n")
-        self._writer.flush()
+        try:
+            self._writer.write(json.dumps({"event": event, "request_id": str(uuid.uuid4()), "deadline_ms": deadline_ms}) + "\n")
+            self._writer.flush()
+        except OSError:  # its process is gone, and the socket with it
+            self.kill()
+            raise InvocationError({"errorType": "Runtime.ExitError", "errorMessage": "The function's process exited."}) from None
         line = self._read_line(timeout)
         if line is None:
             self.kill()

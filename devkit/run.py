@@ -16,8 +16,8 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
-import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -50,14 +50,47 @@ def _ollama_answers(url: str) -> bool:
         return False
 
 
-def start_backends(stack: ExitStack, logs: Path) -> dict[str, str]:
+class StopRequest:
+    """Ctrl-C or SIGTERM, waited for by the main thread.
+
+    A Python signal handler runs in the main thread between any two of its bytecodes, also in
+    the middle of another handler when signals come in quick succession: one that takes a lock
+    (threading.Event.set does) can wait forever for a lock its own thread holds, and handlers
+    that nest deep enough end in RecursionError. So the interpreter's C-level handler wakes the
+    main thread through a socket (signal.set_wakeup_fd), and the Python-level one only makes
+    every later signal ignored, which a handler does without locks and ends the nesting: once
+    stopping has begun, another Ctrl-C changes nothing, and cannot kill the process on its way
+    out either (at exit the interpreter restores the default handlers, not ignored signals).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._receiver, sender = socket.socketpair()
+        sender.setblocking(False)
+        self._sender = sender
+        signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+        for number in self.SIGNALS:
+            signal.signal(number, self.ignore_more)
+
+    @classmethod
+    def ignore_more(cls, *_: object) -> None:
+        for number in cls.SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+
+    def wait(self) -> None:
+        self._receiver.recv(1)
+
+
+def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles) -> dict[str, str]:
     """The backend URLs, starting a local server for each one not configured."""
     urls: dict[str, str] = {}
     if os.environ.get("MONGODB_URI"):
         urls["MONGODB_URI"] = os.environ["MONGODB_URI"]
     else:
         say(f"Starting MongoDB (secantusdb), data in {DATA / 'mongodb'} ...")
-        mongo = backends.start_mongo(DATA / "mongodb", log=stack.enter_context(open(logs / "mongodb.log", "a")))
+        mongo = backends.start_mongo(DATA / "mongodb", log=stack.enter_context(open(logs / "mongodb.log", "a")),
+                                     pidfiles=pidfiles)
         stack.callback(mongo.stop)
         urls["MONGODB_URI"] = mongo.url
 
@@ -65,7 +98,7 @@ def start_backends(stack: ExitStack, logs: Path) -> dict[str, str]:
         urls["REDIS_URL"] = os.environ["REDIS_URL"]
     else:
         say("Starting Redis ...")
-        redis = backends.start_redis(log=stack.enter_context(open(logs / "redis.log", "a")))
+        redis = backends.start_redis(log=stack.enter_context(open(logs / "redis.log", "a")), pidfiles=pidfiles)
         stack.callback(redis.stop)
         urls["REDIS_URL"] = redis.url
 
@@ -79,7 +112,8 @@ def start_backends(stack: ExitStack, logs: Path) -> dict[str, str]:
         say("Starting the local model server (SmolLM2-135M-Instruct on llama.cpp) ...")
         model = os.environ.get("OLLAMA_MODEL", "smollm2:135m")
         ollama = backends.start_model_server(
-            engine="llama", models=[model], log=stack.enter_context(open(logs / "model-server.log", "a"))
+            engine="llama", models=[model], log=stack.enter_context(open(logs / "model-server.log", "a")),
+            pidfiles=pidfiles,
         )
         stack.callback(ollama.stop)
         urls["OLLAMA_URL"] = ollama.url
@@ -103,7 +137,9 @@ def function_environment(spec: template.FunctionSpec, overrides: dict[str, str])
     return environment
 
 
-def pools_for(runtime: str, overrides: dict[str, str], stack: ExitStack) -> tuple[template.Template, dict[str, FunctionPool]]:
+def pools_for(
+    runtime: str, overrides: dict[str, str], stack: ExitStack, pidfiles: backends.Pidfiles,
+) -> tuple[template.Template, dict[str, FunctionPool]]:
     if runtime == "emulator":
         from devkit.runtime_emulator import EmulatorInstance
 
@@ -113,13 +149,14 @@ def pools_for(runtime: str, overrides: dict[str, str], stack: ExitStack) -> tupl
 
         def start(function: template.FunctionSpec):
             return lambda: EmulatorInstance(
-                function, function_environment(function, overrides), runtime_python=LAMBDA_RUNTIME_PYTHON, log=sys.stdout
+                function, function_environment(function, overrides), runtime_python=LAMBDA_RUNTIME_PYTHON, log=sys.stdout,
+                pidfiles=pidfiles,
             )
     else:
         spec = template.load(ROOT / "template.yaml")
 
         def start(function: template.FunctionSpec):
-            return lambda: WorkerInstance(function, function_environment(function, overrides))
+            return lambda: WorkerInstance(function, function_environment(function, overrides), pidfiles=pidfiles)
 
     pools = {name: FunctionPool(function, start(function), rotate=INSTANCES > 1)
              for name, function in spec.functions.items()}
@@ -128,8 +165,10 @@ def pools_for(runtime: str, overrides: dict[str, str], stack: ExitStack) -> tupl
     return spec, pools
 
 
-def serve(port: int, runtime: str, overrides: dict[str, str], stack: ExitStack) -> LocalApiServer:
-    spec, pools = pools_for(runtime, overrides, stack)
+def serve(
+    port: int, runtime: str, overrides: dict[str, str], stack: ExitStack, pidfiles: backends.Pidfiles,
+) -> LocalApiServer:
+    spec, pools = pools_for(runtime, overrides, stack, pidfiles)
     with ThreadPoolExecutor(max_workers=len(pools)) as executor:
         for name, init_ms in zip(pools, executor.map(lambda pool: pool.warm(INSTANCES), pools.values()), strict=True):
             say(f"  {name}: ready" + (f" (init {init_ms:.0f} ms)" if init_ms is not None else ""))
@@ -139,23 +178,32 @@ def serve(port: int, runtime: str, overrides: dict[str, str], stack: ExitStack) 
     return server
 
 
+def claim_data_folder(stack: ExitStack) -> backends.Pidfiles:
+    """The data folder's pidfiles, for this runner alone, after stopping what a runner that was
+    killed outright left running (its MongoDB would otherwise hold the data folder's lock)."""
+    pidfiles = backends.Pidfiles(DATA / "pids")
+    for line in pidfiles.claim():
+        say(line)
+    stack.callback(pidfiles.release)
+    return pidfiles
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runtime", choices=["workers", "emulator"], default="workers")
     runtime = parser.parse_args().runtime
     port = int(os.environ.get("PORT", "3000"))
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    stop = StopRequest()
     logs = DATA / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     with ExitStack() as stack:
         try:
-            overrides = start_backends(stack, logs)
+            pidfiles = claim_data_folder(stack)
+            overrides = start_backends(stack, logs, pidfiles)
             announce_backends(overrides, stack)
             say("Starting the functions" + (" under the Lambda runtime emulator" if runtime == "emulator" else "") + " ...")
-            server = serve(port, runtime, overrides, stack)
+            server = serve(port, runtime, overrides, stack, pidfiles)
         except (RuntimeError, OSError, InvocationError) as error:
             say(f"make run: {error}")
             return 1
@@ -165,7 +213,7 @@ def main() -> int:
         say(f"  curl -s -X POST {server.url}/v1/chat -H 'x-api-key: <api_key from above>' -H 'content-type: application/json' -d '{{\"prompt\": \"Say hello\"}}'")
         say(f"  curl -s {server.url}/v1/usage -H 'x-api-key: <api_key>'")
         say("Ctrl-C stops it.\n")
-        stopping.wait()
+        stop.wait()
         say("Stopping: letting requests in flight finish ...")
     say("Stopped.")
     return 0

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from devkit.backends import free_ports, port_open
+from devkit.backends import Pidfiles, free_ports, port_open
 from devkit.functions import InvocationError, InvocationTimeout, ProcessInstance, lambda_environment
 from devkit.template import FunctionSpec
 
@@ -47,6 +47,7 @@ def emulator_binary() -> Path:
 class EmulatorInstance(ProcessInstance):
     def __init__(
         self, spec: FunctionSpec, environment: Mapping[str, str], *, runtime_python: Path, log: IO[Any] | None = None,
+        pidfiles: Pidfiles | None = None,
     ) -> None:
         env = {
             **lambda_environment(spec, environment),
@@ -68,14 +69,16 @@ class EmulatorInstance(ProcessInstance):
                 "--runtime-api-address", f"127.0.0.1:{runtime_api}",
                 str(runtime_python), "-m", "awslambdaric", spec.handler,
             ]
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 command, env=env, cwd=spec.code_uri, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True, bufsize=0,
             )
+            self._started(process, pidfiles, f"the Lambda runtime emulator of {spec.name}")
             threading.Thread(target=self._follow_log, args=(self._process,), daemon=True).start()
             if self._listening():
                 return
             # It exited: most likely another process took a port between choosing it and binding it.
+            self.kill()
         raise InvocationError({"errorType": "Runtime.EmulatorError", "errorMessage": "the emulator did not start"})
 
     def _listening(self, timeout: float = 15.0) -> bool:
