@@ -8,6 +8,9 @@ UNAUTHORIZED; any other failure is AUTHORIZER_FAILURE); invoke the
 function with the proxy event, the authorizer's context attached; map its
 response back to HTTP, or answer 502/504 when it fails or overruns 29 s.
 Responses API Gateway makes itself follow the template's GatewayResponses.
+Before any of it, a body API Gateway would not take is refused unread: 413
+past its 10 MB payload limit, 400 for a malformed Content-Length or chunked
+framing (devkit/httpserver.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from devkit import events, httpserver
@@ -39,6 +43,7 @@ _DEFAULTS = {
     "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token"),
     "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
     "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    "BAD_REQUEST_BODY": (400, "Invalid request body"),
     "DEFAULT_5XX": (502, "Internal server error"),
 }
 
@@ -85,6 +90,11 @@ class LocalApiGateway:
             return self._gateway_response("DEFAULT_5XX", request, context)
         return self._proxy_response(result, request, context)
 
+    def refuse(self, kind: str, request: HttpRequest, message: str | None = None) -> Response:
+        """API Gateway's own response of `kind` to a request it turns away before routing it (its
+        body is malformed or too large), saying `message` in place of the usual words."""
+        return self._gateway_response(kind, request, {"requestId": events.new_request_id()}, message)
+
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]] | None:
         for route in self.api.routes:
             parameters = route.match(request.method, request.path)
@@ -127,8 +137,9 @@ class LocalApiGateway:
         raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
         return Response(result["statusCode"], [*headers, ("x-amzn-RequestId", context["requestId"])], raw)
 
-    def _gateway_response(self, kind: str, request: HttpRequest, context: dict) -> Response:
+    def _gateway_response(self, kind: str, request: HttpRequest, context: dict, message: str | None = None) -> Response:
         default_status, default_message = _DEFAULTS[kind]
+        default_message = message or default_message
         spec = self.api.gateway_responses.get(kind) or self.api.gateway_responses.get(
             "DEFAULT_4XX" if default_status < 500 else "DEFAULT_5XX"
         )
@@ -211,6 +222,7 @@ class _Handler(httpserver.Handler):
     # An idle keep-alive connection is dropped after this long, so shutting
     # down never waits on a client that has gone quiet.
     timeout = 5
+    max_body = MAX_PAYLOAD
     server: LocalApiServer
 
     def setup(self) -> None:
@@ -231,21 +243,52 @@ class _Handler(httpserver.Handler):
                 self.close_connection = True
 
     def _answer(self) -> None:
+        try:
+            body = self.read_body()
+        except httpserver.BodyRefused as refused:
+            self.refuse_body(refused)
+            return
+        except (ConnectionError, TimeoutError):
+            # The client closed, reset or went quiet mid-request: nobody to answer, and a body
+            # cut short must not reach a function as if it were whole.
+            self.close_connection = True
+            return
+        self._send(self.server.gateway.handle(replace(self._request(), body=body)))
+
+    def refuse_body(self, refused: httpserver.BodyRefused) -> None:
+        kind = "REQUEST_TOO_LARGE" if refused.status == 413 else "BAD_REQUEST_BODY"
+        self.close_connection = True
+        self._send(self.server.gateway.refuse(kind, self._request(), refused.message))
+
+    def _request(self) -> HttpRequest:
+        """The request as received so far, without its body."""
         path, _, query = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        request = HttpRequest(
-            method=self.command, path=path, query=query, headers=list(self.headers.items()), body=body,
+        return HttpRequest(
+            method=self.command, path=path, query=query, headers=list(self.headers.items()), body=b"",
             source_ip=self.client_address[0], protocol=self.request_version,
         )
-        response = self.server.gateway.handle(request)
+
+    def _send(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         self.wfile.write(response.body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, too many headers, an unknown
+        method), in the API's JSON shape rather than an HTML page."""
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        # A request line too broken to name its version still gets a status line and headers.
+        self.request_version = self.protocol_version
+        phrase = self.responses.get(code, ("Error",))[0]
+        error = {"code": "bad_request" if code < 500 else "gateway_error", "message": message or phrase}
+        self._send(Response(code, [("Content-Type", "application/json")], json.dumps({"error": error}).encode()))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

@@ -7,14 +7,40 @@ ACK of the first, about 40 ms a response. Here a response leaves in one
 write (the handler buffers what it writes; the server flushes it once the
 response is complete), streamed pieces leave when flushed, and Nagle is off.
 The listen backlog holds a burst of clients connecting at once.
+
+A request body is read only once its framing says it fits (read_body): a
+Content-Length that is not a number of bytes, or more than `max_body`, is
+refused before a byte of the body is read, and a chunked body is read up to
+`max_body` and no further. A refused body is never read; the connection is
+closed after the refusal, once the client has had a moment to read it. A
+client that goes away mid-request or mid-response is nothing to report.
 """
 
 from __future__ import annotations
 
+import re
+import socket
+import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 # Bigger than any response the devkit's servers make in one piece.
 _RESPONSE_BUFFER = 1 << 20
+_LINE_MAX = 1024  # a chunk-size line or a trailer field
+_TRAILERS_MAX = 32
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})[ \t]*(;[^\r\n]*)?\r?\n")
+# How long a refused client may go on sending before the connection closes: closed with unread
+# data, a socket sends a reset, which can destroy the refusal before the client has read it.
+_LINGER_SECONDS = 2.0
+
+
+class BodyRefused(Exception):
+    """A request body the server does not read: 400 (its framing is malformed) or 413 (too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -22,8 +48,126 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     # Writes collect here until handle_one_request flushes them, or a streamed piece is flushed.
     wbufsize = _RESPONSE_BUFFER
+    # The largest request body read; None: no limit.
+    max_body: int | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        self.body_unread = False
+
+    def finish(self) -> None:
+        super().finish()  # flushes the response
+        if self.body_unread:
+            _linger(self.connection)
+
+    def body_length(self) -> int | None:
+        """The body's length from Content-Length (0 without one), or None for a chunked body;
+        BodyRefused if the framing is malformed or says more than `max_body`."""
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        encodings = [value.strip().lower() for value in self.headers.get_all("Transfer-Encoding") or []]
+        if encodings:
+            if lengths:  # which one frames the body is how requests get smuggled: neither
+                raise BodyRefused(400, "A request may not have both Content-Length and Transfer-Encoding.")
+            if encodings != ["chunked"]:
+                raise BodyRefused(400, "The only Transfer-Encoding accepted is chunked.")
+            return None
+        if not lengths:
+            return 0
+        length = lengths.pop()
+        if lengths or not re.fullmatch(r"[0-9]+", length):
+            raise BodyRefused(400, "Content-Length must be one whole number of bytes.")
+        if self.max_body is not None and (len(length) > len(str(self.max_body)) or int(length) > self.max_body):
+            raise BodyRefused(413, f"The request body may be at most {self.max_body} bytes.")
+        return int(length)
+
+    def read_body(self) -> bytes:
+        """The request body. BodyRefused as body_length says, or for a malformed or oversized chunked
+        body (what is left of it is then unread); ConnectionError or TimeoutError if the client went
+        away or went quiet before sending all of it."""
+        try:
+            length = self.body_length()
+            return self._read_chunked() if length is None else self._read_exactly(length)
+        except BodyRefused:
+            self.body_unread = True
+            raise
+
+    def handle_expect_100(self) -> bool:
+        # A body that would be refused is refused before the client sends it.
+        try:
+            self.body_length()
+        except BodyRefused as refused:
+            self.body_unread = True
+            self.refuse_body(refused)
+            return False
+        if not super().handle_expect_100():
+            return False
+        self.wfile.flush()  # the client waits for it before it sends the body
+        return True
+
+    def refuse_body(self, refused: BodyRefused) -> None:
+        """Answers a refused body; a subclass answers in its own terms. The connection then closes."""
+        self.send_error(refused.status, refused.message)
+
+    def _read_exactly(self, length: int) -> bytes:
+        data = self.rfile.read(length) if length else b""
+        if len(data) < length:
+            raise ConnectionAbortedError("the client closed the connection mid-request")
+        return data
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while size := self._chunk_size():
+            if self.max_body is not None and len(body) + size > self.max_body:
+                raise BodyRefused(413, f"The request body may be at most {self.max_body} bytes.")
+            body += self._read_exactly(size)
+            if self._read_exactly(2) != b"\r\n":
+                raise BodyRefused(400, "A chunk must end with CRLF.")
+        self._skip_trailers()
+        return bytes(body)
+
+    def _chunk_size(self) -> int:
+        line = self._line()
+        found = _CHUNK_SIZE.fullmatch(line)
+        if found is None:
+            raise BodyRefused(400, "Malformed chunk size.")
+        return int(found.group(1), 16)
+
+    def _skip_trailers(self) -> None:
+        for _ in range(_TRAILERS_MAX):
+            if self._line() in (b"\r\n", b"\n"):
+                return
+        raise BodyRefused(400, "Too many trailer fields.")
+
+    def _line(self) -> bytes:
+        line = self.rfile.readline(_LINE_MAX + 1)
+        if not line:
+            raise ConnectionAbortedError("the client closed the connection mid-request")
+        if len(line) > _LINE_MAX:
+            raise BodyRefused(400, "A chunk-size line or trailer field is too long.")
+        return line
+
+
+def _linger(connection: socket.socket) -> None:
+    """Say nothing more, and drop what the client still sends for a moment, before closing."""
+    scratch = bytearray(1 << 16)
+    deadline = time.monotonic() + _LINGER_SECONDS
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            connection.settimeout(left)
+            if not connection.recv_into(scratch):
+                return
+    except OSError:  # reset, or the moment has passed
+        pass
 
 
 class Server(ThreadingHTTPServer):
     # The kernel caps this at net.core.somaxconn (4096 on current Linux).
     request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closed or reset its connection mid-request or mid-response, or went
+        # quiet past the timeout, has nobody left to answer: no traceback for it.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
