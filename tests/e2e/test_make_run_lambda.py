@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import services
@@ -95,8 +97,23 @@ def test_register_chat_usage_and_a_wrong_key_through_the_lambda_runtime(api):
     assert api.output().count("INIT REPORT") >= 4
 
 
+def wait_until_tokens_are_held(url: str, key: str, timeout: float = 120) -> None:
+    """Until GET /v1/usage shows tokens held for a request in flight (a chat reserves its worst case
+    before it asks the model)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=60) as http:
+        while True:
+            usage = http.get("/v1/usage", headers={"x-api-key": key})
+            assert usage.status_code == 200, usage.text
+            if usage.json()["tokens_reserved"] > 0:
+                return
+            assert time.monotonic() < deadline, f"no tokens were held in {timeout} s"
+            time.sleep(0.05)
+
+
 def test_a_crashed_runtime_is_a_502_and_the_next_request_gets_a_fresh_one(tmp_path, mongo_uri, redis_url):
-    with services.model_server("--token-delay", "0.3") as slow_model:
+    # Seven tokens a second apart: the answer is still streaming for seconds after the model is asked.
+    with services.model_server("--token-delay", "1.0") as slow_model:
         running = start_make_run(
             {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_crash_{tmp_path.name}", "REDIS_URL": redis_url,
              "OLLAMA_URL": slow_model, "INFERGATE_DATA_DIR": str(tmp_path / "data")},
@@ -109,7 +126,9 @@ def test_a_crashed_runtime_is_a_502_and_the_next_request_gets_a_fresh_one(tmp_pa
                 request = threading.Thread(target=lambda: result.update(response=http.post(
                     "/v1/chat", json={"prompt": "one two three four five"}, headers={"x-api-key": key})))
                 request.start()
-                services.wait_until_the_model_is_asked(slow_model)  # the answer is streaming now
+                # The runtime dies holding the request's tokens, mid-answer.
+                wait_until_tokens_are_held(running.url, key)
+                services.wait_until_the_model_is_asked(slow_model)
                 victims = runtime_processes("chat.lambda_handler")
                 assert victims, running.output()
                 for pid in victims:

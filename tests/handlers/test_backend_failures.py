@@ -9,7 +9,9 @@ import time
 import pytest
 from devkit.backends import free_port
 
+from infergate.stores.admission import BREAKER
 from tests.handlers.conftest import body, header
+from tests.support import services
 from tests.support.accounting import log_lines
 from tests.support.functions import reset_instance_state
 
@@ -70,7 +72,9 @@ def test_a_refused_connection_is_502_and_costs_nothing(api, monkeypatch, databas
     assert_cost_nothing(api, key, database, "upstream_error")
 
 
-def test_repeated_failures_open_the_breaker_which_answers_503_at_once(faulty, faults, monkeypatch, database):
+def test_repeated_failures_open_the_breaker_which_answers_503_at_once(
+    faulty, faults, monkeypatch, database, redis_client,
+):
     monkeypatch.setenv("CIRCUIT_BREAKER_FAILURES", "2")
     monkeypatch.setenv("CIRCUIT_BREAKER_OPEN_SECONDS", "1")
     reset_instance_state()
@@ -87,7 +91,8 @@ def test_repeated_failures_open_the_breaker_which_answers_503_at_once(faulty, fa
     assert len(log_lines(database)) == 2  # the refusal held no tokens: nothing to log
 
     faults(count=0)  # the server recovers
-    time.sleep(1.1)
+    # Retry-After's promise, by the clock the breaker decides by: its open period is over.
+    services.wait_for_redis_time(redis_client, int(redis_client.hget(f"infergate:{BREAKER}", "until")))
     probe = faulty.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})
     assert probe["statusCode"] == 200
     assert faulty.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})["statusCode"] == 200

@@ -15,6 +15,7 @@ from infergate.domain.ports import Conclusion, Limit
 from infergate.errors import RateLimiterUnavailable
 from infergate.stores.admission import RedisAdmissionStore
 from infergate.stores.counters import RedisCounters
+from tests.support import services
 
 
 def store(client, **breaker) -> RedisAdmissionStore:
@@ -74,7 +75,8 @@ def test_the_window_slides(redis_client):
     assert admissions.admit([rpm("k", 1, 300)], ticket="1", guarded=False).allowed
     refused = admissions.admit([rpm("k", 1, 300)], ticket="2", guarded=False)
     assert not refused.allowed and 0 < refused.retry_after_ms <= 300
-    time.sleep(refused.retry_after_ms / 1000 + 0.05)  # Retry-After's own promise, plus a margin
+    # Retry-After's own promise, by the clock the window moves by: it was refused no later than now.
+    services.wait_for_redis_time(redis_client, services.redis_time_ms(redis_client) + refused.retry_after_ms)
     assert admissions.admit([rpm("k", 1, 300)], ticket="3", guarded=False).allowed
 
 
@@ -137,7 +139,8 @@ def test_the_running_total_matches_the_window_through_slides_corrections_and_los
         assert admissions.admit([tpm], ticket=str(ticket), guarded=False).allowed
         admissions.conclude(Conclusion(str(ticket), tpm, ticket * 3, probe=False, model_healthy=True))
         assert int(redis_client.get(total)) == members()
-    time.sleep(0.25)  # the window has moved past all of them
+    # Every one was admitted by now: once the window's length has passed, it is past them all.
+    services.wait_for_redis_time(redis_client, services.redis_time_ms(redis_client) + tpm.window_ms + 1)
     assert admissions.admit([tpm], ticket="late", guarded=False).states[0].remaining == 10_000 - 50
     assert int(redis_client.get(total)) == members() == 50
     redis_client.delete(total)  # lost (evicted): recounted from the window

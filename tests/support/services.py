@@ -49,6 +49,21 @@ def model_server(*extra: str, models: tuple[str, ...] = ("smollm2:135m", "tiny:l
         service.stop()
 
 
+def redis_time_ms(client) -> int:
+    """Redis's own clock, by which its limits and the circuit breaker decide."""
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def wait_for_redis_time(client, at_ms: int, *, timeout: float = 60) -> None:
+    """Returns once Redis's own clock reads `at_ms` or later."""
+    deadline = time.monotonic() + timeout
+    while redis_time_ms(client) < at_ms:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Redis's clock did not reach {at_ms} in {timeout} s")
+        time.sleep(0.01)
+
+
 def wait_until_the_model_is_asked(model_url: str, *, timeout: float = 60) -> None:
     """Returns once the model server has received a chat (it records what arrives)."""
     deadline = time.monotonic() + timeout
