@@ -384,3 +384,14 @@ def test_a_quota_held_by_requests_in_flight_is_not_called_spent():
     with pytest.raises(QuotaHeldInFlight) as refused:
         service(ScriptedModel(OK), ledger).chat(PRINCIPAL, task(), request_id="r")
     assert refused.value.code == "quota_held_in_flight" and refused.value.headers["Retry-After"] == "2"
+
+
+def test_an_answer_whose_charge_the_ledger_cannot_confirm_is_still_given():
+    class HungOnSettle(MemoryLedger):
+        def settle(self, reservation, outcome, *, quota):
+            raise ServiceUnavailable("The database did not answer in time; retry shortly.")
+
+    ledger, admissions = HungOnSettle(), MemoryAdmissions()
+    result = service(ScriptedModel(OK), ledger, admissions).chat(PRINCIPAL, task("hi"), request_id="r")
+    assert (result.content, result.total_tokens) == ("Hello!", 15), "charged as far as the caller can know"
+    assert list(admissions.counted["tpm:usr_1"].values()) == [15]

@@ -46,6 +46,7 @@ from infergate.errors import (
     PromptTooLarge,
     QuotaExceeded,
     QuotaHeldInFlight,
+    ServiceUnavailable,
     UpstreamError,
 )
 from infergate.observability import count, logger
@@ -208,7 +209,7 @@ class ChatService:
         failure = completion.failure
         outcome = self._outcome(call, completion.model, failure.code if failure else "ok", prompt_tokens=prompt_tokens,
                                 completion_tokens=completion.completion_tokens, detail=failure.message if failure else None)
-        charged = self.ledger.settle(call.reservation, outcome, quota=call.principal.quota_for(call.reservation.period))
+        charged = self._charge(call, outcome)
         call.tokens = outcome.total_tokens
         if failure is not None:
             failure.message += f" The {charged} tokens used before it ended were charged."
@@ -226,6 +227,22 @@ class ChatService:
             done_reason=completion.done_reason,
             created=outcome.at,
         )
+
+    def _charge(self, call: _Call, outcome: RequestOutcome) -> int:
+        """Settle the reservation to `outcome`: the tokens charged.
+
+        If the ledger does not answer in time, whether the charge was recorded is unknown:
+        a write sent to a hung MongoDB lands when it resumes. The answer exists and is
+        given, as charged, so that no caller is charged for an answer withheld; should the
+        write never land, the hold expires and the request goes unbilled, which the log
+        and the ChargesUnconfirmed metric say."""
+        try:
+            return self.ledger.settle(call.reservation, outcome, quota=call.principal.quota_for(call.reservation.period))
+        except ServiceUnavailable:
+            logger.error("charge not confirmed: the ledger did not answer", extra={
+                "reservation_id": call.reservation.reservation_id, "tokens": outcome.total_tokens})
+            count("ChargesUnconfirmed")
+            return min(outcome.total_tokens, call.reservation.tokens)
 
     def _release(self, call: _Call, code: str, detail: str) -> None:
         try:
