@@ -4,14 +4,17 @@ or, where single sign-on is configured, a token from the organisation's identity
 
 The warm path reads nothing: what the store said of a key seen lately is
 answered from memory (a known key for REMEMBER_SECONDS, an unknown one for
-UNKNOWN_KEY_SECONDS). Every refused credential is counted against the
-address it came from; an address with too many lately has its credentials
-refused with a Retry-After before the store is asked (a key already known
-is still answered from memory), so guessing keys costs the database nothing. Every change to a key or a user advances the accounts
+UNKNOWN_KEY_SECONDS). Every change to a key or a user advances the accounts
 version; the authenticator reads it at most every VERSION_CHECK_SECONDS and
 forgets everything when it has moved, or when it cannot be read. What it
 remembers are the stored records, so expiry and grace periods are judged
 afresh on every request.
+
+Every refused credential is counted against the address it came from
+(FailedAuthentications). An address with too many lately has its
+credentials refused, with a Retry-After, before the store is asked; a key
+already known is still answered from memory. So guessing keys costs the
+database nothing, and the warm path still reads nothing.
 """
 
 from __future__ import annotations
@@ -117,7 +120,6 @@ class Authenticator:
         return principal_of(key.key_id, user, self._plans, now=now)
 
     def _token(self, token: str, source: str) -> Principal | Refusal:
-        self._check_throttle(source)  # verifying a token may fetch the provider's keys
         try:
             claims = self._tokens.verify(token)  # type: ignore[union-attr]
         except TokenRefused as refused:
