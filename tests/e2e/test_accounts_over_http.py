@@ -119,7 +119,8 @@ def test_operators_work_through_the_command_line(gateway, http):
     assert cli(gateway, admin, "users", "set-plan", user["user_id"], "pro").returncode == 0
     assert cli(gateway, admin, "users", "grant", user["user_id"], "500").returncode == 0
     holds_everywhere_within_a_second(
-        lambda: http.get("/v1/usage", headers={"x-api-key": user["api_key"]}).json()["token_quota"] == 5_000_500)
+        # Asked over and over: a 429 of the plan's old rate while the change spreads is no answer either way.
+        lambda: http.get("/v1/usage", headers={"x-api-key": user["api_key"]}).json().get("token_quota") == 5_000_500)
 
     assert cli(gateway, admin, "users", "suspend", user["user_id"]).returncode == 0
     holds_everywhere_within_a_second(lambda: chat(http, user["api_key"]).status_code == 403)

@@ -52,9 +52,10 @@ def test_a_retry_racing_the_first_waits_for_it_and_gets_its_answer(api, monkeypa
                                     headers={"Idempotency-Key": "race"}))
 
         threads = [threading.Thread(target=send) for _ in range(3)]
-        for thread in threads:
+        threads[0].start()
+        services.wait_until_the_model_is_asked(slow_model)  # the first is running: the others race it
+        for thread in threads[1:]:
             thread.start()
-            threading.Event().wait(0.1)
         for thread in threads:
             thread.join()
     assert [r["statusCode"] for r in results] == [200, 200, 200]

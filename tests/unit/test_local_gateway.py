@@ -32,6 +32,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
     routes = {(r.method, r.path): (r.function, r.authorizer) for r in spec.api.routes}
     assert routes == {
         ("GET", "/health"): ("OpsFunction", None),
+        ("GET", "/health/ready"): ("OpsFunction", None),
         ("GET", "/metrics"): ("OpsFunction", None),
         ("POST", "/v1/register"): ("RegisterFunction", None),
         ("POST", "/v1/chat"): ("ChatFunction", "ApiKeyAuthorizer"),
