@@ -57,6 +57,7 @@ LITELLM_VENV = ROOT / ".bench" / "litellm"
 # Limits far above what the benchmark sends: every request is checked, none refused.
 GATEWAY_SETTINGS = {
     "DEFAULT_MONTHLY_TOKEN_QUOTA": str(10**12), "RATE_LIMIT_RPM": str(10**7), "RATE_LIMIT_TPM": str(10**10),
+    "MAX_CONCURRENT_REQUESTS": str(10**4),
     "REGISTER_RATE_LIMIT_PER_HOUR": str(10**4), "OLLAMA_MODEL": MODEL, "OLLAMA_AUTODETECT": "0", "LOG_LEVEL": "WARNING",
 }
 
