@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from devkit.ollama.schemas import example_of
 
 
 @dataclass
@@ -21,6 +25,7 @@ class Generation:
     load_ns: int = 0
     prompt_ns: int = 0
     eval_ns: int = 0
+    tool_calls: list[dict] = field(default_factory=list)  # Ollama's shape: {"function": {"name", "arguments"}}
     _started: float = field(default_factory=time.perf_counter_ns)
 
 
@@ -36,8 +41,12 @@ class ModelInfo:
 
 class DeterministicEngine:
     """Tokens are whitespace-separated words; the chat template costs 3 tokens per
-    message (`<|im_start|>`, the role, `<|im_end|>`) and 3 for the assistant's turn.
+    message (`<|im_start|>`, the role, `<|im_end|>`) and 3 for the assistant's turn, and
+    tools offered and an answer's schema cost the words of their JSON.
     The answer is "You said: " followed by the last user message, one word per token.
+    With a `format`, it is the least JSON the schema admits (schemas.example_of), one word
+    per token. With tools, a last user message naming one of them gets a call of each tool
+    it names, in the order named, with the least arguments their schema admits.
     """
 
     TEMPLATE_TOKENS_PER_MESSAGE = 3
@@ -50,21 +59,41 @@ class DeterministicEngine:
         return ModelInfo(name, "deterministic", "0", "none", 0, "0" * 64)
 
     @classmethod
-    def count_prompt_tokens(cls, messages: list[dict]) -> int:
-        return cls.GENERATION_PROMPT_TOKENS + sum(
+    def count_prompt_tokens(cls, messages: list[dict], *, tools: list | None = None, answer_format: Any = None) -> int:
+        extra = (json.dumps(tools) if tools else "") + (json.dumps(answer_format) if isinstance(answer_format, dict) else "")
+        return cls.GENERATION_PROMPT_TOKENS + len(extra.split()) + sum(
             len(str(m.get("content", "")).split()) + cls.TEMPLATE_TOKENS_PER_MESSAGE for m in messages
         )
+
+    @staticmethod
+    def calls_asked_for(messages: list[dict], tools: list | None) -> list[dict]:
+        """A call of each offered tool the last user message names, in the order named."""
+        last_user = str(next((m for m in reversed(messages) if m.get("role") == "user"), {}).get("content", ""))
+        named = sorted((last_user.find(tool["function"]["name"]), tool["function"]) for tool in tools or []
+                       if tool.get("function", {}).get("name") and tool["function"]["name"] in last_user)
+        return [{"function": {"name": function["name"], "arguments": example_of(function.get("parameters") or {})}}
+                for _, function in named]
 
     @staticmethod
     def answer_words(messages: list[dict]) -> list[str]:
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {"content": ""})
         return ["You", "said:", *str(last_user.get("content", "")).split()]
 
-    def generate(self, messages: list[dict], *, num_predict: int | None, options: dict) -> Generation:
-        words = self.answer_words(messages)
+    def generate(self, messages: list[dict], *, num_predict: int | None, options: dict, tools: list | None = None,
+                 answer_format: Any = None) -> Generation:
+        calls = self.calls_asked_for(messages, tools) if answer_format is None else []
+        if calls:
+            words: list[str] = []
+        elif answer_format is not None:
+            words = json.dumps(example_of(answer_format if isinstance(answer_format, dict) else {})).split(" ")
+        else:
+            words = self.answer_words(messages)
         limit = len(words) if num_predict is None or num_predict < 0 else num_predict
-        generation = Generation(pieces=iter(()), prompt_tokens=self.count_prompt_tokens(messages))
+        generation = Generation(pieces=iter(()), prompt_tokens=self.count_prompt_tokens(
+            messages, tools=tools, answer_format=answer_format))
         generation.done_reason = "length" if limit < len(words) else "stop"
+        generation.tool_calls = calls
+        generation.completion_tokens = sum(len(json.dumps(call["function"]).split()) for call in calls)
 
         def pieces() -> Iterator[str]:
             started = time.perf_counter_ns()
@@ -77,6 +106,21 @@ class DeterministicEngine:
 
         generation.pieces = pieces()
         return generation
+
+
+class ToolsUnsupported(ValueError):
+    """The model cannot call tools; Ollama answers 400 for such a request."""
+
+
+def _grammar(answer_format: Any):
+    if answer_format is None:
+        return None
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    if isinstance(answer_format, dict):
+        return LlamaGrammar.from_json_schema(json.dumps(answer_format), verbose=False)
+    return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
 
 def smollm2_path() -> Path:
@@ -110,7 +154,13 @@ class LlamaEngine:
     def info(self, name: str) -> ModelInfo:
         return ModelInfo(name, "llama", "135M", "Q4_1", self._path.stat().st_size, "sha256:" + "0" * 64)
 
-    def generate(self, messages: list[dict], *, num_predict: int | None, options: dict) -> Generation:
+    def generate(self, messages: list[dict], *, num_predict: int | None, options: dict, tools: list | None = None,
+                 answer_format: Any = None) -> Generation:
+        """With a `format`, llama.cpp's grammar constrains the answer to it, as Ollama does. SmolLM2
+        was not trained to call tools: offered tools are refused, as Ollama refuses them for such a model."""
+        if tools:
+            raise ToolsUnsupported("this model does not support tools")
+        grammar = _grammar(answer_format)
         prompt = self._format(messages=messages).prompt
         tokens = self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
         room = self._llm.n_ctx() - 1
@@ -130,6 +180,7 @@ class LlamaEngine:
                     tokens, reset=True,
                     temp=float(options.get("temperature", 0.8)), top_k=int(options.get("top_k", 40)),
                     top_p=float(options.get("top_p", 0.9)), repeat_penalty=float(options.get("repeat_penalty", 1.1)),
+                    grammar=grammar,
                 )
                 first = True
                 for token in sampler:

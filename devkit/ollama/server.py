@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devkit import httpserver
-from devkit.ollama.engines import Generation
+from devkit.ollama.engines import Generation, ToolsUnsupported
 
 VERSION = "0.9.3"
 
@@ -178,12 +178,19 @@ class _Handler(httpserver.Handler):
         if fault and self._misbehave(fault, model):
             return
         started = time.perf_counter_ns()
-        generation = self.server.engine.generate(messages, num_predict=num_predict, options=options)
+        try:
+            generation = self.server.engine.generate(messages, num_predict=num_predict, options=options,
+                                                     tools=body.get("tools"), answer_format=body.get("format"))
+        except ToolsUnsupported:
+            return self._error(400, f"registry.ollama.ai/library/{model} does not support tools")
         if body.get("stream", True):
             self._stream(model, chat, generation, started, fault)
         else:
             text = "".join(generation.pieces)
-            self._send_json(200, self._final(model, chat, generation, started, text))
+            final = self._final(model, chat, generation, started, text)
+            if chat and generation.tool_calls:
+                final["message"]["tool_calls"] = generation.tool_calls
+            self._send_json(200, final)
 
     def _piece(self, model: str, chat: bool, text: str) -> dict:
         content = {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
@@ -242,6 +249,9 @@ class _Handler(httpserver.Handler):
                     else:
                         raise RuntimeError("llama runner process no longer running: exit status 2")
                 self._chunk(self._piece(model, chat, text))
+            if generation.tool_calls:  # as Ollama streams them: in a message of their own, before the end
+                self._chunk({**self._piece(model, chat, ""), "message": {
+                    "role": "assistant", "content": "", "tool_calls": generation.tool_calls}})
             self._chunk(self._final(model, chat, generation, started, ""))
         except Exception as error:  # noqa: BLE001 - Ollama reports a failure after 200 as an error line
             self._chunk({"error": str(error)})

@@ -21,15 +21,17 @@ a user's quota for longer than that, and none is ever charged.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from infergate.clock import utc_now
 from infergate.domain import keys
 from infergate.domain.admission import Admission, AdmissionControl
-from infergate.domain.messages import Message
+from infergate.domain.messages import Message, ToolCall
 from infergate.domain.models import ModelPolicy
 from infergate.domain.periods import period_end, period_of
 from infergate.domain.ports import ChatModel, Completion, RequestOutcome, Reservation, UsageLedger
@@ -40,6 +42,7 @@ from infergate.domain.tokens import (
     TEMPLATE_TOKENS_PER_REQUEST,
     prompt_tokens_upper_bound,
 )
+from infergate.domain.tools import ToolUse
 from infergate.errors import (
     InferGateError,
     ModelNotFound,
@@ -57,6 +60,7 @@ RESERVATION_TTL = timedelta(minutes=2)
 # When the quota is held by requests in flight, retry after this: most finish within it.
 HELD_RETRY_SECONDS = 2
 
+
 @dataclass(frozen=True)
 class ChatTask:
     """One chat as either API asks for it."""
@@ -64,7 +68,21 @@ class ChatTask:
     messages: list[Message]
     model: str | None = None
     max_tokens: int | None = None
-    options: dict = field(default_factory=dict)  # passed to Ollama: temperature, top_p, seed, stop
+    options: dict = field(default_factory=dict)  # passed to Ollama: temperature, top_p, seed, stop, penalties
+    tools: ToolUse = field(default_factory=ToolUse)
+    answer_format: str | Mapping[str, Any] | None = None  # "json" or a JSON schema
+    one_tool_call: bool = False  # at most one call in the answer (no parallel calls)
+    end_user: str | None = None  # who, behind a shared key, asked: recorded on the request log
+
+    @property
+    def format(self) -> str | Mapping[str, Any] | None:
+        """What the model's answer must conform to: a forced call's arguments, or the answer format."""
+        return self.tools.answer_format or self.answer_format
+
+    def prompt_extra(self) -> str:
+        """What the model reads besides the messages: the tools offered, the answer's schema."""
+        return "".join(tool.prompt_text() for tool in self.tools.offered) + (
+            json.dumps(self.format) if self.format is not None else "")
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,7 @@ class ChatResult:
     completion_tokens: int
     done_reason: str | None
     created: datetime
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def total_tokens(self) -> int:
@@ -87,10 +106,9 @@ class ChatResult:
 class _Plan:
     """What one request may cost before anything is reserved."""
 
-    messages: list[Message]
+    task: ChatTask
     prompt_bound: int
     max_tokens: int
-    options: dict
 
     @property
     def worst_case(self) -> int:
@@ -105,6 +123,7 @@ class _Call:
     request_id: str
     model: str
     reservation: Reservation
+    end_user: str | None = None
     started: float = field(default_factory=time.monotonic)
     tokens: int = 0  # what the request really used, once known
     model_healthy: bool | None = None  # how the model server did; None if it was not asked
@@ -128,7 +147,7 @@ class ChatService:
         call = None
         try:
             model = self.models.resolve(task.model)
-            call = _Call(principal, request_id, model, self._reserve(principal, plan))
+            call = _Call(principal, request_id, model, self._reserve(principal, plan), end_user=task.end_user)
             completion = self._ask(call, plan)
             result = self._settle(call, plan, completion)
             if completion.failure is not None:
@@ -140,7 +159,7 @@ class ChatService:
                                     model_healthy=call.model_healthy if call else None)
 
     def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
-        prompt_bound = prompt_tokens_upper_bound(task.messages)
+        prompt_bound = prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra())
         ceiling = min(principal.quota_for(period_of(self.clock())), principal.rate_limit_tpm)
         if prompt_bound + 1 > ceiling:
             size = sum(len(message.content.encode()) for message in task.messages)
@@ -151,7 +170,7 @@ class ChatService:
                 f"{ceiling} tokens per request: the lesser of its tokens per minute and its monthly quota."
             )
         max_tokens = min(task.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
-        return _Plan(task.messages, prompt_bound, max_tokens, task.options)
+        return _Plan(task, prompt_bound, max_tokens)
 
     def _reserve(self, principal: Principal, plan: _Plan) -> Reservation:
         """Hold the request's worst case, capped to what remains of the quota; else
@@ -181,9 +200,11 @@ class ChatService:
         is released (the request costs nothing) and the failure raised."""
         try:
             completion = self.model.chat(
-                model=call.model, messages=plan.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
-                request_id=call.request_id, options=plan.options,
+                model=call.model, messages=plan.task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
+                request_id=call.request_id, options=plan.task.options, tools=plan.task.tools.offered,
+                answer_format=plan.task.format,
             )
+            completion = _with_calls_asked_for(completion, plan.task)
         except BaseException as error:
             code = error.code if isinstance(error, InferGateError) else "internal_error"
             call.model_healthy = not _blames_the_model_server(error)
@@ -226,6 +247,7 @@ class ChatService:
             completion_tokens=outcome.completion_tokens,
             done_reason=completion.done_reason,
             created=outcome.at,
+            tool_calls=completion.tool_calls,
         )
 
     def _charge(self, call: _Call, outcome: RequestOutcome) -> int:
@@ -266,7 +288,20 @@ class ChatService:
             latency_ms=int((time.monotonic() - call.started) * 1000),
             at=self.clock(),
             detail=detail,
+            end_user=call.end_user,
         )
+
+
+def _with_calls_asked_for(completion: Completion, task: ChatTask) -> Completion:
+    """The completion with the tool calls the task asked for: the forced call its constrained
+    answer makes, or at most one call when parallel calls are not wanted."""
+    if completion.failure is not None:
+        return completion
+    if task.tools.forced:
+        return replace(completion, content="", tool_calls=(task.tools.forced_call(completion.content),))
+    if task.one_tool_call and len(completion.tool_calls) > 1:
+        return replace(completion, tool_calls=completion.tool_calls[:1])
+    return completion
 
 
 def _blames_the_model_server(failure: BaseException | None) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from infergate.domain.messages import Message
+from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.errors import UpstreamError
 
 
@@ -259,6 +259,7 @@ class RequestOutcome:
     latency_ms: int
     at: datetime
     detail: str | None = None  # what went wrong, for a request that failed
+    end_user: str | None = None  # OpenAI's `user`: who, behind a shared key, asked
 
     @property
     def total_tokens(self) -> int:
@@ -353,6 +354,7 @@ class Completion:
     done_reason: str | None
     pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
     failure: UpstreamError | None = None  # set when the answer was cut off: this much was generated first
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class KeyActivity(Protocol):
@@ -363,7 +365,10 @@ class KeyActivity(Protocol):
 class ChatModel(Protocol):
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
-    ) -> Completion: ...
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """`tools`: functions the model may call; `answer_format`: "json", or a JSON schema the
+        answer must conform to."""
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,15 @@ from infergate.domain.messages import Message
 
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 TEMPLATE_TOKENS_PER_REQUEST = 64
+# What one image may cost a vision model: its encoder's tokens (576 for LLaVA, 256 for Gemma 3, up to
+# about 1,600 for Llama 3.2 Vision's tiles), with room to spare.
+TOKENS_PER_IMAGE = 2048
 DEFAULT_MAX_TOKENS = 512
 
 
-def prompt_tokens_upper_bound(messages: Iterable[Message]) -> int:
-    total = TEMPLATE_TOKENS_PER_REQUEST
+def prompt_tokens_upper_bound(messages: Iterable[Message], *, extra: str = "") -> int:
+    """`extra`: whatever else the model reads as prompt (the tools offered, an answer's schema)."""
+    total = TEMPLATE_TOKENS_PER_REQUEST + len(extra.encode())
     for message in messages:
-        total += len(message.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE
+        total += len(message.prompt_text().encode()) + TEMPLATE_TOKENS_PER_MESSAGE + TOKENS_PER_IMAGE * len(message.images)
     return total

@@ -27,11 +27,21 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from infergate.domain.messages import Message
+from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.domain.ports import Completion, ModelEntry
-from infergate.errors import InferGateError, ModelNotFound, ModelServerBusy, UpstreamError, UpstreamTimeout
+from infergate.domain.tools import new_call_id
+from infergate.errors import (
+    InferGateError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelServerBusy,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from infergate.llm.connections import ModelServerConnections
 from infergate.observability import logger
 
@@ -70,13 +80,20 @@ class OllamaClient:
 
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None,
     ) -> Completion:
-        body = json.dumps({
+        request: dict[str, Any] = {
             "model": model,
-            "messages": [{"role": message.role, "content": message.content} for message in messages],
+            "messages": [_wire_message(message) for message in messages],
             "stream": True,
             "options": {**(options or {}), "num_predict": max_tokens},
-        }).encode()
+        }
+        if tools:
+            request["tools"] = [{"type": "function", "function": {
+                "name": tool.name, "description": tool.description, "parameters": tool.parameters}} for tool in tools]
+        if answer_format is not None:
+            request["format"] = answer_format
+        body = json.dumps(request).encode()
         deadline = _Deadline(self._timeout)
         for attempt in range(CONNECT_RETRIES + 1):
             try:
@@ -176,16 +193,44 @@ def _timestamp(value: str | None) -> datetime | None:
         return None
 
 
+def _wire_message(message: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [{"function": {"name": call.name, "arguments": dict(call.arguments)}}
+                              for call in message.tool_calls]
+    if message.tool_name:
+        wire["tool_name"] = message.tool_name
+    if message.images:
+        wire["images"] = list(message.images)
+    return wire
+
+
+def _tool_calls(message: dict) -> list[ToolCall]:
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):  # some servers send a JSON string, as OpenAI does
+            arguments = json.loads(arguments or "{}")
+        if not isinstance(function.get("name"), str) or not isinstance(arguments, dict):
+            raise UpstreamError("The model server sent a tool call without a name or with arguments that are not an object.")
+        calls.append(ToolCall(new_call_id(), function["name"], arguments))
+    return calls
+
+
 def _read_stream(response: http.client.HTTPResponse, requested_model: str, answer: _Answer) -> Completion:
+    calls: list[ToolCall] = []
     for line in response:
         if not line.strip():
             continue
         chunk = json.loads(line)
         if "error" in chunk:
             raise UpstreamError(f"The model server failed while answering: {chunk['error']}")
-        piece = chunk.get("message", {}).get("content", "")
+        message = chunk.get("message") or {}
+        piece = message.get("content", "")
         if piece:
             answer.add(piece)
+        calls += _tool_calls(message)
         if chunk.get("done"):
             response.read()  # the end of the chunked body, so that the connection can be reused
             return Completion(
@@ -195,6 +240,7 @@ def _read_stream(response: http.client.HTTPResponse, requested_model: str, answe
                 completion_tokens=int(chunk.get("eval_count") or 0),
                 done_reason=chunk.get("done_reason"),
                 pieces=tuple(answer.pieces),
+                tool_calls=tuple(calls),
             )
     raise UpstreamError("The model server ended its answer without a final message.")
 
@@ -206,6 +252,8 @@ def _status_error(status: int, body: bytes, model: str) -> InferGateError:
         message = ""
     if status == 404 and "not found" in message:
         return ModelNotFound.naming(model)
+    if status == 400:  # the request, not the server: e.g. tools offered to a model that cannot call them
+        return InvalidRequest(f"The model server refused the request: {message or 'no detail'}")
     if status == 503:
         return ModelServerBusy("The model server is busy; retry shortly.", headers={"Retry-After": "1"})
     return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")

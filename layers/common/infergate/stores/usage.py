@@ -339,6 +339,8 @@ def _log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) ->
         line["unbilled_tokens"] = outcome.total_tokens - charge
     if outcome.detail:
         line["detail"] = outcome.detail[:500]
+    if outcome.end_user:
+        line["user"] = outcome.end_user
     return line
 
 
