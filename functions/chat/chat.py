@@ -1,5 +1,5 @@
-"""The chat routes: InferGate's own POST /v1/chat, and OpenAI's POST /v1/chat/completions
-and GET /v1/models. Both chat routes are rate-limited, quota-reserved and metered alike,
+"""The chat routes: InferGate's own POST /v1/chat, and OpenAI's POST /v1/chat/completions,
+GET /v1/models and GET /v1/models/{model}. Both chat routes are rate-limited, quota-reserved and metered alike,
 and honour an Idempotency-Key.
 
 The OpenAI shapes are imported by the routes that use them, so a cold start
@@ -24,6 +24,7 @@ from infergate.api.app import (
 from infergate.api.idempotency import idempotently
 from infergate.errors import InferGateError
 from infergate.models.chat import ChatRequest, ChatResponse
+from infergate.observability import logger
 
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatResult, ChatTask
@@ -54,9 +55,12 @@ def chat_completions() -> Response:
     try:
         principal = current_principal(app)
         request = parse_body(app, ChatCompletionRequest)
+        task = request.task()
+        if request.metadata:
+            logger.info("request metadata", extra={"metadata": request.metadata, "end_user": request.user})
 
         def respond() -> Response:
-            result = _run(principal, request.task())
+            result = _run(principal, task)
             if request.stream:
                 return openai.stream_response(result, include_usage=request.include_usage)
             return json_response(openai.completion(result))
@@ -76,6 +80,22 @@ def models() -> Response:
         return json_response(openai.model_list(wiring.model_policy().available()))
     except InferGateError as error:
         return openai.error_response(error)
+
+
+@app.get("/v1/models/<name>")
+def model(name: str) -> Response:
+    from infergate.api import openai
+    from infergate.errors import NotFound
+
+    try:
+        principal = current_principal(app)
+        add_response_headers(app, wiring.admission().admit(principal).headers())
+        entry = next((entry for entry in wiring.model_policy().available() if entry.name == name), None)
+        if entry is None:
+            raise NotFound(f"The model '{name}' does not exist on this gateway.", code="model_not_found")
+        return json_response(openai.model_card(entry))
+    except InferGateError as error:
+        return openai.error_response(error, param="model")
 
 
 lambda_handler = lambda_entrypoint(app)

@@ -19,7 +19,8 @@ def test_a_completion_has_openais_shape_and_is_metered_like_a_chat(api):
     assert response["statusCode"] == 200, body(response)
     completion = body(response)
     assert completion["object"] == "chat.completion" and completion["id"].startswith("chatcmpl-")
-    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "You said: ping"}
+    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "You said: ping", "refusal": None}
+    assert "system_fingerprint" not in completion, "absent rather than null, as OpenAI's schema has it"
     assert completion["choices"][0]["finish_reason"] == "stop"
     usage = body(api.call("GET", "/v1/usage", key=key))
     assert usage["tokens_used"] == completion["usage"]["total_tokens"] and usage["requests"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -17,9 +18,13 @@ from infergate.models.openai import (
     ChunkChoice,
     Delta,
     ErrorObject,
+    FunctionCallOut,
+    FunctionDelta,
     ModelCard,
     ModelList,
     OpenAIErrorBody,
+    ToolCallDelta,
+    ToolCallOut,
 )
 
 if TYPE_CHECKING:
@@ -37,15 +42,24 @@ _ERROR_TYPES = {
 
 
 def _finish_reason(result: ChatResult) -> str:
+    if result.tool_calls:
+        return "tool_calls"
     return "length" if result.done_reason == "length" else "stop"
 
 
+def _calls(result: ChatResult) -> list[ToolCallOut]:
+    return [ToolCallOut(id=call.id, function=FunctionCallOut(name=call.name, arguments=json.dumps(dict(call.arguments))))
+            for call in result.tool_calls]
+
+
 def completion(result: ChatResult) -> ChatCompletion:
+    message = AssistantMessage(content=result.content or None, tool_calls=_calls(result) or None) if result.tool_calls \
+        else AssistantMessage(content=result.content)
     return ChatCompletion(
         id=f"chatcmpl-{result.id}",
         created=int(result.created.timestamp()),
         model=result.model,
-        choices=[Choice(message=AssistantMessage(content=result.content), finish_reason=_finish_reason(result))],
+        choices=[Choice(message=message, finish_reason=_finish_reason(result))],
         usage=TokenUsage.of(result),
     )
 
@@ -63,7 +77,14 @@ def event_stream(result: ChatResult, *, include_usage: bool) -> str:
         return f"data: {body.model_dump_json()}\n\n"
 
     events = [chunk(Delta(role="assistant", content=""))]
-    events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
+    if result.tool_calls:  # each call as OpenAI streams one: its name first, then its arguments
+        for index, call in enumerate(_calls(result)):
+            events.append(chunk(Delta(tool_calls=[ToolCallDelta(
+                index=index, id=call.id, type="function", function=FunctionDelta(name=call.function.name, arguments=""))])))
+            events.append(chunk(Delta(tool_calls=[ToolCallDelta(
+                index=index, function=FunctionDelta(arguments=call.function.arguments))])))
+    else:
+        events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
     events.append(chunk(Delta(), _finish_reason(result)))
     if include_usage:
         events.append(chunk(Delta(), usage=TokenUsage.of(result), choices=False))
@@ -78,14 +99,17 @@ def stream_response(result: ChatResult, *, include_usage: bool) -> Response:
     )
 
 
+def model_card(entry: ModelEntry) -> ModelCard:
+    return ModelCard(id=entry.name, created=int(entry.modified_at.timestamp()) if entry.modified_at else 0)
+
+
 def model_list(models: list[ModelEntry]) -> ModelList:
-    return ModelList(data=[
-        ModelCard(id=entry.name, created=int(entry.modified_at.timestamp()) if entry.modified_at else 0) for entry in models
-    ])
+    return ModelList(data=[model_card(entry) for entry in models])
 
 
-def error_response(error: InferGateError) -> Response:
+def error_response(error: InferGateError, *, param: str | None = None) -> Response:
     kind = _ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
-    body = OpenAIErrorBody(error=ErrorObject(message=error.message, type=kind, code=error.code))
+    body = OpenAIErrorBody(error=ErrorObject(message=error.message, type=kind, code=error.code,
+                                             param=param if error.status == 404 else None))
     return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json(),
                     headers=error.headers)

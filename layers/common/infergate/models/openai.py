@@ -1,17 +1,24 @@
 """OpenAI's Chat Completions and Models schemas, as far as InferGate serves them.
 
-Requests accept the fields the official SDK sends and ignore ones InferGate
-has no use for; features the model server cannot honour (several choices,
-tools, images) are refused with 400 rather than silently dropped.
+Every field of a request is honoured or refused with 400 naming it: nothing
+is silently dropped. Tools, forced tool calls, structured output, images
+(as data: URLs) and sampling options are carried to the model server;
+what it cannot do (several choices, log probabilities, logit bias, audio)
+is refused unless the request asks for nothing of it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import base64
+import binascii
+import json
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from infergate.domain import messages
+from infergate.errors import InvalidRequest
 from infergate.models.base import Model
 from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
 
@@ -19,33 +26,218 @@ if TYPE_CHECKING:
     from infergate.domain.chat import ChatTask
 
 
+# Fields of OpenAI's request that InferGate cannot honour: refused, naming them, unless they
+# ask for nothing (null, false, empty, or n=1).
+UNSUPPORTED = {
+    "logprobs": "log probabilities are not available from the model server",
+    "top_logprobs": "log probabilities are not available from the model server",
+    "logit_bias": "logit_bias is not available from the model server",
+    "functions": "functions is deprecated: send tools instead",
+    "function_call": "function_call is deprecated: send tool_choice instead",
+    "n": "only n=1 is supported",
+    "audio": "audio output is not supported",
+    "modalities": "only text output is supported",
+    "prediction": "predicted outputs are not supported",
+    "web_search_options": "web search is not supported",
+    "store": "completions are not stored",
+}
+
+
+def _asks_nothing(name: str, value: Any) -> bool:
+    if value is None or value is False or value in ({}, []):
+        return True
+    return (name == "n" and type(value) is int and value == 1) or (name == "modalities" and value == ["text"])
+
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024  # of an image's data, base64-decoded
+_DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,([A-Za-z0-9+/=\s]+)$")
+_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
 class TextPart(Model):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     type: Literal["text"]
     text: str
 
 
-class Message(Model):
-    model_config = ConfigDict(extra="ignore")
+class ImageUrl(Model):
+    model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    url: str = Field(max_length=8 * MAX_IMAGE_BYTES)
+    detail: Literal["auto", "low", "high"] | None = None
+
+    def image(self) -> str:
+        """The image as base64, as the model server takes it."""
+        if self.url.startswith(("http://", "https://")):
+            raise ValueError("image_url must be a data: URL; the gateway fetches nothing on a caller's behalf")
+        found = _DATA_URL.match(self.url)
+        if found is None:
+            raise ValueError("image_url must be a data:image/(png|jpeg|gif|webp);base64,... URL")
+        data = "".join(found.group(2).split())
+        try:
+            size = len(base64.b64decode(data, validate=True))
+        except (binascii.Error, ValueError):
+            raise ValueError("image_url's data is not valid base64") from None
+        if size > MAX_IMAGE_BYTES:
+            raise ValueError(f"an image may be at most {MAX_IMAGE_BYTES} bytes")
+        return data
+
+
+class ImagePart(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class FunctionCall(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+    arguments: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+class ToolCallIn(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128)
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class Message(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]] | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=64)
+    tool_call_id: str | None = Field(None, min_length=1, max_length=128)
+    refusal: str | None = None  # an assistant message as OpenAI returned it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_participant_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" in data:
+            if data["name"] is not None:
+                raise ValueError("name: participant names are not supported")
+            data = {key: value for key, value in data.items() if key != "name"}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_its_role(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message has tool_calls")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("a tool message, and only a tool message, has a tool_call_id")
+        if isinstance(self.content, list) and self.role not in ("user", "system", "developer", "tool") and any(
+                isinstance(part, ImagePart) for part in self.content):
+            raise ValueError("images may be sent in user messages only")
+        return self
 
     def text(self) -> str:
+        """The text parts, one after another on lines of their own."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            return "\n".join(part.text for part in self.content if isinstance(part, TextPart))
         return self.content or ""
+
+    def images(self) -> tuple[str, ...]:
+        if not isinstance(self.content, list):
+            return ()
+        return tuple(part.image_url.image() for part in self.content if isinstance(part, ImagePart))
+
+
+class FunctionDefinition(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+    description: str = Field("", max_length=4096)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None  # the answer is constrained to the schema whenever a call is forced
+
+    @field_validator("parameters")
+    @classmethod
+    def _an_object_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        return _schema_the_model_server_takes(schema, must_be_object=True)
+
+
+class ToolDefinition(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+
+
+class NamedToolChoice(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _takeable(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        return _schema_the_model_server_takes(schema)
+
+
+class ResponseFormat(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_json_schema(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema goes with type json_schema, and only with it")
+        return self
+
+    def answer_format(self) -> str | dict[str, Any] | None:
+        if self.type == "json_object":
+            return "json"
+        return self.json_schema.schema_ if self.json_schema is not None else None
+
+
+_JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+MAX_SCHEMA_BYTES = 64 * 1024
+
+
+def _schema_the_model_server_takes(schema: dict[str, Any], *, must_be_object: bool = False) -> dict[str, Any]:
+    """A JSON schema the model server can constrain an answer to, or ValueError saying why not."""
+    if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+        raise ValueError(f"a schema may be at most {MAX_SCHEMA_BYTES} bytes of JSON")
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if kind is not None and kind not in _JSON_TYPES:
+            raise ValueError(f"'{kind}' is not a JSON schema type")
+    if must_be_object and kinds not in (None, "object"):
+        raise ValueError("a function's parameters must be an object schema")
+    return schema
 
 
 class StreamOptions(Model):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     include_usage: bool = False
 
 
 class ChatCompletionRequest(Model):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
     messages: list[Message] = Field(min_length=1, max_length=256)
@@ -53,26 +245,35 @@ class ChatCompletionRequest(Model):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int | None = None
-    tools: list[dict] | None = None
+    tools: list[ToolDefinition] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    user: str | None = Field(None, max_length=256)
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    # OpenAI's fields that ask for nothing here (see UNSUPPORTED): accepted as long as they do not.
+    n: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    store: bool | None = None
+    modalities: list[str] | None = None
 
-    @field_validator("n")
+    @model_validator(mode="before")
     @classmethod
-    def _one_choice(cls, n: int | None) -> int | None:
-        if n not in (None, 1):
-            raise ValueError("only n=1 is supported")
-        return n
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, tools: list[dict] | None) -> list[dict] | None:
-        if tools:
-            raise ValueError("tools are not supported")
-        return tools
+    def _nothing_it_cannot_honour(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            refused = [f"{name}: {why}" for name, why in UNSUPPORTED.items()
+                       if name in data and not _asks_nothing(name, data[name])]
+            if refused:
+                raise ValueError("; ".join(refused))
+        return data
 
     @field_validator("stop")
     @classmethod
@@ -82,44 +283,103 @@ class ChatCompletionRequest(Model):
         return stop
 
     @model_validator(mode="after")
-    def _bounded(self) -> ChatCompletionRequest:
+    def _coherent(self) -> ChatCompletionRequest:
         if sum(len(m.text()) for m in self.messages) > MAX_PROMPT_CHARS:
             raise ValueError(f"messages may hold at most {MAX_PROMPT_CHARS} characters in all")
+        names = [tool.function.name for tool in self.tools or []]
+        if len(set(names)) < len(names):
+            raise ValueError("tools: each function needs a name of its own")
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
+            raise ValueError(f"tool_choice: no tool is named '{self.tool_choice.function.name}'")
+        if self.tool_choice == "required" and not names:
+            raise ValueError("tool_choice: 'required' needs tools")
+        forcing = self.tool_choice == "required" or isinstance(self.tool_choice, NamedToolChoice)
+        if forcing and self.response_format is not None and self.response_format.type != "text":
+            raise ValueError("response_format cannot be combined with a tool_choice that forces a call")
         return self
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    def _choice(self) -> str:
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice or "auto"
+
+    def _conversation(self) -> list[messages.Message]:
+        """The messages in the domain's terms; a tool's result names the tool whose call it answers."""
+        called: dict[str, str] = {}
+        conversation = []
+        for m in self.messages:
+            calls = tuple(_tool_call(call) for call in m.tool_calls or [])
+            called |= {call.id: call.name for call in calls}
+            if m.role == "tool" and m.tool_call_id not in called:
+                raise InvalidRequest(f"messages: tool_call_id '{m.tool_call_id}' answers no call made before it")
+            conversation.append(messages.Message(
+                role="system" if m.role == "developer" else m.role, content=m.text(), tool_calls=calls,
+                tool_name=called.get(m.tool_call_id) if m.tool_call_id else None, images=m.images()))
+        return conversation
+
     def task(self) -> ChatTask:
         from infergate.domain.chat import ChatTask
+        from infergate.domain.tools import tool_use
 
-        options: dict = {}
-        if self.temperature is not None:
-            options["temperature"] = self.temperature
-        if self.top_p is not None:
-            options["top_p"] = self.top_p
-        if self.seed is not None:
-            options["seed"] = self.seed
+        options: dict = {name: value for name, value in (
+            ("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed),
+            ("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty),
+        ) if value is not None}
         if self.stop is not None:
             options["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        conversation = [
-            messages.Message(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in self.messages
-        ]
-        return ChatTask(messages=conversation, model=self.model, max_tokens=self.max_completion_tokens or self.max_tokens,
-                        options=options)
+        tools = [messages.Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools or []]
+        try:
+            images_and_text = self._conversation()
+        except ValueError as error:  # an image that cannot be taken
+            raise InvalidRequest(f"messages: {error}") from None
+        return ChatTask(
+            messages=images_and_text, model=self.model, max_tokens=self.max_completion_tokens or self.max_tokens,
+            options=options, tools=tool_use(tools, self._choice()),
+            answer_format=self.response_format.answer_format() if self.response_format else None,
+            one_tool_call=self.parallel_tool_calls is False, end_user=self.user)
+
+
+def _tool_call(call: ToolCallIn) -> messages.ToolCall:
+    try:
+        arguments = json.loads(call.function.arguments or "{}")
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(f"messages: the arguments of tool call '{call.id}' must be a JSON object, as a string")
+    return messages.ToolCall(call.id, call.function.name, arguments)
+
+
+def _absent_if_none(**kwargs: Any) -> Any:
+    """A field left out of the JSON when it has no value (OpenAI omits such fields rather than send null)."""
+    return Field(None, exclude_if=lambda value: value is None, **kwargs)
+
+
+class FunctionCallOut(Model):
+    name: str
+    arguments: str  # a JSON object, as a string
+
+
+class ToolCallOut(Model):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
 
 
 class AssistantMessage(Model):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: None = None
+    tool_calls: list[ToolCallOut] | None = _absent_if_none()
 
 
 class Choice(Model):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: None = None
 
 
@@ -130,18 +390,30 @@ class ChatCompletion(Model):
     model: str
     choices: list[Choice]
     usage: TokenUsage
-    system_fingerprint: None = None
+
+
+class FunctionDelta(Model):
+    name: str | None = _absent_if_none()
+    arguments: str | None = _absent_if_none()
+
+
+class ToolCallDelta(Model):
+    index: int
+    id: str | None = _absent_if_none()
+    type: Literal["function"] | None = _absent_if_none()
+    function: FunctionDelta
 
 
 class Delta(Model):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
+    role: Literal["assistant"] | None = _absent_if_none()
+    content: str | None = _absent_if_none()
+    tool_calls: list[ToolCallDelta] | None = _absent_if_none()
 
 
 class ChunkChoice(Model):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
     logprobs: None = None
 
 
@@ -151,8 +423,7 @@ class ChatCompletionChunk(Model):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: TokenUsage | None = None
-    system_fingerprint: None = None
+    usage: TokenUsage | None = _absent_if_none()
 
 
 class ModelCard(Model):
