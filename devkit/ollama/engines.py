@@ -45,8 +45,8 @@ class DeterministicEngine:
     tools offered and an answer's schema cost the words of their JSON.
     The answer is "You said: " followed by the last user message, one word per token.
     With a `format`, it is the least JSON the schema admits (schemas.example_of), one word
-    per token. With tools, a last user message naming one of them gets a call of each tool
-    it names, in the order named, with the least arguments their schema admits.
+    per token. With tools, a last message of the user's naming one of them gets a call of each
+    tool it names, in the order named, with the least arguments their schema admits.
     """
 
     TEMPLATE_TOKENS_PER_MESSAGE = 3
@@ -67,8 +67,11 @@ class DeterministicEngine:
 
     @staticmethod
     def calls_asked_for(messages: list[dict], tools: list | None) -> list[dict]:
-        """A call of each offered tool the last user message names, in the order named."""
-        last_user = str(next((m for m in reversed(messages) if m.get("role") == "user"), {}).get("content", ""))
+        """A call of each offered tool the last user message names, in the order named; none once
+        the last message is a tool's result (the model then answers)."""
+        if not messages or messages[-1].get("role") != "user":
+            return []
+        last_user = str(messages[-1].get("content", ""))
         named = sorted((last_user.find(tool["function"]["name"]), tool["function"]) for tool in tools or []
                        if tool.get("function", {}).get("name") and tool["function"]["name"] in last_user)
         return [{"function": {"name": function["name"], "arguments": example_of(function.get("parameters") or {})}}

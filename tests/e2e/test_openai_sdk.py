@@ -74,3 +74,51 @@ def test_errors_become_the_sdks_exceptions(gateway, key):
         sdk(gateway, "igk_" + "0" * 38).models.list()
     with pytest.raises(openai.BadRequestError, match="ghost:1b"):
         sdk(gateway, key).chat.completions.create(model="ghost:1b", messages=[{"role": "user", "content": "hi"}])
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_a_tool_call_and_its_result_round_trip(gateway, key):
+    client = sdk(gateway, key)
+    asked = [{"role": "user", "content": "what does get_weather say for Lima?"}]
+    first = client.chat.completions.create(model="smollm2:135m", messages=asked, tools=[WEATHER])
+    assert first.choices[0].finish_reason == "tool_calls"
+    [call] = first.choices[0].message.tool_calls
+    assert call.id.startswith("call_") and call.function.name == "get_weather"
+    answered = [*asked, first.choices[0].message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    second = client.chat.completions.create(model="smollm2:135m", messages=answered, tools=[WEATHER])
+    assert second.choices[0].finish_reason == "stop" and second.choices[0].message.content
+
+
+def test_a_streamed_tool_call_assembles_as_the_sdk_expects(gateway, key):
+    stream = sdk(gateway, key).chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "user", "content": "get_weather in Quito"}], tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True)
+    chunks = list(stream)
+    fragments = [call for chunk in chunks for call in chunk.choices[0].delta.tool_calls or []]
+    assert fragments[0].function.name == "get_weather"
+    assert "".join(fragment.function.arguments or "" for fragment in fragments) == '{"city": "xxxx"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_parse_with_a_pydantic_model(gateway, key):
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    parsed = sdk(gateway, key).chat.completions.parse(
+        model="smollm2:135m", messages=[{"role": "user", "content": "Ada, 36"}], response_format=Person)
+    assert parsed.choices[0].message.parsed == Person(name="xxxx", age=1)
+
+
+def test_models_retrieve(gateway, key):
+    client = sdk(gateway, key)
+    assert client.models.retrieve("smollm2:135m").id == "smollm2:135m"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-9")
