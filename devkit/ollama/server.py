@@ -13,7 +13,9 @@ failure after 200; "drop" streams them and then cuts the connection;
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import socket
 import threading
 import time
@@ -29,6 +31,17 @@ VERSION = "0.9.3"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+EMBEDDING_DIMENSIONS = 8
+
+
+def embedding_of(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends on the text alone: the same text, the same embedding."""
+    digest = hashlib.sha256(text.encode()).digest() * (dimensions // 32 + 1)
+    raw = [byte - 127.5 for byte in digest[:dimensions]]
+    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
+    return [round(value / norm, 6) for value in raw]
 
 
 # Ollama's own words for the failures it can answer with.
@@ -135,6 +148,8 @@ class _Handler(httpserver.Handler):
             self._generate(chat=True)
         elif self.path == "/api/generate":
             self._generate(chat=False)
+        elif self.path == "/api/embed":
+            self._embed()
         else:
             self._error(404, "404 page not found")
 
@@ -191,6 +206,21 @@ class _Handler(httpserver.Handler):
             if chat and generation.tool_calls:
                 final["message"]["tool_calls"] = generation.tool_calls
             self._send_json(200, final)
+
+    def _embed(self) -> None:
+        body = self._read_json()
+        if body is None:
+            return
+        model = body.get("model")
+        if model not in self.server.models:
+            return self._error(404, f'model "{model}" not found, try pulling it first')
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            return self._error(400, "invalid input type")
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        self._send_json(200, {"model": model, "embeddings": [embedding_of(text, dimensions) for text in texts],
+                              "prompt_eval_count": sum(len(text.split()) or 1 for text in texts)})
 
     def _piece(self, model: str, chat: bool, text: str) -> dict:
         content = {"message": {"role": "assistant", "content": text}} if chat else {"response": text}

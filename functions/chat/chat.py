@@ -1,5 +1,5 @@
 """The chat routes: InferGate's own POST /v1/chat, and OpenAI's POST /v1/chat/completions,
-GET /v1/models and GET /v1/models/{model}. Both chat routes are rate-limited, quota-reserved and metered alike,
+POST /v1/embeddings, GET /v1/models and GET /v1/models/{model}. Both chat routes are rate-limited, quota-reserved and metered alike,
 and honour an Idempotency-Key.
 
 The OpenAI shapes are imported by the routes that use them, so a cold start
@@ -66,6 +66,22 @@ def chat_completions() -> Response:
             return json_response(openai.completion(result))
 
         return idempotently(app, principal, respond)
+    except InferGateError as error:
+        return openai.error_response(error)
+
+
+@app.post("/v1/embeddings")
+def embeddings() -> Response:
+    from infergate.api import openai
+    from infergate.models.openai import EmbeddingRequest
+
+    try:
+        principal = current_principal(app)
+        request = parse_body(app, EmbeddingRequest)
+        result = wiring.chat_service().embed(
+            principal, request.task(), request_id=app.context["request_id"],
+            on_admitted=lambda admission: add_response_headers(app, admission.headers()))
+        return json_response(openai.embedding_list(result, encoding_format=request.encoding_format))
     except InferGateError as error:
         return openai.error_response(error)
 

@@ -122,3 +122,12 @@ def test_models_retrieve(gateway, key):
     assert client.models.retrieve("smollm2:135m").id == "smollm2:135m"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-9")
+
+
+def test_embeddings_in_float_and_base64(gateway, key):
+    client = sdk(gateway, key)
+    floats = client.embeddings.create(model="smollm2:135m", input=["hello there", "general"], encoding_format="float")
+    assert [len(item.embedding) for item in floats.data] == [8, 8] and floats.usage.prompt_tokens == 3
+    # Without an encoding_format the SDK asks for base64 and decodes it itself.
+    decoded = client.embeddings.create(model="smollm2:135m", input="hello there")
+    assert decoded.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)

@@ -186,3 +186,38 @@ def test_one_model_is_described_or_is_an_openai_404(api):
     assert missing["statusCode"] == 404
     assert body(missing)["error"] == {"message": "The model 'gpt-9' does not exist on this gateway.",
                                       "type": "not_found_error", "param": "model", "code": "model_not_found"}
+
+
+def test_embeddings_are_metered_as_prompt_tokens_in_float_or_base64(api, ollama_url):
+    import struct
+
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/embeddings", key=key, body={"model": "smollm2:135m", "input": ["one two", "three"]})
+    assert response["statusCode"] == 200, body(response)
+    result = body(response)
+    assert result["object"] == "list" and [item["index"] for item in result["data"]] == [0, 1]
+    assert all(len(item["embedding"]) == 8 for item in result["data"])
+    assert result["usage"] == {"prompt_tokens": 3, "total_tokens": 3}  # the model server's own count
+    assert body(api.call("GET", "/v1/usage", key=key))["tokens_used"] == 3
+    assert header(response, "X-RateLimit-Limit-Tokens")
+
+    packed = body(api.call("POST", "/v1/embeddings", key=key, body={
+        "model": "smollm2:135m", "input": "one two", "encoding_format": "base64", "dimensions": 4}))
+    vector = struct.unpack("<4f", base64.b64decode(packed["data"][0]["embedding"]))
+    assert sent_to_the_model_at(ollama_url, "/api/embed")["dimensions"] == 4
+    assert abs(sum(value * value for value in vector) - 1) < 1e-4
+
+
+@pytest.mark.parametrize(("payload", "named"), [
+    ({"input": [[1, 2, 3]]}, "token arrays"), ({"input": []}, "input"), ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "x", "dimensions": 0}, "dimensions"), ({"input": "x", "extra": 1}, "extra"),
+])
+def test_embedding_requests_it_cannot_honour_are_refused_naming_why(api, payload, named):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/embeddings", key=key, body={"model": "smollm2:135m", **payload})
+    assert response["statusCode"] == 400 and named in body(response)["error"]["message"]
+    assert body(response)["error"]["type"] == "invalid_request_error"
+
+
+def sent_to_the_model_at(ollama_url: str, path: str) -> dict:
+    return [seen for seen in httpx.get(f"{ollama_url}/_devkit/requests").json() if seen["path"] == path][-1]["body"]

@@ -39,6 +39,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("POST", "/v1/chat/completions"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/models"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/models/{model}"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/embeddings"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/usage"): ("UsageFunction", "ApiKeyAuthorizer"),
         ("POST", "/v1/keys"): ("KeysFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/keys"): ("KeysFunction", "ApiKeyAuthorizer"),

@@ -1,8 +1,11 @@
-"""Shapes results and errors the way OpenAI's API does, for /v1/chat/completions and /v1/models."""
+"""Shapes results and errors the way OpenAI's API does, for /v1/chat/completions, /v1/embeddings
+and /v1/models."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -17,6 +20,9 @@ from infergate.models.openai import (
     Choice,
     ChunkChoice,
     Delta,
+    EmbeddingList,
+    EmbeddingObject,
+    EmbeddingUsage,
     ErrorObject,
     FunctionCallOut,
     FunctionDelta,
@@ -28,7 +34,7 @@ from infergate.models.openai import (
 )
 
 if TYPE_CHECKING:
-    from infergate.domain.chat import ChatResult
+    from infergate.domain.chat import ChatResult, EmbeddingResult
 
 # OpenAI's error `type` for each status InferGate answers with.
 _ERROR_TYPES = {
@@ -97,6 +103,17 @@ def stream_response(result: ChatResult, *, include_usage: bool) -> Response:
         status_code=200, content_type="text/event-stream", body=event_stream(result, include_usage=include_usage),
         headers={"Cache-Control": "no-cache"},
     )
+
+
+def embedding_list(result: EmbeddingResult, *, encoding_format: str) -> EmbeddingList:
+    def encoded(vector: tuple[float, ...]) -> list[float] | str:
+        if encoding_format == "base64":  # float32, little-endian, as OpenAI's SDK decodes it
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        return list(vector)
+
+    return EmbeddingList(
+        data=[EmbeddingObject(index=index, embedding=encoded(vector)) for index, vector in enumerate(result.vectors)],
+        model=result.model, usage=EmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens))
 
 
 def model_card(entry: ModelEntry) -> ModelCard:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from infergate.clock import utc_now
 from infergate.domain import keys
@@ -40,6 +40,7 @@ from infergate.domain.tokens import (
     DEFAULT_MAX_TOKENS,
     TEMPLATE_TOKENS_PER_MESSAGE,
     TEMPLATE_TOKENS_PER_REQUEST,
+    embedding_tokens_upper_bound,
     prompt_tokens_upper_bound,
 )
 from infergate.domain.tools import ToolUse
@@ -53,6 +54,9 @@ from infergate.errors import (
     UpstreamError,
 )
 from infergate.observability import count, logger
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Comfortably longer than any function can run (API Gateway stops waiting at 29 s),
 # so a live request always finds its reservation when it settles.
@@ -103,6 +107,33 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class EmbeddingTask:
+    inputs: list[str]
+    model: str | None = None
+    dimensions: int | None = None
+    end_user: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    id: str
+    model: str
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A metered request before it is admitted: what it may cost at most, and at least."""
+
+    request_id: str
+    model: str | None
+    end_user: str | None
+    worst_case: int
+    minimum: int
+
+
+@dataclass(frozen=True)
 class _Plan:
     """What one request may cost before anything is reserved."""
 
@@ -142,17 +173,51 @@ class ChatService:
         on_admitted: Callable[[Admission], None] = lambda admission: None,
     ) -> ChatResult:
         plan = self._plan(principal, task)
-        admission = self.admission.admit(principal, tokens=plan.worst_case, guard_model=True)
-        on_admitted(admission)
-        call = None
-        try:
-            model = self.models.resolve(task.model)
-            call = _Call(principal, request_id, model, self._reserve(principal, plan), end_user=task.end_user)
+
+        def answer(call: _Call) -> ChatResult:
             completion = self._ask(call, plan)
             result = self._settle(call, plan, completion)
             if completion.failure is not None:
                 raise completion.failure
             return result
+
+        return self._metered(principal, _Request(request_id, task.model, task.end_user, plan.worst_case,
+                                                 plan.prompt_bound + 1), answer, on_admitted)
+
+    def embed(
+        self, principal: Principal, task: EmbeddingTask, *, request_id: str,
+        on_admitted: Callable[[Admission], None] = lambda admission: None,
+    ) -> EmbeddingResult:
+        """Embeddings of the task's inputs, metered as prompt tokens against the same quota and limits."""
+        bound = embedding_tokens_upper_bound(task.inputs)
+        self._fits_one_request(principal, bound, f"These {len(task.inputs)} input(s) are "
+                               f"{sum(len(text.encode()) for text in task.inputs)} bytes of UTF-8")
+
+        def embedded(call: _Call) -> EmbeddingResult:
+            embedding = self._asking(call, lambda: self.model.embed(
+                model=call.model, inputs=task.inputs, dimensions=task.dimensions, request_id=request_id))
+            call.model_healthy = True
+            prompt_tokens = bound if embedding.prompt_tokens is None else embedding.prompt_tokens
+            charged = self._charge(call, self._outcome(call, embedding.model, "ok", prompt_tokens=prompt_tokens))
+            call.tokens = prompt_tokens
+            count("TokensCharged", charged)
+            return EmbeddingResult(call.reservation.reservation_id, embedding.model, embedding.vectors, prompt_tokens)
+
+        return self._metered(principal, _Request(request_id, task.model, task.end_user, bound, bound), embedded,
+                             on_admitted)
+
+    def _metered(self, principal: Principal, request: _Request, work: Callable[[_Call], R],
+                 on_admitted: Callable[[Admission], None]) -> R:
+        """Admit the request, resolve its model, reserve its worst case and do `work` with the
+        reserved call; whatever happens, conclude the admission with what the call used."""
+        admission = self.admission.admit(principal, tokens=request.worst_case, guard_model=True)
+        on_admitted(admission)
+        call = None
+        try:
+            model = self.models.resolve(request.model)
+            reservation = self._reserve(principal, request.worst_case, minimum=request.minimum)
+            call = _Call(principal, request.request_id, model, reservation, end_user=request.end_user)
+            return work(call)
         finally:
             # Tokens/min counts what the request used: nothing if no token was generated.
             self.admission.conclude(admission, tokens=call.tokens if call else 0,
@@ -160,25 +225,32 @@ class ChatService:
 
     def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
         prompt_bound = prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra())
-        ceiling = min(principal.quota_for(period_of(self.clock())), principal.rate_limit_tpm)
-        if prompt_bound + 1 > ceiling:
-            size = sum(len(message.content.encode()) for message in task.messages)
-            raise PromptTooLarge(
-                f"This prompt is {size} bytes of UTF-8 in {len(task.messages)} message(s), so it may take up to "
-                f"{prompt_bound} tokens (a token covers at least one byte; each message adds "
-                f"{TEMPLATE_TOKENS_PER_MESSAGE} and each request {TEMPLATE_TOKENS_PER_REQUEST}). Your plan allows "
-                f"{ceiling} tokens per request: the lesser of its tokens per minute and its monthly quota."
-            )
+        size = sum(len(message.content.encode()) for message in task.messages)
+        ceiling = self._fits_one_request(principal, prompt_bound, f"This prompt is {size} bytes of UTF-8 in "
+                                         f"{len(task.messages)} message(s)", answer=1)
         max_tokens = min(task.max_tokens or DEFAULT_MAX_TOKENS, principal.max_output_tokens, ceiling - prompt_bound)
         return _Plan(task, prompt_bound, max_tokens)
 
-    def _reserve(self, principal: Principal, plan: _Plan) -> Reservation:
-        """Hold the request's worst case, capped to what remains of the quota; else
-        QuotaHeldInFlight if the user's requests in flight hold what this one needs, or
-        QuotaExceeded if it is spent."""
+    def _fits_one_request(self, principal: Principal, bound: int, what: str, *, answer: int = 0) -> int:
+        """The most one request of the principal's may cost, the lesser of its tokens per minute
+        and its monthly quota; PromptTooLarge, opening with `what`, if a prompt of `bound` tokens
+        and an answer of `answer` do not fit in it."""
+        ceiling = min(principal.quota_for(period_of(self.clock())), principal.rate_limit_tpm)
+        if bound + answer > ceiling:
+            raise PromptTooLarge(
+                f"{what}, so it may take up to {bound} tokens (a token covers at least one byte; each message "
+                f"or input adds {TEMPLATE_TOKENS_PER_MESSAGE} and each request {TEMPLATE_TOKENS_PER_REQUEST}). Your "
+                f"plan allows {ceiling} tokens per request: the lesser of its tokens per minute and its monthly quota."
+            )
+        return ceiling
+
+    def _reserve(self, principal: Principal, worst_case: int, *, minimum: int) -> Reservation:
+        """Hold the request's worst case, capped to what remains of the quota but not below
+        `minimum`; else QuotaHeldInFlight if the user's requests in flight hold what this one
+        needs, or QuotaExceeded if it is spent."""
         now = self.clock()
-        wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), plan.worst_case, now + RESERVATION_TTL)
-        quota, minimum = principal.quota_for(wanted.period), plan.prompt_bound + 1
+        wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), worst_case, now + RESERVATION_TTL)
+        quota = principal.quota_for(wanted.period)
         reservation = self.ledger.reserve(wanted, minimum=minimum, quota=quota, now=now)
         if reservation is not None:
             return reservation
@@ -198,13 +270,21 @@ class ChatService:
     def _ask(self, call: _Call, plan: _Plan) -> Completion:
         """The model's answer, asking for no more than was reserved; on failure the reservation
         is released (the request costs nothing) and the failure raised."""
+        completion = self._asking(call, lambda: _with_calls_asked_for(self.model.chat(
+            model=call.model, messages=plan.task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
+            request_id=call.request_id, options=plan.task.options, tools=plan.task.tools.offered,
+            answer_format=plan.task.format,
+        ), plan.task))
+        call.model_healthy = not _blames_the_model_server(completion.failure)
+        if completion.failure is not None:
+            count("UpstreamFailures")
+        return completion
+
+    def _asking(self, call: _Call, ask: Callable[[], T]) -> T:
+        """`ask()` of the model; if it fails, the reservation is released (the request costs
+        nothing), the breaker will hear whether the failure blames the server, and it is raised."""
         try:
-            completion = self.model.chat(
-                model=call.model, messages=plan.task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
-                request_id=call.request_id, options=plan.task.options, tools=plan.task.tools.offered,
-                answer_format=plan.task.format,
-            )
-            completion = _with_calls_asked_for(completion, plan.task)
+            return ask()
         except BaseException as error:
             code = error.code if isinstance(error, InferGateError) else "internal_error"
             call.model_healthy = not _blames_the_model_server(error)
@@ -214,10 +294,6 @@ class ChatService:
             elif isinstance(error, InferGateError):
                 count("UpstreamFailures")
             raise
-        call.model_healthy = not _blames_the_model_server(completion.failure)
-        if completion.failure is not None:
-            count("UpstreamFailures")
-        return completion
 
     def _settle(self, call: _Call, plan: _Plan, completion: Completion) -> ChatResult:
         """Charge the counts the model reported (never past the quota) and log the request."""

@@ -357,6 +357,13 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
+@dataclass(frozen=True)
+class Embedding:
+    model: str
+    vectors: tuple[tuple[float, ...], ...]  # one per input, in order
+    prompt_tokens: int | None  # None when the model server did not report it
+
+
 class KeyActivity(Protocol):
     def last_used(self, key_ids: Sequence[str]) -> Mapping[str, datetime]:
         """When each of the keys was last used, for those that have been; empty if unknown."""
@@ -369,6 +376,9 @@ class ChatModel(Protocol):
     ) -> Completion:
         """`tools`: functions the model may call; `answer_format`: "json", or a JSON schema the
         answer must conform to."""
+
+    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
+        """One vector per input; `dimensions`, when given, for a model that can shorten its vectors."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ TOKENS_PER_IMAGE = 2048
 DEFAULT_MAX_TOKENS = 512
 
 
+def embedding_tokens_upper_bound(inputs: Iterable[str]) -> int:
+    """Each input's bytes, and what the model adds around it (counted as a message's)."""
+    return sum(len(text.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for text in inputs)
+
+
 def prompt_tokens_upper_bound(messages: Iterable[Message], *, extra: str = "") -> int:
     """`extra`: whatever else the model reads as prompt (the tools offered, an answer's schema)."""
     total = TEMPLATE_TOKENS_PER_REQUEST + len(extra.encode())

@@ -1,5 +1,5 @@
 """Ollama's HTTP API: `POST /api/chat` streamed as NDJSON with a hard deadline,
-and `GET /api/tags`, cached briefly.
+`POST /api/embed`, and `GET /api/tags`, cached briefly.
 
 Streaming lets the gateway see an error Ollama reports after it has already
 sent `200` (an `{"error": ...}` line), and lets it stop at the deadline
@@ -27,12 +27,13 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from infergate.domain.messages import Message, Tool, ToolCall
-from infergate.domain.ports import Completion, ModelEntry
+from infergate.domain.ports import Completion, Embedding, ModelEntry
 from infergate.domain.tools import new_call_id
 from infergate.errors import (
     InferGateError,
@@ -45,6 +46,7 @@ from infergate.errors import (
 from infergate.llm.connections import ModelServerConnections
 from infergate.observability import logger
 
+T = TypeVar("T")
 CONNECT_RETRIES = 2
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 1.0
@@ -72,6 +74,20 @@ class _Answer:
                           failure=failure)
 
 
+class _Lent:
+    """A connection lent to one request, and its response once there is one."""
+
+    def __init__(self, connection: http.client.HTTPConnection, base_path: str) -> None:
+        self.connection, self._base_path = connection, base_path
+        self.response: http.client.HTTPResponse | None = None
+
+    def send(self, path: str, body: bytes, request_id: str) -> http.client.HTTPResponse:
+        self.connection.request("POST", self._base_path + path, body=body,
+                                headers={"Content-Type": "application/json", "x-request-id": request_id})
+        self.response = self.connection.getresponse()
+        return self.response
+
+
 class OllamaClient:
     def __init__(self, connections: ModelServerConnections, *, timeout: float, stall_timeout: float) -> None:
         self._connections = connections
@@ -94,10 +110,28 @@ class OllamaClient:
         if answer_format is not None:
             request["format"] = answer_format
         body = json.dumps(request).encode()
+        return self._retrying(lambda deadline: self._exchange(body, model, request_id, deadline))
+
+    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
+        # truncate: false, so that an input longer than the model's context is refused, not cut short.
+        request: dict[str, Any] = {"model": model, "input": list(inputs), "truncate": False}
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        body = json.dumps(request).encode()
+        reply = self._retrying(lambda deadline: self._post(body, "/api/embed", model, request_id, deadline))
+        vectors = reply.get("embeddings")
+        if not isinstance(vectors, list) or len(vectors) != len(inputs) or not all(isinstance(v, list) for v in vectors):
+            raise UpstreamError("The model server answered without an embedding for each input.")
+        count = reply.get("prompt_eval_count")
+        return Embedding(model=reply.get("model") or model, vectors=tuple(tuple(vector) for vector in vectors),
+                         prompt_tokens=count if isinstance(count, int) else None)
+
+    def _retrying(self, exchange: Callable[[_Deadline], T]) -> T:
+        """`exchange` within one deadline, sent again only if the server never saw it."""
         deadline = _Deadline(self._timeout)
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                return self._exchange(body, model, request_id, deadline)
+                return exchange(deadline)
             except _Unreachable:
                 # Refused or never connected: Ollama never saw the request, so it is safe to send again.
                 pause = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * random.random()
@@ -108,31 +142,51 @@ class OllamaClient:
         raise AssertionError("unreachable")
 
     def _exchange(self, body: bytes, model: str, request_id: str, deadline: _Deadline) -> Completion:
+        answer = _Answer()
+        with self._lent(deadline) as lent:
+            try:
+                response = lent.send("/api/chat", body, request_id)
+                if response.status != 200:
+                    raise _status_error(response.status, response.read(), model)
+                return _read_stream(response, model, answer)
+            except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
+                failure = self._failure(error, deadline, answer)
+                if answer.pieces and isinstance(failure, UpstreamError):
+                    return answer.cut(model, failure)
+                raise failure from None
+
+    def _post(self, body: bytes, path: str, model: str, request_id: str, deadline: _Deadline) -> dict:
+        """A request answered in one JSON object."""
+        with self._lent(deadline) as lent:
+            try:
+                response = lent.send(path, body, request_id)
+                data = response.read()
+                if response.status != 200:
+                    raise _status_error(response.status, data, model)
+                reply = json.loads(data)
+                if not isinstance(reply, dict):
+                    raise ValueError("not an object")
+                return reply
+            except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
+                raise self._failure(error, deadline, _Answer()) from None
+
+    @contextmanager
+    def _lent(self, deadline: _Deadline) -> Iterator[_Lent]:
+        """A connection for one request, ended at the deadline, kept for the next if it can be."""
         try:
             connection = self._connections.take()
         except OSError as error:
             raise _Unreachable() from error
-        response = None
-        answer = _Answer()
+        lent = _Lent(connection, self._connections.base_path)
         try:
             # Each read waits at most the stall interval: a server silent that long is unwell.
             connection.sock.settimeout(max(0.001, min(self._stall, deadline.remaining())))
             deadline.watch(connection.sock)
-            connection.request("POST", f"{self._connections.base_path}/api/chat", body=body,
-                               headers={"Content-Type": "application/json", "x-request-id": request_id})
-            response = connection.getresponse()
-            if response.status != 200:
-                raise _status_error(response.status, response.read(), model)
-            return _read_stream(response, model, answer)
-        except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
-            failure = self._failure(error, deadline, answer)
-            if answer.pieces and isinstance(failure, UpstreamError):
-                return answer.cut(model, failure)
-            raise failure from None
+            yield lent
         finally:
             deadline.cancel()
-            if response is not None and not deadline.expired:
-                self._connections.give_back(connection, response)
+            if lent.response is not None and not deadline.expired:
+                self._connections.give_back(connection, lent.response)
             else:
                 connection.close()
 

@@ -23,7 +23,7 @@ from infergate.models.base import Model
 from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
 
 if TYPE_CHECKING:
-    from infergate.domain.chat import ChatTask
+    from infergate.domain.chat import ChatTask, EmbeddingTask
 
 
 # Fields of OpenAI's request that InferGate cannot honour: refused, naming them, unless they
@@ -424,6 +424,57 @@ class ChatCompletionChunk(Model):
     model: str
     choices: list[ChunkChoice]
     usage: TokenUsage | None = _absent_if_none()
+
+
+class EmbeddingRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
+    input: str | list[str] = Field(description="A text, or a list of up to 2048 texts; token arrays are refused.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, le=65_536)
+    user: str | None = Field(None, max_length=256)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and not all(isinstance(item, str) for item in value):
+            raise ValueError("must be a string or a list of strings; token arrays are not supported")
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _some_text(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not 1 <= len(texts) <= 2048 or any(not text for text in texts):
+            raise ValueError("must hold 1 to 2048 texts, none of them empty")
+        if sum(len(text) for text in texts) > MAX_PROMPT_CHARS:
+            raise ValueError(f"may hold at most {MAX_PROMPT_CHARS} characters in all")
+        return value
+
+    def task(self) -> EmbeddingTask:
+        from infergate.domain.chat import EmbeddingTask
+
+        texts = [self.input] if isinstance(self.input, str) else list(self.input)
+        return EmbeddingTask(inputs=texts, model=self.model, dimensions=self.dimensions, end_user=self.user)
+
+
+class EmbeddingObject(Model):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str  # floats, or their float32 bytes in base64
+
+
+class EmbeddingUsage(Model):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(Model):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: EmbeddingUsage
 
 
 class ModelCard(Model):
