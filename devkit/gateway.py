@@ -287,7 +287,8 @@ class _Handler(httpserver.Handler):
         # A request line too broken to name its version still gets a status line and headers.
         self.request_version = self.protocol_version
         phrase = self.responses.get(code, ("Error",))[0]
-        error = {"code": "bad_request" if code < 500 else "gateway_error", "message": message or phrase}
+        error = {"message": message or phrase, "type": "invalid_request_error" if code < 500 else "api_error",
+                 "param": None, "code": "bad_request" if code < 500 else "gateway_error"}
         self._send(Response(code, [("Content-Type", "application/json")], json.dumps({"error": error}).encode()))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve

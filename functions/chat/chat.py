@@ -22,7 +22,7 @@ from infergate.api.app import (
     parse_body,
 )
 from infergate.api.idempotency import idempotently
-from infergate.errors import InferGateError
+from infergate.errors import NotFound
 from infergate.models.chat import ChatRequest, ChatResponse
 from infergate.observability import logger
 
@@ -52,22 +52,19 @@ def chat_completions() -> Response:
     from infergate.api import openai
     from infergate.models.openai import ChatCompletionRequest
 
-    try:
-        principal = current_principal(app)
-        request = parse_body(app, ChatCompletionRequest)
-        task = request.task()
-        if request.metadata:
-            logger.info("request metadata", extra={"metadata": request.metadata, "end_user": request.user})
+    principal = current_principal(app)
+    request = parse_body(app, ChatCompletionRequest)
+    task = request.task()
+    if request.metadata:
+        logger.info("request metadata", extra={"metadata": request.metadata, "end_user": request.user})
 
-        def respond() -> Response:
-            result = _run(principal, task)
-            if request.stream:
-                return openai.stream_response(result, include_usage=request.include_usage)
-            return json_response(openai.completion(result))
+    def respond() -> Response:
+        result = _run(principal, task)
+        if request.stream:
+            return openai.stream_response(result, include_usage=request.include_usage)
+        return json_response(openai.completion(result))
 
-        return idempotently(app, principal, respond)
-    except InferGateError as error:
-        return openai.error_response(error)
+    return idempotently(app, principal, respond)
 
 
 @app.post("/v1/embeddings")
@@ -75,43 +72,33 @@ def embeddings() -> Response:
     from infergate.api import openai
     from infergate.models.openai import EmbeddingRequest
 
-    try:
-        principal = current_principal(app)
-        request = parse_body(app, EmbeddingRequest)
-        result = wiring.chat_service().embed(
-            principal, request.task(), request_id=app.context["request_id"],
-            on_admitted=lambda admission: add_response_headers(app, admission.headers()))
-        return json_response(openai.embedding_list(result, encoding_format=request.encoding_format))
-    except InferGateError as error:
-        return openai.error_response(error)
+    principal = current_principal(app)
+    request = parse_body(app, EmbeddingRequest)
+    result = wiring.chat_service().embed(
+        principal, request.task(), request_id=app.context["request_id"],
+        on_admitted=lambda admission: add_response_headers(app, admission.headers()))
+    return json_response(openai.embedding_list(result, encoding_format=request.encoding_format))
 
 
 @app.get("/v1/models")
 def models() -> Response:
     from infergate.api import openai
 
-    try:
-        principal = current_principal(app)
-        add_response_headers(app, wiring.admission().admit(principal).headers())
-        return json_response(openai.model_list(wiring.model_policy().available()))
-    except InferGateError as error:
-        return openai.error_response(error)
+    principal = current_principal(app)
+    add_response_headers(app, wiring.admission().admit(principal).headers())
+    return json_response(openai.model_list(wiring.model_policy().available()))
 
 
 @app.get("/v1/models/<name>")
 def model(name: str) -> Response:
     from infergate.api import openai
-    from infergate.errors import NotFound
 
-    try:
-        principal = current_principal(app)
-        add_response_headers(app, wiring.admission().admit(principal).headers())
-        entry = next((entry for entry in wiring.model_policy().available() if entry.name == name), None)
-        if entry is None:
-            raise NotFound(f"The model '{name}' does not exist on this gateway.", code="model_not_found")
-        return json_response(openai.model_card(entry))
-    except InferGateError as error:
-        return openai.error_response(error, param="model")
+    principal = current_principal(app)
+    add_response_headers(app, wiring.admission().admit(principal).headers())
+    entry = next((entry for entry in wiring.model_policy().available() if entry.name == name), None)
+    if entry is None:
+        raise NotFound(f"The model '{name}' does not exist on this gateway.", code="model_not_found", param="model")
+    return json_response(openai.model_card(entry))
 
 
 lambda_handler = lambda_entrypoint(app)

@@ -42,7 +42,8 @@ def test_register_chat_usage_and_a_wrong_key(api):
 
         wrong = http.get("/v1/usage", headers={"x-api-key": key[:-2] + "xx"})
         assert wrong.status_code == 401
-        assert wrong.json() == {"error": {"code": "invalid_api_key", "message": "The API key is not valid."}}
+        assert wrong.json() == {"error": {"message": "The API key is not valid.", "type": "authentication_error",
+                                          "param": None, "code": "invalid_api_key"}}
         assert wrong.headers["x-request-id"]
 
         missing = http.post("/v1/chat", json={"prompt": "hi"})

@@ -59,7 +59,8 @@ def test_a_model_the_server_says_it_lacks_is_400_naming_it(faulty, faults, datab
     faults(mode="status", status=404)
     response = faulty.call("POST", "/v1/chat", key=key, body={"prompt": "hi", "model": "tiny:latest"})
     assert response["statusCode"] == 400
-    assert body(response)["error"] == {"code": "model_not_found", "message": "Model 'tiny:latest' is not available on this gateway."}
+    assert body(response)["error"] == {"message": "Model 'tiny:latest' is not available on this gateway.",
+                                       "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
     assert_cost_nothing(faulty, key, database, "model_not_found")
 
 

@@ -21,7 +21,8 @@ def test_a_chat_body_is_taken_as_sent_or_refused(stack, http, body):
 def test_bytes_that_are_not_utf8_never_become_an_account(http):
     response = http.post("/v1/register", content=b'{"email": "\xff\xfe@x.com"}', headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert response.json()["error"] == {"code": "invalid_request", "message": "The request body must be UTF-8."}
+    assert response.json()["error"] == {"message": "The request body must be UTF-8.", "type": "invalid_request_error",
+                                        "param": None, "code": "invalid_request"}
 
 
 @pytest.mark.parametrize("period", ["0000-01", "9999-12", "2026-00"])

@@ -96,7 +96,7 @@ def refused(status: int, headers: dict[str, str], body: bytes) -> int:
     """The status of a refusal shaped like every error of the API, on a connection that closes."""
     assert headers["content-type"] == "application/json" and headers["connection"] == "close"
     error = json.loads(body)["error"]
-    assert set(error) == {"code", "message"} and error["code"] == "bad_request", error
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == "bad_request", error
     return status
 
 

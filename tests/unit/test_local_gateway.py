@@ -123,7 +123,8 @@ def test_a_deny_becomes_the_templates_401_with_the_authorizers_reason():
     api, _ = gateway(deny, None)
     response = api.handle(request())
     assert response.status == 401
-    assert json.loads(response.body) == {"error": {"code": "invalid_api_key", "message": "nope"}}
+    assert json.loads(response.body) == {
+        "error": {"message": "nope", "type": "authentication_error", "param": None, "code": "invalid_api_key"}}
     assert dict(response.headers)["x-request-id"]
 
 

@@ -1,7 +1,7 @@
 """Every failure a caller can see, with its HTTP status and stable error code.
 
 Raised by the domain and the stores; the API edge turns them into
-`{"error": {"code", "message"}}` bodies.
+`{"error": {"message", "type", "param", "code"}}` bodies.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ class InferGateError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, code: str | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        self.param = param  # the request's field at fault, if one is
         if code is not None:
             self.code = code
 
@@ -112,7 +114,7 @@ class ModelNotFound(InferGateError):
 
     @classmethod
     def naming(cls, model: str) -> ModelNotFound:
-        return cls(f"Model '{model}' is not available on this gateway.")
+        return cls(f"Model '{model}' is not available on this gateway.", param="model")
 
 
 class RateLimiterUnavailable(ServiceUnavailable):

@@ -2,8 +2,8 @@
 
 Handlers parse their input with `parse_body` / `parse_query` (pydantic) and
 return models, which leave as JSON. Every response leaves with an
-`x-request-id` header and, when it is an error, a body of the form
-`{"error": {"code", "message"}}`.
+`x-request-id` header and, when it is an error, a body of OpenAI's form
+`{"error": {"message", "type", "param", "code"}}`, on every route.
 
 Validation is pydantic's own rather than the resolver's OpenAPI layer: the
 latter builds every route's schemas at import, which costs each function's
@@ -43,11 +43,12 @@ M = TypeVar("M", bound=Model)
 NOT_UTF8 = "infergateBodyNotUtf8"
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, *,
+                   param: str | None = None) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody.of(code, message).model_dump_json(),
+        body=ErrorBody.of(status, code, message, param=param).model_dump_json(),
         headers=headers,
     )
 
@@ -63,7 +64,7 @@ def create_app() -> APIGatewayRestResolver:
     def _known_error(error: InferGateError) -> Response:
         if error.status >= 500:
             logger.warning("request failed", extra={"error_code": error.code, "status": error.status})
-        return error_response(error.status, error.code, error.message, error.headers)
+        return error_response(error.status, error.code, error.message, error.headers, param=error.param)
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
@@ -98,10 +99,18 @@ def _validated(validate: Callable[[Any], M], data: Any) -> M:
     try:
         return validate(data)
     except ValidationError as error:
-        raise InvalidRequest(describe_validation_errors(error.errors())) from None
+        raise InvalidRequest(describe_validation_errors(error.errors()), param=_field_at_fault(error.errors())) from None
 
 
 _FIELD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
+
+
+def _field_at_fault(errors: Any) -> str | None:
+    """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content)."""
+    for error in list(errors)[:1]:
+        parts = [str(part) for part in error.get("loc", ()) if _FIELD.match(str(part))]
+        return ".".join(parts) or None
+    return None
 
 
 def describe_validation_errors(errors: Any) -> str:

@@ -8,10 +8,9 @@ import json
 import struct
 from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 
 from infergate.domain.ports import ModelEntry
-from infergate.errors import InferGateError
 from infergate.models.chat import TokenUsage
 from infergate.models.openai import (
     AssistantMessage,
@@ -23,12 +22,10 @@ from infergate.models.openai import (
     EmbeddingList,
     EmbeddingObject,
     EmbeddingUsage,
-    ErrorObject,
     FunctionCallOut,
     FunctionDelta,
     ModelCard,
     ModelList,
-    OpenAIErrorBody,
     ToolCallDelta,
     ToolCallOut,
 )
@@ -36,15 +33,6 @@ from infergate.models.openai import (
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatResult, EmbeddingResult
 
-# OpenAI's error `type` for each status InferGate answers with.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def _finish_reason(result: ChatResult) -> str:
@@ -122,11 +110,3 @@ def model_card(entry: ModelEntry) -> ModelCard:
 
 def model_list(models: list[ModelEntry]) -> ModelList:
     return ModelList(data=[model_card(entry) for entry in models])
-
-
-def error_response(error: InferGateError, *, param: str | None = None) -> Response:
-    kind = _ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
-    body = OpenAIErrorBody(error=ErrorObject(message=error.message, type=kind, code=error.code,
-                                             param=param if error.status == 404 else None))
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json(),
-                    headers=error.headers)

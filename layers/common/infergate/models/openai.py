@@ -487,14 +487,3 @@ class ModelCard(Model):
 class ModelList(Model):
     object: Literal["list"] = "list"
     data: list[ModelCard]
-
-
-class ErrorObject(Model):
-    message: str
-    type: str
-    param: str | None = None
-    code: str
-
-
-class OpenAIErrorBody(Model):
-    error: ErrorObject
