@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infergate.domain.messages import Message
@@ -32,5 +34,17 @@ def test_a_chat_through_smollm2_is_answered_and_metered(tmp_path):
             assert 0 < usage["prompt_tokens"] <= prompt_tokens_upper_bound([Message(role="user", content=prompt)])
             assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
             assert http.get("/v1/usage", headers={"x-api-key": key}).json()["tokens_used"] == usage["total_tokens"]
+
+            # Structured output from the real model: llama.cpp's grammar holds it to the schema.
+            schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                        "country": {"type": "string", "maxLength": 20}},
+                      "required": ["city", "country"], "additionalProperties": False}
+            structured = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json={
+                "model": "smollm2:135m", "max_tokens": 64, "temperature": 0,
+                "messages": [{"role": "user", "content": "Name the capital of France and its country."}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}})
+            assert structured.status_code == 200, structured.text
+            place = json.loads(structured.json()["choices"][0]["message"]["content"])
+            assert set(place) == {"city", "country"} and all(isinstance(value, str) for value in place.values())
     finally:
         running.stop()
