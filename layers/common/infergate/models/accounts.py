@@ -3,9 +3,9 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
-from infergate.models.base import Model
+from infergate.models.base import Closed, Model
 
 if TYPE_CHECKING:
     from infergate.domain.accounts import Registration
@@ -42,9 +42,7 @@ def _scripts(text: str) -> set[str]:
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_normalise_email)]
 
 
-class RegisterRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class RegisterRequest(Closed):
     email: Email
 
 

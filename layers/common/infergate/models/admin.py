@@ -8,9 +8,9 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from infergate.models.base import Model
+from infergate.models.base import Closed, Model
 from infergate.models.keys import KeyView
 from infergate.models.usage import Period, UsageResponse
 
@@ -39,7 +39,7 @@ def _after(cursor: str | None) -> str | None:
     return after
 
 
-class PageQuery(Model):
+class PageQuery(Closed):
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
 
@@ -55,19 +55,15 @@ class PageQuery(Model):
 
 
 class UserQuery(PageQuery):
-    model_config = ConfigDict(extra="forbid")
-
     email: str | None = Field(None, min_length=1, max_length=254)
     plan: str | None = Field(None, min_length=1, max_length=64)
 
 
 class AuditQuery(PageQuery):
-    model_config = ConfigDict(extra="forbid")
+    """The audit log, a page at a time."""
 
 
-class UsageSummaryQuery(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class UsageSummaryQuery(Closed):
     period: Period | None = None
     top: int = Field(10, ge=1, le=100)
 
@@ -99,9 +95,7 @@ class UserDetail(UserView):
     usage: UsageResponse = Field(description="This month's.")
 
 
-class ChangeUserRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ChangeUserRequest(Closed):
     plan: str | None = Field(None, min_length=1, max_length=64)
     overrides: dict[str, int | None] | None = Field(
         None, description="Figures of the plan set for this user alone; null clears one.")
@@ -115,9 +109,7 @@ class ChangeUserRequest(Model):
         return value
 
 
-class GrantRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class GrantRequest(Closed):
     tokens: int = Field(ge=1, le=10**12)
 
 

@@ -12,3 +12,9 @@ class Model(BaseModel):
     """
 
     model_config = ConfigDict(defer_build=True)
+
+
+class Closed(Model):
+    """A shape a caller sends: a field it does not define is refused, never ignored."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid")

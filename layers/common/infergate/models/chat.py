@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from infergate.domain.messages import Message
-from infergate.models.base import Model
+from infergate.models.base import Closed, Model
 
 if TYPE_CHECKING:
     from infergate.domain.chat import ChatResult, ChatTask
@@ -14,17 +14,13 @@ MAX_PROMPT_CHARS = 200_000
 MAX_OUTPUT_TOKENS = 4096
 
 
-class ChatMessage(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ChatMessage(Closed):
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_PROMPT_CHARS)
 
 
-class ChatRequest(Model):
+class ChatRequest(Closed):
     """`{"prompt": "..."}` or `{"messages": [...]}`, plus optional `model` and `max_tokens`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=256)

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from infergate.models.base import Model
+from infergate.models.base import Closed, Model
 
 if TYPE_CHECKING:
     from infergate.domain.accounts import IssuedKey
@@ -17,16 +17,12 @@ if TYPE_CHECKING:
 KeyName = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
-class CreateKeyRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class CreateKeyRequest(Closed):
     name: str | None = KeyName
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 
-class RotateKeyRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class RotateKeyRequest(Closed):
     grace_seconds: int | None = Field(None, ge=0, description="How long the old key keeps working: 86400 unless given.")
 
 

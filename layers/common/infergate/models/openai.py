@@ -15,11 +15,11 @@ import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from infergate.domain import messages
 from infergate.errors import InvalidRequest
-from infergate.models.base import Model
+from infergate.models.base import Closed, Model
 from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
 
 if TYPE_CHECKING:
@@ -54,16 +54,12 @@ _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,([A-Za-z0-9+
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-class TextPart(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class TextPart(Closed):
     type: Literal["text"]
     text: str
 
 
-class ImageUrl(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ImageUrl(Closed):
     url: str = Field(max_length=8 * MAX_IMAGE_BYTES)
     detail: Literal["auto", "low", "high"] | None = None
 
@@ -84,31 +80,23 @@ class ImageUrl(Model):
         return data
 
 
-class ImagePart(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ImagePart(Closed):
     type: Literal["image_url"]
     image_url: ImageUrl
 
 
-class FunctionCall(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class FunctionCall(Closed):
     name: str = Field(pattern=_NAME)
     arguments: str = Field(max_length=MAX_PROMPT_CHARS)
 
 
-class ToolCallIn(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ToolCallIn(Closed):
     id: str = Field(min_length=1, max_length=128)
     type: Literal["function"]
     function: FunctionCall
 
 
-class Message(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class Message(Closed):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]] | None = None
     tool_calls: list[ToolCallIn] | None = Field(None, max_length=64)
@@ -147,9 +135,7 @@ class Message(Model):
         return tuple(part.image_url.image() for part in self.content if isinstance(part, ImagePart))
 
 
-class FunctionDefinition(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class FunctionDefinition(Closed):
     name: str = Field(pattern=_NAME)
     description: str = Field("", max_length=4096)
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
@@ -161,29 +147,21 @@ class FunctionDefinition(Model):
         return _schema_the_model_server_takes(schema, must_be_object=True)
 
 
-class ToolDefinition(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ToolDefinition(Closed):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class NamedFunction(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class NamedFunction(Closed):
     name: str = Field(pattern=_NAME)
 
 
-class NamedToolChoice(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class NamedToolChoice(Closed):
     type: Literal["function"]
     function: NamedFunction
 
 
-class JsonSchemaFormat(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class JsonSchemaFormat(Closed):
     name: str = Field(pattern=_NAME)
     description: str | None = None
     schema_: dict[str, Any] = Field(alias="schema")
@@ -195,9 +173,7 @@ class JsonSchemaFormat(Model):
         return _schema_the_model_server_takes(schema)
 
 
-class ResponseFormat(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ResponseFormat(Closed):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
@@ -230,15 +206,11 @@ def _schema_the_model_server_takes(schema: dict[str, Any], *, must_be_object: bo
     return schema
 
 
-class StreamOptions(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class StreamOptions(Closed):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class ChatCompletionRequest(Closed):
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
     messages: list[Message] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
@@ -426,9 +398,7 @@ class ChatCompletionChunk(Model):
     usage: TokenUsage | None = _absent_if_none()
 
 
-class EmbeddingRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
+class EmbeddingRequest(Closed):
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
     input: str | list[str] = Field(description="A text, or a list of up to 2048 texts; token arrays are refused.")
     encoding_format: Literal["float", "base64"] = "float"
