@@ -10,7 +10,6 @@ import subprocess
 import pytest
 
 from tests.support.identity import AUDIENCE, ISSUER, IdentityProvider
-from tests.support.make_run import start_make_run
 from tests.support.paths import ROOT
 from tests.support.spreading import answers_asked_after
 
@@ -27,17 +26,9 @@ def provider():
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, mongo_uri, redis_url, ollama_url, provider):
-    data = tmp_path_factory.mktemp("accounts")
-    running = start_make_run(
-        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_accounts_{data.name}", "REDIS_URL": redis_url,
-         "OLLAMA_URL": ollama_url, "INFERGATE_DATA_DIR": str(data), "DEVKIT_INSTANCES": "2",
-         "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE, "JWT_JWKS_URL": provider.jwks_url},
-        data / "make-run.log",
-    )
-    running.environment = {"MONGODB_DB": f"e2e_accounts_{data.name}", "INFERGATE_DATA_DIR": str(data)}
-    yield running
-    running.stop()
+def gateway(gateway_of, provider):
+    return gateway_of("accounts", DEVKIT_INSTANCES="2", JWT_ISSUER=ISSUER, JWT_AUDIENCE=AUDIENCE,
+                      JWT_JWKS_URL=provider.jwks_url)
 
 
 @pytest.fixture(scope="module")

@@ -30,15 +30,8 @@ def runtime_processes(handler: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory, mongo_uri, redis_url, ollama_url):
-    folder = tmp_path_factory.mktemp("lambda")
-    running = start_make_run(
-        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_lambda_{folder.name}", "REDIS_URL": redis_url,
-         "OLLAMA_URL": ollama_url, "INFERGATE_DATA_DIR": str(folder / "data")},
-        folder / "make-run-lambda.log", target="run-lambda",
-    )
-    yield running
-    running.stop()
+def api(gateway_of):
+    return gateway_of("lambda", target="run-lambda")
 
 
 def refused_within_a_second(http, key: str, code: str) -> None:

@@ -6,19 +6,10 @@ import httpx
 import openai
 import pytest
 
-from tests.support.make_run import start_make_run
-
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, mongo_uri, redis_url, ollama_url):
-    tmp = tmp_path_factory.mktemp("openai")
-    running = start_make_run(
-        {"MONGODB_URI": mongo_uri, "MONGODB_DB": f"e2e_openai_{tmp.name}", "REDIS_URL": redis_url, "OLLAMA_URL": ollama_url,
-         "INFERGATE_DATA_DIR": str(tmp / "data")},
-        tmp / "make-run.log",
-    )
-    yield running
-    running.stop()
+def gateway(gateway_of):
+    return gateway_of("openai")
 
 
 @pytest.fixture
