@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devkit.ollama.schemas import example_of
+from devkit.ollama.schemas import example_of, schema_in
 
 
 @dataclass
@@ -45,7 +45,8 @@ class DeterministicEngine:
     tools offered and an answer's schema cost the words of their JSON.
     The answer is "You said: " followed by the last user message, one word per token.
     With a `format`, it is the least JSON the schema admits (schemas.example_of), one word
-    per token. With tools, a last message of the user's naming one of them gets a call of each
+    per token; with format "json", the schema is the first one the messages show, as in a
+    prompt asking for JSON of a given shape, else any object. With tools, a last message of the user's naming one of them gets a call of each
     tool it names, in the order named, with the least arguments their schema admits.
     """
 
@@ -88,7 +89,8 @@ class DeterministicEngine:
         if calls:
             words: list[str] = []
         elif answer_format is not None:
-            words = json.dumps(example_of(answer_format if isinstance(answer_format, dict) else {})).split(" ")
+            schema = answer_format if isinstance(answer_format, dict) else schema_in(messages)
+            words = json.dumps(example_of(schema or {"type": "object"})).split(" ")
         else:
             words = self.answer_words(messages)
         limit = len(words) if num_predict is None or num_predict < 0 else num_predict

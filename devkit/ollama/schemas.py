@@ -3,6 +3,7 @@ engine answers for a `format`, and the arguments of the tool calls it makes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -42,3 +43,21 @@ def _resolve(reference: str, root: Any) -> Any:
     for part in reference.removeprefix("#/").split("/"):
         node = node.get(part, {}) if isinstance(node, dict) else {}
     return node
+
+
+def schema_in(messages: list[dict]) -> dict:
+    """The first JSON schema (an object with "properties") written in the messages, as a model
+    asked for JSON follows the schema its prompt shows; {} if there is none."""
+    decoder = json.JSONDecoder()
+    for message in messages:
+        text = str(message.get("content", ""))
+        start = text.find("{")
+        while start != -1:
+            try:
+                found, _ = decoder.raw_decode(text, start)
+            except ValueError:
+                found = None
+            if isinstance(found, dict) and isinstance(found.get("properties"), dict):
+                return found
+            start = text.find("{", start + 1)
+    return {}
