@@ -7,12 +7,13 @@ PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 BIN := $(VENV)/bin
 LAMBDA_RUNTIME := .lambda-runtime
+E2E_INSTRUCTOR := .e2e/instructor
 # sam build looks for python3.12 on PATH; the virtualenv provides it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -21,6 +22,7 @@ help:
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
+	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make build     sam build"
 	@echo "make deploy    sam build && sam deploy --guided"
 
@@ -54,6 +56,10 @@ bench: build $(LAMBDA_RUNTIME)/.installed
 admin-key: $(BIN)/.installed
 	$(BIN)/infergate admin-key create --name "$(or $(NAME),operator)" --role "$(or $(ROLE),admin)"
 
+# The OpenAPI document GET /openapi.json serves, from the table in devkit/openapi.py and the models.
+openapi: $(BIN)/.installed
+	$(BIN)/python -m devkit.openapi
+
 coldstart: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/coldstart.py
 
@@ -69,11 +75,18 @@ build: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed model-runtime build
+# instructor, for its e2e test, needs a jiter the suite's openai SDK cannot share a virtualenv with.
+$(E2E_INSTRUCTOR)/.installed: requirements-e2e-instructor.txt
+	$(PYTHON) -m venv $(E2E_INSTRUCTOR)
+	$(E2E_INSTRUCTOR)/bin/python -m pip install --quiet --upgrade pip
+	$(E2E_INSTRUCTOR)/bin/python -m pip install --quiet -r requirements-e2e-instructor.txt
+	@touch $@
+
+test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 deploy: build
 	$(BIN)/sam deploy --guided
 
 clean:
-	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench
+	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e

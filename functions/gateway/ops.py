@@ -1,6 +1,7 @@
 """Operator endpoints: GET /health (liveness: the function answers, nothing else is asked),
-GET /health/ready (readiness: MongoDB, Redis and the model server each answer in time) and
-GET /metrics (request totals).
+GET /health/ready (readiness: MongoDB, Redis and the model server each answer in time),
+GET /metrics (request totals) and GET /openapi.json (the API's OpenAPI document, which the
+common layer ships: read on the first request an instance serves, then kept).
 
 GET /metrics is open unless METRICS_TOKEN is set; then it wants
 `Authorization: Bearer <METRICS_TOKEN>`.
@@ -8,12 +9,13 @@ GET /metrics is open unless METRICS_TOKEN is set; then it wants
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import resource
 import time
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import Response, content_types
 
 from infergate import wiring
 from infergate.api.app import create_app, json_response, lambda_entrypoint
@@ -56,6 +58,19 @@ def metrics() -> Response:
     _require_the_metrics_token()
     total = wiring.counters().total_requests()
     return json_response(MetricsResponse(totalRequests=total, uptime=_uptime(), memoryUsage=_memory_usage()))
+
+
+@app.get("/openapi.json")
+def openapi() -> Response:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=_openapi_document())
+
+
+@functools.cache
+def _openapi_document() -> str:
+    """The document devkit/openapi.py generated into the infergate package (`make openapi`)."""
+    from importlib.resources import files
+
+    return files("infergate").joinpath("openapi.json").read_text(encoding="utf-8")
 
 
 def _require_the_metrics_token() -> None:

@@ -1,0 +1,578 @@
+"""The API's OpenAPI 3.1 document, generated from one table of its operations.
+
+`python -m devkit.openapi` (what `make openapi` runs) writes
+layers/common/infergate/openapi.json: the common layer ships it and
+`GET /openapi.json` serves it. Each row of OPERATIONS names a route of
+template.yaml (method and path, in API Gateway's `{param}` form), the pydantic
+models its handler parses (`parse_body`, `parse_query`) and returns, its
+success status, and the error codes it can answer with under each status;
+the schemas are pydantic's own (`model_json_schema`), under
+`components/schemas`. Errors API Gateway makes itself (its gateway
+responses) and the authorizer's refusals are added to every route they can
+reach.
+
+tests/build/test_openapi.py fails when the table and template.yaml disagree
+on the routes, or when the committed document is not what this module
+generates now: change a model, a route or the table, then run `make openapi`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON_LAYER = ROOT / "layers" / "common"
+if str(COMMON_LAYER) not in sys.path:
+    sys.path.insert(0, str(COMMON_LAYER))
+
+from pydantic.json_schema import models_json_schema  # noqa: E402
+
+from infergate.models import accounts, admin, chat, keys, ops, usage  # noqa: E402
+from infergate.models import openai as oai  # noqa: E402
+from infergate.models.base import Model  # noqa: E402
+from infergate.models.errors import _TYPES as ERROR_TYPES  # noqa: E402
+from infergate.models.errors import ErrorBody  # noqa: E402
+
+OUTPUT = COMMON_LAYER / "infergate" / "openapi.json"
+SCHEMAS = "#/components/schemas/"
+DEFAULT_MODEL = "smollm2:135m"  # template.yaml's OllamaModel default
+
+
+class Auth(Enum):
+    NONE = "none"  # open to anyone
+    USER = "user"  # a user's API key (or, with single sign-on, a sign-in token)
+    ADMIN = "admin"  # an operator's admin key
+    METRICS = "metrics"  # open, or METRICS_TOKEN as a bearer token when the deployment sets one
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    summary: str
+    tag: str
+    auth: Auth
+    response: type[Model] | None  # the success response's body (None: any JSON object)
+    status: int = 200
+    body: type[Model] | None = None  # what parse_body reads
+    body_optional: bool = False  # parse_body(..., optional=True): no body reads as {}
+    query: type[Model] | None = None  # what parse_query reads
+    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # the route's own, beside the common ones
+    examples: Mapping[str, Any] = field(default_factory=dict)  # request bodies, by name
+    description: str = ""
+    streams: bool = False  # `"stream": true` answers text/event-stream
+    idempotent: bool = False  # honours an Idempotency-Key
+    rate_limited: bool = False  # admitted against the key's requests per minute (X-RateLimit-* headers)
+    chat_function: bool = False  # served by ChatFunction (29 s): an overrun is API Gateway's 504
+
+
+# What each error code means; a response lists the codes it can carry.
+CODES: dict[str, str] = {
+    "bad_request": "API Gateway refused the request before any function saw it: malformed body framing (400) or a "
+                   "body over 10 MB (413).",
+    "invalid_request": "The body, the query or a header is not valid; `message` says what and `param` names the "
+                       "field at fault.",
+    "prompt_too_large": "The prompt's upper bound in tokens exceeds what the plan allows one request.",
+    "model_not_found": "The model is not available on this gateway.",
+    "unauthorized": "A valid API key is required.",
+    "missing_api_key": "No API key: send `x-api-key: <key>` or `Authorization: Bearer <key>`.",
+    "invalid_api_key": "The key is not valid (unknown, revoked, or of another scheme).",
+    "api_key_expired": "The key has expired (its rotation's grace period or `expires_in_days` ran out).",
+    "invalid_token": "The sign-in token is not valid here.",
+    "token_expired": "The sign-in token has expired.",
+    "forbidden": "This key may not do this: an admin key on a user's route, a user's key on the admin API, or a "
+                 "viewer's admin key asking for a change.",
+    "account_suspended": "The account is suspended; its keys are refused until an operator reactivates it.",
+    "not_found": "No such route.",
+    "key_not_found": "There is no such key (or it is another user's).",
+    "user_not_found": "There is no such user.",
+    "email_already_registered": "An account with this email exists.",
+    "too_many_keys": "The plan's `max_api_keys` active keys are in use; revoke one first.",
+    "key_not_active": "The key was rotated, revoked or has expired; rotate an active key.",
+    "idempotency_in_progress": "A request with this Idempotency-Key is still being answered; retry shortly.",
+    "idempotency_key_reused": "This Idempotency-Key was used with a different request body.",
+    "rate_limited": "Requests per minute of the key (or of the address, for registration) or tokens per minute of the "
+                    "user are spent, or API Gateway throttled the request.",
+    "too_many_concurrent_requests": "The user has as many chats in flight as the plan allows.",
+    "quota_held_in_flight": "What remains of the month's quota is held by the user's chats in flight.",
+    "quota_exceeded": "The month's quota is spent, or too little of it remains for this prompt.",
+    "too_many_failed_authentications": "Too many refused credentials from this address in the last minute.",
+    "internal_error": "An unexpected failure; `message` quotes the request id.",
+    "gateway_error": "The function failed or overran its time (API Gateway's own answer).",
+    "upstream_error": "The model server failed or could not be reached.",
+    "upstream_timeout": "The model server (or the function) did not finish in time.",
+    "service_unavailable": "A store or the model server cannot be used right now (or the model server's circuit "
+                           "breaker is open); retry after `Retry-After`.",
+}
+
+# What API Gateway itself can answer on any route: its gateway responses for a body it will not take (413, or 400
+# for broken framing), throttling (429), and a function that crashed or overran (502); 500 is a handler's
+# unexpected failure.
+GATEWAY = {400: ("bad_request",), 413: ("bad_request",), 429: ("rate_limited",), 500: ("internal_error",),
+           502: ("gateway_error",)}
+# The authorizer, in front of every protected route: an unknown or missing credential (401), an address with too
+# many failed authentications (429), a store it needs that is down (503).
+AUTHORIZED = {401: ("unauthorized", "missing_api_key", "invalid_api_key", "api_key_expired", "invalid_token",
+                    "token_expired"),
+              429: ("too_many_failed_authentications",), 503: ("service_unavailable",)}
+USERS_ONLY = {403: ("forbidden", "account_suspended")}
+OPERATORS_ONLY = {403: ("forbidden",)}
+STORES = {503: ("service_unavailable",)}
+ADMITTED = {429: ("rate_limited",)}
+METERED = {400: ("invalid_request", "prompt_too_large", "model_not_found"),
+           429: ("rate_limited", "too_many_concurrent_requests", "quota_held_in_flight", "quota_exceeded"),
+           502: ("upstream_error",), 503: ("service_unavailable",), 504: ("upstream_timeout",)}
+IDEMPOTENT = {400: ("invalid_request",), 409: ("idempotency_in_progress",), 422: ("idempotency_key_reused",),
+              503: ("service_unavailable",)}
+
+
+def codes(*groups: Mapping[int, tuple[str, ...]]) -> dict[int, tuple[str, ...]]:
+    merged: dict[int, tuple[str, ...]] = {}
+    for group in groups:
+        for status, names in group.items():
+            merged[status] = tuple(dict.fromkeys((*merged.get(status, ()), *names)))
+    return merged
+
+
+CHAT_MESSAGES = [{"role": "system", "content": "Answer in one sentence."},
+                 {"role": "user", "content": "What is the capital of France?"}]
+
+# Every route of template.yaml, and what its handler takes and answers.
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/health"): Operation(
+        "health", "Liveness: the function answers; nothing else is asked.", "Operations", Auth.NONE,
+        ops.HealthResponse),
+    ("GET", "/health/ready"): Operation(
+        "ready", "Readiness: MongoDB, Redis and the model server each answer in time.", "Operations", Auth.NONE,
+        ops.ReadinessResponse,
+        description="503 (with the same body, naming what fails, and `Retry-After`) when any of them does not."),
+    ("GET", "/metrics"): Operation(
+        "metrics", "Request totals, uptime and memory.", "Operations", Auth.METRICS, ops.MetricsResponse,
+        errors=codes({401: ("unauthorized",)}, STORES),
+        description="Open unless the deployment sets METRICS_TOKEN; then it wants "
+                    "`Authorization: Bearer <METRICS_TOKEN>`."),
+    ("GET", "/openapi.json"): Operation(
+        "openapi", "This document.", "Operations", Auth.NONE, None),
+    ("POST", "/v1/register"): Operation(
+        "register", "A new user and their first API key (shown once).", "Accounts", Auth.NONE,
+        accounts.RegisterResponse, status=201, body=accounts.RegisterRequest,
+        errors=codes({400: ("invalid_request",), 409: ("email_already_registered",), 429: ("rate_limited",)}, STORES),
+        examples={"register": {"email": "ada@example.com"}},
+        description="Limited per source address (REGISTER_RATE_LIMIT_PER_HOUR); refused (503) while Redis cannot "
+                    "be reached."),
+    ("POST", "/v1/chat"): Operation(
+        "chat", "A chat: a prompt or messages in, the model's answer and its token counts out.", "Chat", Auth.USER,
+        chat.ChatResponse, body=chat.ChatRequest, errors=codes(USERS_ONLY, METERED, IDEMPOTENT),
+        examples={"prompt": {"prompt": "Write a haiku about mountains.", "max_tokens": 60},
+                  "messages": {"messages": CHAT_MESSAGES}},
+        idempotent=True, rate_limited=True, chat_function=True),
+    ("POST", "/v1/chat/completions"): Operation(
+        "createChatCompletion", "OpenAI's Chat Completions.", "OpenAI-compatible", Auth.USER,
+        oai.ChatCompletion, body=oai.ChatCompletionRequest, errors=codes(USERS_ONLY, METERED, IDEMPOTENT),
+        examples={"completion": {"model": DEFAULT_MODEL, "messages": CHAT_MESSAGES, "max_tokens": 40},
+                  "streamed": {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hello!"}],
+                               "stream": True, "stream_options": {"include_usage": True}}},
+        description="With `\"stream\": true` the answer is `text/event-stream`: one `data: <chat.completion.chunk>` "
+                    "event per piece, then `data: [DONE]`.",
+        streams=True, idempotent=True, rate_limited=True, chat_function=True),
+    ("POST", "/v1/embeddings"): Operation(
+        "createEmbedding", "OpenAI's Embeddings.", "OpenAI-compatible", Auth.USER,
+        oai.EmbeddingList, body=oai.EmbeddingRequest, errors=codes(USERS_ONLY, METERED),
+        examples={"embedding": {"model": DEFAULT_MODEL, "input": "The food was delicious."}},
+        rate_limited=True, chat_function=True),
+    ("GET", "/v1/models"): Operation(
+        "listModels", "The models this gateway serves.", "OpenAI-compatible", Auth.USER, oai.ModelList,
+        errors=codes(USERS_ONLY, ADMITTED, {502: ("upstream_error",)}, STORES), rate_limited=True,
+        chat_function=True),
+    ("GET", "/v1/models/{model}"): Operation(
+        "retrieveModel", "One model this gateway serves.", "OpenAI-compatible", Auth.USER, oai.ModelCard,
+        errors=codes(USERS_ONLY, {404: ("model_not_found",)}, ADMITTED, {502: ("upstream_error",)}, STORES),
+        rate_limited=True, chat_function=True),
+    ("GET", "/v1/usage"): Operation(
+        "usage", "Where the caller stands this month, or stood in a past one.", "Usage", Auth.USER,
+        usage.UsageResponse, query=usage.UsageQuery,
+        errors=codes(USERS_ONLY, {400: ("invalid_request",)}, ADMITTED, STORES), rate_limited=True),
+    ("POST", "/v1/keys"): Operation(
+        "createKey", "A new API key for the caller (its plaintext shown once).", "Keys", Auth.USER,
+        keys.IssuedKeyView, status=201, body=keys.CreateKeyRequest, body_optional=True,
+        errors=codes(USERS_ONLY, {400: ("invalid_request",), 409: ("too_many_keys",)}, ADMITTED, STORES),
+        examples={"named": {"name": "ci runner", "expires_in_days": 90}}, rate_limited=True),
+    ("GET", "/v1/keys"): Operation(
+        "listKeys", "The caller's keys, never a secret.", "Keys", Auth.USER, keys.KeyList,
+        errors=codes(USERS_ONLY, ADMITTED, STORES), rate_limited=True),
+    ("DELETE", "/v1/keys/{key_id}"): Operation(
+        "revokeKey", "Revoke one of the caller's keys.", "Keys", Auth.USER, keys.KeyView,
+        errors=codes(USERS_ONLY, {404: ("key_not_found",)}, ADMITTED, STORES), rate_limited=True),
+    ("POST", "/v1/keys/{key_id}/rotate"): Operation(
+        "rotateKey", "A successor for one of the caller's keys; the old one works for a grace period.", "Keys",
+        Auth.USER, keys.IssuedKeyView, status=201, body=keys.RotateKeyRequest, body_optional=True,
+        errors=codes(USERS_ONLY, {400: ("invalid_request",), 404: ("key_not_found",), 409: ("key_not_active",)},
+                     ADMITTED, STORES),
+        examples={"an hour's grace": {"grace_seconds": 3600}}, rate_limited=True),
+    ("GET", "/admin/v1/users"): Operation(
+        "listUsers", "List and search users (by email prefix, plan), a page at a time.", "Admin", Auth.ADMIN,
+        admin.UserPage, query=admin.UserQuery, errors=codes(OPERATORS_ONLY, {400: ("invalid_request",)}, STORES)),
+    ("GET", "/admin/v1/users/{user_id}"): Operation(
+        "showUser", "One user, with their keys and this month's usage.", "Admin", Auth.ADMIN, admin.UserDetail,
+        errors=codes(OPERATORS_ONLY, {404: ("user_not_found",)}, STORES)),
+    ("PATCH", "/admin/v1/users/{user_id}"): Operation(
+        "changeUser", "Change a user's plan or overrides, or suspend or reactivate them.", "Admin", Auth.ADMIN,
+        admin.UserView, body=admin.ChangeUserRequest,
+        errors=codes(OPERATORS_ONLY, {400: ("invalid_request",), 404: ("user_not_found",)}, STORES),
+        examples={"overrides": {"overrides": {"rate_limit_rpm": 300, "monthly_token_quota": 2000000}},
+                  "suspend": {"status": "suspended"}}),
+    ("POST", "/admin/v1/users/{user_id}/grants"): Operation(
+        "grantTokens", "Extra tokens for a user, this month.", "Admin", Auth.ADMIN, admin.UserView, status=201,
+        body=admin.GrantRequest,
+        errors=codes(OPERATORS_ONLY, {400: ("invalid_request",), 404: ("user_not_found",)}, STORES),
+        examples={"grant": {"tokens": 50000}}),
+    ("DELETE", "/admin/v1/keys/{key_id}"): Operation(
+        "revokeAnyKey", "Revoke any user's key.", "Admin", Auth.ADMIN, admin.RevokedKey,
+        errors=codes(OPERATORS_ONLY, {404: ("key_not_found",)}, STORES)),
+    ("GET", "/admin/v1/usage"): Operation(
+        "usageAcrossUsers", "A month's totals and its heaviest users.", "Admin", Auth.ADMIN, admin.UsageSummary,
+        query=admin.UsageSummaryQuery, errors=codes(OPERATORS_ONLY, {400: ("invalid_request",)}, STORES)),
+    ("GET", "/admin/v1/plans"): Operation(
+        "listPlans", "The plans and their figures.", "Admin", Auth.ADMIN, admin.PlanList,
+        errors=codes(OPERATORS_ONLY, STORES)),
+    ("GET", "/admin/v1/audit"): Operation(
+        "audit", "The audit log, newest first, a page at a time.", "Admin", Auth.ADMIN, admin.AuditPage,
+        query=admin.AuditQuery, errors=codes(OPERATORS_ONLY, {400: ("invalid_request",)}, STORES)),
+}
+
+PATH_PARAMETERS = {
+    "model": ("A model's name, as GET /v1/models lists it.", DEFAULT_MODEL),
+    "key_id": ("A key's id (`key_...`).", "key_5d0bcbd6b3e6c8e7d57d3e70"),
+    "user_id": ("A user's id (`usr_...`).", "usr_8114c73faa4ecc16688ad5fb"),
+}
+
+SECURITY = {
+    Auth.NONE: [],
+    Auth.USER: [{"ApiKey": []}, {"BearerKey": []}],
+    Auth.ADMIN: [{"AdminApiKey": []}, {"AdminBearerKey": []}],
+    Auth.METRICS: [{}, {"MetricsToken": []}],
+}
+
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+               "description": "A user's API key (`igk_...`), as POST /v1/register or POST /v1/keys gave it."},
+    "BearerKey": {"type": "http", "scheme": "bearer",
+                  "description": "A user's API key as `Authorization: Bearer <key>`; with single sign-on configured, "
+                                 "also a token (a JWT) from the organisation's identity provider."},
+    "AdminApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                    "description": "An operator's admin key (`iga_...`; `make admin-key` makes the first)."},
+    "AdminBearerKey": {"type": "http", "scheme": "bearer",
+                       "description": "An operator's admin key as `Authorization: Bearer <key>`."},
+    "MetricsToken": {"type": "http", "scheme": "bearer",
+                     "description": "METRICS_TOKEN, when the deployment sets one; otherwise GET /metrics is open."},
+}
+
+HEADERS = {
+    "RequestId": {"description": "The request's id: quote it when reporting a problem.", "required": True,
+                  "schema": {"type": "string", "minLength": 1}},
+    "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}},
+    "RateLimitLimit": {"description": "Requests per minute the key may make.", "schema": {"type": "integer"}},
+    "RateLimitRemaining": {"description": "Requests left in the current minute's window.",
+                           "schema": {"type": "integer"}},
+    "RateLimitReset": {"description": "Seconds until the oldest request in the window leaves it.",
+                       "schema": {"type": "integer", "minimum": 0}},
+    "RateLimitLimitTokens": {"description": "Tokens per minute the user may use.", "schema": {"type": "integer"}},
+    "RateLimitRemainingTokens": {"description": "Tokens left in the current minute's window.",
+                                 "schema": {"type": "integer"}},
+    "RateLimitResetTokens": {"description": "Seconds until the oldest tokens in the window leave it.",
+                             "schema": {"type": "integer", "minimum": 0}},
+    "IdempotentReplayed": {"description": "`true` when the answer is the one an earlier request with the same "
+                                          "Idempotency-Key got.", "schema": {"type": "string", "enum": ["true"]}},
+    "WWWAuthenticate": {"description": "The scheme credentials are expected in.", "schema": {"type": "string"}},
+}
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "A retry with the same key and body is answered once and charged once; the same key with another "
+                   "body gets 422. An empty value is the same as none.",
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+
+REASONS = {200: "OK", 201: "Created", 400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+           409: "Conflict", 413: "Payload too large", 422: "Unprocessable", 429: "Too many requests",
+           500: "Internal error", 502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
+
+DESCRIPTION = """\
+An API gateway for self-hosted language models: API keys, exact token metering, rate limits and monthly quotas in \
+front of an Ollama model server, with InferGate's own chat API and an OpenAI-compatible one.
+
+**Authentication.** Protected routes take a user's API key in `x-api-key` or as `Authorization: Bearer <key>` \
+(with single sign-on configured, also the identity provider's token as a bearer token); the admin API takes an \
+admin key the same way. `/health`, `/health/ready`, `/metrics`, `/openapi.json` and `POST /v1/register` need none; \
+`/metrics` wants `Authorization: Bearer <METRICS_TOKEN>` when the deployment sets one.
+
+**Errors.** Every error, on every route, has one body: `{"error": {"message", "type", "param", "code"}}`, where \
+`type` follows from the status (OpenAI's error types), `code` is stable and listed under each response, and \
+`param` names the request's field at fault, if one is. Every response carries `x-request-id`.
+
+**Limits.** Authenticated responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` for \
+requests per minute, and the same with `-Tokens` for tokens per minute when a chat was admitted; every 429 carries \
+`Retry-After`.
+"""
+
+
+def build() -> dict[str, Any]:
+    """The OpenAPI document for OPERATIONS."""
+    schemas = _SchemaSet()
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), operation in OPERATIONS.items():
+        paths.setdefault(path, {})[method.lower()] = _operation(path, operation, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "InferGate", "version": _version(), "description": DESCRIPTION},
+        "servers": [
+            {"url": "https://{apiId}.execute-api.{region}.amazonaws.com/{stage}",
+             "description": "A deployed stack: its ApiUrl output.",
+             "variables": {"apiId": {"default": "abcdef0123"}, "region": {"default": "us-east-1"},
+                           "stage": {"default": "prod", "description": "The StageName parameter."}}},
+            {"url": "http://127.0.0.1:3000", "description": "`make run`"},
+        ],
+        "tags": [{"name": name} for name in dict.fromkeys(operation.tag for operation in OPERATIONS.values())],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.definitions(),
+            "responses": schemas.responses(),
+            "securitySchemes": SECURITY_SCHEMES,
+            "headers": HEADERS,
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+class _SchemaSet:
+    """pydantic's schemas of the models the operations use, in one `components/schemas`."""
+
+    def __init__(self) -> None:
+        pairs = {(ErrorBody, "serialization"), (oai.ChatCompletionChunk, "serialization")}
+        for operation in OPERATIONS.values():
+            if operation.body is not None:
+                pairs.add((operation.body, "validation"))
+            if operation.response is not None:
+                pairs.add((operation.response, "serialization"))
+        ordered = sorted(pairs, key=lambda pair: (pair[0].__module__, pair[0].__qualname__, pair[1]))
+        self._refs, definitions = models_json_schema(ordered, ref_template=SCHEMAS + "{model}")
+        self._definitions = dict(sorted(definitions.get("$defs", {}).items()))
+        self._responses: dict[str, dict[str, Any]] = {}
+
+    def ref(self, model: type[Model], mode: str) -> dict[str, str]:
+        return self._refs[(model, mode)]
+
+    def definitions(self) -> dict[str, Any]:
+        return self._definitions
+
+    def response(self, response: dict[str, Any], name: str) -> dict[str, str]:
+        """A reference to `response`, kept once under `components/responses` as `name`."""
+        if self._responses.setdefault(name, response) != response:
+            raise ValueError(f"two different responses are both named {name}")
+        return {"$ref": f"#/components/responses/{name}"}
+
+    def responses(self) -> dict[str, Any]:
+        return dict(sorted(self._responses.items()))
+
+
+def _operation(path: str, operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
+    document: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary,
+                                "tags": [operation.tag]}
+    if operation.description:
+        document["description"] = operation.description
+    parameters = [_path_parameter(name) for name in re.findall(r"\{(\w+)\}", path)]
+    if operation.query is not None:
+        parameters += _query_parameters(operation.query)
+    if operation.idempotent:
+        parameters.append(IDEMPOTENCY_KEY)
+    if parameters:
+        document["parameters"] = parameters
+    if operation.body is not None:
+        media: dict[str, Any] = {"schema": schemas.ref(operation.body, "validation")}
+        if operation.examples:
+            media["examples"] = {name: {"value": value} for name, value in operation.examples.items()}
+        document["requestBody"] = {"required": not operation.body_optional, "content": {"application/json": media}}
+        if operation.body_optional:
+            document["requestBody"]["description"] = "Optional: no body reads as `{}`."
+    document["responses"] = _responses(operation, schemas)
+    document["security"] = SECURITY[operation.auth]
+    return document
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    description, example = PATH_PARAMETERS[name]
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1}, "example": example}
+
+
+def _query_parameters(model: type[Model]) -> list[dict[str, Any]]:
+    """One query parameter per field of `model`, as parse_query reads them (each one optional)."""
+    schema = model.model_json_schema(mode="validation", ref_template=SCHEMAS + "{model}")
+    if "$defs" in schema:
+        raise ValueError(f"{model.__name__}: a query parameter cannot hold a nested model")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        field_schema = _without_null(field_schema)
+        description = field_schema.pop("description", None)
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": field_schema}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema without its `null`: a query parameter is absent, never null."""
+    schema = dict(schema)
+    options = [option for option in schema.get("anyOf", ()) if option != {"type": "null"}]
+    if "anyOf" in schema and len(options) == 1:
+        del schema["anyOf"]
+        inner = dict(options[0])
+        if "description" in inner and "description" in schema:
+            inner.pop("description")
+        schema = {**inner, **schema}
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    return schema
+
+
+def _header(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+RATE_HEADERS = {"X-RateLimit-Limit": _header("RateLimitLimit"), "X-RateLimit-Remaining": _header("RateLimitRemaining"),
+                "X-RateLimit-Reset": _header("RateLimitReset")}
+TOKEN_HEADERS = {"X-RateLimit-Limit-Tokens": _header("RateLimitLimitTokens"),
+                 "X-RateLimit-Remaining-Tokens": _header("RateLimitRemainingTokens"),
+                 "X-RateLimit-Reset-Tokens": _header("RateLimitResetTokens")}
+
+
+def _responses(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(operation.status): _success(operation, schemas)}
+    groups = [GATEWAY, operation.errors]
+    if operation.auth in (Auth.USER, Auth.ADMIN):
+        groups.insert(1, AUTHORIZED)
+    if operation.chat_function:
+        groups.append({504: ("upstream_timeout",)})
+    errors = codes(*groups)
+    for status in sorted(errors):
+        if operation.response is ops.ReadinessResponse and status == 503:
+            continue
+        responses[str(status)] = schemas.response(_error(status, errors[status]),
+                                                  ".".join((str(status), *errors[status])))
+    if operation.response is ops.ReadinessResponse:
+        responses["503"] = {
+            "description": "Not ready: the body names what fails.",
+            "headers": {"x-request-id": _header("RequestId"), "Retry-After": _header("RetryAfter")},
+            "content": {"application/json": {"schema": schemas.ref(ops.ReadinessResponse, "serialization")}},
+        }
+        responses = dict(sorted(responses.items()))
+    return responses
+
+
+def _success(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
+    headers = {"x-request-id": _header("RequestId")}
+    if operation.rate_limited:
+        headers |= RATE_HEADERS
+    if operation.chat_function and operation.body is not None:
+        headers |= TOKEN_HEADERS
+    if operation.idempotent:
+        headers["Idempotent-Replayed"] = _header("IdempotentReplayed")
+    if operation.response is None:
+        schema: dict[str, Any] = {"type": "object", "description": "This document (OpenAPI 3.1)."}
+    else:
+        schema = schemas.ref(operation.response, "serialization")
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if operation.streams:
+        content["text/event-stream"] = {"schema": _event_schema(schemas)}
+    return {"description": REASONS[operation.status], "headers": headers, "content": content}
+
+
+def _event_schema(schemas: _SchemaSet) -> dict[str, Any]:
+    """One server-sent event of a streamed completion (before OpenAPI 3.2's `itemSchema`, a text/event-stream's
+    `schema` describes each event): its `data` is a chat.completion.chunk as JSON, or `[DONE]` for the last."""
+    return {
+        "type": "object",
+        "description": "One server-sent event: `data: <chat.completion.chunk as JSON>`, and `data: [DONE]` last. "
+                       "Through API Gateway the events arrive all at once, when the answer is complete.",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "const": "message"},
+            "data": {
+                "type": "string",
+                "if": {"const": "[DONE]"},
+                "else": {"contentMediaType": "application/json",
+                         "contentSchema": schemas.ref(oai.ChatCompletionChunk, "serialization")},
+            },
+        },
+    }
+
+
+def _error(status: int, names: tuple[str, ...]) -> dict[str, Any]:
+    headers = {"x-request-id": _header("RequestId")}
+    if status == 401:
+        headers["WWW-Authenticate"] = _header("WWWAuthenticate")
+    if status == 429:
+        headers["Retry-After"] = {**HEADERS["RetryAfter"], "required": True}
+        headers |= RATE_HEADERS  # when a limit of the key's or the user's refused it
+    if status in (409, 503):
+        headers["Retry-After"] = _header("RetryAfter")
+    kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    lines = "\n".join(f"- `{name}`: {CODES[name]}" for name in names)
+    return {
+        "description": f"{REASONS[status]}. `error.code` is one of:\n\n{lines}",
+        "headers": headers,
+        "content": {"application/json": {"schema": {
+            "allOf": [{"$ref": SCHEMAS + "ErrorBody"}],
+            "properties": {"error": {"properties": {"type": {"const": kind}, "code": {"enum": list(names)}}}},
+        }}},
+    }
+
+
+def _version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def template_routes() -> set[tuple[str, str]]:
+    """The (method, path) of every route template.yaml declares."""
+    from devkit import template
+
+    return {(route.method, route.path) for route in template.load(ROOT / "template.yaml").api.routes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devkit.openapi", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed document is out of date")
+    arguments = parser.parse_args(argv)
+    routes, table = template_routes(), set(OPERATIONS)
+    if routes != table:
+        for method, path in sorted(routes - table):
+            print(f"template.yaml has {method} {path}; devkit/openapi.py's OPERATIONS does not", file=sys.stderr)
+        for method, path in sorted(table - routes):
+            print(f"devkit/openapi.py's OPERATIONS has {method} {path}; template.yaml does not", file=sys.stderr)
+        return 1
+    text = render()
+    if arguments.check:
+        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
+            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run `make openapi`", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT.relative_to(ROOT)} ({len(OPERATIONS)} operations)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
