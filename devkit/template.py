@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 
@@ -60,7 +61,8 @@ class Route:
         if method != self.method and self.method != "ANY":
             return None
         found = re.match(_path_pattern(self.path), path)
-        return found.groupdict() if found else None
+        # API Gateway hands the function path parameters percent-decoded (the path itself as sent).
+        return {name: unquote(value) for name, value in found.groupdict().items()} if found else None
 
 
 def _path_pattern(path: str) -> str:

@@ -89,10 +89,12 @@ def models() -> Response:
     return json_response(openai.model_list(wiring.model_policy().available()))
 
 
-@app.get("/v1/models/<name>")
-def model(name: str) -> Response:
+@app.get("/v1/models/<model>")
+def model(model: str) -> Response:
     from infergate.api import openai
 
+    # API Gateway's path parameter is percent-decoded (smollm2%3A135m is smollm2:135m); the path is not.
+    name = app.current_event.path_parameters.get("model") or model
     principal = current_principal(app)
     add_response_headers(app, wiring.admission().admit(principal).headers())
     entry = next((entry for entry in wiring.model_policy().available() if entry.name == name), None)

@@ -221,3 +221,9 @@ def test_embedding_requests_it_cannot_honour_are_refused_naming_why(api, payload
 
 def sent_to_the_model_at(ollama_url: str, path: str) -> dict:
     return [seen for seen in httpx.get(f"{ollama_url}/_devkit/requests").json() if seen["path"] == path][-1]["body"]
+
+
+def test_a_model_named_in_a_percent_encoded_path_is_found(api):
+    key = api.register()["api_key"]
+    found = api.call("GET", "/v1/models/smollm2%3A135m", key=key)
+    assert found["statusCode"] == 200 and body(found)["id"] == "smollm2:135m"

@@ -34,6 +34,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("GET", "/health"): ("OpsFunction", None),
         ("GET", "/health/ready"): ("OpsFunction", None),
         ("GET", "/metrics"): ("OpsFunction", None),
+        ("GET", "/openapi.json"): ("OpsFunction", None),
         ("POST", "/v1/register"): ("RegisterFunction", None),
         ("POST", "/v1/chat"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("POST", "/v1/chat/completions"): ("ChatFunction", "ApiKeyAuthorizer"),
@@ -155,3 +156,10 @@ def test_unknown_routes_are_404_without_calling_anything():
     response = api.handle(request("/v1/nothing"))
     assert response.status == 404 and json.loads(response.body)["error"]["code"] == "not_found"
     assert pools["AuthorizerFunction"].events == []
+
+
+def test_path_parameters_are_percent_decoded_as_api_gateway_hands_them_over():
+    from devkit.template import Route
+
+    route = Route("GET", "/v1/models/{model}", "ChatFunction", None)
+    assert route.match("GET", "/v1/models/smollm2%3A135m") == {"model": "smollm2:135m"}
