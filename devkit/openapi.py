@@ -39,8 +39,10 @@ from pydantic.json_schema import models_json_schema  # noqa: E402
 from infergate.models import accounts, admin, chat, keys, ops, usage  # noqa: E402
 from infergate.models import openai as oai  # noqa: E402
 from infergate.models.base import Model  # noqa: E402
-from infergate.models.errors import _TYPES as ERROR_TYPES  # noqa: E402
-from infergate.models.errors import ErrorBody  # noqa: E402
+from infergate.models.errors import (
+    ERROR_TYPES,  # noqa: E402
+    ErrorBody,  # noqa: E402
+)
 
 OUTPUT = COMMON_LAYER / "infergate" / "openapi.json"
 SCHEMAS = "#/components/schemas/"

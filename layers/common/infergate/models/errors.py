@@ -3,7 +3,7 @@ from __future__ import annotations
 from infergate.models.base import Model
 
 # OpenAI's error `type` for each status, so that one shape serves every client.
-_TYPES = {
+ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
@@ -30,5 +30,5 @@ class ErrorBody(Model):
 
     @classmethod
     def of(cls, status: int, code: str, message: str, *, param: str | None = None) -> ErrorBody:
-        kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return cls(error=ErrorDetail(message=message, type=kind, param=param, code=code))
