@@ -17,7 +17,6 @@ jiter<0.15, openai 3.57 wants jiter>=0.16, and those before 1.17 want openai<3).
 from __future__ import annotations
 
 import json
-import uuid
 
 import httpx
 import httpx2
@@ -48,9 +47,7 @@ def gateway(gateway_of):
 
 @pytest.fixture
 def key(gateway) -> str:
-    response = httpx.post(f"{gateway.url}/v1/register", json={"email": f"fw-{uuid.uuid4().hex[:8]}@example.com"})
-    assert response.status_code == 201, response.text
-    return response.json()["api_key"]
+    return gateway.new_user()["api_key"]
 
 
 class Wire:

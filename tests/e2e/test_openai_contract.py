@@ -5,7 +5,6 @@ models, embeddings and error bodies."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import httpx
 import pytest
@@ -29,10 +28,8 @@ def http(gateway):
 
 
 @pytest.fixture(scope="module")
-def key(http) -> str:
-    response = http.post("/v1/register", json={"email": f"contract-{uuid.uuid4().hex[:8]}@example.com"})
-    assert response.status_code == 201, response.text
-    return response.json()["api_key"]
+def key(gateway) -> str:
+    return gateway.new_user()["api_key"]
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -14,10 +14,7 @@ def gateway(gateway_of):
 
 @pytest.fixture
 def key(gateway) -> str:
-    import uuid
-
-    response = httpx.post(f"{gateway.url}/v1/register", json={"email": f"sdk-{uuid.uuid4().hex[:8]}@example.com"})
-    return response.json()["api_key"]
+    return gateway.new_user()["api_key"]
 
 
 def sdk(gateway, key: str) -> openai.OpenAI:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,12 @@ class RunningApi:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60)
+
+    def new_user(self) -> dict:
+        """A user registered just now: the registration's answer (api_key, user_id, key_id, ...)."""
+        response = httpx.post(f"{self.url}/v1/register", json={"email": f"user-{uuid.uuid4().hex[:12]}@example.com"})
+        assert response.status_code == 201, response.text
+        return response.json()
 
 
 def start_make_run(environment: dict[str, str], log: Path, *, ready_timeout: float = 900, target: str = "run") -> RunningApi:
