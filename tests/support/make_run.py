@@ -105,9 +105,10 @@ def start_runner(environment: dict[str, str], log: Path, *, ready_timeout: float
 
 def _start(command: list[str], environment: dict[str, str], log: Path, ready_timeout: float) -> RunningApi:
     port = free_port()
-    # Tests of other things share one address (127.0.0.1) and often one Redis: the
-    # failed-authentication limit stays out of their way unless a test sets it.
-    env = {**os.environ, "AUTH_FAILURES_PER_MINUTE": "1000000", **environment, "PORT": str(port)}
+    # Tests of other things share one address (127.0.0.1) and often one Redis: the limits per
+    # address (failed authentications, registrations) stay out of their way unless a test sets them.
+    per_address = {"AUTH_FAILURES_PER_MINUTE": "1000000", "REGISTER_RATE_LIMIT_PER_HOUR": "1000000"}
+    env = {**os.environ, **per_address, **environment, "PORT": str(port)}
     for name in ("MONGODB_URI", "REDIS_URL", "OLLAMA_URL"):
         if name not in environment:
             env.pop(name, None)
