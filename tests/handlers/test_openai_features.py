@@ -227,3 +227,8 @@ def test_a_model_named_in_a_percent_encoded_path_is_found(api):
     key = api.register()["api_key"]
     found = api.call("GET", "/v1/models/smollm2%3A135m", key=key)
     assert found["statusCode"] == 200 and body(found)["id"] == "smollm2:135m"
+
+
+def test_fields_it_cannot_honour_sent_as_null_are_no_trouble(api):
+    key = api.register()["api_key"]
+    ask(api, key, "hi", functions=None, function_call=None, audio=None, prediction=None, web_search_options=None)

@@ -229,23 +229,17 @@ class ChatCompletionRequest(Closed):
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
     metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
-    # OpenAI's fields that ask for nothing here (see UNSUPPORTED): accepted as long as they do not.
-    n: int | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    logit_bias: dict[str, float] | None = None
-    store: bool | None = None
-    modalities: list[str] | None = None
-
     @model_validator(mode="before")
     @classmethod
     def _nothing_it_cannot_honour(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            refused = [f"{name}: {why}" for name, why in UNSUPPORTED.items()
-                       if name in data and not _asks_nothing(name, data[name])]
-            if refused:
-                raise ValueError("; ".join(refused))
-        return data
+        """Refuses the UNSUPPORTED fields that ask for something, and sets aside those that do not."""
+        if not isinstance(data, dict):
+            return data
+        refused = [f"{name}: {why}" for name, why in UNSUPPORTED.items()
+                   if name in data and not _asks_nothing(name, data[name])]
+        if refused:
+            raise ValueError("; ".join(refused))
+        return {name: value for name, value in data.items() if name not in UNSUPPORTED}
 
     @field_validator("stop")
     @classmethod
