@@ -44,8 +44,8 @@ def _key_id(key_id: str) -> str:
 
 @app.post("/v1/keys")
 def create_key() -> Response:
+    principal = _caller()  # who asks first: a refused caller is refused, whatever the body
     request = parse_body(app, CreateKeyRequest, optional=True)
-    principal = _caller()
     now = utc_now()
     issued = accounts.create_key(principal, name=request.name, expires_in_days=request.expires_in_days,
                                  store=wiring.account_store(), now=now)
@@ -72,8 +72,8 @@ def revoke_key(key_id: str) -> Response:
 
 @app.post("/v1/keys/<key_id>/rotate")
 def rotate_key(key_id: str) -> Response:
-    request = parse_body(app, RotateKeyRequest, optional=True)
     principal = _caller()
+    request = parse_body(app, RotateKeyRequest, optional=True)
     now = utc_now()
     successor = accounts.rotate_key(principal, _key_id(key_id), grace_seconds=request.grace_seconds,
                                     store=wiring.account_store(), version=wiring.accounts_version(), now=now)

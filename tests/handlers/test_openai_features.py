@@ -232,3 +232,10 @@ def test_a_model_named_in_a_percent_encoded_path_is_found(api):
 def test_fields_it_cannot_honour_sent_as_null_are_no_trouble(api):
     key = api.register()["api_key"]
     ask(api, key, "hi", functions=None, function_call=None, audio=None, prediction=None, web_search_options=None)
+
+
+def test_param_names_the_field_at_fault_not_the_union_member_tried(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", COMPLETIONS, key=key, body={
+        "model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stop": 5})
+    assert response["statusCode"] == 400 and body(response)["error"]["param"] == "stop"

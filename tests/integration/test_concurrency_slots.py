@@ -70,3 +70,26 @@ def test_users_have_slots_of_their_own(redis_client):
     store = instance(redis_client)
     assert admit(store, "a", Slots("slots:usr_a", 1, 60_000)).allowed
     assert admit(store, "b", Slots("slots:usr_b", 1, 60_000)).allowed
+
+
+def test_a_slot_whose_admission_reply_was_lost_is_freed_when_the_request_is_concluded(redis_client):
+    from infergate.domain.admission import AdmissionControl
+    from infergate.domain.principal import Principal
+    from infergate.errors import RateLimiterUnavailable
+
+    class ReplyLost(RedisAdmissionStore):
+        """The script runs on the server; its answer never arrives."""
+
+        def admit(self, *args, **kwargs):
+            super().admit(*args, **kwargs)
+            raise RateLimiterUnavailable("rate limiter unavailable: TimeoutError")
+
+    store = instance(redis_client)
+    lossy = ReplyLost(redis_client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
+                      breaker_probe_seconds=5)
+    who = Principal(user_id="usr_lost", key_id="key_lost", plan="free", monthly_token_quota=10**6, rate_limit_rpm=100,
+                    rate_limit_tpm=10**6, max_output_tokens=100, max_concurrent_requests=1)
+    admitted = AdmissionControl(lossy, fail_open=True, lease_seconds=60).admit(who, tokens=50, guard_model=True)
+    assert admit(store, "other", Slots("slots:usr_lost", 1, 60_000)).slots_full, "the script did take the slot"
+    AdmissionControl(store, fail_open=True, lease_seconds=60).conclude(admitted, tokens=0, model_healthy=True)
+    assert admit(store, "next", Slots("slots:usr_lost", 1, 60_000)).allowed, "concluding gave it back"

@@ -77,9 +77,10 @@ class MemoryAdmissions:
     def conclude(self, conclusion: Conclusion):
         self.conclusions.append(conclusion)
         if conclusion.slots is not None:
-            self.in_flight[conclusion.slots.key].discard(conclusion.ticket)
+            self.in_flight.get(conclusion.slots.key, set()).discard(conclusion.ticket)
         if conclusion.token_limit is not None:
-            self.counted[conclusion.token_limit.key][conclusion.ticket] = conclusion.tokens
+            if conclusion.ticket in self.counted.get(conclusion.token_limit.key, {}):  # as the script: only what it counted
+                self.counted[conclusion.token_limit.key][conclusion.ticket] = conclusion.tokens
 
     def model_reports(self) -> list[bool | None]:
         return [conclusion.model_healthy for conclusion in self.conclusions]
@@ -395,3 +396,22 @@ def test_an_answer_whose_charge_the_ledger_cannot_confirm_is_still_given():
     result = service(ScriptedModel(OK), ledger, admissions).chat(PRINCIPAL, task("hi"), request_id="r")
     assert (result.content, result.total_tokens) == ("Hello!", 15), "charged as far as the caller can know"
     assert list(admissions.counted["tpm:usr_1"].values()) == [15]
+
+
+def _forced(*names: str) -> ChatTask:
+    from infergate.domain.messages import Tool
+    from infergate.domain.tools import tool_use
+
+    tools = [Tool(name, "", {"type": "object", "properties": {"x": {"type": "integer"}}}) for name in names]
+    return replace(task("hi"), tools=tool_use(tools, "required"))
+
+
+@pytest.mark.parametrize(("names", "answer"), [(("one",), '{"x": 1'), (("one", "two"), "[1, 2]")])
+def test_a_forced_call_the_answer_does_not_make_is_refused_and_charged(names, answer):
+    ledger = MemoryLedger()
+    model = ScriptedModel(Completion("smollm2:135m", answer, prompt_tokens=40, completion_tokens=200, done_reason="length"))
+    with pytest.raises(UpstreamError) as failed:
+        service(model, ledger).chat(PRINCIPAL, _forced(*names), request_id="r")
+    assert not failed.value.server_unwell, "the model's answer, not the server's health"
+    assert ledger.used == 240 and [charged for _, charged in ledger.log] == [240], "the model's work is paid for"
+    assert "240 tokens used before it ended were charged" in failed.value.message

@@ -105,11 +105,15 @@ def _validated(validate: Callable[[Any], M], data: Any) -> M:
 _FIELD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
 
 
+# What pydantic adds to a location to say which member of a union it tried: not a field.
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
 def _field_at_fault(errors: Any) -> str | None:
     """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content)."""
     for error in list(errors)[:1]:
         parts = [str(part) for part in error.get("loc", ()) if _FIELD.match(str(part))]
-        return ".".join(parts) or None
+        return ".".join(part for part in parts if part not in _UNION_MEMBERS) or None
     return None
 
 

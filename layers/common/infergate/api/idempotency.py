@@ -8,7 +8,9 @@ as a request under the key's requests-per-minute limit, like any other, and
 carries the limit's current X-RateLimit-* headers, not the stored ones. A retry that
 arrives while the first is still running waits for it and gets its
 response. A request that fails leaves no record, so retrying it runs it
-again: a failure costs nothing.
+again: a failure before the model generated anything costs nothing, and an
+answer cut off after it did is charged what it generated, its retry being a
+new request.
 """
 
 from __future__ import annotations

@@ -71,14 +71,14 @@ def event_stream(result: ChatResult, *, include_usage: bool) -> str:
         return f"data: {body.model_dump_json()}\n\n"
 
     events = [chunk(Delta(role="assistant", content=""))]
+    if result.content:  # a forced call's answer is its arguments, not content
+        events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
     if result.tool_calls:  # each call as OpenAI streams one: its name first, then its arguments
         for index, call in enumerate(_calls(result)):
             events.append(chunk(Delta(tool_calls=[ToolCallDelta(
                 index=index, id=call.id, type="function", function=FunctionDelta(name=call.function.name, arguments=""))])))
             events.append(chunk(Delta(tool_calls=[ToolCallDelta(
                 index=index, function=FunctionDelta(arguments=call.function.arguments))])))
-    else:
-        events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
     events.append(chunk(Delta(), _finish_reason(result)))
     if include_usage:
         events.append(chunk(Delta(), usage=TokenUsage.of(result), choices=False))

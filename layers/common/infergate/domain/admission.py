@@ -111,7 +111,9 @@ class AdmissionControl:
                 raise ServiceUnavailable("Rate limits cannot be checked right now; retry shortly.",
                                          headers={"Retry-After": "1"}) from error
             logger.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")
-            return Admission(ticket)
+            # The script may have run and only its reply been lost: concluding takes back whatever
+            # it counted (the slot, the worst case), and is a no-op if it never ran.
+            return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots)
         if decision.breaker_retry_ms:
             retry_after = max(1, _seconds(decision.breaker_retry_ms))
             raise ServiceUnavailable(

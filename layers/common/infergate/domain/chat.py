@@ -268,13 +268,18 @@ class ChatService:
             f"It resets at the start of next month, in {resets_in} s (see GET /v1/usage).", retry_after=resets_in)
 
     def _ask(self, call: _Call, plan: _Plan) -> Completion:
-        """The model's answer, asking for no more than was reserved; on failure the reservation
-        is released (the request costs nothing) and the failure raised."""
-        completion = self._asking(call, lambda: _with_calls_asked_for(self.model.chat(
+        """The model's answer, asking for no more than was reserved. A failure before any token
+        releases the reservation and is raised; an answer cut off, or a forced call the answer
+        does not make, comes back with its failure, to be charged what it generated."""
+        completion = self._asking(call, lambda: self.model.chat(
             model=call.model, messages=plan.task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
             request_id=call.request_id, options=plan.task.options, tools=plan.task.tools.offered,
             answer_format=plan.task.format,
-        ), plan.task))
+        ))
+        try:
+            completion = _with_calls_asked_for(completion, plan.task)
+        except UpstreamError as error:  # the model answered, not with the call it was held to
+            completion = replace(completion, failure=error)
         call.model_healthy = not _blames_the_model_server(completion.failure)
         if completion.failure is not None:
             count("UpstreamFailures")
@@ -291,7 +296,7 @@ class ChatService:
             self._release(call, code, getattr(error, "message", type(error).__name__))
             if isinstance(error, ModelNotFound):
                 logger.warning("the model server does not have the model", extra={"model": call.model})
-            elif isinstance(error, InferGateError):
+            elif isinstance(error, UpstreamError):
                 count("UpstreamFailures")
             raise
 

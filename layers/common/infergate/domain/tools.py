@@ -49,8 +49,10 @@ class ToolUse:
             raise UpstreamError("The model's answer was not the JSON its format asked for.", server_unwell=False) from None
         if len(self.forced) == 1:
             name, arguments = self.forced[0].name, data
+        elif isinstance(data, dict):
+            name, arguments = data.get("name"), data.get("arguments")
         else:
-            name, arguments = (data or {}).get("name"), (data or {}).get("arguments")
+            name, arguments = None, None
         if not isinstance(arguments, dict) or name not in {tool.name for tool in self.forced}:
             raise UpstreamError("The model's answer did not name a function it was offered.", server_unwell=False)
         return ToolCall(new_call_id(), name, arguments)

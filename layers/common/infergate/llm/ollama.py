@@ -265,9 +265,14 @@ def _tool_calls(message: dict) -> list[ToolCall]:
         function = call.get("function") or {}
         arguments = function.get("arguments")
         if isinstance(arguments, str):  # some servers send a JSON string, as OpenAI does
-            arguments = json.loads(arguments or "{}")
+            try:
+                arguments = json.loads(arguments or "{}")
+            except ValueError:
+                arguments = None
         if not isinstance(function.get("name"), str) or not isinstance(arguments, dict):
-            raise UpstreamError("The model server sent a tool call without a name or with arguments that are not an object.")
+            # What the model wrote, not a sign that the server is unwell.
+            raise UpstreamError("The model made a tool call without a name or with arguments that are not an object.",
+                                server_unwell=False)
         calls.append(ToolCall(new_call_id(), function["name"], arguments))
     return calls
 

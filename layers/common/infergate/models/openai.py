@@ -120,7 +120,7 @@ class Message(Closed):
             raise ValueError("a tool message, and only a tool message, has a tool_call_id")
         if isinstance(self.content, list) and self.role not in ("user", "system", "developer", "tool") and any(
                 isinstance(part, ImagePart) for part in self.content):
-            raise ValueError("images may be sent in user messages only")
+            raise ValueError("images may not be sent in assistant messages")
         return self
 
     def text(self) -> str:

@@ -291,6 +291,15 @@ class RedisKeyActivity:
                 for key_id, stamp in zip(key_ids, stamps, strict=True) if stamp}
 
 
+# KEYS: the address's count. ARGV: the window, ms. The first failure starts the window; a count
+# that somehow lost its expiry gets one again, so that no address is held back for ever.
+_COUNT_FAILURE = """
+local failures = redis.call('INCR', KEYS[1])
+if failures == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return failures
+"""
+
+
 class RedisFailedAuthentications:
     """Refused credentials per source address: at most `per_minute` in a minute that starts
     with the first of them; then the address waits for that minute's end. One round trip
@@ -300,6 +309,7 @@ class RedisFailedAuthentications:
         self._client = client
         self._prefix = prefix + FAILED_AUTHENTICATIONS
         self._per_minute = per_minute
+        self._count = client.register_script(_COUNT_FAILURE)
 
     def blocked_for_ms(self, source: str) -> int:
         try:
@@ -308,11 +318,12 @@ class RedisFailedAuthentications:
         except redis.RedisError:
             logger.warning("failed authentications not checked: Redis unavailable")
             return 0
-        return max(1, ttl_ms) if failures is not None and int(failures) >= self._per_minute else 0
+        if failures is None or int(failures) < self._per_minute:
+            return 0
+        return ttl_ms if ttl_ms > 0 else 60_000
 
     def add(self, source: str) -> None:
         try:
-            self._client.pipeline(transaction=False).incr(self._prefix + source).pexpire(
-                self._prefix + source, 60_000, nx=True).execute()
+            self._count(keys=[self._prefix + source], args=[60_000])
         except redis.RedisError:
             logger.warning("failed authentication not counted: Redis unavailable")

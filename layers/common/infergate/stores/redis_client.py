@@ -50,20 +50,23 @@ def _failing_fast(base: type, outage: _Outage) -> type:
     class FailFastConnection(base):  # type: ignore[misc, valid-type]
         def connect(self, *args, **kwargs):
             outage.check()
-            return self._noting_outage(super().connect, *args, **kwargs)
+            return self._noting_outage(super().connect, (redis.ConnectionError, redis.TimeoutError), *args, **kwargs)
 
         def send_packed_command(self, *args, **kwargs):
             outage.check()
-            return self._noting_outage(super().send_packed_command, *args, **kwargs)
+            return self._noting_outage(super().send_packed_command, (redis.TimeoutError,), *args, **kwargs)
 
         def read_response(self, *args, **kwargs):
-            return self._noting_outage(super().read_response, *args, **kwargs)
+            return self._noting_outage(super().read_response, (redis.TimeoutError,), *args, **kwargs)
 
         @staticmethod
-        def _noting_outage(call, *args, **kwargs):
+        def _noting_outage(call, signs, *args, **kwargs):
+            """`call`, taking Redis for down if it fails with one of `signs`: a connection that cannot
+            be made, or a server that does not answer. A pooled connection the server dropped is
+            not a sign: the one retry makes a new one."""
             try:
                 return call(*args, **kwargs)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except signs:
                 outage.begin()
                 raise
 
