@@ -81,8 +81,9 @@ def test_an_answer_slower_than_the_deadline_is_cut_off_at_the_deadline_with_what
     assert time.monotonic() - started < 1.5
     assert isinstance(completion.failure, UpstreamTimeout)
     assert not completion.failure.server_unwell, "tokens were flowing: the request was too long, the server is fine"
-    assert completion.completion_tokens == len(completion.pieces) == 2
-    assert completion.content == "You said:" and completion.prompt_tokens is None
+    # A piece every 0.2 s for 0.5 s: two, give or take one on a loaded machine, and exactly those counted.
+    assert 1 <= completion.completion_tokens == len(completion.pieces) <= 3
+    assert "You said: what is two plus two".startswith(completion.content) and completion.prompt_tokens is None
 
 
 def test_a_server_silent_for_the_stall_interval_is_unwell_and_what_came_before_is_kept(faulty_ollama_url, faults):
