@@ -42,9 +42,7 @@ def health() -> Response:
 
 @app.get("/health/ready")
 def ready() -> Response:
-    from infergate.domain.readiness import check
-
-    readiness = check(wiring.readiness_probes(), timeout=wiring.READY_SECONDS)
+    readiness = wiring.readiness().latest()
     if not readiness.ready:
         logger.warning("not ready", extra={"failing": [name for name, c in readiness.checks.items() if not c.ok]})
     response = json_response(ReadinessResponse.of(readiness), status=200 if readiness.ready else 503)

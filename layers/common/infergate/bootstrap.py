@@ -85,7 +85,7 @@ def chat_service(
 def authenticator(settings: Settings, *, database: Database, redis: redis.Redis) -> Authenticator:
     from infergate.domain.authentication import Authenticator
     from infergate.stores.accounts import MongoAccountStore
-    from infergate.stores.admission import RedisFailedAuthentications
+    from infergate.stores.authentication import RedisFailedAuthentications
 
     failures = RedisFailedAuthentications(redis, prefix=settings.redis_key_prefix,
                                           per_minute=settings.auth_failures_per_minute)

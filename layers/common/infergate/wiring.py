@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from infergate.domain.plans import PlanCatalog
     from infergate.domain.ports import AccountsVersion
     from infergate.llm.connections import ModelServerConnections
+    from infergate.readiness import ReadinessCheck
     from infergate.stores.accounts import MongoAccountStore
     from infergate.stores.admission import RedisKeyActivity
     from infergate.stores.counters import RedisCounters
@@ -110,7 +111,14 @@ def _model_server() -> ModelServerConnections:
     return bootstrap.model_server(get_settings())
 
 
-def readiness_probes() -> dict[str, Callable[[], None]]:
+@functools.cache
+def readiness() -> ReadinessCheck:
+    from infergate.readiness import ReadinessCheck
+
+    return ReadinessCheck(_readiness_probes(), timeout=READY_SECONDS)
+
+
+def _readiness_probes() -> dict[str, Callable[[], None]]:
     """One probe per dependency: MongoDB, Redis and the model server, each bounded by READY_SECONDS."""
     import pymongo
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 from infergate.models.base import Model
 
 if TYPE_CHECKING:
-    from infergate.domain.readiness import Readiness
+    from infergate.readiness import Readiness
 
 
 class HealthResponse(Model):

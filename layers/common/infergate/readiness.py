@@ -1,5 +1,7 @@
 """Whether this instance can serve: each dependency asked at once, each within its own
-deadline, so that a hung one costs the check its deadline, never more."""
+deadline, so that a hung one costs the check its deadline, never more. An instance asks
+at most once every FRESH_SECONDS and answers in between from its last check, so that an
+open readiness route cannot be used to load the stores."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 # A probe returns when its dependency answered, and raises when it did not.
 Probe = Callable[[], None]
+FRESH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,18 @@ def _timed(probe: Probe) -> Check:
 
 def _since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
+
+
+class ReadinessCheck:
+    """`check` of the probes, at most once every `fresh_for` seconds."""
+
+    def __init__(self, probes: Mapping[str, Probe], *, timeout: float, fresh_for: float = FRESH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._probes, self._timeout, self._fresh_for, self._clock = probes, timeout, fresh_for, clock
+        self._last: tuple[float, Readiness] | None = None
+
+    def latest(self) -> Readiness:
+        now = self._clock()
+        if self._last is None or now - self._last[0] >= self._fresh_for:
+            self._last = (now, check(self._probes, timeout=self._timeout))
+        return self._last[1]
