@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 from tests.support import services
 from tests.support.make_run import start_make_run
 from tests.support.spreading import answers_asked_after
+from tests.support.waiting import wait_for
 
 
 def runtime_processes(handler: str) -> list[int]:
@@ -93,15 +93,13 @@ def test_register_chat_usage_and_a_wrong_key_through_the_lambda_runtime(api):
 def wait_until_tokens_are_held(url: str, key: str, timeout: float = 120) -> None:
     """Until GET /v1/usage shows tokens held for a request in flight (a chat reserves its worst case
     before it asks the model)."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=60) as http:
-        while True:
+        def held() -> bool:
             usage = http.get("/v1/usage", headers={"x-api-key": key})
             assert usage.status_code == 200, usage.text
-            if usage.json()["tokens_reserved"] > 0:
-                return
-            assert time.monotonic() < deadline, f"no tokens were held in {timeout} s"
-            time.sleep(0.05)
+            return usage.json()["tokens_reserved"] > 0
+
+        wait_for(held, timeout=timeout, what="tokens held for the request in flight")
 
 
 def test_a_crashed_runtime_is_a_502_and_the_next_request_gets_a_fresh_one(tmp_path, mongo_uri, redis_url):

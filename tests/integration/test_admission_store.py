@@ -40,16 +40,10 @@ def fail(admissions: RedisAdmissionStore, times: int) -> None:
         call_model(admissions, healthy=False)
 
 
-def wait_until_it_half_opens(admissions: RedisAdmissionStore, redis_client, timeout: float = 10) -> None:
+def wait_until_it_half_opens(redis_client, timeout: float = 10) -> None:
     """Until the breaker's open period has passed by Redis's own clock (it decides by it)."""
-    reopens = int(redis_client.hget("infergate:breaker:model-server", "until"))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seconds, micros = redis_client.time()
-        if seconds * 1000 + micros // 1000 >= reopens:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the breaker did not reach its half-open time")
+    services.wait_for_redis_time(redis_client, int(redis_client.hget("infergate:breaker:model-server", "until")),
+                                 timeout=timeout)
 
 
 # -- limits -----------------------------------------------------------------
@@ -204,7 +198,7 @@ def test_a_success_clears_the_count(redis_client):
 def test_it_half_opens_for_one_probe_whose_success_closes_it(redis_client):
     admissions = store(redis_client)
     fail(admissions, 3)
-    wait_until_it_half_opens(admissions, redis_client)
+    wait_until_it_half_opens(redis_client)
     probe = admissions.admit([rpm("rpm:p", 9)], ticket="p", guarded=True)
     assert probe.allowed and probe.probe
     assert admissions.admit([rpm("rpm:q", 9)], ticket="q", guarded=True).breaker_retry_ms > 0  # one probe at a time
@@ -216,7 +210,7 @@ def test_it_half_opens_for_one_probe_whose_success_closes_it(redis_client):
 def test_a_failed_probe_opens_it_again(redis_client):
     admissions = store(redis_client)
     fail(admissions, 3)
-    wait_until_it_half_opens(admissions, redis_client)
+    wait_until_it_half_opens(redis_client)
     assert call_model(admissions, healthy=False).probe
     assert call_model(admissions, healthy=None).breaker_retry_ms > 0
 
@@ -224,7 +218,7 @@ def test_a_failed_probe_opens_it_again(redis_client):
 def test_an_abandoned_probe_lets_another_request_probe(redis_client):
     admissions = store(redis_client)
     fail(admissions, 3)
-    wait_until_it_half_opens(admissions, redis_client)
+    wait_until_it_half_opens(redis_client)
     assert call_model(admissions, healthy=None).probe  # admitted, then refused before asking the model
     assert call_model(admissions, healthy=None).probe
 
@@ -232,7 +226,7 @@ def test_an_abandoned_probe_lets_another_request_probe(redis_client):
 def test_a_request_a_limit_refuses_does_not_take_the_probe(redis_client):
     admissions = store(redis_client)
     fail(admissions, 3)
-    wait_until_it_half_opens(admissions, redis_client)
+    wait_until_it_half_opens(redis_client)
     full = rpm("rpm:full", 0)
     refused = admissions.admit([full], ticket="f", guarded=True)
     assert not refused.allowed and not refused.probe
@@ -248,7 +242,7 @@ def test_instances_share_it(redis_client, redis_url):
 def test_concurrent_callers_get_exactly_one_probe(redis_client):
     admissions = store(redis_client)
     fail(admissions, 3)
-    wait_until_it_half_opens(admissions, redis_client)
+    wait_until_it_half_opens(redis_client)
     probes, barrier = [], threading.Barrier(20)
 
     def call() -> None:

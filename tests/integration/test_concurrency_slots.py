@@ -5,10 +5,10 @@ function died."""
 from __future__ import annotations
 
 import threading
-import time
 
 from infergate.domain.ports import Conclusion, Limit, Slots
 from infergate.stores.admission import RedisAdmissionStore
+from tests.support.waiting import wait_for
 
 
 def instance(client) -> RedisAdmissionStore:
@@ -60,10 +60,7 @@ def test_a_slot_whose_holder_died_is_free_once_its_lease_ends(redis_client):
     store = instance(redis_client)
     assert admit(store, "crashed", slots).allowed  # and never concluded
     assert admit(store, "next", slots).slots_full
-    deadline = time.monotonic() + 10
-    while not admit(store, "after", slots).allowed:
-        assert time.monotonic() < deadline, "the lease never ended"
-        time.sleep(0.05)
+    wait_for(lambda: admit(store, "after", slots).allowed, timeout=10, what="the lease ending")
 
 
 def test_users_have_slots_of_their_own(redis_client):

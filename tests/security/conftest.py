@@ -124,20 +124,6 @@ def faults(stack):
     stack.faults(count=0)
 
 
-def wait_for(condition, *, timeout: float = 60, interval: float = 0.05, what: str = "the condition"):
-    """The first truthy value of `condition()`, asked until `timeout` passes."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come about in {timeout} s")
-        time.sleep(interval)
-
-
 def model_asked(stack: Stack, *request_ids: str) -> bool:
     """Whether the model server has received a chat carrying each of `request_ids`."""
     seen = {r.get("x-request-id") for r in httpx.get(f"{stack.model_url}/_devkit/requests").json()}

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 import uuid
 
-from tests.security.conftest import model_asked, wait_for
+from tests.security.conftest import model_asked
+from tests.support.waiting import wait_for
 
 
 def in_threads(*calls):

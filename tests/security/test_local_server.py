@@ -10,7 +10,6 @@ import json
 import socket
 import struct
 import threading
-import time
 import tracemalloc
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from devkit import template
 from devkit.gateway import MAX_PAYLOAD, LocalApiGateway, LocalApiServer
 
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 API = template.load(ROOT / "template.yaml").api
 WAIT = 30  # seconds: far beyond what any answer here takes on a loaded machine
@@ -107,10 +107,7 @@ def holds(server: LocalApiServer, *, busy: bool | None = None) -> bool:
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
+    wait_for(condition, timeout=WAIT, interval=0.01, what=what)
 
 
 def reset(sock: socket.socket) -> None:

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 import pytest
 
 from infergate.stores.mongo import CALL_SECONDS
-from tests.security.conftest import start_stack, wait_for
+from tests.security.conftest import start_stack
 from tests.support.accounting import log_lines
+from tests.support.waiting import wait_for
 
 # The most a request may take while a store is hung: its bound, and a margin for a loaded machine.
 WITHIN_SECONDS = CALL_SECONDS + 3

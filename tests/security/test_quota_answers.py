@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from tests.security.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def with_quota(stack, http, tokens: int) -> tuple[str, str]:

@@ -10,12 +10,13 @@ Ollama-compatible server in its deterministic mode.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 from devkit import backends
+
+from tests.support.waiting import wait_for
 
 
 @contextmanager
@@ -57,18 +58,11 @@ def redis_time_ms(client) -> int:
 
 def wait_for_redis_time(client, at_ms: int, *, timeout: float = 60) -> None:
     """Returns once Redis's own clock reads `at_ms` or later."""
-    deadline = time.monotonic() + timeout
-    while redis_time_ms(client) < at_ms:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Redis's clock did not reach {at_ms} in {timeout} s")
-        time.sleep(0.01)
+    wait_for(lambda: redis_time_ms(client) >= at_ms, timeout=timeout, interval=0.01,
+             what=f"Redis's clock reaching {at_ms}")
 
 
 def wait_until_the_model_is_asked(model_url: str, *, timeout: float = 60) -> None:
     """Returns once the model server has received a chat (it records what arrives)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(seen["path"] == "/api/chat" for seen in httpx.get(f"{model_url}/_devkit/requests").json()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no chat reached the model server in {timeout} s")
+    wait_for(lambda: any(seen["path"] == "/api/chat" for seen in httpx.get(f"{model_url}/_devkit/requests").json()),
+             timeout=timeout, what="a chat reaching the model server")
