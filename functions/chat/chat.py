@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler import Response
 from infergate import wiring
 from infergate.api.app import (
     add_response_headers,
+    admitted_principal,
     create_app,
     current_principal,
     json_response,
@@ -84,8 +85,7 @@ def embeddings() -> Response:
 def models() -> Response:
     from infergate.api import openai
 
-    principal = current_principal(app)
-    add_response_headers(app, wiring.admission().admit(principal).headers())
+    admitted_principal(app)
     return json_response(openai.model_list(wiring.model_policy().available()))
 
 
@@ -95,8 +95,7 @@ def model(model: str) -> Response:
 
     # API Gateway's path parameter is percent-decoded (smollm2%3A135m is smollm2:135m); the path is not.
     name = app.current_event.path_parameters.get("model") or model
-    principal = current_principal(app)
-    add_response_headers(app, wiring.admission().admit(principal).headers())
+    admitted_principal(app)
     entry = next((entry for entry in wiring.model_policy().available() if entry.name == name), None)
     if entry is None:
         raise NotFound(f"The model '{name}' does not exist on this gateway.", code="model_not_found", param="model")

@@ -14,9 +14,8 @@ from aws_lambda_powertools.event_handler import Response
 
 from infergate import wiring
 from infergate.api.app import (
-    add_response_headers,
+    admitted_principal,
     create_app,
-    current_principal,
     json_response,
     lambda_entrypoint,
     parse_body,
@@ -30,12 +29,6 @@ app = create_app()
 _KEY_ID = re.compile(r"^key_[0-9a-f]{24}$")
 
 
-def _caller():
-    principal = current_principal(app)
-    add_response_headers(app, wiring.admission().admit(principal).headers())
-    return principal
-
-
 def _key_id(key_id: str) -> str:
     if not _KEY_ID.match(key_id):
         raise NotFound("There is no such key.", code="key_not_found")
@@ -44,7 +37,7 @@ def _key_id(key_id: str) -> str:
 
 @app.post("/v1/keys")
 def create_key() -> Response:
-    principal = _caller()  # who asks first: a refused caller is refused, whatever the body
+    principal = admitted_principal(app)  # who asks first: a refused caller is refused, whatever the body
     request = parse_body(app, CreateKeyRequest, optional=True)
     now = utc_now()
     issued = accounts.create_key(principal, name=request.name, expires_in_days=request.expires_in_days,
@@ -54,7 +47,7 @@ def create_key() -> Response:
 
 @app.get("/v1/keys")
 def list_keys() -> Response:
-    principal = _caller()
+    principal = admitted_principal(app)
     keys = accounts.keys_of(principal.user_id, store=wiring.account_store())
     last_used = wiring.key_activity().last_used([key.key_id for key in keys])
     now = utc_now()
@@ -63,7 +56,7 @@ def list_keys() -> Response:
 
 @app.delete("/v1/keys/<key_id>")
 def revoke_key(key_id: str) -> Response:
-    principal = _caller()
+    principal = admitted_principal(app)
     now = utc_now()
     revoked = accounts.revoke_own_key(principal, _key_id(key_id), store=wiring.account_store(),
                                       version=wiring.accounts_version(), now=now)
@@ -72,7 +65,7 @@ def revoke_key(key_id: str) -> Response:
 
 @app.post("/v1/keys/<key_id>/rotate")
 def rotate_key(key_id: str) -> Response:
-    principal = _caller()
+    principal = admitted_principal(app)
     request = parse_body(app, RotateKeyRequest, optional=True)
     now = utc_now()
     successor = accounts.rotate_key(principal, _key_id(key_id), grace_seconds=request.grace_seconds,

@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
+from infergate import wiring
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
 from infergate.domain.principal import Operator, Principal
@@ -36,7 +37,6 @@ from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
 from infergate.models.principal import caller_from, refusal_from
 from infergate.observability import logger, metrics, request_counted
-from infergate.wiring import count_request
 
 M = TypeVar("M", bound=Model)
 # Marks an event whose body was not UTF-8.
@@ -149,6 +149,14 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
     return caller
 
 
+def admitted_principal(app: APIGatewayRestResolver) -> Principal:
+    """The user calling (current_principal), their request counted under their key's requests per
+    minute (429 past it), with the limit's headers set on the response."""
+    principal = current_principal(app)
+    add_response_headers(app, wiring.admission().admit(principal).headers())
+    return principal
+
+
 def current_operator(app: APIGatewayRestResolver) -> Operator:
     """The operator calling; 403 for anyone else."""
     caller = _caller(app)
@@ -183,7 +191,7 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
         request_counted.set(False)
         response = app.resolve(_with_text_body(event), context)
         if not request_counted.get():
-            count_request()  # a request that never reached admission (health, a bad body) counts all the same
+            wiring.count_request()  # a request that never reached admission (health, a bad body) counts all the same
         for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
             _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])
