@@ -28,9 +28,9 @@ def ask(api, key: str, content, **fields) -> dict:
     return response
 
 
-def sent_to_the_model(ollama_url: str) -> dict:
-    """The last chat the model server received, as it received it."""
-    return [seen for seen in httpx.get(f"{ollama_url}/_devkit/requests").json() if seen["path"] == "/api/chat"][-1]["body"]
+def sent_to_the_model(ollama_url: str, path: str = "/api/chat") -> dict:
+    """The last request to `path` the model server received, as it received it."""
+    return [seen for seen in httpx.get(f"{ollama_url}/_devkit/requests").json() if seen["path"] == path][-1]["body"]
 
 
 def calls_of(response: dict) -> list[dict]:
@@ -204,7 +204,7 @@ def test_embeddings_are_metered_as_prompt_tokens_in_float_or_base64(api, ollama_
     packed = body(api.call("POST", "/v1/embeddings", key=key, body={
         "model": "smollm2:135m", "input": "one two", "encoding_format": "base64", "dimensions": 4}))
     vector = struct.unpack("<4f", base64.b64decode(packed["data"][0]["embedding"]))
-    assert sent_to_the_model_at(ollama_url, "/api/embed")["dimensions"] == 4
+    assert sent_to_the_model(ollama_url, "/api/embed")["dimensions"] == 4
     assert abs(sum(value * value for value in vector) - 1) < 1e-4
 
 
@@ -218,9 +218,6 @@ def test_embedding_requests_it_cannot_honour_are_refused_naming_why(api, payload
     assert response["statusCode"] == 400 and named in body(response)["error"]["message"]
     assert body(response)["error"]["type"] == "invalid_request_error"
 
-
-def sent_to_the_model_at(ollama_url: str, path: str) -> dict:
-    return [seen for seen in httpx.get(f"{ollama_url}/_devkit/requests").json() if seen["path"] == path][-1]["body"]
 
 
 def test_a_model_named_in_a_percent_encoded_path_is_found(api):
