@@ -1,15 +1,15 @@
 """Reads the parts of template.yaml that the local API needs.
 
 Only what InferGate's template uses is understood: `!Ref` to parameters and
-resources, `!GetAtt <Function>.Arn`, Globals for functions, `Api` events,
-a REQUEST authorizer and gateway responses.
+resources, `!GetAtt <Function>.Arn`, Globals for functions, `Api` events
+(and their ResponseTransferMode), a REQUEST authorizer and gateway responses.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -55,6 +55,8 @@ class Route:
     path: str  # API Gateway's form, e.g. /v1/items/{id}
     function: str
     authorizer: str | None
+    # ResponseTransferMode RESPONSE_STREAM: API Gateway streams the function's response.
+    streams: bool = False
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """The path parameters if this route serves `method path`, else None."""
@@ -135,8 +137,8 @@ def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Te
             code_uri=root / props["CodeUri"],
             handler=props["Handler"],
             runtime=props.get("Runtime", ""),
-            timeout=int(props.get("Timeout", 3)),
-            memory_size=int(props.get("MemorySize", 128)),
+            timeout=int(resolve(props.get("Timeout", 3))),
+            memory_size=int(resolve(props.get("MemorySize", 128))),
             environment={key: resolve(value) for key, value in environment.items()},
             layers=tuple(root / resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in props.get("Layers", [])),
         )
@@ -145,14 +147,15 @@ def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Te
                 continue
             event_props = event["Properties"]
             authorizer = (event_props.get("Auth") or {}).get("Authorizer", "DEFAULT")
-            routes.append(Route(event_props["Method"].upper(), event_props["Path"], name, authorizer))
+            streams = event_props.get("ResponseTransferMode") == "RESPONSE_STREAM"
+            routes.append(Route(event_props["Method"].upper(), event_props["Path"], name, authorizer, streams))
 
     api = next((r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"), {})
     api_props = api.get("Properties", {})
     auth = api_props.get("Auth") or {}
     default_authorizer = auth.get("DefaultAuthorizer")
     routes = [
-        Route(r.method, r.path, r.function, default_authorizer if r.authorizer == "DEFAULT" else (None if r.authorizer == "NONE" else r.authorizer))
+        replace(r, authorizer=default_authorizer if r.authorizer == "DEFAULT" else (None if r.authorizer == "NONE" else r.authorizer))
         for r in routes
     ]
     authorizers = {

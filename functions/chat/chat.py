@@ -2,6 +2,10 @@
 POST /v1/embeddings, GET /v1/models and GET /v1/models/{model}. Both chat routes are rate-limited, quota-reserved and metered alike,
 and honour an Idempotency-Key.
 
+Both chat routes stream (API Gateway's streaming integration, STREAMED): with
+`stream: true` the answer leaves as server-sent events as the model produces
+it, and every other answer on them leaves whole, in a streamed response.
+
 The OpenAI shapes are imported by the routes that use them, so a cold start
 serving /v1/chat does not pay for them.
 """
@@ -19,19 +23,22 @@ from infergate.api.app import (
     create_app,
     current_principal,
     json_response,
-    lambda_entrypoint,
     parse_body,
 )
-from infergate.api.idempotency import idempotently
+from infergate.api.idempotency import idempotently, idempotently_streamed
+from infergate.api.streaming import streamed, streaming_entrypoint
 from infergate.errors import NotFound
 from infergate.models.chat import ChatRequest, ChatResponse
 from infergate.observability import logger
 
 if TYPE_CHECKING:
-    from infergate.domain.chat import ChatResult, ChatTask
+    from infergate.domain.chat import ChatResult, ChatStream, ChatTask
     from infergate.domain.principal import Principal
 
 app = create_app()
+STREAMED = frozenset({"/v1/chat", "/v1/chat/completions"})
+# Kept from a streamed answer's deadline, so that it ends with its error event before the function's time does.
+STREAM_MARGIN_SECONDS = 3.0
 
 
 def _run(principal: Principal, task: ChatTask) -> ChatResult:
@@ -41,10 +48,26 @@ def _run(principal: Principal, task: ChatTask) -> ChatResult:
     )
 
 
+def _stream(principal: Principal, task: ChatTask) -> ChatStream:
+    seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000 - STREAM_MARGIN_SECONDS
+    return wiring.chat_service().stream(
+        principal, task, request_id=app.context["request_id"], timeout=max(1.0, seconds_left),
+        on_admitted=lambda admission: add_response_headers(app, admission.headers()),
+    )
+
+
 @app.post("/v1/chat")
 def chat() -> Response:
     principal = current_principal(app)
     request = parse_body(app, ChatRequest)
+    if request.stream:
+        from infergate.api.chat import event_stream
+
+        def respond_streamed() -> Response:
+            stream = _stream(principal, request.task())
+            return streamed(event_stream(stream), complete=lambda: stream.result is not None)
+
+        return idempotently_streamed(app, principal, respond_streamed)
     return idempotently(app, principal, lambda: json_response(ChatResponse.of(_run(principal, request.task()))))
 
 
@@ -59,13 +82,14 @@ def chat_completions() -> Response:
     if request.metadata:
         logger.info("request metadata", extra={"metadata": request.metadata, "end_user": request.user})
 
-    def respond() -> Response:
-        result = _run(principal, task)
-        if request.stream:
-            return openai.stream_response(result, include_usage=request.include_usage)
-        return json_response(openai.completion(result))
+    if request.stream:
+        def respond_streamed() -> Response:
+            stream = _stream(principal, task)
+            return streamed(openai.event_stream(stream, include_usage=request.include_usage),
+                            complete=lambda: stream.result is not None)
 
-    return idempotently(app, principal, respond)
+        return idempotently_streamed(app, principal, respond_streamed)
+    return idempotently(app, principal, lambda: json_response(openai.completion(_run(principal, task))))
 
 
 @app.post("/v1/embeddings")
@@ -102,4 +126,4 @@ def model(model: str) -> Response:
     return json_response(openai.model_card(entry))
 
 
-lambda_handler = lambda_entrypoint(app)
+lambda_handler = streaming_entrypoint(app, routes=STREAMED)

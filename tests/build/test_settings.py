@@ -93,14 +93,21 @@ def table() -> dict[str, dict[str, str]]:
     return rows
 
 
+# What Lambda itself sets in every function's environment, for its runtime (infergate/runtime.py).
+LAMBDA_RUNTIME_VARIABLES = frozenset({
+    "AWS_LAMBDA_RUNTIME_API", "_HANDLER", "LAMBDA_TASK_ROOT", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_LOG_FORMAT",
+})
+
+
 @cache
 def read_by_code(*roots: str) -> frozenset[str]:
-    """Variables the product's own code reads from the environment by name."""
+    """Variables the product's own code reads from the environment by name, beyond those Lambda sets."""
     names = set()
     for root in roots:
         for source in (ROOT / root).rglob("*.py"):
             names.update(a or b for a, b in ENVIRON_READ.findall(source.read_text()))
-    return frozenset(names)
+    return frozenset(names) - LAMBDA_RUNTIME_VARIABLES
 
 
 POWERTOOLS_VARIABLES = frozenset(

@@ -9,6 +9,7 @@ import pytest
 from devkit import template
 
 from infergate.domain.authentication import VERSION_CHECK_SECONDS
+from infergate.runtime import StreamedResponse
 from tests.support.functions import LambdaContext, load_handler, reset_instance_state
 from tests.support.lambda_events import authorizer_event, handler_context, proxy_event
 from tests.support.paths import ROOT
@@ -70,7 +71,7 @@ class Api:
             authorizer = handler_context(policy)
         event = proxy_event(method, path, resource=route.path, path_parameters=parameters, headers=headers,
                             authorizer=authorizer, **event_args)
-        return handler.lambda_handler(event, LambdaContext())
+        return received(handler.lambda_handler(event, LambdaContext()))
 
     def register(self, email: str = "ada@example.com") -> dict:
         response = self.call("POST", "/v1/register", body={"email": email})
@@ -81,6 +82,14 @@ class Api:
 @pytest.fixture
 def api(environment) -> Api:
     return Api()
+
+
+def received(result: dict | StreamedResponse) -> dict:
+    """What the function returned, as API Gateway reads it: a streamed response's prelude with its
+    body read to the end (marked `streamed`)."""
+    if isinstance(result, StreamedResponse):
+        return {**result.prelude, "body": b"".join(result).decode(), "streamed": True}
+    return result
 
 
 def body(response: dict) -> dict:

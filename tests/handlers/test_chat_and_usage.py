@@ -4,7 +4,7 @@ import httpx
 from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
 
-from tests.handlers.conftest import body, header
+from tests.handlers.conftest import body, header, received
 
 
 def test_a_chat_is_answered_and_charged_ollamas_counts(api):
@@ -133,7 +133,7 @@ def test_an_unreachable_database_is_503_not_a_crash(api, monkeypatch):
 
     event = proxy_event("POST", "/v1/chat", body={"prompt": "hi"}, headers={"x-api-key": key},
                         authorizer=handler_context(policy))
-    response = api.handler("POST", "/v1/chat").lambda_handler(event, LambdaContext())
+    response = received(api.handler("POST", "/v1/chat").lambda_handler(event, LambdaContext()))
     assert response["statusCode"] == 503
     assert body(response)["error"]["code"] == "service_unavailable"
     assert header(response, "Retry-After") == "1"

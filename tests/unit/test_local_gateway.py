@@ -61,11 +61,11 @@ def test_the_template_yields_every_route_with_its_authorizer():
 
 
 def test_parameters_reach_function_environments():
-    spec = template.load(ROOT / "template.yaml", {"RateLimitRpm": "7"})
+    spec = template.load(ROOT / "template.yaml", {"RateLimitRpm": "7", "ChatFunctionTimeout": "300"})
     chat = spec.functions["ChatFunction"]
     assert chat.environment["RATE_LIMIT_RPM"] == "7"
     assert chat.environment["POWERTOOLS_SERVICE_NAME"] == "infergate-chat"
-    assert chat.timeout == 29
+    assert chat.timeout == 300
     assert [layer.name for layer in chat.layers] == ["common", "dependencies"]
 
 

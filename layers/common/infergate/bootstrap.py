@@ -8,7 +8,7 @@ theirs. Imports happen inside, so that a function loads only what it builds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from infergate.clock import utc_now
@@ -41,7 +41,7 @@ def admission(settings: Settings, *, redis: redis.Redis) -> AdmissionControl:
 
     # A model call (a probe, or a slot's holder) may take as long as a chat may; after that,
     # a function that died mid-call no longer holds the probe or the slot.
-    lease_seconds = settings.ollama_timeout + 5
+    lease_seconds = max(settings.ollama_timeout, settings.ollama_stream_timeout) + 5
     store = RedisAdmissionStore(
         redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures,
         breaker_open_seconds=settings.breaker_open_seconds, breaker_probe_seconds=lease_seconds,
@@ -69,14 +69,16 @@ def chat_service(
     clock: Callable[[], datetime] = utc_now,
 ) -> ChatService:
     """`models` and `admitting`, when given, are the instance's own, shared with its other routes."""
-    from infergate.domain.chat import ChatService
+    from infergate.domain.chat import RESERVATION_TTL, ChatService
     from infergate.llm.ollama import OllamaClient
     from infergate.stores.usage import MongoUsageLedger
 
     return ChatService(
         admission=admitting or admission(settings, redis=redis),
         ledger=MongoUsageLedger(database),
-        model=OllamaClient(connections, timeout=settings.ollama_timeout, stall_timeout=settings.ollama_stall_timeout),
+        model=OllamaClient(connections, timeout=settings.ollama_timeout, stream_timeout=settings.ollama_stream_timeout,
+                           stall_timeout=settings.ollama_stall_timeout),
+        reservation_ttl=max(RESERVATION_TTL, timedelta(seconds=settings.ollama_stream_timeout + 60)),
         models=models or model_policy(settings, connections=connections),
         clock=clock,
     )

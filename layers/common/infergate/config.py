@@ -26,6 +26,8 @@ class Settings(Model):
     # Seconds. The total must fit inside API Gateway's 29 s integration limit.
     ollama_connect_timeout: float = Field(3.0, gt=0, alias="OLLAMA_CONNECT_TIMEOUT")
     ollama_timeout: float = Field(25.0, gt=0, le=28, alias="OLLAMA_TIMEOUT")
+    # A streamed chat is not bound by API Gateway's 29 s, only by this and the function's timeout.
+    ollama_stream_timeout: float = Field(120.0, gt=0, le=880, alias="OLLAMA_STREAM_TIMEOUT")
     # A model server that sends no byte for this long is unwell: the call ends and the
     # circuit breaker counts it. A deadline reached while tokens flow is the request's own.
     ollama_stall_timeout: float = Field(10.0, gt=0, le=28, alias="OLLAMA_STALL_TIMEOUT")

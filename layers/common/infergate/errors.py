@@ -105,6 +105,13 @@ class ModelServerBusy(UpstreamError):
     status, code = 503, "service_unavailable"
 
 
+class ClientClosed(InferGateError):
+    """The caller went away before a streamed answer ended; nobody sees this error, the
+    request log does."""
+
+    status, code = 499, "client_closed"
+
+
 class ServiceUnavailable(InferGateError):
     status, code = 503, "service_unavailable"
 

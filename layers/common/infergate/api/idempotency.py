@@ -11,6 +11,11 @@ response. A request that fails leaves no record, so retrying it runs it
 again: a failure before the model generated anything costs nothing, and an
 answer cut off after it did is charged what it generated, its retry being a
 new request.
+
+A streamed answer (`idempotently_streamed`) holds its key while it streams.
+Its whole body is stored once it has ended complete, and a replay streams
+that body again. A stream cut off (an error event, or a reader gone)
+frees its key.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from infergate import wiring
+from infergate.api import streaming
+from infergate.api.streaming import EVENT_STREAM
 from infergate.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest, ServiceUnavailable
 from infergate.models.principal import Principal
 
@@ -36,8 +43,8 @@ POLL_SECONDS = 0.2
 
 
 @functools.cache
-def _runner() -> tuple[Any, Callable[..., dict]]:
-    """Powertools' idempotent function over Redis, built once per instance."""
+def _runner() -> tuple[Any, Callable[..., dict], Any]:
+    """Powertools' idempotent function over Redis, and its store, built once per instance."""
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
     from infergate.config import get_settings
@@ -51,21 +58,20 @@ def _runner() -> tuple[Any, Callable[..., dict]]:
         expires_after_seconds=get_settings().idempotency_ttl_seconds,
     )
 
-    @idempotent_function(data_keyword_argument="request", config=config,
-                         persistence_store=RedisIdempotencyStore(client=get_redis()))
     def run(request: dict, compute: Callable[[], dict]) -> dict:
         return compute()
 
-    return config, run
+    store = RedisIdempotencyStore(client=get_redis())
+    # Streams use the store directly, under the same names, so that one key is one record.
+    store.configure(config, f"{run.__module__}.{run.__qualname__}")
+    return config, idempotent_function(data_keyword_argument="request", config=config, persistence_store=store)(run), store
 
 
 def idempotently(app: APIGatewayRestResolver, principal: Principal, respond: Callable[[], Response]) -> Response:
     """`respond()`, or, for a request carrying an Idempotency-Key, the response the key already has."""
-    key = app.current_event.headers.get(HEADER.lower(), "")
+    key = _key(app)
     if not key:
         return respond()
-    if not _ACCEPTABLE.match(key):
-        raise InvalidRequest(f"{HEADER} must be 1 to 255 printable characters.")
 
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,
@@ -73,13 +79,9 @@ def idempotently(app: APIGatewayRestResolver, principal: Principal, respond: Cal
         IdempotencyValidationError,
     )
 
-    config, run = _runner()
+    config, run, _ = _runner()
     config.register_lambda_context(app.lambda_context)  # a crashed first attempt's lock ends with its time
-    request = {
-        "scope": f"{principal.user_id}:{app.current_event.http_method}:{app.current_event.resource}",
-        "key": key,
-        "body": json.loads(app.current_event.body or "null"),
-    }
+    request = _request(app, principal, key)
     executed = False
 
     def compute() -> dict:
@@ -93,28 +95,109 @@ def idempotently(app: APIGatewayRestResolver, principal: Principal, respond: Cal
             "headers": {**app.context["response_headers"], **_plain_headers(response)},
         }
 
-    deadline = time.monotonic() + min(WAIT_SECONDS, app.lambda_context.get_remaining_time_in_millis() / 1000 - 2)
+    deadline = _waiting_deadline(app)
     while True:
         try:
             stored = run(request=request, compute=compute)
             break
         except IdempotencyAlreadyInProgressError:
-            if time.monotonic() >= deadline:
-                raise IdempotencyInProgress(
-                    f"A request with this {HEADER} is still being answered; retry shortly.", headers={"Retry-After": "1"}
-                ) from None
-            time.sleep(POLL_SECONDS)
+            _wait_or_give_up(deadline)
         except IdempotencyValidationError:
             raise IdempotencyKeyReused(f"This {HEADER} was used with a different request body.") from None
         except IdempotencyPersistenceLayerError:
-            raise ServiceUnavailable(f"Requests with an {HEADER} cannot be accepted right now; retry shortly.",
-                                     headers={"Retry-After": "1"}) from None
-    headers = dict(stored["headers"])
-    if not executed:
-        admission = wiring.admission().admit(principal)  # RateLimited once the key's limit is reached
-        headers = {name: value for name, value in headers.items() if not name.lower().startswith("x-ratelimit-")}
-        headers |= {**admission.headers(), "Idempotent-Replayed": "true"}
+            raise _store_unavailable() from None
+    headers = stored["headers"] if executed else _replay_headers(principal, stored["headers"])
     return Response(status_code=stored["status"], content_type=stored["content_type"], body=stored["body"], headers=headers)
+
+
+def idempotently_streamed(app: APIGatewayRestResolver, principal: Principal, respond: Callable[[], Response]) -> Response:
+    """`respond()`, a streamed answer (api.streaming.streamed), or for a request carrying an
+    Idempotency-Key the answer the key already has, streamed again."""
+    key = _key(app)
+    if not key:
+        return respond()
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyItemAlreadyExistsError,
+        IdempotencyItemNotFoundError,
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
+
+    config, _, store = _runner()
+    config.register_lambda_context(app.lambda_context)
+    request = _request(app, principal, key)
+    deadline = _waiting_deadline(app)
+    try:
+        while True:
+            try:
+                store.save_inprogress(data=request, remaining_time_in_millis=app.lambda_context.get_remaining_time_in_millis())
+                break
+            except IdempotencyItemAlreadyExistsError:
+                try:
+                    record = store.get_record(data=request)
+                except IdempotencyItemNotFoundError:  # it ended, cut off, as we looked: try again
+                    continue
+                if record.status == STATUS_CONSTANTS["COMPLETED"]:
+                    return _replayed_stream(principal, record.response_json_as_dict())
+                _wait_or_give_up(deadline)
+    except IdempotencyValidationError:
+        raise IdempotencyKeyReused(f"This {HEADER} was used with a different request body.") from None
+    except IdempotencyPersistenceLayerError:
+        raise _store_unavailable() from None
+    try:
+        response = respond()
+    except BaseException as error:
+        store.delete_record(data=request, exception=error)
+        raise
+    streaming.keep_when_complete(lambda body: store.save_success(data=request, result={
+        "status": response.status_code, "content_type": EVENT_STREAM, "body": body,
+        "headers": {**app.context["response_headers"], **_plain_headers(response)},
+    }), lambda: store.delete_record(data=request, exception=RuntimeError("the stream was cut off")))
+    return response
+
+
+def _key(app: APIGatewayRestResolver) -> str:
+    key = app.current_event.headers.get(HEADER.lower(), "")
+    if key and not _ACCEPTABLE.match(key):
+        raise InvalidRequest(f"{HEADER} must be 1 to 255 printable characters.")
+    return key
+
+
+def _request(app: APIGatewayRestResolver, principal: Principal, key: str) -> dict:
+    return {
+        "scope": f"{principal.user_id}:{app.current_event.http_method}:{app.current_event.resource}",
+        "key": key,
+        "body": json.loads(app.current_event.body or "null"),
+    }
+
+
+def _waiting_deadline(app: APIGatewayRestResolver) -> float:
+    return time.monotonic() + min(WAIT_SECONDS, app.lambda_context.get_remaining_time_in_millis() / 1000 - 2)
+
+
+def _wait_or_give_up(deadline: float) -> None:
+    """A moment's wait for the first request with the key; 409 once the deadline has passed."""
+    if time.monotonic() >= deadline:
+        raise IdempotencyInProgress(
+            f"A request with this {HEADER} is still being answered; retry shortly.", headers={"Retry-After": "1"})
+    time.sleep(POLL_SECONDS)
+
+
+def _store_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(f"Requests with an {HEADER} cannot be accepted right now; retry shortly.",
+                              headers={"Retry-After": "1"})
+
+
+def _replay_headers(principal: Principal, stored: dict[str, str]) -> dict[str, str]:
+    """The stored headers, marked replayed, with the key's limit counted now: a replay is a request."""
+    admission = wiring.admission().admit(principal)  # RateLimited once the key's limit is reached
+    headers = {name: value for name, value in stored.items() if not name.lower().startswith("x-ratelimit-")}
+    return headers | {**admission.headers(), "Idempotent-Replayed": "true"}
+
+
+def _replayed_stream(principal: Principal, stored: dict) -> Response:
+    return streaming.streamed(iter([stored["body"]]), headers=_replay_headers(principal, stored["headers"]))
 
 
 def _plain_headers(response: Response) -> dict[str, str]:

@@ -8,9 +8,9 @@ import json
 import struct
 from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.event_handler import Response
-
+from infergate.api.streaming import error_event, sse
 from infergate.domain.ports import ModelEntry
+from infergate.errors import InferGateError
 from infergate.models.chat import TokenUsage
 from infergate.models.openai import (
     AssistantMessage,
@@ -31,7 +31,9 @@ from infergate.models.openai import (
 )
 
 if TYPE_CHECKING:
-    from infergate.domain.chat import ChatResult, EmbeddingResult
+    from collections.abc import Iterator
+
+    from infergate.domain.chat import ChatResult, ChatStream, EmbeddingResult
 
 
 
@@ -58,39 +60,38 @@ def completion(result: ChatResult) -> ChatCompletion:
     )
 
 
-def event_stream(result: ChatResult, *, include_usage: bool) -> str:
-    """The answer as server-sent events, one chunk per piece the model streamed, ending in
-    `data: [DONE]`. Through API Gateway and a Python function it arrives all at once."""
-    chunk_id, created = f"chatcmpl-{result.id}", int(result.created.timestamp())
+def event_stream(stream: ChatStream, *, include_usage: bool) -> Iterator[str]:
+    """The answer as OpenAI streams it, as the model produces it: a chunk per piece of content,
+    then the tool calls, the finish reason, the usage when asked for, and `data: [DONE]`. An
+    answer cut off ends with an error event instead, after what was generated."""
+    chunk_id, created = f"chatcmpl-{stream.id}", int(stream.created.timestamp())
 
     def chunk(delta: Delta, finish_reason: str | None = None, *, usage: TokenUsage | None = None, choices: bool = True) -> str:
         body = ChatCompletionChunk(
-            id=chunk_id, created=created, model=result.model, usage=usage,
+            id=chunk_id, created=created, model=stream.model, usage=usage,
             choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
         )
-        return f"data: {body.model_dump_json()}\n\n"
+        return sse(body.model_dump_json())
 
-    events = [chunk(Delta(role="assistant", content=""))]
-    if result.content:  # a forced call's answer is its arguments, not content
-        events += [chunk(Delta(content=piece)) for piece in result.pieces if piece]
-    if result.tool_calls:  # each call as OpenAI streams one: its name first, then its arguments
-        for index, call in enumerate(_calls(result)):
-            events.append(chunk(Delta(tool_calls=[ToolCallDelta(
-                index=index, id=call.id, type="function", function=FunctionDelta(name=call.function.name, arguments=""))])))
-            events.append(chunk(Delta(tool_calls=[ToolCallDelta(
-                index=index, function=FunctionDelta(arguments=call.function.arguments))])))
-    events.append(chunk(Delta(), _finish_reason(result)))
+    try:
+        yield chunk(Delta(role="assistant", content=""))
+        for piece in stream:
+            yield chunk(Delta(content=piece))
+    except InferGateError as failure:
+        yield error_event(failure)
+        return
+    finally:
+        stream.close()
+    result = stream.result
+    assert result is not None
+    for index, call in enumerate(_calls(result)):  # each call as OpenAI streams one: its name, then its arguments
+        yield chunk(Delta(tool_calls=[ToolCallDelta(
+            index=index, id=call.id, type="function", function=FunctionDelta(name=call.function.name, arguments=""))]))
+        yield chunk(Delta(tool_calls=[ToolCallDelta(index=index, function=FunctionDelta(arguments=call.function.arguments))]))
+    yield chunk(Delta(), _finish_reason(result))
     if include_usage:
-        events.append(chunk(Delta(), usage=TokenUsage.of(result), choices=False))
-    events.append("data: [DONE]\n\n")
-    return "".join(events)
-
-
-def stream_response(result: ChatResult, *, include_usage: bool) -> Response:
-    return Response(
-        status_code=200, content_type="text/event-stream", body=event_stream(result, include_usage=include_usage),
-        headers={"Cache-Control": "no-cache"},
-    )
+        yield chunk(Delta(), usage=TokenUsage.of(result), choices=False)
+    yield sse("[DONE]")
 
 
 def embedding_list(result: EmbeddingResult, *, encoding_format: str) -> EmbeddingList:

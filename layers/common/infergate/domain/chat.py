@@ -8,6 +8,12 @@
   → settle to the real counts, or release the reservation on failure (MongoDB, one guarded update)
   → conclude (Redis: the real token count, the breaker hears how the model server did).
 
+A streamed chat (`stream`) takes the same steps, handing on each piece of
+the answer as the model produces it; it is settled when the answer ends.
+A reader that goes away mid-answer closes the stream: the model call is
+closed (Ollama stops generating) and what was generated is charged, with
+the status client_closed.
+
 An answer cut off after tokens were generated (the deadline, a stall, a
 broken stream) is settled, not released: the user is charged what the
 model generated (Ollama's count if it sent one, else the pieces received,
@@ -15,7 +21,7 @@ with the prompt's reserved bound), and then gets the error. A failure
 before any token costs nothing.
 
 A reservation that is neither settled nor released (the function crashed or
-timed out) expires by itself after RESERVATION_TTL, so no failure can hold
+timed out) expires by itself after its time to live, so no failure can hold
 a user's quota for longer than that, and none is ever charged.
 """
 
@@ -23,7 +29,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -45,6 +52,7 @@ from infergate.domain.tokens import (
 )
 from infergate.domain.tools import ToolUse
 from infergate.errors import (
+    ClientClosed,
     InferGateError,
     ModelNotFound,
     PromptTooLarge,
@@ -58,8 +66,8 @@ from infergate.observability import count, logger
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Comfortably longer than any function can run (API Gateway stops waiting at 29 s),
-# so a live request always finds its reservation when it settles.
+# Comfortably longer than a buffered chat can run (API Gateway stops waiting at 29 s), so a
+# live request always finds its reservation when it settles; streams get longer (bootstrap).
 RESERVATION_TTL = timedelta(minutes=2)
 # When the quota is held by requests in flight, retry after this: most finish within it.
 HELD_RETRY_SECONDS = 2
@@ -107,6 +115,47 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class _Started:
+    """A streamed chat, reserved and asked: what its answer will be called."""
+
+    id: str
+    model: str
+    created: datetime
+
+
+class ChatStream:
+    """A chat's answer as the model produces it: iterating gives its pieces of content (none
+    for a forced tool call, whose answer is the call). Once they end, `result` is the answer,
+    settled; an answer cut off raises its failure instead, after being charged. `close()`,
+    when the reader is gone, stops the model and charges what it generated."""
+
+    def __init__(self, started: _Started, first: str | ChatResult,
+                 events: Generator[str | ChatResult | _Started, None, None]) -> None:
+        self.id, self.model, self.created = started.id, started.model, started.created
+        self._first: str | ChatResult | None = first
+        self._events = events
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            event = self._next()
+            if isinstance(event, ChatResult):
+                self.result = event
+                next(self._events, None)  # lets the chat conclude its admission
+                return
+            yield event
+
+    def _next(self) -> str | ChatResult:
+        if self._first is not None:
+            event, self._first = self._first, None
+            return event
+        return next(self._events)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._events.close()
+
+
+@dataclass(frozen=True)
 class EmbeddingTask:
     inputs: list[str]
     model: str | None = None
@@ -145,6 +194,10 @@ class _Plan:
     def worst_case(self) -> int:
         return self.prompt_bound + self.max_tokens
 
+    def request(self, request_id: str) -> _Request:
+        # At least the prompt and one token of answer must fit in what is reserved.
+        return _Request(request_id, self.task.model, self.task.end_user, self.worst_case, self.prompt_bound + 1)
+
 
 @dataclass
 class _Call:
@@ -167,6 +220,7 @@ class ChatService:
     model: ChatModel
     models: ModelPolicy
     clock: Callable[[], datetime] = utc_now
+    reservation_ttl: timedelta = RESERVATION_TTL  # longer than the longest chat
 
     def chat(
         self, principal: Principal, task: ChatTask, *, request_id: str,
@@ -175,14 +229,45 @@ class ChatService:
         plan = self._plan(principal, task)
 
         def answer(call: _Call) -> ChatResult:
-            completion = self._ask(call, plan)
-            result = self._settle(call, plan, completion)
-            if completion.failure is not None:
-                raise completion.failure
-            return result
+            return self._settled(call, plan, self._ask(call, plan))
 
-        return self._metered(principal, _Request(request_id, task.model, task.end_user, plan.worst_case,
-                                                 plan.prompt_bound + 1), answer, on_admitted)
+        return self._metered(principal, plan.request(request_id), answer, on_admitted)
+
+    def stream(
+        self, principal: Principal, task: ChatTask, *, request_id: str,
+        on_admitted: Callable[[Admission], None] = lambda admission: None, timeout: float | None = None,
+    ) -> ChatStream:
+        """The chat, streamed: admitted, reserved and asked before this returns, so that a
+        failure before the answer starts is raised here, as for `chat`. `timeout`: the most
+        seconds the answer may take, when the caller's own limit is shorter than the model's."""
+        plan = self._plan(principal, task)
+        events = self._streaming(principal, plan, request_id, on_admitted, timeout)
+        started = next(events)
+        return ChatStream(started, next(events), events)  # type: ignore[arg-type]
+
+    def _streaming(
+        self, principal: Principal, plan: _Plan, request_id: str, on_admitted: Callable[[Admission], None],
+        timeout: float | None,
+    ) -> Generator[str | ChatResult | _Started, None, None]:
+        with self._metering(principal, plan.request(request_id), on_admitted) as call:
+            yield _Started(call.reservation.reservation_id, call.model, self.clock())
+            answer = self.model.stream(**self._question(call, plan), timeout=timeout)
+            received: list[str] = []
+            try:
+                event = self._asking(call, lambda: next(answer))
+                while isinstance(event, str):
+                    received.append(event)
+                    if not plan.task.tools.forced:  # a forced call's pieces are its arguments, given whole
+                        yield event
+                    event = next(answer)
+            except GeneratorExit:
+                answer.close()
+                call.model_healthy = True
+                closed = ClientClosed("The client closed the connection before the answer ended.")
+                self._settle(call, plan, _cut(call.model, received, closed))
+                count("StreamsClosedByClient")
+                return
+            yield self._settled(call, plan, self._answered(call, plan, event))
 
     def embed(
         self, principal: Principal, task: EmbeddingTask, *, request_id: str,
@@ -208,8 +293,15 @@ class ChatService:
 
     def _metered(self, principal: Principal, request: _Request, work: Callable[[_Call], R],
                  on_admitted: Callable[[Admission], None]) -> R:
-        """Admit the request, resolve its model, reserve its worst case and do `work` with the
-        reserved call; whatever happens, conclude the admission with what the call used."""
+        """`work` with the request's reserved call (see _metering)."""
+        with self._metering(principal, request, on_admitted) as call:
+            return work(call)
+
+    @contextmanager
+    def _metering(self, principal: Principal, request: _Request,
+                  on_admitted: Callable[[Admission], None]) -> Iterator[_Call]:
+        """Admit the request, resolve its model and reserve its worst case: the reserved call;
+        whatever happens with it, conclude the admission with what the call used."""
         admission = self.admission.admit(principal, tokens=request.worst_case, guard_model=True)
         on_admitted(admission)
         call = None
@@ -217,7 +309,7 @@ class ChatService:
             model = self.models.resolve(request.model)
             reservation = self._reserve(principal, request.worst_case, minimum=request.minimum)
             call = _Call(principal, request.request_id, model, reservation, end_user=request.end_user)
-            return work(call)
+            yield call
         finally:
             # Tokens/min counts what the request used: nothing if no token was generated.
             self.admission.conclude(admission, tokens=call.tokens if call else 0,
@@ -249,7 +341,8 @@ class ChatService:
         `minimum`; else QuotaHeldInFlight if the user's requests in flight hold what this one
         needs, or QuotaExceeded if it is spent."""
         now = self.clock()
-        wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), worst_case, now + RESERVATION_TTL)
+        wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), worst_case,
+                             now + self.reservation_ttl)
         quota = principal.quota_for(wanted.period)
         reservation = self.ledger.reserve(wanted, minimum=minimum, quota=quota, now=now)
         if reservation is not None:
@@ -271,11 +364,17 @@ class ChatService:
         """The model's answer, asking for no more than was reserved. A failure before any token
         releases the reservation and is raised; an answer cut off, or a forced call the answer
         does not make, comes back with its failure, to be charged what it generated."""
-        completion = self._asking(call, lambda: self.model.chat(
-            model=call.model, messages=plan.task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
-            request_id=call.request_id, options=plan.task.options, tools=plan.task.tools.offered,
-            answer_format=plan.task.format,
-        ))
+        return self._answered(call, plan, self._asking(call, lambda: self.model.chat(**self._question(call, plan))))
+
+    @staticmethod
+    def _question(call: _Call, plan: _Plan) -> dict[str, Any]:
+        """What the model is asked: the task, for no more tokens than were reserved."""
+        return dict(model=call.model, messages=plan.task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
+                    request_id=call.request_id, options=plan.task.options, tools=plan.task.tools.offered,
+                    answer_format=plan.task.format)
+
+    def _answered(self, call: _Call, plan: _Plan, completion: Completion) -> Completion:
+        """The completion with the calls the task asked for, and how the model server did."""
         try:
             completion = _with_calls_asked_for(completion, plan.task)
         except UpstreamError as error:  # the model answered, not with the call it was held to
@@ -299,6 +398,13 @@ class ChatService:
             elif isinstance(error, UpstreamError):
                 count("UpstreamFailures")
             raise
+
+    def _settled(self, call: _Call, plan: _Plan, completion: Completion) -> ChatResult:
+        """The answer, charged; an answer cut off raises its failure once it is charged."""
+        result = self._settle(call, plan, completion)
+        if completion.failure is not None:
+            raise completion.failure
+        return result
 
     def _settle(self, call: _Call, plan: _Plan, completion: Completion) -> ChatResult:
         """Charge the counts the model reported (never past the quota) and log the request."""
@@ -371,6 +477,12 @@ class ChatService:
             detail=detail,
             end_user=call.end_user,
         )
+
+
+def _cut(model: str, pieces: list[str], failure: InferGateError) -> Completion:
+    """An answer ended after `pieces`: as much as was generated, and why it ended."""
+    return Completion(model=model, content="".join(pieces), prompt_tokens=None, completion_tokens=len(pieces),
+                      done_reason=None, pieces=tuple(pieces), failure=failure)
 
 
 def _with_calls_asked_for(completion: Completion, task: ChatTask) -> Completion:

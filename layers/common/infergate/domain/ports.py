@@ -7,13 +7,13 @@ with the same shape.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from infergate.domain.messages import Message, Tool, ToolCall
-from infergate.errors import UpstreamError
+from infergate.errors import InferGateError
 
 
 @dataclass(frozen=True)
@@ -353,7 +353,7 @@ class Completion:
     completion_tokens: int
     done_reason: str | None
     pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
-    failure: UpstreamError | None = None  # set when the answer was cut off: this much was generated first
+    failure: InferGateError | None = None  # set when the answer was cut off: this much was generated first
     tool_calls: tuple[ToolCall, ...] = ()
 
 
@@ -376,6 +376,13 @@ class ChatModel(Protocol):
     ) -> Completion:
         """`tools`: functions the model may call; `answer_format`: "json", or a JSON schema the
         answer must conform to."""
+
+    def stream(
+        self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+    ) -> Generator[str | Completion, None, None]:
+        """The answer's pieces of content as the model produces them, then its Completion; within
+        `timeout` seconds when given. Closed early, the model stops generating."""
 
     def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
         """One vector per input; `dimensions`, when given, for a model that can shorten its vectors."""

@@ -1,6 +1,10 @@
 """Ollama's HTTP API: `POST /api/chat` streamed as NDJSON with a hard deadline,
 `POST /api/embed`, and `GET /api/tags`, cached briefly.
 
+`stream()` hands on each piece of an answer as it arrives; `chat()` is the
+same exchange, read to its end. Closing a stream closes its connection,
+which stops Ollama generating.
+
 Streaming lets the gateway see an error Ollama reports after it has already
 sent `200` (an `{"error": ...}` line), and lets it stop at the deadline
 rather than after a single long read. The deadline covers the whole
@@ -27,7 +31,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -89,15 +93,35 @@ class _Lent:
 
 
 class OllamaClient:
-    def __init__(self, connections: ModelServerConnections, *, timeout: float, stall_timeout: float) -> None:
+    def __init__(self, connections: ModelServerConnections, *, timeout: float, stall_timeout: float,
+                 stream_timeout: float | None = None) -> None:
         self._connections = connections
-        self._timeout = timeout
+        self._timeout = timeout  # an answer given in one piece, and an embedding
+        self._stream_timeout = timeout if stream_timeout is None else stream_timeout
         self._stall = stall_timeout
 
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
         tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None,
     ) -> Completion:
+        stream = self._stream(self._request(model, messages, max_tokens, options, tools, answer_format), model,
+                              request_id, _Deadline(self._timeout))
+        *_, completion = stream  # read to its end, so that the connection goes back for reuse
+        return completion  # type: ignore[return-value]
+
+    def stream(
+        self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+    ) -> Generator[str | Completion, None, None]:
+        """Each piece of the answer as it arrives, then the Completion, within the stream timeout, or
+        `timeout` if the caller has less time. Closed early, the connection closes and Ollama stops."""
+        seconds = self._stream_timeout if timeout is None else min(timeout, self._stream_timeout)
+        return self._stream(self._request(model, messages, max_tokens, options, tools, answer_format), model,
+                            request_id, _Deadline(seconds))
+
+    @staticmethod
+    def _request(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
+                 answer_format: str | Mapping[str, Any] | None) -> bytes:
         request: dict[str, Any] = {
             "model": model,
             "messages": [_wire_message(message) for message in messages],
@@ -109,8 +133,16 @@ class OllamaClient:
                 "name": tool.name, "description": tool.description, "parameters": tool.parameters}} for tool in tools]
         if answer_format is not None:
             request["format"] = answer_format
-        body = json.dumps(request).encode()
-        return self._retrying(lambda deadline: self._exchange(body, model, request_id, deadline))
+        return json.dumps(request).encode()
+
+    def _stream(self, body: bytes, model: str, request_id: str,
+                deadline: _Deadline) -> Generator[str | Completion, None, None]:
+        for attempt in range(CONNECT_RETRIES + 1):
+            try:
+                yield from self._exchange(body, model, request_id, deadline)
+                return
+            except _Unreachable:  # raised before any piece: the stream can start afresh
+                self._pause_before_retry(attempt, deadline)
 
     def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
         # truncate: false, so that an input longer than the model's context is refused, not cut short.
@@ -133,26 +165,33 @@ class OllamaClient:
             try:
                 return exchange(deadline)
             except _Unreachable:
-                # Refused or never connected: Ollama never saw the request, so it is safe to send again.
-                pause = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * random.random()
-                if attempt == CONNECT_RETRIES or deadline.remaining() <= pause:
-                    raise UpstreamError("The model server could not be reached.") from None
-                logger.warning("model server unreachable; retrying", extra={"attempt": attempt + 1})
-                time.sleep(pause)
+                self._pause_before_retry(attempt, deadline)
         raise AssertionError("unreachable")
 
-    def _exchange(self, body: bytes, model: str, request_id: str, deadline: _Deadline) -> Completion:
+    @staticmethod
+    def _pause_before_retry(attempt: int, deadline: _Deadline) -> None:
+        """Refused or never connected: Ollama never saw the request, so it is safe to send again,
+        after a pause; UpstreamError once the retries or the time are spent."""
+        pause = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * random.random()
+        if attempt == CONNECT_RETRIES or deadline.remaining() <= pause:
+            raise UpstreamError("The model server could not be reached.") from None
+        logger.warning("model server unreachable; retrying", extra={"attempt": attempt + 1})
+        time.sleep(pause)
+
+    def _exchange(self, body: bytes, model: str, request_id: str,
+                  deadline: _Deadline) -> Generator[str | Completion, None, None]:
         answer = _Answer()
         with self._lent(deadline) as lent:
             try:
                 response = lent.send("/api/chat", body, request_id)
                 if response.status != 200:
                     raise _status_error(response.status, response.read(), model)
-                return _read_stream(response, model, answer)
+                yield from _read_stream(response, model, answer)
             except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
                 failure = self._failure(error, deadline, answer)
                 if answer.pieces and isinstance(failure, UpstreamError):
-                    return answer.cut(model, failure)
+                    yield answer.cut(model, failure)
+                    return
                 raise failure from None
 
     def _post(self, body: bytes, path: str, model: str, request_id: str, deadline: _Deadline) -> dict:
@@ -193,7 +232,7 @@ class OllamaClient:
     def _failure(self, error: Exception, deadline: _Deadline, answer: _Answer) -> InferGateError:
         if deadline.expired:
             flowing = bool(answer.pieces) and time.monotonic() - answer.last_piece_at < self._stall
-            return UpstreamTimeout(f"The model server did not finish within {self._timeout:g} s.", server_unwell=not flowing)
+            return UpstreamTimeout(f"The model server did not finish within {deadline.seconds:g} s.", server_unwell=not flowing)
         if isinstance(error, TimeoutError):
             return UpstreamTimeout(f"The model server sent nothing for {self._stall:g} s.")
         if isinstance(error, InferGateError):
@@ -277,7 +316,8 @@ def _tool_calls(message: dict) -> list[ToolCall]:
     return calls
 
 
-def _read_stream(response: http.client.HTTPResponse, requested_model: str, answer: _Answer) -> Completion:
+def _read_stream(response: http.client.HTTPResponse, requested_model: str,
+                 answer: _Answer) -> Generator[str | Completion, None, None]:
     calls: list[ToolCall] = []
     for line in response:
         if not line.strip():
@@ -287,12 +327,13 @@ def _read_stream(response: http.client.HTTPResponse, requested_model: str, answe
             raise UpstreamError(f"The model server failed while answering: {chunk['error']}")
         message = chunk.get("message") or {}
         piece = message.get("content", "")
+        calls += _tool_calls(message)
         if piece:
             answer.add(piece)
-        calls += _tool_calls(message)
+            yield piece
         if chunk.get("done"):
             response.read()  # the end of the chunked body, so that the connection can be reused
-            return Completion(
+            yield Completion(
                 model=chunk.get("model") or requested_model,
                 content="".join(answer.pieces),
                 prompt_tokens=chunk.get("prompt_eval_count"),
@@ -301,6 +342,7 @@ def _read_stream(response: http.client.HTTPResponse, requested_model: str, answe
                 pieces=tuple(answer.pieces),
                 tool_calls=tuple(calls),
             )
+            return
     raise UpstreamError("The model server ended its answer without a final message.")
 
 
@@ -326,6 +368,7 @@ class _Deadline:
     """
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self.at = time.monotonic() + seconds
         self._sock: socket.socket | None = None
         self.expired = False

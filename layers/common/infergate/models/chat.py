@@ -20,12 +20,14 @@ class ChatMessage(Closed):
 
 
 class ChatRequest(Closed):
-    """`{"prompt": "..."}` or `{"messages": [...]}`, plus optional `model` and `max_tokens`."""
+    """`{"prompt": "..."}` or `{"messages": [...]}`, plus optional `model`, `max_tokens` and
+    `stream` (server-sent events: a `delta` event per piece of the answer, then `done`)."""
 
     prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=256)
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
     max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+    stream: bool = False
 
     @model_validator(mode="after")
     def _one_of_prompt_or_messages(self) -> ChatRequest:
@@ -66,3 +68,9 @@ class ChatResponse(Model):
     @classmethod
     def of(cls, result: ChatResult) -> ChatResponse:
         return cls(id=result.id, model=result.model, response=result.content, usage=TokenUsage.of(result))
+
+
+class ChatDelta(Model):
+    """A piece of a streamed answer (the `delta` event of POST /v1/chat with `stream: true`)."""
+
+    content: str
