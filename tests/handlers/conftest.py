@@ -56,8 +56,13 @@ class Api:
     def authorize(self, method: str, path: str, headers: dict[str, str]) -> dict:
         return self.authorizer.lambda_handler(authorizer_event(method, path, headers=headers), LambdaContext())
 
-    def call(self, method: str, path: str, *, key: str | None = None, headers: dict[str, str] | None = None,
-             expect_allowed: bool = True, **event_args) -> dict:
+    def call(self, method: str, path: str, **arguments) -> dict:
+        """The response as its client reads it (a streamed one read to its end)."""
+        return received(self.invoke(method, path, **arguments))
+
+    def invoke(self, method: str, path: str, *, key: str | None = None, headers: dict[str, str] | None = None,
+               expect_allowed: bool = True, **event_args) -> dict | StreamedResponse:
+        """What the route's function returns: a proxy response, or a StreamedResponse not yet read."""
         headers = {**({"x-api-key": key} if key else {}), **(headers or {})}
         route, parameters, handler = next((route, found, handler) for route, handler in self.routes
                                           if (found := route.match(method, path)) is not None)
@@ -71,7 +76,10 @@ class Api:
             authorizer = handler_context(policy)
         event = proxy_event(method, path, resource=route.path, path_parameters=parameters, headers=headers,
                             authorizer=authorizer, **event_args)
-        return received(handler.lambda_handler(event, LambdaContext()))
+        result = handler.lambda_handler(event, LambdaContext())
+        # API Gateway reads a streaming integration's answers as a prelude and a body, and no other's.
+        assert isinstance(result, StreamedResponse) == route.streams, (route, result)
+        return result
 
     def register(self, email: str = "ada@example.com") -> dict:
         response = self.call("POST", "/v1/register", body={"email": email})

@@ -150,9 +150,9 @@ def idempotently_streamed(app: APIGatewayRestResolver, principal: Principal, res
     except BaseException as error:
         store.delete_record(data=request, exception=error)
         raise
+    headers = {**app.context["response_headers"], **_plain_headers(response)}  # the context ends with the handler
     streaming.keep_when_complete(lambda body: store.save_success(data=request, result={
-        "status": response.status_code, "content_type": EVENT_STREAM, "body": body,
-        "headers": {**app.context["response_headers"], **_plain_headers(response)},
+        "status": response.status_code, "content_type": EVENT_STREAM, "body": body, "headers": headers,
     }), lambda: store.delete_record(data=request, exception=RuntimeError("the stream was cut off")))
     return response
 
