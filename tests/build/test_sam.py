@@ -1,4 +1,5 @@
-"""The template passes SAM's linter and builds into functions that carry what they import."""
+"""The template passes SAM's linter, translates into the integrations the functions expect, and
+builds into functions that carry what they import."""
 
 from __future__ import annotations
 
@@ -26,7 +27,44 @@ def test_sam_build_lays_out_functions_and_layers(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (build / "ChatFunction" / "chat.py").exists()
+    # Lambda runs the exec wrapper itself: it must stay executable in the package.
+    assert os.access(build / "ChatFunction" / "stream-runtime", os.X_OK)
+    assert (build / "CommonLayer" / "python" / "infergate" / "runtime.py").exists()
     assert (build / "AuthorizerFunction" / "authorizer.py").exists()
     assert (build / "CommonLayer" / "python" / "infergate" / "domain" / "chat.py").exists()
     for package in ("aws_lambda_powertools", "pydantic", "pymongo", "redis", "jwt"):
         assert (build / "DependenciesLayer" / "python" / package).is_dir(), package
+
+
+def translated() -> dict:
+    """template.yaml as SAM's translator turns it into CloudFormation, code locations aside."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    for resource in template["Resources"].values():
+        for location in ("CodeUri", "ContentUri"):
+            if location in resource.get("Properties", {}):
+                resource["Properties"][location] = "s3://bucket/code.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    return transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())
+
+
+def test_exactly_the_routes_the_chat_function_streams_get_api_gateways_streaming_integration(monkeypatch):
+    from tests.support.functions import load_handler
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    paths = translated()["Resources"]["InferGateApi"]["Properties"]["Body"]["paths"]
+    integrations = {path: operation["x-amazon-apigateway-integration"] for path, item in paths.items()
+                    for operation in item.values()}
+    streaming = {path for path, integration in integrations.items() if integration.get("responseTransferMode")}
+
+    assert streaming == load_handler("chat/chat.py").STREAMED
+    for path in streaming:
+        assert integrations[path]["responseTransferMode"] == "STREAM"
+        assert integrations[path]["uri"]["Fn::Sub"].endswith("/2021-11-15/functions/${ChatFunction.Arn}"
+                                                             "/response-streaming-invocations")
