@@ -174,16 +174,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "chat", "A chat: a prompt or messages in, the model's answer and its token counts out.", "Chat", Auth.USER,
         chat.ChatResponse, body=chat.ChatRequest, errors=codes(USERS_ONLY, METERED, IDEMPOTENT),
         examples={"prompt": {"prompt": "Write a haiku about mountains.", "max_tokens": 60},
-                  "messages": {"messages": CHAT_MESSAGES}},
-        idempotent=True, rate_limited=True, chat_function=True),
+                  "messages": {"messages": CHAT_MESSAGES},
+                  "streamed": {"prompt": "Write a haiku about mountains.", "stream": True}},
+        description="With `\"stream\": true` the answer is `text/event-stream`, sent as it is generated: an "
+                    "`event: delta` per piece, then `event: done` with the whole answer, or `event: error` if it "
+                    "was cut off.",
+        streams=True, idempotent=True, rate_limited=True, chat_function=True),
     ("POST", "/v1/chat/completions"): Operation(
         "createChatCompletion", "OpenAI's Chat Completions.", "OpenAI-compatible", Auth.USER,
         oai.ChatCompletion, body=oai.ChatCompletionRequest, errors=codes(USERS_ONLY, METERED, IDEMPOTENT),
         examples={"completion": {"model": DEFAULT_MODEL, "messages": CHAT_MESSAGES, "max_tokens": 40},
                   "streamed": {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hello!"}],
                                "stream": True, "stream_options": {"include_usage": True}}},
-        description="With `\"stream\": true` the answer is `text/event-stream`: one `data: <chat.completion.chunk>` "
-                    "event per piece, then `data: [DONE]`.",
+        description="With `\"stream\": true` the answer is `text/event-stream`, sent as it is generated: one "
+                    "`data: <chat.completion.chunk>` event per piece, then `data: [DONE]`; an answer cut off ends "
+                    "with `data: {\"error\": ...}` instead.",
         streams=True, idempotent=True, rate_limited=True, chat_function=True),
     ("POST", "/v1/embeddings"): Operation(
         "createEmbedding", "OpenAI's Embeddings.", "OpenAI-compatible", Auth.USER,
@@ -361,7 +366,8 @@ class _SchemaSet:
     """pydantic's schemas of the models the operations use, in one `components/schemas`."""
 
     def __init__(self) -> None:
-        pairs = {(ErrorBody, "serialization"), (oai.ChatCompletionChunk, "serialization")}
+        pairs = {(ErrorBody, "serialization"), (oai.ChatCompletionChunk, "serialization"),
+                 (chat.ChatDelta, "serialization")}
         for operation in OPERATIONS.values():
             if operation.body is not None:
                 pairs.add((operation.body, "validation"))
@@ -498,27 +504,47 @@ def _success(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
         schema = schemas.ref(operation.response, "serialization")
     content: dict[str, Any] = {"application/json": {"schema": schema}}
     if operation.streams:
-        content["text/event-stream"] = {"schema": _event_schema(schemas)}
+        events = _chat_events if operation.response is chat.ChatResponse else _completion_events
+        content["text/event-stream"] = {"schema": events(schemas)}
     return {"description": REASONS[operation.status], "headers": headers, "content": content}
 
 
-def _event_schema(schemas: _SchemaSet) -> dict[str, Any]:
+def _completion_events(schemas: _SchemaSet) -> dict[str, Any]:
     """One server-sent event of a streamed completion (before OpenAPI 3.2's `itemSchema`, a text/event-stream's
-    `schema` describes each event): its `data` is a chat.completion.chunk as JSON, or `[DONE]` for the last."""
+    `schema` describes each event): its `data` is a chat.completion.chunk as JSON, `[DONE]` for the last, or an
+    error that ends an answer cut off."""
     return {
         "type": "object",
-        "description": "One server-sent event: `data: <chat.completion.chunk as JSON>`, and `data: [DONE]` last. "
-                       "Through API Gateway the events arrive all at once, when the answer is complete.",
+        "description": "One server-sent event: `data: <chat.completion.chunk as JSON>`, and `data: [DONE]` last; "
+                       "an answer cut off ends with `data: {\"error\": ...}` and no `[DONE]`.",
         "required": ["data"],
         "properties": {
             "event": {"type": "string", "const": "message"},
             "data": {
                 "type": "string",
                 "if": {"const": "[DONE]"},
-                "else": {"contentMediaType": "application/json",
-                         "contentSchema": schemas.ref(oai.ChatCompletionChunk, "serialization")},
+                "else": {"contentMediaType": "application/json", "contentSchema": {"oneOf": [
+                    schemas.ref(oai.ChatCompletionChunk, "serialization"), schemas.ref(ErrorBody, "serialization")]}},
             },
         },
+    }
+
+
+def _chat_events(schemas: _SchemaSet) -> dict[str, Any]:
+    """One server-sent event of a streamed POST /v1/chat: a piece, the whole answer, or the error that cut it."""
+    def event(name: str, model: type, meaning: str) -> dict[str, Any]:
+        return {"description": meaning, "properties": {
+            "event": {"const": name},
+            "data": {"contentMediaType": "application/json", "contentSchema": schemas.ref(model, "serialization")}}}
+
+    return {
+        "type": "object",
+        "description": "One server-sent event: `event: delta` per piece, then `event: done`, or `event: error`.",
+        "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": ["delta", "done", "error"]}, "data": {"type": "string"}},
+        "oneOf": [event("delta", chat.ChatDelta, "A piece of the answer, as the model produced it."),
+                  event("done", chat.ChatResponse, "The whole answer and its token counts; the last event."),
+                  event("error", ErrorBody, "Why the answer was cut off, and what it was charged; the last event.")],
     }
 
 

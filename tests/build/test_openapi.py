@@ -79,11 +79,19 @@ PUBLIC = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/metrics"), ("G
           ("POST", "/v1/register")}
 
 
-def test_streamed_completions_are_documented_as_server_sent_events(committed):
+def test_streamed_chats_are_documented_as_server_sent_events(committed):
     content = committed["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert set(content) == {"application/json", "text/event-stream"}
     data = content["text/event-stream"]["schema"]["properties"]["data"]
-    assert data["else"]["contentSchema"] == {"$ref": "#/components/schemas/ChatCompletionChunk"}
+    assert data["else"]["contentSchema"]["oneOf"] == [{"$ref": "#/components/schemas/ChatCompletionChunk"},
+                                                      {"$ref": "#/components/schemas/ErrorBody"}]
+
+    content = committed["paths"]["/v1/chat"]["post"]["responses"]["200"]["content"]
+    events = content["text/event-stream"]["schema"]["oneOf"]
+    assert [(event["properties"]["event"]["const"], event["properties"]["data"]["contentSchema"]["$ref"])
+            for event in events] == [("delta", "#/components/schemas/ChatDelta"),
+                                     ("done", "#/components/schemas/ChatResponse"),
+                                     ("error", "#/components/schemas/ErrorBody")]
 
 
 def test_request_and_response_schemas_are_the_handlers_models(committed):
