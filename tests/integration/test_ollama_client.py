@@ -122,6 +122,41 @@ def test_one_kept_alive_connection_serves_chat_after_chat(ollama_url):
     assert seen["first-of-two"] == seen["second-of-two"]
 
 
+def test_a_stream_hands_on_each_piece_as_it_arrives_then_the_completion(faulty_ollama_url, faults):
+    faults(mode="trickle", piece_seconds=0.2)
+    started = time.monotonic()
+    arrivals = [(time.monotonic() - started, event) for event in client(faulty_ollama_url).stream(
+        model="smollm2:135m", messages=MESSAGES, max_tokens=4, request_id="r")]
+
+    *pieces, (_, completion) = arrivals
+    assert [piece for _, piece in pieces] == ["You", " said:", " what", " is"]
+    assert pieces[-1][0] - pieces[0][0] >= 0.3, "three gaps of 0.2 s lie between the first piece and the last"
+    assert completion.content == "You said: what is" and completion.completion_tokens == 4
+
+
+def test_a_stream_closed_early_closes_its_connection_and_the_next_answer_is_whole(faulty_ollama_url, faults):
+    model = client(faulty_ollama_url)
+    faults(mode="trickle", piece_seconds=0.1)
+    stream = model.stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="closed-early")
+    assert [next(stream), next(stream)] == ["You", " said:"]
+
+    stream.close()
+
+    completion = model.chat(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="after-it")
+    assert completion.failure is None and completion.content == "You said: what is two plus two"
+    seen = {r["x-request-id"]: r["client_port"] for r in httpx.get(f"{faulty_ollama_url}/_devkit/requests").json()}
+    assert seen["closed-early"] != seen["after-it"], "a half-read answer's connection is never reused"
+
+
+def test_a_streams_own_timeout_is_the_lesser_of_the_clients_and_the_callers(faulty_ollama_url, faults):
+    faults(mode="trickle", piece_seconds=0.2)
+    model = OllamaClient(ModelServerConnections(faulty_ollama_url, connect_timeout=1), timeout=0.2, stall_timeout=5,
+                         stream_timeout=5)
+    *_, completion = model.stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="r", timeout=0.7)
+    assert isinstance(completion.failure, UpstreamTimeout) and "0.7 s" in completion.failure.message
+    assert 2 <= completion.completion_tokens <= 4, "longer than the client's 0.2 s for whole answers"
+
+
 def test_the_model_list_comes_from_the_server(ollama_url):
     names = [entry.name for entry in OllamaCatalog(ModelServerConnections(ollama_url, connect_timeout=1)).models()]
     assert names == ["smollm2:135m", "tiny:latest"]
