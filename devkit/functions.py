@@ -4,16 +4,22 @@ An instance runs one invocation at a time and keeps its module state
 (clients, caches) between invocations; a busy function gets more
 instances, each with its own cold start. Two kinds of instance exist:
 
-  WorkerInstance    (make run)         the handler imported in a worker process of ours
-  EmulatorInstance  (make run-lambda)  the built function under the Lambda Runtime
-                                       Interface Emulator (devkit/runtime_emulator.py)
+  WorkerInstance      (make run)         the handler imported in a worker process of ours
+  EmulatorInstance    (make run-lambda)  the built function under the Lambda Runtime
+                                         Interface Emulator (devkit/runtime_emulator.py)
+  RuntimeApiInstance  (make run-lambda)  a built function with an exec wrapper, under
+                                         devkit's own Runtime API (devkit/runtime_api.py)
+
+An invocation returns what the handler returned (parsed JSON), or a Streamed
+answer when it streams. A streamed answer holds its instance, as in Lambda,
+until it has been read to its end or cancelled.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -21,11 +27,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from devkit.backends import Pidfiles
+from devkit.lambda_worker import Channel
 from devkit.template import FunctionSpec
 
 WORKER = Path(__file__).with_name("lambda_worker.py")
@@ -41,6 +48,81 @@ class InvocationError(Exception):
 
 class InvocationTimeout(InvocationError):
     pass
+
+
+# What ends a streamed response's prelude (its JSON status and headers), as API Gateway reads it.
+PRELUDE_END = b"\0" * 8
+# API Gateway's limits on headers keep any real prelude far below this.
+_PRELUDE_MAX = 1 << 20
+
+
+class Streamed:
+    """A streamed answer: its prelude (statusCode, headers), then its body's bytes as the function
+    produces them. Iterating raises InvocationError if the function fails mid-stream.
+
+    Read it to its end, or cancel() it once its reader is gone (which stops the function the way
+    a failed write stops Lambda's runtime); until then its instance is busy."""
+
+    def __init__(self, prelude: Any, body: Iterator[bytes], cancel: Callable[[], None]) -> None:
+        self.prelude = prelude
+        self._body, self._cancel = body, cancel
+        self._open = True
+        self._ended: list[Callable[[], None]] = []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._body)
+        except BaseException:  # its end, or a failure: the stream is over either way
+            self._end()
+            raise
+
+    def cancel(self) -> None:
+        """Stop the function producing it, and wait until it has stopped; nothing if it has ended."""
+        if self._open:
+            try:
+                self._cancel()
+            finally:
+                self._end()
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        self._ended.append(callback)
+
+    def _end(self) -> None:
+        if self._open:
+            self._open = False
+            for callback in self._ended:
+                callback()
+
+
+def open_stream(data: Iterator[bytes], cancel: Callable[[], None]) -> Streamed:
+    """The streamed answer whose bytes `data` yields as the runtime posts them: its prelude is read
+    (up to the 8 NUL bytes), its body left to be read. InvocationError if there is no prelude."""
+    head = bytearray()
+    for chunk in data:
+        head += chunk
+        prelude, found, rest = head.partition(PRELUDE_END)
+        if found:
+            try:
+                parsed = json.loads(prelude)
+            except ValueError:
+                cancel()
+                raise InvocationError({"errorType": "Runtime.InvalidStream",
+                                       "errorMessage": "The streamed response's prelude is not JSON."}) from None
+            return Streamed(parsed, _after(bytes(rest), data), cancel)
+        if len(head) > _PRELUDE_MAX:
+            cancel()
+            break
+    raise InvocationError({"errorType": "Runtime.InvalidStream",
+                           "errorMessage": "The streamed response has no prelude (JSON and 8 NUL bytes)."})
+
+
+def _after(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
 
 
 class Instance(Protocol):
@@ -94,18 +176,26 @@ class FunctionPool:
         return started[0].init_ms
 
     def invoke(self, event: dict, *, timeout: float | None = None) -> Any:
-        """Run the handler on `event` and return what it returned (parsed JSON)."""
+        """Run the handler on `event`: what it returned (parsed JSON), or a Streamed answer, which
+        holds the instance and its slot until it has been read to its end or cancelled."""
         limit = self.spec.timeout if timeout is None else min(timeout, self.spec.timeout)
         if not self._slots.acquire(timeout=limit):
             raise InvocationError({"errorType": "TooManyRequestsException", "errorMessage": "Rate Exceeded."})
         try:
             instance = self._acquire()
-            try:
-                return instance.invoke(event, timeout=limit)
-            finally:
-                self._release(instance)
-        finally:
+        except BaseException:
             self._slots.release()
+            raise
+        try:
+            result = instance.invoke(event, timeout=limit)
+        except BaseException:
+            self._done(instance)
+            raise
+        if isinstance(result, Streamed):
+            result.when_ended(lambda: self._done(instance))
+        else:
+            self._done(instance)
+        return result
 
     def close(self) -> None:
         with self._lock:
@@ -129,6 +219,11 @@ class FunctionPool:
         with self._lock:
             self._all.add(instance)
         return instance
+
+    def _done(self, instance: Instance) -> None:
+        """An invocation is over: its instance and its slot are free."""
+        self._release(instance)
+        self._slots.release()
 
     def _release(self, instance: Instance) -> None:
         """Back to the idle list, unless it died (crash, timeout) or the pool is closing."""
@@ -185,36 +280,60 @@ class WorkerInstance(ProcessInstance):
         self._started(process, pidfiles, f"an instance of {spec.name}")
         child.close()
         self._timeout_s = spec.timeout
-        self._channel = parent
-        self._reader, self._writer = parent.makefile("r", encoding="utf-8"), parent.makefile("w", encoding="utf-8")
-        line = self._read_line(60)
-        init = json.loads(line) if line else {"ready": False, "error": {"errorMessage": "the function did not start"}}
+        self._channel = Channel(parent)
+        try:
+            init = self._channel.receive(60)
+        except (EOFError, OSError):
+            init = None
+        init = init or {"ready": False, "error": {"errorMessage": "the function did not start"}}
         self.init_ms: float | None = init.get("init_ms")
         if not init.get("ready"):
             self.kill()
             raise InvocationError({"errorType": "Runtime.ImportModuleError", **init.get("error", {})})
 
     def invoke(self, event: dict, *, timeout: float) -> Any:
-        deadline_ms = int((time.time() + self._timeout_s) * 1000)
+        request_id = str(uuid.uuid4())
+        deadline = time.monotonic() + timeout
         try:
-            self._writer.write(json.dumps({"event": event, "request_id": str(uuid.uuid4()), "deadline_ms": deadline_ms}) + "\n")
-            self._writer.flush()
+            self._channel.send({"event": event, "request_id": request_id,
+                                "deadline_ms": int((time.time() + self._timeout_s) * 1000)})
         except OSError:  # its process is gone, and the socket with it
             self.kill()
             raise InvocationError({"errorType": "Runtime.ExitError", "errorMessage": "The function's process exited."}) from None
-        line = self._read_line(timeout)
-        if line is None:
-            self.kill()
-            raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"})
-        if not line:
-            self.kill()
-            raise InvocationError({"errorType": "Runtime.ExitError", "errorMessage": "The function's process exited."})
-        reply = json.loads(line)
+        reply = self._reply(deadline, timeout)
+        if "chunk" in reply:
+            return open_stream(self._chunks(reply, deadline, timeout), lambda: self._cancel(request_id, deadline, timeout))
         if "error" in reply:
             raise InvocationError(reply["error"])
         return reply["result"]
 
-    def _read_line(self, timeout: float) -> str | None:
-        """A line from the worker, '' if it exited, None if `timeout` passed first."""
-        ready, _, _ = select.select([self._channel], [], [], timeout)
-        return self._reader.readline() if ready else None
+    def _chunks(self, message: dict, deadline: float, timeout: float) -> Iterator[bytes]:
+        while "chunk" in message:
+            yield base64.b64decode(message["chunk"])
+            message = self._reply(deadline, timeout)
+        if "error" in message:
+            raise InvocationError(message["error"])
+
+    def _cancel(self, request_id: str, deadline: float, timeout: float) -> None:
+        """Tells the worker the stream's reader is gone, and waits for the stream's end: the worker
+        stops it before its next chunk, or it had ended already (then the cancel is ignored)."""
+        try:
+            self._channel.send({"cancel": request_id})
+            while "chunk" in self._reply(deadline, timeout):
+                pass
+        except OSError:
+            self.kill()
+        except InvocationError:
+            pass  # it exited or overran, and is retired
+
+    def _reply(self, deadline: float, timeout: float) -> dict:
+        """The worker's next message; the worker is killed if it exits or overruns `deadline`."""
+        try:
+            reply = self._channel.receive(max(0.0, deadline - time.monotonic()))
+        except (EOFError, OSError):
+            self.kill()
+            raise InvocationError({"errorType": "Runtime.ExitError", "errorMessage": "The function's process exited."}) from None
+        if reply is None:
+            self.kill()
+            raise InvocationTimeout({"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"})
+        return reply

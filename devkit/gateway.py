@@ -11,6 +11,12 @@ Responses API Gateway makes itself follow the template's GatewayResponses.
 Before any of it, a body API Gateway would not take is refused unread: 413
 past its 10 MB payload limit, 400 for a malformed Content-Length or chunked
 framing (devkit/httpserver.py).
+
+A route whose ResponseTransferMode is RESPONSE_STREAM is answered the way
+API Gateway's streaming integration answers: the function must stream (its
+prelude gives the status and headers), the body goes out chunk by chunk as
+the function produces it, a failure mid-stream cuts the connection, and
+only the function's own timeout bounds it, not the 29 s.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 
 from devkit import events, httpserver
 from devkit.events import HttpRequest
-from devkit.functions import FunctionPool, InvocationError, InvocationTimeout
+from devkit.functions import FunctionPool, InvocationError, InvocationTimeout, Streamed
 from devkit.template import ApiSpec, Route
 
 INTEGRATION_TIMEOUT = 29.0
@@ -49,8 +55,10 @@ _DEFAULTS = {
 
 
 class Response:
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
+    """An HTTP response: `body` whole, or, with `stream`, the body as the function streams it."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, stream: Streamed | None = None) -> None:
+        self.status, self.headers, self.body, self.stream = status, headers, body, stream
 
 
 class LocalApiGateway:
@@ -80,14 +88,18 @@ class LocalApiGateway:
             request, resource=route.path, path_parameters=path_parameters, stage=self.api.stage,
             request_id=request_id, authorizer=authorizer_context,
         )
+        pool = self.pools[route.function]
         try:
-            result = self.pools[route.function].invoke(event, timeout=INTEGRATION_TIMEOUT)
+            # A streamed route is bound by the function's own timeout alone.
+            result = pool.invoke(event, timeout=None if route.streams else INTEGRATION_TIMEOUT)
         except InvocationTimeout:
-            if self.pools[route.function].spec.timeout >= INTEGRATION_TIMEOUT:
+            if not route.streams and pool.spec.timeout >= INTEGRATION_TIMEOUT:
                 return self._gateway_response("INTEGRATION_TIMEOUT", request, context)
             return self._gateway_response("DEFAULT_5XX", request, context)
         except InvocationError:
             return self._gateway_response("DEFAULT_5XX", request, context)
+        if route.streams:
+            return self._streamed_response(result, request, context)
         return self._proxy_response(result, request, context)
 
     def refuse(self, kind: str, request: HttpRequest, message: str | None = None) -> Response:
@@ -118,6 +130,8 @@ class LocalApiGateway:
                 return "UNAUTHORIZED", {}
             return "AUTHORIZER_FAILURE", {}
         if not _valid_policy(policy):
+            if isinstance(policy, Streamed):
+                policy.cancel()
             return "AUTHORIZER_CONFIGURATION_ERROR", {}
         # API Gateway hands the context on with every value as a string.
         context = {key: _stringify(value) for key, value in (policy.get("context") or {}).items()}
@@ -129,13 +143,23 @@ class LocalApiGateway:
 
     def _proxy_response(self, result: Any, request: HttpRequest, context: dict) -> Response:
         if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+            if isinstance(result, Streamed):  # a buffered integration cannot read a stream either
+                result.cancel()
             return self._gateway_response("DEFAULT_5XX", request, context)
-        headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers = [(k, v) for k, v in headers if k.lower() != name.lower()] + [(name, str(v)) for v in values]
         body = result.get("body") or ""
         raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
-        return Response(result["statusCode"], [*headers, ("x-amzn-RequestId", context["requestId"])], raw)
+        return Response(result["statusCode"], _headers(result, context["requestId"]), raw)
+
+    def _streamed_response(self, result: Any, request: HttpRequest, context: dict) -> Response:
+        if not isinstance(result, Streamed):
+            # The streaming integration reads a JSON prelude ended by 8 NUL bytes, then the body:
+            # a buffered proxy response (or anything else) is not that, and API Gateway cannot parse it.
+            return self._gateway_response("DEFAULT_5XX", request, context)
+        prelude = result.prelude
+        if not isinstance(prelude, dict) or not isinstance(prelude.get("statusCode"), int):
+            result.cancel()
+            return self._gateway_response("DEFAULT_5XX", request, context)
+        return Response(prelude["statusCode"], _headers(prelude, context["requestId"]), b"", stream=result)
 
     def _gateway_response(self, kind: str, request: HttpRequest, context: dict, message: str | None = None) -> Response:
         default_status, default_message = _DEFAULTS[kind]
@@ -156,6 +180,14 @@ class LocalApiGateway:
             if value is not None:
                 headers.append((name, value))
         return Response(status, headers, body.encode())
+
+
+def _headers(result: dict, request_id: str) -> list[tuple[str, str]]:
+    """A proxy response's (or a prelude's) headers, a multi-value header replacing its single value."""
+    headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers = [(k, v) for k, v in headers if k.lower() != name.lower()] + [(name, str(v)) for v in values]
+    return [*headers, ("x-amzn-RequestId", request_id)]
 
 
 def _error_type(kind: str) -> str:
@@ -269,15 +301,48 @@ class _Handler(httpserver.Handler):
         )
 
     def _send(self, response: Response) -> None:
+        if response.stream is not None:
+            self._send_stream(response, response.stream)
+            return
+        self._send_head(response)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def _send_head(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
+
+    def _send_stream(self, response: Response, stream: Streamed) -> None:
+        """The status and headers now, then each chunk the moment the function produces it. A client
+        that has gone cancels the stream; a failure mid-stream cuts the connection short of the last
+        chunk, as API Gateway cuts a stream."""
+        # An HTTP/1.0 client knows no chunks: its body ends when the connection closes.
+        chunked = self.request_version == "HTTP/1.1"
+        if not chunked:
+            self.close_connection = True
+        try:
+            self._send_head(response)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for chunk in stream:
+                if chunk:  # an empty chunk would end a chunked body
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    self.wfile.flush()
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except InvocationError:  # it failed mid-stream: the connection closes short of the last chunk
+            self.close_connection = True
+        except OSError:  # the client has gone (or stopped reading): nobody to stream to
+            self.close_connection = True
+        finally:
+            stream.cancel()  # nothing once it has ended
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (a malformed request line, too many headers, an unknown

@@ -7,7 +7,9 @@ then stops everything it started.
 
   --runtime workers   (make run) functions from the source tree, each in worker processes
   --runtime emulator  (make run-lambda) the functions `sam build` produced, each under the
-                      Lambda Runtime Interface Emulator with the awslambdaric runtime client
+                      Lambda Runtime Interface Emulator with the awslambdaric runtime client,
+                      or, for one with an exec wrapper (its own runtime, which may stream),
+                      under devkit's Runtime API (devkit/runtime_api.py)
 """
 
 from __future__ import annotations
@@ -141,14 +143,14 @@ def pools_for(
     runtime: str, overrides: dict[str, str], stack: ExitStack, pidfiles: backends.Pidfiles,
 ) -> tuple[template.Template, dict[str, FunctionPool]]:
     if runtime == "emulator":
-        from devkit.runtime_emulator import EmulatorInstance
+        from devkit.runtime_api import lambda_instance
 
         if not (BUILD / "template.yaml").exists():
             raise RuntimeError("no build found: run `sam build` (make run-lambda does) first")
         spec = template.load(BUILD / "template.yaml")
 
         def start(function: template.FunctionSpec):
-            return lambda: EmulatorInstance(
+            return lambda: lambda_instance(
                 function, function_environment(function, overrides), runtime_python=LAMBDA_RUNTIME_PYTHON, log=sys.stdout,
                 pidfiles=pidfiles,
             )

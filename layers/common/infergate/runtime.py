@@ -214,4 +214,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m infergate.runtime`, this module is __main__: the StreamedResponse that
+    # handlers return is infergate.runtime's, so the loop must be that module's too.
+    from infergate import runtime
+
+    runtime.main()
