@@ -1,10 +1,13 @@
 """Benchmark: each function's cold start, beside minimal Powertools handlers.
 
 Builds InferGate and two baselines (bench/coldstart/template.yaml) with
-`sam build`, then starts each built function cold under the Lambda Runtime
-Interface Emulator with the awslambdaric runtime client (as `make
-run-lambda` does), sends it one event, and reads the init duration the
-runtime reports (`INIT REPORT(durationMs: …)`). Runs are interleaved across
+`sam build`, then starts each built function cold as `make run-lambda` does
+(under the Lambda Runtime Interface Emulator with the awslambdaric runtime
+client; the chat function, whose exec wrapper runs InferGate's own
+streaming runtime, under devkit's Runtime API), sends it one event, and
+reads its init duration: the one the emulator reports (`INIT REPORT(durationMs:
+…)`), or, under devkit's Runtime API, from the process's start to its first
+request for an event. Runs are interleaved across
 functions, so the machine's noise falls on all of them alike; medians are
 printed with each function's ratio to the baselines:
 
@@ -29,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devkit import backends, template  # noqa: E402
-from devkit.functions import InvocationError  # noqa: E402
-from devkit.runtime_emulator import EmulatorInstance  # noqa: E402
+from devkit.functions import Instance, InvocationError  # noqa: E402
+from devkit.runtime_api import lambda_instance  # noqa: E402
 
 SAM = Path(sys.executable).with_name("sam")
 RUNTIME_PYTHON = ROOT / ".lambda-runtime" / "bin" / "python"
@@ -56,7 +59,7 @@ def event_for(name: str) -> dict:
 
 def init_ms(function: template.FunctionSpec, environment: dict[str, str]) -> float:
     """One cold start: a fresh runtime, one event, the init duration it reports."""
-    instance = EmulatorInstance(function, environment, runtime_python=RUNTIME_PYTHON)
+    instance = lambda_instance(function, environment, runtime_python=RUNTIME_PYTHON)
     try:
         threading.Thread(target=_invoke_quietly, args=(instance, event_for(function.name)), daemon=True).start()
         if not instance.init_reported.wait(60):
@@ -66,7 +69,7 @@ def init_ms(function: template.FunctionSpec, environment: dict[str, str]) -> flo
         instance.kill()
 
 
-def _invoke_quietly(instance: EmulatorInstance, event: dict) -> None:
+def _invoke_quietly(instance: Instance, event: dict) -> None:
     try:
         instance.invoke(event, timeout=10)
     except (InvocationError, OSError, ValueError):

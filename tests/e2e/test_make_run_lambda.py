@@ -17,14 +17,16 @@ from tests.support.waiting import wait_for
 
 
 def runtime_processes(handler: str) -> list[int]:
-    """The awslambdaric processes (not their emulators) serving `handler`."""
+    """The Python runtimes (awslambdaric, or InferGate's own behind an exec wrapper; not an
+    emulator) serving `handler`."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environment = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if len(argv) > 3 and argv[0].endswith(b"python") and argv[1:4] == [b"-m", b"awslambdaric", handler.encode()]:
+        if Path(argv[0].decode()).name.startswith("python") and b"_HANDLER=" + handler.encode() in environment:
             found.append(int(proc.name))
     return found
 

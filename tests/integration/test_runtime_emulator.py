@@ -97,18 +97,24 @@ def test_a_timed_out_function_gets_a_fresh_runtime_next_time(function_dir):
     assert instance.init_ms is not None
 
 
-def test_the_built_chat_function_starts_under_the_runtime(tmp_path):
+def test_the_built_chat_function_starts_under_its_own_runtime_and_streams_its_answer(tmp_path):
     from devkit import template
+    from devkit.runtime_api import RuntimeApiInstance, lambda_instance
 
     chat = template.load(BUILD).functions["ChatFunction"]
-    instance = EmulatorInstance(chat, {**chat.environment, "REDIS_URL": "redis://127.0.0.1:1/0"}, runtime_python=RUNTIME_PYTHON)
+    instance = lambda_instance(chat, {**chat.environment, "REDIS_URL": "redis://127.0.0.1:1/0"},
+                               runtime_python=RUNTIME_PYTHON)
     try:
         from tests.support.lambda_events import proxy_event
 
-        response = instance.invoke(proxy_event("POST", "/v1/chat", body={"prompt": "hi"}), timeout=10)
+        assert isinstance(instance, RuntimeApiInstance), "its exec wrapper runs InferGate's runtime, not awslambdaric"
+        streamed = instance.invoke(proxy_event("POST", "/v1/chat", resource="/v1/chat", body={"prompt": "hi"}),
+                                   timeout=10)
+        body = b"".join(streamed)
     finally:
         instance.kill()
-    # No authorizer context reached it: the handler itself answers 401, shaped like every error.
-    assert response["statusCode"] == 401
-    assert json.loads(response["body"])["error"]["code"] == "unauthorized"
+    # No authorizer context reached it: the handler itself answers 401, shaped like every error,
+    # in the prelude and body of a streamed response.
+    assert streamed.prelude["statusCode"] == 401
+    assert json.loads(body)["error"]["code"] == "unauthorized"
     assert instance.init_ms and instance.init_ms > 0
