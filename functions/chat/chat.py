@@ -32,6 +32,8 @@ from infergate.models.chat import ChatRequest, ChatResponse
 from infergate.observability import logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from infergate.domain.chat import ChatResult, ChatStream, ChatTask
     from infergate.domain.principal import Principal
 
@@ -48,12 +50,17 @@ def _run(principal: Principal, task: ChatTask) -> ChatResult:
     )
 
 
-def _stream(principal: Principal, task: ChatTask) -> ChatStream:
-    seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000 - STREAM_MARGIN_SECONDS
-    return wiring.chat_service().stream(
-        principal, task, request_id=app.context["request_id"], timeout=max(1.0, seconds_left),
-        on_admitted=lambda admission: add_response_headers(app, admission.headers()),
-    )
+def _streamed(principal: Principal, task: ChatTask, events: Callable[[ChatStream], Iterator[str]]) -> Response:
+    """The chat streamed, each piece leaving as the model produces it, shaped by `events`."""
+    def respond() -> Response:
+        seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000 - STREAM_MARGIN_SECONDS
+        stream = wiring.chat_service().stream(
+            principal, task, request_id=app.context["request_id"], timeout=max(1.0, seconds_left),
+            on_admitted=lambda admission: add_response_headers(app, admission.headers()),
+        )
+        return streamed(events(stream), complete=lambda: stream.result is not None)
+
+    return idempotently_streamed(app, principal, respond)
 
 
 @app.post("/v1/chat")
@@ -63,11 +70,7 @@ def chat() -> Response:
     if request.stream:
         from infergate.api.chat import event_stream
 
-        def respond_streamed() -> Response:
-            stream = _stream(principal, request.task())
-            return streamed(event_stream(stream), complete=lambda: stream.result is not None)
-
-        return idempotently_streamed(app, principal, respond_streamed)
+        return _streamed(principal, request.task(), event_stream)
     return idempotently(app, principal, lambda: json_response(ChatResponse.of(_run(principal, request.task()))))
 
 
@@ -83,12 +86,7 @@ def chat_completions() -> Response:
         logger.info("request metadata", extra={"metadata": request.metadata, "end_user": request.user})
 
     if request.stream:
-        def respond_streamed() -> Response:
-            stream = _stream(principal, task)
-            return streamed(openai.event_stream(stream, include_usage=request.include_usage),
-                            complete=lambda: stream.result is not None)
-
-        return idempotently_streamed(app, principal, respond_streamed)
+        return _streamed(principal, task, lambda stream: openai.event_stream(stream, include_usage=request.include_usage))
     return idempotently(app, principal, lambda: json_response(openai.completion(_run(principal, task))))
 
 

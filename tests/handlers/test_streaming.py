@@ -8,7 +8,7 @@ import pytest
 
 from infergate.domain.messages import Message
 from infergate.domain.tokens import prompt_tokens_upper_bound
-from tests.handlers.conftest import body, header, received
+from tests.handlers.conftest import body, header
 from tests.support.accounting import log_lines
 from tests.support.functions import reset_instance_state
 
@@ -124,13 +124,18 @@ def test_a_completed_stream_is_replayed_whole_and_charged_once(api):
     assert usage(api, key)["requests"] == 1
 
 
+def keyed_stream(api, key: str, idempotency_key: str, *, read: bool = True):
+    """A streamed /v1/chat with an Idempotency-Key: read to its end, or, with `read=False`, not yet read."""
+    send = api.call if read else api.invoke
+    return send("POST", "/v1/chat", key=key, body={"prompt": PROMPT, "stream": True},
+                headers={"Idempotency-Key": idempotency_key})
+
+
 def test_a_stream_cut_off_leaves_its_key_free(faulty, faults):
     key = faulty.register()["api_key"]
     faults(mode="break", after_pieces=1)
-    cut = faulty.call("POST", "/v1/chat", key=key, body={"prompt": PROMPT, "stream": True},
-                      headers={"Idempotency-Key": "s-2"})
-    retried = faulty.call("POST", "/v1/chat", key=key, body={"prompt": PROMPT, "stream": True},
-                          headers={"Idempotency-Key": "s-2"})
+    cut = keyed_stream(faulty, key, "s-2")
+    retried = keyed_stream(faulty, key, "s-2")
 
     assert events(cut["body"])[-1][0] == "error" and events(retried["body"])[-1][0] == "done"
     assert header(retried, "Idempotent-Replayed") is None
@@ -140,10 +145,8 @@ def test_a_stream_cut_off_leaves_its_key_free(faulty, faults):
 def test_a_reader_gone_leaves_the_key_free_too(faulty, faults):
     key = faulty.register()["api_key"]
     faults(mode="trickle", piece_seconds=0.05)
-    streamed = faulty.invoke("POST", "/v1/chat", key=key, body={"prompt": PROMPT, "stream": True},
-                             headers={"Idempotency-Key": "s-3"})
+    streamed = keyed_stream(faulty, key, "s-3", read=False)
     next(iter(streamed))
     streamed.close()
-    retried = received(faulty.invoke("POST", "/v1/chat", key=key, body={"prompt": PROMPT, "stream": True},
-                                     headers={"Idempotency-Key": "s-3"}))
+    retried = keyed_stream(faulty, key, "s-3")
     assert header(retried, "Idempotent-Replayed") is None and events(retried["body"])[-1][0] == "done"

@@ -34,6 +34,7 @@ from infergate.api import streaming
 from infergate.api.streaming import EVENT_STREAM
 from infergate.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest, ServiceUnavailable
 from infergate.models.principal import Principal
+from infergate.observability import logger
 
 HEADER = "Idempotency-Key"
 _ACCEPTABLE = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -148,13 +149,22 @@ def idempotently_streamed(app: APIGatewayRestResolver, principal: Principal, res
     try:
         response = respond()
     except BaseException as error:
-        store.delete_record(data=request, exception=error)
+        _forget(store, request, error)
         raise
     headers = {**app.context["response_headers"], **_plain_headers(response)}  # the context ends with the handler
     streaming.keep_when_complete(lambda body: store.save_success(data=request, result={
         "status": response.status_code, "content_type": EVENT_STREAM, "body": body, "headers": headers,
-    }), lambda: store.delete_record(data=request, exception=RuntimeError("the stream was cut off")))
+    }), lambda: _forget(store, request, RuntimeError("the stream was cut off")))
     return response
+
+
+def _forget(store: Any, request: dict, error: BaseException) -> None:
+    """Frees the key of a request that did not complete; if the store cannot be asked, its
+    in-progress record ends with the function's time."""
+    try:
+        store.delete_record(data=request, exception=error)
+    except Exception:  # noqa: BLE001 - the request's own failure is the one to report
+        logger.warning("could not free an Idempotency-Key")
 
 
 def _key(app: APIGatewayRestResolver) -> str:

@@ -410,9 +410,11 @@ class ChatService:
         """Charge the counts the model reported (never past the quota) and log the request."""
         prompt_tokens = completion.prompt_tokens
         if prompt_tokens is None:
-            # Ollama omits prompt_eval_count when it serves the prompt from its cache.
-            # Absence is not "free": charge the bound that was reserved for the prompt.
-            logger.warning("model did not report prompt tokens; charging the bound", extra={"bound": plan.prompt_bound})
+            # Ollama omits prompt_eval_count when it serves the prompt from its cache, and sends it
+            # only at the end of an answer, so a cut one never has it. Absence is not "free":
+            # charge the bound that was reserved for the prompt.
+            if completion.failure is None:
+                logger.warning("model did not report prompt tokens; charging the bound", extra={"bound": plan.prompt_bound})
             prompt_tokens = plan.prompt_bound
         failure = completion.failure
         outcome = self._outcome(call, completion.model, failure.code if failure else "ok", prompt_tokens=prompt_tokens,
