@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infergate.domain.chat import RESERVATION_TTL
 from infergate.domain.periods import period_of
 from infergate.domain.tokens import prompt_tokens_upper_bound
 from infergate.domain.usage import usage_for
@@ -111,8 +110,8 @@ def test_a_crash_between_reserve_and_settle_is_healed_by_expiry(database, mongo_
     assert chat_once(build_service(mongo_uri, database.name, redis_url, ollama_url), who,
                      ChatRequest(prompt="hi", max_tokens=800))[0] == "quota_held_in_flight"
 
-    later = now + RESERVATION_TTL + timedelta(seconds=1)
     service = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
+    later = now + service.reservation_ttl + timedelta(seconds=1)  # the time to live its settings give holds
     status, tokens = chat_once(service, who, ChatRequest(prompt="hi", max_tokens=800))
     assert status == "ok"
     counter, log_sum, ok_logged = ledger_totals(database, "usr_crash", period_of(now))

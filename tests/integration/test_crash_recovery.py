@@ -17,7 +17,6 @@ import pymongo
 import pytest
 import redis
 
-from infergate.domain.chat import RESERVATION_TTL
 from infergate.models.chat import ChatRequest
 from infergate.stores.usage import MongoUsageLedger
 from tests.support.accounting import build_service, chat_once, ledger_totals, log_lines, principal
@@ -104,8 +103,8 @@ def test_a_crash_after_each_step_loses_nothing_and_counts_nothing_twice(step, da
     if step in ("reserved", "answered"):
         assert chat_once(build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: WHEN), who,
                          REQUEST)[0] == "quota_held_in_flight"
-    later = WHEN + RESERVATION_TTL + timedelta(seconds=1)
     healer = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
+    later = WHEN + healer.reservation_ttl + timedelta(seconds=1)  # the time to live its settings give holds
     healer.ledger = MongoUsageLedger(database, archive_every=1)
     assert chat_once(healer, who, REQUEST) == ("ok", USED)
 
