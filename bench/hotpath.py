@@ -20,7 +20,15 @@ Then it counts the store round trips of 200 chats through `make run`, on
 the wire: InferGate in front of proxies that count each request a client
 sends to Redis or MongoDB (bench/wiretap.py).
 
-    .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm]     (or: make bench)
+Last, streamed chats (bench/streaming.py): a second model server answering
+a token every 50 ms, InferGate twice more in front of it (`make run` and
+`make run-lambda`, on the same stores), and POST /v1/chat/completions with
+`stream: true` timed at the client to its first and last token (TTFT,
+TTLT), beside the model server's own streamed /api/chat, and beside the same
+chat not streamed (`stream: false`, the whole answer), c=1, rounds rotating.
+
+    .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm] [--stream-samples 20]
+                                      [--stream-only]     (or: make bench)
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "layers" / "common")]
 
+import streaming  # noqa: E402
 from devkit import backends  # noqa: E402
 from wiretap import Wiretap, mongo_commands, redis_commands  # noqa: E402
 
@@ -374,6 +383,34 @@ def exactness(mongo_url: str, database: str) -> str:
             f"{overspent}; counter minus log: {drift}")
 
 
+# -- streamed chats ----------------------------------------------------------------
+
+def streaming_section(stack: ExitStack, environment: dict[str, str], logs: Path, runtimes: list[str],
+                      samples: int) -> None:
+    """TTFT and TTLT of a streamed chat through each gateway and from the model server itself, and
+    the buffered chat's total time, against a model server of its own that answers a token every
+    streaming.TOKEN_SECONDS (the gateways measured above keep theirs)."""
+    print(f"\nStreamed chats: a model server answering a token every {streaming.TOKEN_SECONDS * 1000:.0f} ms, "
+          "InferGate in front of it ...", flush=True)
+    model = backends.start_model_server(engine="deterministic", models=[MODEL],
+                                        log=stack.enter_context(open(logs / "model-server-slow.log", "w")),
+                                        extra=["--token-delay", str(streaming.TOKEN_SECONDS)])
+    stack.callback(model.stop)
+    slow = {**environment, "OLLAMA_URL": model.url}
+    gateways = {}
+    for runtime in runtimes:
+        name = "make run" if runtime == "workers" else "make run-lambda"
+        gateways[name] = start_gateway(stack, runtime, slow, logs, name=f"streaming-{runtime}")
+    key = register(next(iter(gateways.values())), 1)[0]
+    found = streaming.targets(model.url, gateways, key, model=MODEL, prompt=PROMPT, max_tokens=MAX_TOKENS)
+    results = streaming.measure(found, samples)
+    print(f"\nStreamed chat, POST /v1/chat/completions (direct: /api/chat), medians of {samples} rounds, c=1, "
+          f"kept-alive, a token every {streaming.TOKEN_SECONDS * 1000:.0f} ms; TTFT/TTLT: first/last piece of "
+          "content at the client; buffered: stream false, whole answer; +: minus direct:")
+    for line in streaming.report(results):
+        print(line)
+
+
 # -- the report -------------------------------------------------------------------
 
 def report(results: dict[str, dict[str, Figures]]) -> None:
@@ -428,6 +465,9 @@ def main() -> int:
     parser.add_argument("--peer", choices=["litellm"], help="also measure this peer gateway")
     parser.add_argument("--runtimes", nargs="+", choices=["workers", "emulator"], default=["workers", "emulator"])
     parser.add_argument("--round-trips", type=int, default=200, help="chats whose store round trips are counted")
+    parser.add_argument("--stream-samples", type=int, default=20,
+                        help="rounds of streamed and buffered chats at a token every 50 ms (0: none)")
+    parser.add_argument("--stream-only", action="store_true", help="only the streamed chats")
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -438,6 +478,9 @@ def main() -> int:
         for service in (mongo, cache, model):
             stack.callback(service.stop)
         environment = {**GATEWAY_SETTINGS, "MONGODB_URI": mongo.url, "REDIS_URL": cache.url, "OLLAMA_URL": model.url}
+        if args.stream_only:
+            streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
+            return 0
         gateways = {}
         for runtime in args.runtimes:
             name = "make run" if runtime == "workers" else "make run-lambda"
@@ -470,6 +513,8 @@ def main() -> int:
               " counted on the wire):")
         for name, per_chat in sorted(round_trips(stack, environment, logs, args.round_trips).items()):
             print(f"  {name:<28} {per_chat:.2f}")
+        if args.stream_samples > 0:
+            streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
     return 0
 
 
