@@ -136,3 +136,34 @@ def test_a_model_server_error_mid_stream_ends_with_an_error_event_and_is_charged
     error = json.loads(events[-1][1])["error"]
     assert len(pieces) == 3 and error["code"] == "upstream_error"
     assert usage(gateway, key)["tokens_used"] == PROMPT_BOUND + 3
+
+
+def test_the_openai_sdk_reads_the_tokens_as_they_come_and_raises_the_error_that_cuts_a_stream(gateway, slow_model):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.new_user()["api_key"], max_retries=0)
+    started = time.monotonic()
+    arrivals = [(time.monotonic() - started, chunk) for chunk in client.chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "user", "content": PROMPT}], max_tokens=8, stream=True)]
+    pieces = [at for at, chunk in arrivals if chunk.choices and chunk.choices[0].delta.content]
+    assert len(pieces) == 8 and pieces[-1] - pieces[0] >= 7 * TOKEN_SECONDS / 2
+
+    httpx.post(f"{slow_model}/_devkit/faults", json={"mode": "break", "after_pieces": 2, "count": 1}).raise_for_status()
+    received = []
+    with pytest.raises(openai.APIError) as cut:
+        for chunk in client.chat.completions.create(model="smollm2:135m", messages=[{"role": "user", "content": PROMPT}],
+                                                    max_tokens=8, stream=True):
+            received.extend(choice.delta.content for choice in chunk.choices if choice.delta.content)
+    assert len(received) == 2 and "tokens used before it ended were charged" in cut.value.message
+
+
+def test_a_completed_stream_is_replayed_whole_under_its_idempotency_key(gateway):
+    key = gateway.new_user()["api_key"]
+    headers = {"x-api-key": key, "Idempotency-Key": "stream-once"}
+    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+        first = http.post("/v1/chat", json={"prompt": PROMPT, "max_tokens": 5, "stream": True}, headers=headers)
+        again = http.post("/v1/chat", json={"prompt": PROMPT, "max_tokens": 5, "stream": True}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.text == first.text and again.text.rstrip().split("\n")[-2] == "event: done"
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert usage(gateway, key)["requests"] == 1

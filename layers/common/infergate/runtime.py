@@ -200,6 +200,10 @@ def serve(api: RuntimeApi, handler: Any) -> None:
 
 
 def main() -> None:
+    # Lambda reads the function's log from a pipe: a line must leave when it is written, as
+    # under Lambda's own runtime, not when a buffer fills.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
     task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
     if task_root not in sys.path:
