@@ -29,7 +29,7 @@ from infergate.api.idempotency import idempotently, idempotently_streamed
 from infergate.api.streaming import streamed, streaming_entrypoint
 from infergate.errors import NotFound
 from infergate.models.chat import ChatRequest, ChatResponse
-from infergate.observability import logger
+from infergate.observability import note
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -82,8 +82,7 @@ def chat_completions() -> Response:
     principal = current_principal(app)
     request = parse_body(app, ChatCompletionRequest)
     task = request.task()
-    if request.metadata:
-        logger.info("request metadata", extra={"metadata": request.metadata, "end_user": request.user})
+    note(metadata=request.metadata, end_user=request.user)
 
     if request.stream:
         return _streamed(principal, task, lambda stream: openai.event_stream(stream, include_usage=request.include_usage))

@@ -27,7 +27,7 @@ from infergate import wiring
 from infergate.api.request_id import request_id_of
 from infergate.errors import InferGateError
 from infergate.models.principal import authorizer_context, refused_context
-from infergate.observability import logger
+from infergate.observability import logger, note, open_access_line, write_access_line
 
 _BEARER = "bearer "
 _FORMS = "send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
@@ -66,6 +66,8 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
 
     request_id = request_id_of(event.raw_event)
     logger.set_correlation_id(request_id)
+    open_access_line(route=event.resource, method=event.http_method, api_request_id=event.request_context.request_id,
+                     source_ip=event.request_context.identity.source_ip)
     # API Gateway's own id: what its 401 carries, so that the two can be matched.
     logger.append_keys(api_request_id=event.request_context.request_id)
     arn = event.parsed_arn
@@ -81,13 +83,15 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         return policy.asdict()
 
     if isinstance(caller, Refusal):
-        logger.info("request refused", extra={"reason": caller.code})
         if caller.retry_after:
             policy.context = refused_context(caller.code, caller.message, status=429, retry_after=caller.retry_after)
             policy.allow_all_routes()  # the route answers: see refused_context
         else:
             policy.context = {"requestId": request_id, "errorCode": caller.code, "errorMessage": caller.message}
             policy.deny_all_routes()
+            # No function answers a request denied here: its access line is the authorizer's.
+            note(status=401, outcome=caller.code)
+            write_access_line()
     else:
         policy.principal_id = getattr(caller, "user_id", None) or caller.key_id
         logger.append_keys(caller=policy.principal_id, key_id=caller.key_id)

@@ -69,7 +69,7 @@ def test_failed_authentications_are_limited_per_address_and_then_cost_no_lookup(
     assert api.call("GET", "/v1/usage", key=known)["statusCode"] == 200, "a key already known still works"
 
 
-def test_the_authorizers_log_line_carries_api_gateways_request_id(api, monkeypatch):
+def test_a_refusal_is_logged_in_one_access_line_with_api_gateways_request_id(api, monkeypatch):
     import io
     import json
 
@@ -78,9 +78,11 @@ def test_the_authorizers_log_line_carries_api_gateways_request_id(api, monkeypat
     lines = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", lines)
     api.authorize("GET", "/v1/usage", {"x-api-key": new_api_key(), "x-request-id": "callers-own-id"})
-    refused = next(line for line in map(json.loads, lines.getvalue().splitlines()) if line["message"] == "request refused")
+    [refused] = [line for line in map(json.loads, lines.getvalue().splitlines()) if line["message"] == "request"]
     assert refused["correlation_id"] == "callers-own-id"
     assert refused["api_request_id"] and refused["api_request_id"] != "callers-own-id"
+    assert (refused["route"], refused["method"], refused["status"], refused["outcome"]) == (
+        "/v1/usage", "GET", 401, "invalid_api_key")
 
 
 def test_a_key_that_cannot_be_checked_for_want_of_a_store_is_a_503_not_a_crashed_authorizer(api, monkeypatch):

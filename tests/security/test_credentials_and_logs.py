@@ -46,8 +46,9 @@ def test_every_line_is_json_with_the_callers_id_and_api_gateways(stack, http):
     assert refused.status_code == 401
     assert [line for line in stack.log_lines() if not line.startswith("{")] == []
     refusal = next(line for line in stack.json_log()
-                   if line.get("message") == "request refused" and line.get("correlation_id") == "find-me-in-the-log")
+                   if line.get("message") == "request" and line.get("correlation_id") == "find-me-in-the-log")
     assert refusal["api_request_id"], "API Gateway's own id, which its 401 carries"
+    assert refusal["outcome"] == "invalid_api_key"
 
 
 def test_metrics_can_be_kept_to_holders_of_its_token(http):

@@ -5,6 +5,13 @@ records every invocation without the X-Ray SDK in the function, whose import
 (it pulls in botocore) would cost more cold start than the rest of a
 handler.
 
+Every request is logged once, at INFO, when it is answered: its access line
+(`open_access_line` when it arrives, `note` as it goes, `write_access_line`
+when it is answered). It names the route, the status, the latency, the
+caller, the model, the tokens and the outcome, never a prompt or an answer;
+with the correlation id every line carries, it is how a caller's
+`x-request-id` is found.
+
 Every log line passes through `RedactingFormatter`: before the line is
 written, every value whose name says it is a credential (a header, a query
 parameter or a field called authorization, proxy-authorization, api-key,
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -82,3 +90,42 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Infe
 def count(name: str, value: int = 1) -> None:
     """Add `value` to this invocation's count metric `name` (published when the invocation ends)."""
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+# What the access line of the request being answered says so far; None between requests.
+_access_line: ContextVar[dict[str, Any] | None] = ContextVar("access_line", default=None)
+# Fields a request's access line may carry, in the order it writes them.
+ACCESS_FIELDS = ("route", "method", "status", "latency_ms", "outcome", "user_id", "key_id", "model", "prompt_tokens",
+                 "completion_tokens", "replayed", "end_user", "metadata", "api_request_id", "source_ip")
+
+
+def open_access_line(**fields: Any) -> None:
+    """Starts the access line of the request that has just arrived."""
+    _access_line.set({"_started": time.monotonic(), **{name: value for name, value in fields.items() if value is not None}})
+
+
+def note(**fields: Any) -> None:
+    """What the request being answered has turned out to be (its model, tokens, outcome ...)."""
+    line = _access_line.get()
+    if line is not None:
+        line.update({name: value for name, value in fields.items() if value is not None})
+
+
+def defer_access_line() -> None:
+    """The answer goes on after the handler returns (a stream): the line waits for its end."""
+    note(_deferred=True)
+
+
+def write_access_line(*, status: int | None = None, ended: bool = False) -> None:
+    """Writes the request's access line, once: now, or, if it was deferred, when `ended`."""
+    line = _access_line.get()
+    if line is None:
+        return
+    if status is not None:
+        line.setdefault("status", status)
+    if line.get("_deferred") and not ended:
+        return
+    _access_line.set(None)
+    line["latency_ms"] = round((time.monotonic() - line["_started"]) * 1000, 1)
+    line.setdefault("outcome", "ok" if line.get("status", 500) < 400 else "error")
+    logger.info("request", extra={name: line[name] for name in ACCESS_FIELDS if name in line})

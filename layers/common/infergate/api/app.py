@@ -36,7 +36,7 @@ from infergate.errors import (
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
 from infergate.models.principal import caller_from, refusal_from
-from infergate.observability import logger, metrics, request_counted
+from infergate.observability import logger, metrics, note, open_access_line, request_counted, write_access_line
 
 M = TypeVar("M", bound=Model)
 # Marks an event whose body was not UTF-8.
@@ -62,17 +62,20 @@ def create_app() -> APIGatewayRestResolver:
 
     @app.exception_handler(InferGateError)
     def _known_error(error: InferGateError) -> Response:
+        note(outcome=error.code)
         if error.status >= 500:
             logger.warning("request failed", extra={"error_code": error.code, "status": error.status})
         return error_response(error.status, error.code, error.message, error.headers, param=error.param)
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
+        note(outcome="not_found")
         return error_response(404, "not_found", "No such route.")
 
     @app.exception_handler(Exception)
     def _unexpected(_: Exception) -> Response:
         logger.exception("unhandled error")
+        note(outcome="internal_error")
         return error_response(500, "internal_error", f"Internal error; quote request id {app.context.get('request_id')}.")
 
     return app
@@ -184,6 +187,7 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
     def handler(event: dict, context: Any) -> dict:
         request_id = request_id_of(event)
         logger.set_correlation_id(request_id)
+        _open_access_line(event)
         # Filled by routes (add_response_headers) and stamped on whatever response leaves,
         # error responses included.
         extra_headers: dict[str, str] = {}
@@ -195,9 +199,28 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
         for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
             _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])
+        if _header_of(response, "Idempotent-Replayed"):
+            note(replayed=True)
+        write_access_line(status=response["statusCode"])
         return response
 
     return handler
+
+
+def _open_access_line(event: Mapping[str, Any]) -> None:
+    context = event.get("requestContext") or {}
+    caller = context.get("authorizer") or {}
+    open_access_line(route=event.get("resource"), method=event.get("httpMethod"), user_id=caller.get("user_id"),
+                     key_id=caller.get("key_id"), api_request_id=context.get("requestId"),
+                     source_ip=(context.get("identity") or {}).get("sourceIp"))
+
+
+def _header_of(response: dict, name: str) -> str | None:
+    for headers in (response.get("headers") or {}, {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}):
+        for key, value in headers.items():
+            if key.lower() == name.lower():
+                return value
+    return None
 
 
 def _count_outcome(status: int) -> None:

@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from infergate.api.app import lambda_entrypoint
 from infergate.errors import InferGateError
 from infergate.models.errors import ErrorBody
-from infergate.observability import logger, metrics
+from infergate.observability import defer_access_line, logger, metrics, write_access_line
 from infergate.runtime import StreamedResponse
 
 EVENT_STREAM = "text/event-stream"
@@ -47,6 +47,7 @@ def streamed(body: Iterator[str], *, complete: Callable[[], bool] = lambda: True
     """A 200 whose body is `body`'s pieces of text, each sent as soon as it is produced;
     `complete()`, once it has ended, says whether it ended with the whole answer."""
     _body.set(_Body(body, complete))
+    defer_access_line()
     return Response(status_code=200, content_type=EVENT_STREAM, body="",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
 
@@ -116,6 +117,7 @@ def _encoded(body: Iterator[str]) -> Iterable[bytes]:
         yield error_event(InferGateError("The answer failed; quote the request id to the operator.")).encode()
     finally:
         _close(body)
+        write_access_line(ended=True)
         if metrics.metric_set:  # what the stream counted, published now that it has ended
             metrics.flush_metrics()
 

@@ -61,7 +61,7 @@ from infergate.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
-from infergate.observability import count, logger
+from infergate.observability import count, logger, note
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -466,6 +466,9 @@ class ChatService:
         self, call: _Call, model: str, status: str,
         *, prompt_tokens: int = 0, completion_tokens: int = 0, detail: str | None = None,
     ) -> RequestOutcome:
+        """How the request ended, for its log line in the ledger, and for its access line."""
+        note(model=model, outcome=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+             end_user=call.end_user)
         return RequestOutcome(
             request_id=call.request_id,
             user_id=call.principal.user_id,
