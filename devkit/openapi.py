@@ -71,6 +71,7 @@ class Operation:
     examples: Mapping[str, Any] = field(default_factory=dict)  # request bodies, by name
     description: str = ""
     streams: bool = False  # `"stream": true` answers text/event-stream
+    prometheus: bool = False  # also answers in Prometheus' text exposition format
     idempotent: bool = False  # honours an Idempotency-Key
     rate_limited: bool = False  # admitted against the key's requests per minute (X-RateLimit-* headers)
     chat_function: bool = False  # served by ChatFunction (29 s): an overrun is API Gateway's 504
@@ -157,10 +158,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ops.ReadinessResponse,
         description="503 (with the same body, naming what fails, and `Retry-After`) when any of them does not."),
     ("GET", "/metrics"): Operation(
-        "metrics", "Request totals, uptime and memory.", "Operations", Auth.METRICS, ops.MetricsResponse,
-        errors=codes({401: ("unauthorized",)}, STORES),
+        "metrics", "Request totals, uptime and memory; or every instance's request metrics for Prometheus.",
+        "Operations", Auth.METRICS, ops.MetricsResponse, query=ops.MetricsQuery,
+        errors=codes({400: ("invalid_request",), 401: ("unauthorized",)}, STORES),
         description="Open unless the deployment sets METRICS_TOKEN; then it wants "
-                    "`Authorization: Bearer <METRICS_TOKEN>`."),
+                    "`Authorization: Bearer <METRICS_TOKEN>`. With `Accept: text/plain` or `?format=prometheus` "
+                    "the answer is Prometheus' text exposition format (0.0.4).", prometheus=True),
     ("GET", "/openapi.json"): Operation(
         "openapi", "This document.", "Operations", Auth.NONE, None),
     ("POST", "/v1/register"): Operation(
@@ -503,6 +506,9 @@ def _success(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
     else:
         schema = schemas.ref(operation.response, "serialization")
     content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if operation.prometheus:
+        content["text/plain"] = {"schema": {"type": "string", "description": "Prometheus' text exposition format, "
+                                            "version 0.0.4: the infergate_* families, every instance's together."}}
     if operation.streams:
         events = _chat_events if operation.response is chat.ChatResponse else _completion_events
         content["text/event-stream"] = {"schema": events(schemas)}

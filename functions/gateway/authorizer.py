@@ -27,7 +27,7 @@ from infergate import wiring
 from infergate.api.request_id import request_id_of
 from infergate.errors import InferGateError
 from infergate.models.principal import authorizer_context, refused_context
-from infergate.observability import logger, note, open_access_line, write_access_line
+from infergate.observability import logger, note, open_access_line, record_access_lines_with, write_access_line
 
 _BEARER = "bearer "
 _FORMS = "send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
@@ -57,6 +57,10 @@ def _authenticate(event: APIGatewayAuthorizerRequestEvent):
     if not credential:
         return authenticator.refuse(Refusal("invalid_api_key", _OTHER_SCHEME), source=source)
     return authenticator.authenticate(credential, source=source)
+
+
+# A key denied here is a request no function answers: its access line counts in the metrics too.
+record_access_lines_with(wiring.record_request)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,6 +1,7 @@
 """Operator endpoints: GET /health (liveness: the function answers, nothing else is asked),
 GET /health/ready (readiness: MongoDB, Redis and the model server each answer in time),
-GET /metrics (request totals) and GET /openapi.json (the API's OpenAPI document, which the
+GET /metrics (request totals, or with `Accept: text/plain` or `?format=prometheus` every
+instance's request metrics in Prometheus' text format) and GET /openapi.json (the API's OpenAPI document, which the
 common layer ships: read on the first request an instance serves, then kept).
 
 GET /metrics is open unless METRICS_TOKEN is set; then it wants
@@ -18,15 +19,16 @@ import time
 from aws_lambda_powertools.event_handler import Response, content_types
 
 from infergate import wiring
-from infergate.api.app import create_app, json_response, lambda_entrypoint
+from infergate.api.app import create_app, json_response, lambda_entrypoint, parse_query
 from infergate.clock import utc_now
 from infergate.config import get_settings
 from infergate.errors import Unauthorized
-from infergate.models.ops import HealthResponse, MemoryUsage, MetricsResponse, ReadinessResponse
+from infergate.models.ops import HealthResponse, MemoryUsage, MetricsQuery, MetricsResponse, ReadinessResponse
 from infergate.observability import logger
 
 STARTED = time.monotonic()
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "infergate")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 app = create_app()
 
@@ -54,6 +56,11 @@ def ready() -> Response:
 @app.get("/metrics")
 def metrics() -> Response:
     _require_the_metrics_token()
+    if _wants_prometheus():
+        from infergate import prometheus
+
+        exposition = prometheus.render(wiring.counters().series(), breaker_open=wiring.admission().breaker_open())
+        return Response(status_code=200, content_type=PROMETHEUS_TEXT, body=exposition)
     total = wiring.counters().total_requests()
     return json_response(MetricsResponse(totalRequests=total, uptime=_uptime(), memoryUsage=_memory_usage()))
 
@@ -69,6 +76,14 @@ def _openapi_document() -> str:
     from importlib.resources import files
 
     return files("infergate").joinpath("openapi.json").read_text(encoding="utf-8")
+
+
+def _wants_prometheus() -> bool:
+    """`?format=prometheus`, or a scraper's Accept (Prometheus sends text/plain among others)."""
+    asked = parse_query(app, MetricsQuery).format
+    if asked is not None:
+        return asked == "prometheus"
+    return "text/plain" in app.current_event.headers.get("accept", "")
 
 
 def _require_the_metrics_token() -> None:

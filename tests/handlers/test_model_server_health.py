@@ -69,3 +69,5 @@ def test_a_server_that_stalls_opens_the_breaker(faulty, faults):
     assert [api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})["statusCode"] for _ in range(2)] == [504, 504]
     refused = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})
     assert refused["statusCode"] == 503 and "giving it a rest" in body(refused)["error"]["message"]
+    exposition = api.call("GET", "/metrics", query={"format": "prometheus"})["body"]
+    assert "\ninfergate_circuit_breaker_open 1\n" in exposition

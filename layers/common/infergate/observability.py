@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -96,7 +97,14 @@ def count(name: str, value: int = 1) -> None:
 _access_line: ContextVar[dict[str, Any] | None] = ContextVar("access_line", default=None)
 # Fields a request's access line may carry, in the order it writes them.
 ACCESS_FIELDS = ("route", "method", "status", "latency_ms", "outcome", "user_id", "key_id", "model", "prompt_tokens",
-                 "completion_tokens", "replayed", "end_user", "metadata", "api_request_id", "source_ip")
+                 "completion_tokens", "upstream_ms", "limit", "replayed", "end_user", "metadata", "api_request_id",
+                 "source_ip")
+# Called with each access line as it is written: the shared request metrics (wiring.record_request).
+_recorder: list[Callable[[dict[str, Any]], None]] = []
+
+
+def record_access_lines_with(recorder: Callable[[dict[str, Any]], None]) -> None:
+    _recorder[:] = [recorder]
 
 
 def open_access_line(**fields: Any) -> None:
@@ -128,4 +136,7 @@ def write_access_line(*, status: int | None = None, ended: bool = False) -> None
     _access_line.set(None)
     line["latency_ms"] = round((time.monotonic() - line["_started"]) * 1000, 1)
     line.setdefault("outcome", "ok" if line.get("status", 500) < 400 else "error")
-    logger.info("request", extra={name: line[name] for name in ACCESS_FIELDS if name in line})
+    fields = {name: line[name] for name in ACCESS_FIELDS if name in line}
+    logger.info("request", extra=fields)
+    for record in _recorder:
+        record(fields)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infergate import bootstrap
 from infergate.config import get_settings
@@ -131,6 +131,18 @@ def _readiness_probes() -> dict[str, Callable[[], None]]:
 
     return {"mongodb": mongodb, "redis": get_redis().ping,
             "model_server": lambda: _model_server().ping(timeout=READY_SECONDS)}
+
+
+def record_request(line: dict[str, Any]) -> None:
+    """Adds a request's access line to the metrics every instance shares; never fails the request."""
+    import redis
+
+    from infergate import prometheus
+
+    try:
+        counters().add(prometheus.increments(line))
+    except redis.RedisError as error:
+        logger.warning("request metrics not recorded: Redis unavailable", extra={"error": type(error).__name__})
 
 
 def count_request() -> None:

@@ -36,7 +36,15 @@ from infergate.errors import (
 from infergate.models.base import Model
 from infergate.models.errors import ErrorBody
 from infergate.models.principal import caller_from, refusal_from
-from infergate.observability import logger, metrics, note, open_access_line, request_counted, write_access_line
+from infergate.observability import (
+    logger,
+    metrics,
+    note,
+    open_access_line,
+    record_access_lines_with,
+    request_counted,
+    write_access_line,
+)
 
 M = TypeVar("M", bound=Model)
 # Marks an event whose body was not UTF-8.
@@ -181,6 +189,7 @@ def _caller(app: APIGatewayRestResolver) -> Principal | Operator:
 
 def lambda_entrypoint(app: APIGatewayRestResolver):
     """The Lambda handler for `app`: logging, metrics and the request id wired in once."""
+    record_access_lines_with(wiring.record_request)
 
     @logger.inject_lambda_context(clear_state=True)
     @metrics.log_metrics(capture_cold_start_metric=True)

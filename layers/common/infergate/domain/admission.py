@@ -24,7 +24,7 @@ from infergate.domain import keys
 from infergate.domain.ports import AdmissionStore, Conclusion, Limit, LimitState, Slots
 from infergate.domain.principal import Principal
 from infergate.errors import RateLimited, RateLimiterUnavailable, ServiceUnavailable, TooManyConcurrentRequests
-from infergate.observability import count, logger
+from infergate.observability import count, logger, note
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -96,6 +96,13 @@ class AdmissionControl:
         except RateLimiterUnavailable:
             logger.warning("token count not corrected: rate limiter unavailable")
 
+    def breaker_open(self) -> bool | None:
+        """Whether the model server's circuit breaker is open (or probing); None if unknown."""
+        try:
+            return self._store.breaker_open()
+        except RateLimiterUnavailable:
+            return None
+
     def _check(self, named: dict[str, Limit], *, guarded: bool = False, key_id: str = "",
                slots: Slots | None = None, fail_open: bool | None = None) -> Admission:
         """`named` maps each limit to how a refusal names it; the first is the requests limit.
@@ -115,6 +122,7 @@ class AdmissionControl:
             # it counted (the slot, the worst case), and is a no-op if it never ran.
             return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots)
         if decision.breaker_retry_ms:
+            count("CircuitBreakerOpen")
             retry_after = max(1, _seconds(decision.breaker_retry_ms))
             raise ServiceUnavailable(
                 f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
@@ -130,6 +138,7 @@ class AdmissionControl:
         )
         if decision.slots_full:
             count("TooManyConcurrentRequests")
+            note(limit="concurrency")
             raise TooManyConcurrentRequests(
                 f"You have {slots.limit} requests in flight, as many as your plan allows at once; "  # type: ignore[union-attr]
                 "retry when one has finished.", retry_after=1, headers=admission.headers())
@@ -138,6 +147,9 @@ class AdmissionControl:
             count("RateLimited")
             exceeded = [f"{limit.limit} {name}" for (name, limit), state in zip(named.items(), decision.states, strict=True)
                         if state.remaining < limit.cost]
+            # The limit's kind (rpm, tpm, register), for the rate_limited metric.
+            note(limit=next((limit.key.split(":", 1)[0] for limit, state in zip(limits, decision.states, strict=True)
+                             if state.remaining < limit.cost), "rpm"))
             raise RateLimited(f"Rate limit reached ({', '.join(exceeded)}); retry in {retry_after} s.",
                               retry_after=retry_after, headers=admission.headers())
         return admission

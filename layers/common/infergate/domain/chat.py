@@ -467,8 +467,9 @@ class ChatService:
         *, prompt_tokens: int = 0, completion_tokens: int = 0, detail: str | None = None,
     ) -> RequestOutcome:
         """How the request ended, for its log line in the ledger, and for its access line."""
+        latency_ms = int((time.monotonic() - call.started) * 1000)  # the model's part of the request
         note(model=model, outcome=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-             end_user=call.end_user)
+             end_user=call.end_user, upstream_ms=latency_ms)
         return RequestOutcome(
             request_id=call.request_id,
             user_id=call.principal.user_id,
@@ -477,7 +478,7 @@ class ChatService:
             status=status,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            latency_ms=int((time.monotonic() - call.started) * 1000),
+            latency_ms=latency_ms,
             at=self.clock(),
             detail=detail,
             end_user=call.end_user,

@@ -235,6 +235,10 @@ class AdmissionStore(Protocol):
     def conclude(self, conclusion: Conclusion) -> None:
         """Correct the token count, free the slot and tell the circuit breaker, in one step."""
 
+    def breaker_open(self) -> bool:
+        """Whether the model server's circuit breaker is open (or probing); RateLimiterUnavailable
+        if it cannot ask."""
+
 
 @dataclass(frozen=True)
 class Reservation:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
 from infergate.models.base import Model
 
 if TYPE_CHECKING:
@@ -39,6 +41,11 @@ class ReadinessResponse(Model):
 class MemoryUsage(Model):
     rss_bytes: int
     max_rss_bytes: int
+
+
+class MetricsQuery(Model):
+    format: Literal["json", "prometheus"] | None = Field(
+        None, description="prometheus: the text exposition format (as `Accept: text/plain` asks); json by default.")
 
 
 class MetricsResponse(Model):

@@ -209,6 +209,7 @@ return 'closed'
 class RedisAdmissionStore:
     def __init__(self, client: redis.Redis, *, prefix: str, breaker_failures: int, breaker_open_seconds: float,
                  breaker_probe_seconds: float) -> None:
+        self._client = client
         self._limits = prefix + LIMITS
         self._breaker = prefix + BREAKER
         self._requests_total = prefix + REQUESTS_TOTAL
@@ -260,6 +261,13 @@ class RedisAdmissionStore:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         if state == b"open" and conclusion.model_healthy is False:
             logger.warning("model server circuit breaker is open")
+
+    def breaker_open(self) -> bool:
+        """Whether the breaker is open or letting a probe through (not closed)."""
+        try:
+            return (self._client.hget(self._breaker, "state") or b"closed") != b"closed"
+        except redis.RedisError as error:
+            raise RateLimiterUnavailable("Redis cannot be reached.") from error
 
     def _slots(self, slots: Slots | None) -> str:
         """The slots' sorted set; with none asked for, a name no script writes to."""

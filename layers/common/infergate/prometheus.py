@@ -1,0 +1,101 @@
+"""Request metrics in Prometheus' text exposition format, shared by every function instance.
+
+Each request's access line becomes a handful of increments (`increments`),
+which its function adds to one Redis hash in one pipelined write; GET
+/metrics renders the hash (`render`). Keys are the exposition's own series
+(`infergate_requests_total{route="/v1/chat",status="200"}`), and histogram
+buckets are counted cumulatively as they are written, so rendering only
+sorts and adds the families' TYPE and HELP lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Seconds: from a cached answer to a long streamed one.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+FAMILIES = {
+    "infergate_requests_total": ("counter", "Requests answered, by route and status."),
+    "infergate_tokens_total": ("counter", "Tokens charged, by model and kind (prompt, completion)."),
+    "infergate_rate_limited_total": ("counter", "Requests refused by a limit, by limit."),
+    "infergate_quota_exceeded_total": ("counter", "Requests refused because the monthly quota is spent."),
+    "infergate_upstream_failures_total": ("counter", "Model-server failures, by kind."),
+    "infergate_circuit_breaker_open": ("gauge", "1 while the model server's circuit breaker is open or probing."),
+    "infergate_request_duration_seconds": ("histogram", "Time to answer a request, by route (a stream's to its end)."),
+    "infergate_upstream_duration_seconds": ("histogram", "Time the model server took, by model."),
+}
+# The outcomes that are a limit's refusal, and the limit each names.
+LIMITS = {"rate_limited": "rate", "too_many_concurrent_requests": "concurrency", "quota_held_in_flight": "quota_in_flight"}
+
+
+def increments(line: Mapping[str, Any]) -> dict[str, float]:
+    """What one request's access line adds to the metrics."""
+    route, outcome = line.get("route") or "unmatched", line.get("outcome", "")
+    added: dict[str, float] = {series("infergate_requests_total", route=route, status=line.get("status", 0)): 1}
+    _observe(added, "infergate_request_duration_seconds", line.get("latency_ms", 0) / 1000, route=route)
+    model = line.get("model")
+    if model:
+        for kind in ("prompt", "completion"):
+            if line.get(f"{kind}_tokens"):
+                added[series("infergate_tokens_total", model=model, kind=kind)] = line[f"{kind}_tokens"]
+        if line.get("upstream_ms") is not None:
+            _observe(added, "infergate_upstream_duration_seconds", line["upstream_ms"] / 1000, model=model)
+    if outcome in LIMITS:
+        added[series("infergate_rate_limited_total", limit=line.get("limit") or LIMITS[outcome])] = 1
+    elif outcome == "quota_exceeded":
+        added[series("infergate_quota_exceeded_total")] = 1
+    elif outcome.startswith("upstream_"):
+        added[series("infergate_upstream_failures_total", kind=outcome.removeprefix("upstream_"))] = 1
+    return added
+
+
+def render(values: Mapping[str, float], *, breaker_open: bool | None) -> str:
+    """The exposition: every series counted so far, under its family's TYPE and HELP."""
+    values = dict(values)
+    if breaker_open is not None:
+        values[series("infergate_circuit_breaker_open")] = int(breaker_open)
+    lines = []
+    for family, (kind, meaning) in FAMILIES.items():
+        lines += [f"# HELP {family} {meaning}", f"# TYPE {family} {kind}"]
+        lines += [f"{name} {_number(values[name])}" for name in sorted(values, key=_bucket_order)
+                  if _family_of(name) == family]
+    return "\n".join(lines) + "\n"
+
+
+def series(name: str, **labels: Any) -> str:
+    if not labels:
+        return name
+    return name + "{" + ",".join(f'{key}="{_escaped(value)}"' for key, value in labels.items()) + "}"
+
+
+def _observe(added: dict[str, float], family: str, seconds: float, **labels: Any) -> None:
+    for bound in BUCKETS:
+        if seconds <= bound:
+            added[series(f"{family}_bucket", **labels, le=bound)] = 1
+    added[series(f"{family}_bucket", **labels, le="+Inf")] = 1
+    added[series(f"{family}_sum", **labels)] = seconds
+    added[series(f"{family}_count", **labels)] = 1
+
+
+def _family_of(name: str) -> str:
+    base = name.split("{", 1)[0]
+    for suffix in ("_bucket", "_sum", "_count"):
+        if base.endswith(suffix) and base.removesuffix(suffix) in FAMILIES:
+            return base.removesuffix(suffix)
+    return base
+
+
+def _bucket_order(name: str) -> tuple[str, float]:
+    """Series in name order, a histogram's buckets by their bound (+Inf last)."""
+    head, _, le = name.partition(',le="') if "_bucket{" in name else (name, "", "")
+    bound = le.rstrip('"}')
+    return head, float("inf") if bound == "+Inf" else float(bound or 0)
+
+
+def _escaped(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
