@@ -61,3 +61,25 @@ def test_the_json_answer_keeps_its_contract(gateway):
     answer = httpx.get(f"{gateway.url}/metrics", headers={"Accept": "application/json"})
     assert answer.status_code == 200 and set(answer.json()) == {"totalRequests", "uptime", "memoryUsage"}
     assert httpx.get(f"{gateway.url}/metrics", params={"format": "xml"}).status_code == 400
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_in_the_exposition(gateway):
+    import json
+    import re
+
+    from tests.support.paths import ROOT
+
+    dashboard = json.loads((ROOT / "dashboards" / "grafana-infergate.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\binfergate_[a-z_]+", target["expr"])}
+    exposition = httpx.get(f"{gateway.url}/metrics", params={"format": "prometheus"}).text
+    families = {family.name: family.type for family in text_string_to_metric_families(exposition)}
+
+    def exposed(name: str) -> bool:
+        for suffix, kind in (("_bucket", "histogram"), ("_sum", "histogram"), ("_count", "histogram"), ("_total", "counter")):
+            if name.endswith(suffix) and families.get(name.removesuffix(suffix)) == kind:
+                return True
+        return name in families
+
+    assert len(queried) >= 8
+    assert {name for name in queried if not exposed(name)} == set()
