@@ -57,3 +57,13 @@ def test_label_values_are_escaped():
     name = prometheus.series("infergate_tokens_total", model='a"b\\c', kind="prompt")
     parsed = samples(prometheus.render({name: 3}, breaker_open=None))
     assert parsed[("infergate_tokens_total", (("kind", "prompt"), ("model", 'a"b\\c')))] == 3
+
+
+def test_a_histogram_without_other_labels_renders_every_bucket_cumulatively():
+    values = {'infergate_request_duration_seconds_bucket{le="0.1"}': 2,
+              'infergate_request_duration_seconds_bucket{le="+Inf"}': 1}
+    parsed = samples(prometheus.render(values, breaker_open=None))
+    assert parsed[("infergate_request_duration_seconds_bucket", (("le", "0.05"),))] == 0
+    assert parsed[("infergate_request_duration_seconds_bucket", (("le", "0.1"),))] == 2
+    assert parsed[("infergate_request_duration_seconds_bucket", (("le", "300.0"),))] == 2
+    assert parsed[("infergate_request_duration_seconds_bucket", (("le", "+Inf"),))] == 3

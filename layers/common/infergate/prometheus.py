@@ -3,13 +3,15 @@
 Each request's access line becomes a handful of increments (`increments`),
 which its function adds to one Redis hash in one pipelined write; GET
 /metrics renders the hash (`render`). Keys are the exposition's own series
-(`infergate_requests_total{route="/v1/chat",status="200"}`), and histogram
-buckets are counted cumulatively as they are written, so rendering only
-sorts and adds the families' TYPE and HELP lines.
+(`infergate_requests_total{route="/v1/chat",status="200"}`). A histogram
+observation adds to its own bucket only (a request writes a handful of
+fields, not one per bound); rendering makes the buckets cumulative, as the
+format wants.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +54,7 @@ def increments(line: Mapping[str, Any]) -> dict[str, float]:
 
 def render(values: Mapping[str, float], *, breaker_open: bool | None) -> str:
     """The exposition: every series counted so far, under its family's TYPE and HELP."""
-    values = dict(values)
+    values = _cumulative(values)
     if breaker_open is not None:
         values[series("infergate_circuit_breaker_open")] = int(breaker_open)
     lines = []
@@ -70,12 +72,28 @@ def series(name: str, **labels: Any) -> str:
 
 
 def _observe(added: dict[str, float], family: str, seconds: float, **labels: Any) -> None:
-    for bound in BUCKETS:
-        if seconds <= bound:
-            added[series(f"{family}_bucket", **labels, le=bound)] = 1
-    added[series(f"{family}_bucket", **labels, le="+Inf")] = 1
+    bound = next((bound for bound in BUCKETS if seconds <= bound), "+Inf")
+    added[series(f"{family}_bucket", **labels, le=bound)] = 1
     added[series(f"{family}_sum", **labels)] = seconds
     added[series(f"{family}_count", **labels)] = 1
+
+
+def _cumulative(values: Mapping[str, float]) -> dict[str, float]:
+    """`values` with each histogram's buckets counting every observation up to their bound,
+    every bound present, +Inf included."""
+    result, histograms = {}, {}
+    for name, value in values.items():
+        if _BUCKET.match(name):
+            head, bound = _bucket_order(name)
+            histograms.setdefault(head, {})[bound] = value
+        else:
+            result[name] = value
+    for head, counts in histograms.items():
+        total = 0.0
+        for bound in (*BUCKETS, float("inf")):
+            total += counts.get(bound, 0)
+            result[f'{head}le="{"+Inf" if bound == float("inf") else bound}"}}'] = total
+    return result
 
 
 def _family_of(name: str) -> str:
@@ -86,11 +104,16 @@ def _family_of(name: str) -> str:
     return base
 
 
+_BUCKET = re.compile(r'^(.*_bucket\{(?:.*,)?)le="([^"]+)"\}$')
+
+
 def _bucket_order(name: str) -> tuple[str, float]:
-    """Series in name order, a histogram's buckets by their bound (+Inf last)."""
-    head, _, le = name.partition(',le="') if "_bucket{" in name else (name, "", "")
-    bound = le.rstrip('"}')
-    return head, float("inf") if bound == "+Inf" else float(bound or 0)
+    """Series in name order, a histogram's buckets by their bound (+Inf last): the series up to
+    its `le` label, and the bound."""
+    found = _BUCKET.match(name)
+    if found is None:
+        return name, 0.0
+    return found.group(1), float("inf") if found.group(2) == "+Inf" else float(found.group(2))
 
 
 def _escaped(value: Any) -> str:

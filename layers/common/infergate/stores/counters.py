@@ -11,6 +11,10 @@ from infergate.errors import ServiceUnavailable
 
 REQUESTS_TOTAL = "metrics:requests_total"  # under the key prefix
 SERIES = "metrics:series"  # a hash: exposition series -> value
+# KEYS: the series hash. ARGV: series, increment, series, increment, ...
+_ADD = """
+for i = 1, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
+"""
 
 
 class RedisCounters:
@@ -18,6 +22,7 @@ class RedisCounters:
         self._client = client
         self._key = prefix + REQUESTS_TOTAL
         self._series = prefix + SERIES
+        self._add = client.register_script(_ADD)
 
     def count_request(self) -> None:
         self._client.incr(self._key)
@@ -29,14 +34,8 @@ class RedisCounters:
             raise ServiceUnavailable("Request totals are unavailable: Redis cannot be reached.") from error
 
     def add(self, increments: Mapping[str, float]) -> None:
-        """Adds one request's increments to the shared series, in one round trip."""
-        pipeline = self._client.pipeline(transaction=False)
-        for name, value in increments.items():
-            if float(value).is_integer():
-                pipeline.hincrby(self._series, name, int(value))
-            else:
-                pipeline.hincrbyfloat(self._series, name, value)
-        pipeline.execute()
+        """Adds one request's increments to the shared series: one command, one round trip."""
+        self._add(keys=[self._series], args=[item for pair in increments.items() for item in pair])
 
     def series(self) -> dict[str, float]:
         try:
