@@ -84,7 +84,7 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         policy.context = refused_context(error.code, error.message, status=error.status,
                                          retry_after=int(error.headers.get("Retry-After", "1")))
         policy.allow_all_routes()  # the route answers: see refused_context
-        return policy.asdict()
+        return _answered(policy, request_id)
 
     if isinstance(caller, Refusal):
         if caller.retry_after:
@@ -101,4 +101,11 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         logger.append_keys(caller=policy.principal_id, key_id=caller.key_id)
         policy.context = authorizer_context(caller)
         policy.allow_all_routes()
+    return _answered(policy, request_id)
+
+
+def _answered(policy: APIGatewayAuthorizerResponse, request_id: str) -> dict:
+    """The policy, its context naming the request's correlation id for API Gateway's access log
+    ($context.authorizer.correlationId); request_id_of admits no character that would need escaping."""
+    policy.context = {**(policy.context or {}), "correlationId": request_id}
     return policy.asdict()

@@ -26,6 +26,8 @@ ACCESS_LOG_VARIABLES = {
     "$context.resourcePath", "$context.status", "$context.responseLatency", "$context.integrationLatency",
     "$context.authorizer.status", "$context.authorizer.latency", "$context.authorizer.error",
     "$context.error.responseType", "$context.requestTime",
+    # The caller's x-request-id on protected routes, as the authorizer hands it on.
+    "$context.authorizer.correlationId",
 }
 # The functions' own metrics the dashboard shows (namespace InferGate).
 EMF_METRICS = {"TokensCharged", "RateLimited", "TooManyConcurrentRequests", "QuotaExceeded", "QuotaHeldInFlight",

@@ -16,6 +16,13 @@ def test_a_valid_key_is_allowed_with_the_principal_in_context(api):
         assert all(isinstance(v, (str, int, float, bool)) for v in policy["context"].values())
 
 
+@pytest.mark.parametrize("key", ["valid", "unknown"])
+def test_the_callers_request_id_reaches_api_gateways_access_log_through_the_context(api, key):
+    presented = api.register()["api_key"] if key == "valid" else new_api_key()
+    policy = api.authorize("GET", "/v1/usage", {"x-api-key": presented, "x-request-id": "trace-me-42"})
+    assert policy["context"]["correlationId"] == "trace-me-42"
+
+
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
