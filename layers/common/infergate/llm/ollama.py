@@ -49,6 +49,7 @@ from infergate.errors import (
 )
 from infergate.llm.connections import ModelServerConnections
 from infergate.observability import logger
+from infergate.tracing import span
 
 T = TypeVar("T")
 CONNECT_RETRIES = 2
@@ -221,7 +222,8 @@ class OllamaClient:
             # Each read waits at most the stall interval: a server silent that long is unwell.
             connection.sock.settimeout(max(0.001, min(self._stall, deadline.remaining())))
             deadline.watch(connection.sock)
-            yield lent
+            with span("model server"):
+                yield lent
         finally:
             deadline.cancel()
             if lent.response is not None and not deadline.expired:

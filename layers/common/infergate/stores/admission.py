@@ -42,6 +42,7 @@ from infergate.domain.ports import AdmissionDecision, Conclusion, Limit, LimitSt
 from infergate.errors import RateLimiterUnavailable
 from infergate.observability import logger, request_counted
 from infergate.stores.counters import REQUESTS_TOTAL
+from infergate.tracing import span
 
 # Under the key prefix: the breaker, and one sorted set per limit and subject.
 BREAKER = "breaker:model-server"
@@ -230,7 +231,8 @@ class RedisAdmissionStore:
         for limit in limits:
             keys += self._window(limit)
         try:
-            allowed, retry_after_ms, breaker_retry_ms, probe, slots_full, *counts = self._admit(keys=keys, args=args)
+            with span("Redis", operation="admit"):
+                allowed, retry_after_ms, breaker_retry_ms, probe, slots_full, *counts = self._admit(keys=keys, args=args)
         except redis.RedisError as error:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         request_counted.set(True)
@@ -256,7 +258,8 @@ class RedisAdmissionStore:
             args += [f"{conclusion.ticket}:{conclusion.token_limit.cost}", conclusion.tokens,
                      f"{conclusion.ticket}:{conclusion.tokens}"]
         try:
-            state = self._conclude(keys=keys, args=args)
+            with span("Redis", operation="conclude"):
+                state = self._conclude(keys=keys, args=args)
         except redis.RedisError as error:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         if state == b"open" and conclusion.model_healthy is False:

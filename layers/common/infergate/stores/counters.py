@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import redis
 
 from infergate.errors import ServiceUnavailable
+from infergate.tracing import span
 
 REQUESTS_TOTAL = "metrics:requests_total"  # under the key prefix
 SERIES = "metrics:series"  # a hash: exposition series -> value
@@ -35,7 +36,8 @@ class RedisCounters:
 
     def add(self, increments: Mapping[str, float]) -> None:
         """Adds one request's increments to the shared series: one command, one round trip."""
-        self._add(keys=[self._series], args=[item for pair in increments.items() for item in pair])
+        with span("Redis", operation="metrics"):
+            self._add(keys=[self._series], args=[item for pair in increments.items() for item in pair])
 
     def series(self) -> dict[str, float]:
         try:

@@ -18,6 +18,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from infergate.config import get_settings
 from infergate.errors import ServiceUnavailable
+from infergate.tracing import span
 
 USERS = "users"
 API_KEYS = "api_keys"
@@ -92,7 +93,7 @@ def unavailable_when_unreachable(method: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            with pymongo.timeout(CALL_SECONDS):
+            with span("MongoDB", operation=method.__qualname__), pymongo.timeout(CALL_SECONDS):
                 return method(*args, **kwargs)
         except ConnectionFailure as error:
             raise ServiceUnavailable("The database cannot be reached; retry shortly.", headers={"Retry-After": "1"}) from error
