@@ -183,8 +183,11 @@ def serve(api: RuntimeApi, handler: Any) -> None:
     while True:
         event, headers = api.next()
         request_id = headers["Lambda-Runtime-Aws-Request-Id"]
+        # Each invocation's own trace, or none: never the one before's.
         if trace := headers.get("Lambda-Runtime-Trace-Id"):
             os.environ["_X_AMZN_TRACE_ID"] = trace
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
         context = LambdaContext(request_id, int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
                                 headers.get("Lambda-Runtime-Invoked-Function-Arn", ""))
         try:
