@@ -56,3 +56,17 @@ def test_an_unsampled_request_sends_nothing(api, monkeypatch, daemon):
     monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={ROOT};Parent={PARENT};Sampled=0")
     assert api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})["statusCode"] == 200
     assert daemon() == []
+
+
+def test_a_failed_model_call_is_a_faulted_span(api, monkeypatch, daemon, faulty_ollama_url, faults):
+    from tests.support.functions import reset_instance_state
+
+    monkeypatch.setenv("OLLAMA_URL", faulty_ollama_url)
+    reset_instance_state()
+    key = api.register()["api_key"]
+    faults(mode="status", status=500)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={ROOT};Parent={PARENT};Sampled=1")
+    assert api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})["statusCode"] == 502
+
+    [model_call] = [document for document in daemon() if document["name"] == "model server"]
+    assert model_call["fault"] is True
