@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -21,6 +21,7 @@ help:
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
+	@echo "make smoke API_URL=...   a short end-to-end check of any running InferGate [API_KEY=...]"
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make build     sam build"
@@ -51,6 +52,11 @@ run-lambda: build $(LAMBDA_RUNTIME)/.installed
 # PEER=litellm also installs LiteLLM's proxy (in .bench/litellm) and measures it in the same run.
 bench: build $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/hotpath.py $(if $(PEER),--peer $(PEER))
+
+# A short end-to-end check of any running InferGate: make smoke API_URL=https://... [API_KEY=igk_...]
+smoke: $(BIN)/.installed
+	@test -n "$(API_URL)" || { echo "usage: make smoke API_URL=<the gateway's base URL> [API_KEY=<a user's key>]"; exit 2; }
+	$(BIN)/python -m infergate_cli.smoke --url "$(API_URL)" $(if $(API_KEY),--key "$(API_KEY)")
 
 # The first admin key; the rest of administration goes through the admin API (infergate ...).
 admin-key: $(BIN)/.installed
