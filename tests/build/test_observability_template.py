@@ -156,7 +156,9 @@ def test_the_access_log_format_is_one_json_object_of_api_gateway_variables(stage
 
 
 def test_the_stage_publishes_metrics_per_route(stage):
-    assert {"ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True} in stage["MethodSettings"]
+    # The same entry throttles the stage (tests/build/test_deploy_template.py).
+    assert any(setting.items() >= {"ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True}.items()
+               for setting in stage["MethodSettings"])
 
 
 def test_the_api_is_named_after_the_stack_as_the_dashboard_and_alarms_expect():

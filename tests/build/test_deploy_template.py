@@ -1,0 +1,338 @@
+"""How template.yaml deploys: the functions' network (VPC), the limits (stage throttling, the chat
+function's reserved concurrency), safe rollouts (a `live` alias per function, shifted by
+CodeDeploy and rolled back by the release alarms), for the template's defaults and for each
+environment of samconfig.toml, as SAM's translator turns them into CloudFormation."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import cache
+from typing import Any
+
+import pytest
+
+from tests.build.test_sam import translated
+from tests.support.paths import ROOT
+
+SAMCONFIG = ROOT / "samconfig.toml"
+FUNCTIONS = {"AuthorizerFunction", "OpsFunction", "RegisterFunction", "ChatFunction", "UsageFunction",
+             "KeysFunction", "AdminFunction"}
+# The alarms a bad release sets off; the others are about load or the model server.
+RELEASE_ALARMS = {"FunctionErrorsAlarm", "ApiErrorRateAlarm"}
+CHAT_ROUTES = {"/v1/chat", "/v1/chat/completions"}
+ENVIRONMENTS = ("dev", "staging", "prod", "localstack")
+
+
+@pytest.fixture(autouse=True)
+def _region(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@cache
+def document() -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return yaml_parse((ROOT / "template.yaml").read_text())
+
+
+@cache
+def samconfig() -> dict[str, Any]:
+    return tomllib.loads(SAMCONFIG.read_text())
+
+
+def overrides(environment: str) -> dict[str, str]:
+    """An environment's parameter_overrides, as `sam deploy --config-env` reads them."""
+    from samcli.cli.types import CfnParameterOverridesType
+
+    text = samconfig()[environment]["deploy"]["parameters"].get("parameter_overrides", "")
+    return dict(CfnParameterOverridesType().convert(text, None, None))
+
+
+def translate(parameters: dict[str, str]) -> dict[str, Any]:
+    """The template translated with these parameter values (the rest their defaults), code
+    locations aside: SAM resolves some parameters itself (DeploymentPreference's Enabled, Type)."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    for resource in template["Resources"].values():
+        for location in ("CodeUri", "ContentUri"):
+            if location in resource.get("Properties", {}):
+                resource["Properties"][location] = "s3://bucket/code.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    return transform(template, {"AWS::Region": "us-east-1", **parameters}, NoManagedPolicies())
+
+
+NO_VALUE = object()
+
+
+class Evaluated:
+    """What CloudFormation makes of the translated template's conditions and parameters: the
+    intrinsics the template's conditional settings use (Ref, Fn::If, Fn::Equals, Fn::Not,
+    Fn::Join), resolved for given parameter values."""
+
+    def __init__(self, parameters: dict[str, str]) -> None:
+        self.values: dict[str, Any] = {}
+        for name, spec in document()["Parameters"].items():
+            value = str(parameters.get(name, spec.get("Default", "")))
+            self.values[name] = value.split(",") if spec["Type"] == "CommaDelimitedList" else value
+        self.conditions = {name: bool(self(condition)) for name, condition in document()["Conditions"].items()}
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [item for item in map(self, value) if item is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if value == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        if set(value) == {"Ref"} and value["Ref"] in self.values:
+            return self.values[value["Ref"]]
+        if "Fn::If" in value:
+            condition, then, otherwise = value["Fn::If"]
+            return self(then if self.conditions[condition] else otherwise)
+        if "Fn::Equals" in value:
+            left, right = (self(item) for item in value["Fn::Equals"])
+            return str(left) == str(right)
+        if "Fn::Not" in value:
+            return not self(value["Fn::Not"][0])
+        if "Fn::Join" in value:
+            separator, items = value["Fn::Join"]
+            return separator.join(map(str, self(items)))
+        return {key: item for key, item in ((key, self(item)) for key, item in value.items()) if item is not NO_VALUE}
+
+
+def deployed(parameters: dict[str, str]) -> dict[str, dict]:
+    """The resources CloudFormation makes for these parameter values, their settings resolved."""
+    evaluate = Evaluated(parameters)
+    return {name: evaluate(resource) for name, resource in translate(parameters)["Resources"].items()
+            if evaluate.conditions.get(resource.get("Condition"), True)}
+
+
+def of_type(resources: dict[str, dict], kind: str) -> dict[str, dict]:
+    return {name: resource for name, resource in resources.items() if resource["Type"] == kind}
+
+
+def integrations(resources: dict[str, dict]) -> dict[tuple[str, str], dict]:
+    paths = resources["InferGateApi"]["Properties"]["Body"]["paths"]
+    return {(method, path): operation["x-amazon-apigateway-integration"]
+            for path, item in paths.items() for method, operation in item.items()}
+
+
+PARAMETER_SETS = {"defaults": {}, **{environment: overrides(environment) for environment in ENVIRONMENTS}}
+
+
+def test_the_functions_are_the_ones_this_file_expects():
+    assert set(of_type(document()["Resources"], "AWS::Serverless::Function")) == FUNCTIONS
+
+
+# ---- Network ----
+
+def test_the_functions_run_outside_any_vpc_unless_subnets_are_given():
+    for name in FUNCTIONS:
+        assert "VpcConfig" not in deployed({})[name]["Properties"], name
+
+
+def test_given_subnets_every_function_runs_in_them_with_the_security_groups():
+    resources = deployed({"SubnetIds": "subnet-a,subnet-b", "SecurityGroupIds": "sg-1"})
+    for name in FUNCTIONS:
+        assert resources[name]["Properties"]["VpcConfig"] == {
+            "SubnetIds": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]}, name
+
+
+def test_every_function_may_make_the_network_interfaces_a_vpc_needs():
+    # SAM adds the managed policy whenever VpcConfig is set, the !If included.
+    for name in FUNCTIONS:
+        policies = deployed({})[f"{name}Role"]["Properties"]["ManagedPolicyArns"]
+        assert "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole" in policies, name
+
+
+# ---- Limits ----
+
+@pytest.mark.parametrize("environment", PARAMETER_SETS)
+def test_the_stage_throttles_every_route_as_the_parameters_say(environment):
+    parameters = PARAMETER_SETS[environment]
+    (stage,) = of_type(deployed(parameters), "AWS::ApiGateway::Stage").values()
+    (setting,) = stage["Properties"]["MethodSettings"]
+    assert setting == {"ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
+                       "ThrottlingRateLimit": parameters.get("ThrottleRateLimit", "100"),
+                       "ThrottlingBurstLimit": parameters.get("ThrottleBurstLimit", "200")}
+
+
+def test_throttling_defaults_are_100_a_second_and_bursts_of_200():
+    parameters = document()["Parameters"]
+    assert parameters["ThrottleRateLimit"]["Default"] == 100
+    assert parameters["ThrottleBurstLimit"]["Default"] == 200
+    assert parameters["ThrottleRateLimit"]["MinValue"] == parameters["ThrottleBurstLimit"]["MinValue"] == 1
+
+
+def test_the_chat_function_has_reserved_concurrency_only_when_it_is_set():
+    assert "ReservedConcurrentExecutions" not in deployed({})["ChatFunction"]["Properties"]
+    resources = deployed({"ChatReservedConcurrency": "12"})
+    assert resources["ChatFunction"]["Properties"]["ReservedConcurrentExecutions"] == "12"
+    for name in FUNCTIONS - {"ChatFunction"}:
+        assert "ReservedConcurrentExecutions" not in resources[name]["Properties"], name
+    assert document()["Parameters"]["ChatReservedConcurrency"]["Default"] == 0
+
+
+# ---- Safe rollouts ----
+
+@pytest.mark.parametrize("environment", PARAMETER_SETS)
+def test_every_function_is_served_through_its_live_alias(environment):
+    resources = deployed(PARAMETER_SETS[environment])
+    for name in FUNCTIONS:
+        alias = resources[f"{name}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        assert alias["Properties"]["Name"] == "live"
+        assert alias["Properties"]["FunctionName"] == {"Ref": name}
+        (version,) = [key for key in of_type(resources, "AWS::Lambda::Version") if key.startswith(f"{name}Version")]
+        assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+    for route, integration in integrations(resources).items():
+        target = integration["uri"]["Fn::Sub"].split("/functions/${")[1].split("}")[0]
+        assert target.removesuffix("Aliaslive") in FUNCTIONS and target.endswith("Aliaslive"), route
+    for name, permission in of_type(resources, "AWS::Lambda::Permission").items():
+        assert permission["Properties"]["FunctionName"]["Ref"].endswith("Aliaslive"), name
+
+
+@pytest.mark.parametrize("environment", PARAMETER_SETS)
+def test_the_chat_routes_keep_api_gateways_streaming_integration_on_the_alias(environment):
+    for (method, path), integration in integrations(deployed(PARAMETER_SETS[environment])).items():
+        uri = integration["uri"]["Fn::Sub"]
+        if path in CHAT_ROUTES:
+            assert integration["responseTransferMode"] == "STREAM", path
+            assert uri.endswith("/2021-11-15/functions/${ChatFunctionAliaslive}/response-streaming-invocations"), path
+        else:
+            assert "responseTransferMode" not in integration, path
+            assert uri.endswith("Aliaslive}/invocations") and "/2015-03-31/functions/" in uri, path
+
+
+def test_api_gateway_calls_the_authorizers_alias():
+    resources = deployed({})
+    authorizer = resources["InferGateApi"]["Properties"]["Body"]["securityDefinitions"]["ApiKeyAuthorizer"]
+    uri = authorizer["x-amazon-apigateway-authorizer"]["authorizerUri"]
+    assert uri["Fn::Sub"][1]["__FunctionArn__"] == {"Ref": "AuthorizerFunctionAliaslive"}
+
+
+@pytest.mark.parametrize("environment", [name for name, parameters in PARAMETER_SETS.items()
+                                         if parameters.get("CodeDeployEnabled", "true") == "true"])
+def test_codedeploy_shifts_each_alias_and_rolls_it_back_on_the_release_alarms(environment):
+    parameters = PARAMETER_SETS[environment]
+    resources = deployed(parameters)
+    groups = of_type(resources, "AWS::CodeDeploy::DeploymentGroup")
+    assert set(groups) == {f"{name}DeploymentGroup" for name in FUNCTIONS}
+    kind = parameters.get("DeploymentType", "Canary10Percent5Minutes")
+    for name in FUNCTIONS:
+        group = groups[f"{name}DeploymentGroup"]["Properties"]
+        assert group["DeploymentConfigName"] == {
+            "Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": kind}]}, name
+        assert group["AlarmConfiguration"]["Enabled"] is True
+        assert {alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]} == RELEASE_ALARMS, name
+        assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+        assert group["AutoRollbackConfiguration"]["Enabled"] is True
+        assert resources[f"{name}Aliaslive"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"] == {
+            "Ref": f"{name}DeploymentGroup"}
+    assert "ServerlessDeploymentApplication" in resources
+
+
+@pytest.mark.parametrize("environment", [name for name, parameters in PARAMETER_SETS.items()
+                                         if parameters.get("CodeDeployEnabled", "true") == "false"])
+def test_without_codedeploy_there_are_no_codedeploy_resources_and_the_alias_moves_at_once(environment):
+    resources = deployed(PARAMETER_SETS[environment])
+    assert not [resource for resource in resources.values() if resource["Type"].startswith("AWS::CodeDeploy::")]
+    assert "CodeDeployServiceRole" not in resources
+    for name in FUNCTIONS:
+        assert "UpdatePolicy" not in resources[f"{name}Aliaslive"], name
+
+
+def test_the_release_alarms_watch_every_function_and_the_whole_api():
+    alarms = document()["Resources"]
+    watched = {metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+               for metric in alarms["FunctionErrorsAlarm"]["Properties"]["Metrics"] if "MetricStat" in metric}
+    # By FunctionName alone: every version's errors, the new one's while it takes its share.
+    assert watched == FUNCTIONS
+    dimensions = {d["Name"] for metric in alarms["ApiErrorRateAlarm"]["Properties"]["Metrics"] if "MetricStat" in metric
+                  for d in metric["MetricStat"]["Metric"]["Dimensions"]}
+    assert dimensions == {"ApiName", "Stage"}
+
+
+def test_deployment_type_offers_canary_linear_and_all_at_once_and_defaults_to_a_canary():
+    parameter = document()["Parameters"]["DeploymentType"]
+    assert parameter["Default"] == "Canary10Percent5Minutes"
+    assert {"Canary10Percent5Minutes", "Linear10PercentEveryMinute", "AllAtOnce"} <= set(parameter["AllowedValues"])
+    assert document()["Parameters"]["CodeDeployEnabled"]["Default"] == "true"
+
+
+def test_any_change_to_a_function_or_its_layers_publishes_a_new_version():
+    for name, resource in of_type(document()["Resources"], "AWS::Serverless::Function").items():
+        assert resource["Properties"]["AutoPublishAliasAllProperties"] is True, name
+    for name, resource in of_type(document()["Resources"], "AWS::Serverless::LayerVersion").items():
+        assert resource["Properties"]["PublishLambdaVersion"] is True, name
+
+    def versions(layer_location: str) -> set[str]:
+        from samtranslator.translator.transform import transform
+        from samtranslator.yaml_helper import yaml_parse
+
+        template = yaml_parse((ROOT / "template.yaml").read_text())
+        for resource in template["Resources"].values():
+            properties = resource.get("Properties", {})
+            if "CodeUri" in properties:
+                properties["CodeUri"] = "s3://bucket/code.zip"
+            if "ContentUri" in properties:
+                properties["ContentUri"] = layer_location
+
+        class NoManagedPolicies:
+            def load(self) -> dict:
+                return {}
+
+        resources = transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())["Resources"]
+        return set(of_type(resources, "AWS::Lambda::Version"))
+
+    before, after = versions("s3://bucket/layer-1.zip"), versions("s3://bucket/layer-2.zip")
+    assert len(before) == len(after) == len(FUNCTIONS)
+    assert not before & after, "a new layer must publish a new version of every function"
+
+
+def test_the_default_translation_is_the_one_test_sam_checks():
+    assert set(translated()["Resources"]) == set(translate({})["Resources"])
+
+
+# ---- samconfig.toml ----
+
+def test_samconfig_has_dev_staging_and_prod_each_its_own_stack():
+    for environment in ("dev", "staging", "prod"):
+        deploy = samconfig()[environment]["deploy"]["parameters"]
+        assert deploy["stack_name"] == f"infergate-{environment}"
+        assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_s3"] is True
+    assert samconfig()["default"]["global"]["parameters"]["stack_name"] == "infergate"
+    assert samconfig()["localstack"]["deploy"]["parameters"]["stack_name"] == "infergate"
+
+
+def test_dev_and_localstack_deploy_without_codedeploy_and_staging_and_prod_with_a_canary():
+    for environment in ("dev", "localstack"):
+        assert overrides(environment)["CodeDeployEnabled"] == "false", environment
+    for environment in ("staging", "prod"):
+        assert overrides(environment)["CodeDeployEnabled"] == "true", environment
+        assert overrides(environment)["DeploymentType"].startswith("Canary"), environment
+        assert samconfig()[environment]["deploy"]["parameters"]["confirm_changeset"] is True
+    retention = {environment: int(overrides(environment)["LogRetentionDays"]) for environment in ("dev", "staging", "prod")}
+    assert retention["dev"] < retention["staging"] <= retention["prod"]
+    for environment in ("dev", "staging", "prod"):
+        assert overrides(environment)["AlarmEmail"] == "", environment
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_samconfig_override_is_a_template_parameter_with_a_value_it_accepts(environment):
+    parameters = document()["Parameters"]
+    for name, value in overrides(environment).items():
+        assert name in parameters, name
+        spec = parameters[name]
+        if "AllowedValues" in spec:
+            assert value in map(str, spec["AllowedValues"]), (name, value)
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
+        if spec["Type"] == "Number":
+            assert spec.get("MinValue", float("-inf")) <= float(value) <= spec.get("MaxValue", float("inf")), name
