@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke sam-local-env clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -22,6 +22,7 @@ help:
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
 	@echo "make smoke API_URL=...   a short end-to-end check of any running InferGate [API_KEY=...]"
+	@echo "make sam-local-env   the env-vars file for sam local start-api (Docker users)"
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make build     sam build"
@@ -57,6 +58,11 @@ bench: build $(LAMBDA_RUNTIME)/.installed
 smoke: $(BIN)/.installed
 	@test -n "$(API_URL)" || { echo "usage: make smoke API_URL=<the gateway's base URL> [API_KEY=<a user's key>]"; exit 2; }
 	$(BIN)/python -m infergate_cli.smoke --url "$(API_URL)" $(if $(API_KEY),--key "$(API_KEY)")
+
+# For Docker users: the env-vars file `sam local start-api` reads (the host's services, as the
+# containers reach them), and the command that uses it. See README, Development.
+sam-local-env: $(BIN)/.installed
+	$(BIN)/python -m devkit.sam_local
 
 # The first admin key; the rest of administration goes through the admin API (infergate ...).
 admin-key: $(BIN)/.installed
