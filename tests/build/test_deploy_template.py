@@ -49,7 +49,7 @@ def overrides(environment: str) -> dict[str, str]:
 
 def translate(parameters: dict[str, str]) -> dict[str, Any]:
     """The template translated with these parameter values (the rest their defaults), code
-    locations aside: SAM resolves some parameters itself (DeploymentPreference's Enabled, Type)."""
+    locations aside: SAM resolves some parameters itself."""
     from samtranslator.translator.transform import transform
     from samtranslator.yaml_helper import yaml_parse
 
@@ -235,3 +235,33 @@ def test_every_samconfig_override_is_a_template_parameter_with_a_value_it_accept
             assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
         if spec["Type"] == "Number":
             assert spec.get("MinValue", float("-inf")) <= float(value) <= spec.get("MaxValue", float("inf")), name
+
+
+# ---- The team's own domain ----
+
+DOMAIN = {"DomainName": "api.example.com", "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}
+
+
+def test_without_a_domain_the_api_is_served_on_api_gateways_name_alone():
+    resources = deployed({})
+    assert not of_type(resources, "AWS::ApiGateway::DomainName")
+    assert not of_type(resources, "AWS::ApiGateway::BasePathMapping")
+
+
+def test_a_domain_is_served_over_tls_1_2_and_maps_to_the_stage():
+    resources = deployed(DOMAIN)
+    [domain] = of_type(resources, "AWS::ApiGateway::DomainName").values()
+    assert domain["Properties"]["DomainName"] == "api.example.com"
+    assert domain["Properties"]["SecurityPolicy"] == "TLS_1_2"
+    assert domain["Properties"]["RegionalCertificateArn"] == DOMAIN["CertificateArn"]
+    assert domain["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    [mapping] = of_type(resources, "AWS::ApiGateway::BasePathMapping").values()
+    assert mapping["Properties"]["RestApiId"] == {"Ref": "InferGateApi"}
+    stage = mapping["Properties"]["Stage"]["Ref"]
+    assert resources[stage]["Type"] == "AWS::ApiGateway::Stage", "the mapping waits for the stage it names"
+
+
+def test_a_domain_without_its_certificate_is_refused_before_anything_is_made():
+    rule = document()["Rules"]["DomainNeedsItsCertificate"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "DomainName"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]}
