@@ -19,6 +19,13 @@ def test_the_template_is_valid_and_lint_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_cfn_lint_finds_nothing_not_even_a_warning():
+    # sam validate --lint fails on errors; cfn-lint itself also reports warnings and notes.
+    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "template.yaml"], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
 def test_sam_build_lays_out_functions_and_layers(tmp_path):
     build = tmp_path / "build"
     result = subprocess.run(
