@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.build.test_sam import translated
 from tests.support.paths import ROOT
+from tests.support.sam import translated
 
 SAMCONFIG = ROOT / "samconfig.toml"
 FUNCTIONS = {"AuthorizerFunction", "OpsFunction", "RegisterFunction", "ChatFunction", "UsageFunction",
@@ -45,25 +45,6 @@ def overrides(environment: str) -> dict[str, str]:
 
     text = samconfig()[environment]["deploy"]["parameters"].get("parameter_overrides", "")
     return dict(CfnParameterOverridesType().convert(text, None, None))
-
-
-def translate(parameters: dict[str, str]) -> dict[str, Any]:
-    """The template translated with these parameter values (the rest their defaults), code
-    locations aside: SAM resolves some parameters itself."""
-    from samtranslator.translator.transform import transform
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse((ROOT / "template.yaml").read_text())
-    for resource in template["Resources"].values():
-        for location in ("CodeUri", "ContentUri"):
-            if location in resource.get("Properties", {}):
-                resource["Properties"][location] = "s3://bucket/code.zip"
-
-    class NoManagedPolicies:
-        def load(self) -> dict:
-            return {}
-
-    return transform(template, {"AWS::Region": "us-east-1", **parameters}, NoManagedPolicies())
 
 
 NO_VALUE = object()
@@ -107,7 +88,7 @@ class Evaluated:
 def deployed(parameters: dict[str, str]) -> dict[str, dict]:
     """The resources CloudFormation makes for these parameter values, their settings resolved."""
     evaluate = Evaluated(parameters)
-    return {name: evaluate(resource) for name, resource in translate(parameters)["Resources"].items()
+    return {name: evaluate(resource) for name, resource in translated(parameters)["Resources"].items()
             if evaluate.conditions.get(resource.get("Condition"), True)}
 
 
@@ -197,10 +178,6 @@ def test_a_deploy_changes_what_api_gateway_invokes_at_once_settings_included():
     resources = deployed({})
     assert not of_type(resources, "AWS::Lambda::Alias")
     assert not [resource for resource in resources.values() if resource["Type"].startswith("AWS::CodeDeploy::")]
-
-
-def test_the_default_translation_is_the_one_test_sam_checks():
-    assert set(translated()["Resources"]) == set(translate({})["Resources"])
 
 
 # ---- samconfig.toml ----

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from devkit import template
 
-from tests.build.test_sam import translated
 from tests.support.paths import COMMON_LAYER, ROOT
+from tests.support.sam import translated
 
 TEMPLATE = ROOT / "template.yaml"
 # What CloudWatch Logs accepts as a retention (RetentionInDays).

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.support.paths import ROOT
+from tests.support.sam import translated
 
 SAM = str(Path(sys.executable).with_name("sam"))
 ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -41,24 +42,6 @@ def test_sam_build_lays_out_functions_and_layers(tmp_path):
     assert (build / "CommonLayer" / "python" / "infergate" / "domain" / "chat.py").exists()
     for package in ("aws_lambda_powertools", "pydantic", "pymongo", "redis", "jwt"):
         assert (build / "DependenciesLayer" / "python" / package).is_dir(), package
-
-
-def translated() -> dict:
-    """template.yaml as SAM's translator turns it into CloudFormation, code locations aside."""
-    from samtranslator.translator.transform import transform
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse((ROOT / "template.yaml").read_text())
-    for resource in template["Resources"].values():
-        for location in ("CodeUri", "ContentUri"):
-            if location in resource.get("Properties", {}):
-                resource["Properties"][location] = "s3://bucket/code.zip"
-
-    class NoManagedPolicies:
-        def load(self) -> dict:
-            return {}
-
-    return transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())
 
 
 def test_exactly_the_routes_the_chat_function_streams_get_api_gateways_streaming_integration(monkeypatch):

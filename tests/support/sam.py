@@ -1,0 +1,27 @@
+"""template.yaml as SAM's translator turns it into CloudFormation, for the build tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tests.support.paths import ROOT
+
+
+def translated(parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The template translated with these parameter values (the rest their defaults), code
+    locations aside. SAM resolves some parameters itself; CloudFormation resolves the rest."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    for resource in template["Resources"].values():
+        for location in ("CodeUri", "ContentUri"):
+            if location in resource.get("Properties", {}):
+                resource["Properties"][location] = "s3://bucket/code.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    return transform(template, {"AWS::Region": "us-east-1", **(parameters or {})}, NoManagedPolicies())
