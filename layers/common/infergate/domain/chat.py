@@ -264,7 +264,7 @@ class ChatService:
                 answer.close()
                 call.model_healthy = True
                 closed = ClientClosed("The client closed the connection before the answer ended.")
-                self._settle(call, plan, _cut(call.model, received, closed))
+                self._settle(call, plan, Completion.cut(call.model, received, closed))
                 count("StreamsClosedByClient")
                 return
             yield self._settled(call, plan, self._answered(call, plan, event))
@@ -483,12 +483,6 @@ class ChatService:
             detail=detail,
             end_user=call.end_user,
         )
-
-
-def _cut(model: str, pieces: list[str], failure: InferGateError) -> Completion:
-    """An answer ended after `pieces`: as much as was generated, and why it ended."""
-    return Completion(model=model, content="".join(pieces), prompt_tokens=None, completion_tokens=len(pieces),
-                      done_reason=None, pieces=tuple(pieces), failure=failure)
 
 
 def _with_calls_asked_for(completion: Completion, task: ChatTask) -> Completion:

@@ -360,6 +360,13 @@ class Completion:
     failure: InferGateError | None = None  # set when the answer was cut off: this much was generated first
     tool_calls: tuple[ToolCall, ...] = ()
 
+    @classmethod
+    def cut(cls, model: str, pieces: Sequence[str], failure: InferGateError) -> Completion:
+        """An answer that ended after `pieces`, for `failure`: a piece for each token generated,
+        and no prompt count (Ollama sends it only with the end of an answer)."""
+        return cls(model=model, content="".join(pieces), prompt_tokens=None, completion_tokens=len(pieces),
+                   done_reason=None, pieces=tuple(pieces), failure=failure)
+
 
 @dataclass(frozen=True)
 class Embedding:

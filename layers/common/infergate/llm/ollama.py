@@ -74,9 +74,7 @@ class _Answer:
         self.last_piece_at = time.monotonic()
 
     def cut(self, model: str, failure: UpstreamError) -> Completion:
-        return Completion(model=model, content="".join(self.pieces), prompt_tokens=None,
-                          completion_tokens=len(self.pieces), done_reason=None, pieces=tuple(self.pieces),
-                          failure=failure)
+        return Completion.cut(model, self.pieces, failure)
 
 
 class _Lent:
