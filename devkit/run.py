@@ -131,9 +131,12 @@ def announce_backends(urls: dict[str, str], stack: ExitStack) -> None:
 
 def function_environment(spec: template.FunctionSpec, overrides: dict[str, str]) -> dict[str, str]:
     """The template's variables, each replaced by the same-named one from the shell or a started backend,
-    plus any POWERTOOLS_* setting from the shell (e.g. POWERTOOLS_LOGGER_LOG_EVENT=true)."""
+    plus any POWERTOOLS_* setting from the shell (e.g. POWERTOOLS_LOGGER_LOG_EVENT=true) and, as
+    `sam local` passes them, the shell's AWS credentials, region and endpoints (AWS_*): what the
+    functions need to read a setting kept in Secrets Manager or Parameter Store."""
     environment = {name: overrides.get(name, os.environ.get(name, value)) for name, value in spec.environment.items()}
-    environment.update({name: value for name, value in os.environ.items() if name.startswith("POWERTOOLS_")})
+    environment.update({name: value for name, value in os.environ.items()
+                        if name.startswith("POWERTOOLS_") or (name.startswith("AWS_") and not name.startswith("AWS_LAMBDA_"))})
     # No X-Ray daemon runs locally.
     environment.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     return environment

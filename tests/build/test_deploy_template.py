@@ -48,19 +48,28 @@ def overrides(environment: str) -> dict[str, str]:
 
 
 NO_VALUE = object()
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
 
 
 class Evaluated:
     """What CloudFormation makes of the translated template's conditions and parameters: the
-    intrinsics the template's conditional settings use (Ref, Fn::If, Fn::Equals, Fn::Not,
-    Fn::Join), resolved for given parameter values."""
+    intrinsics the template's conditional settings use (Ref, Fn::If, Fn::Equals, Fn::Not, Fn::And,
+    Fn::Or, Fn::Join, Fn::Select, Fn::Split and Fn::Sub's string form), resolved for given
+    parameter values."""
 
     def __init__(self, parameters: dict[str, str]) -> None:
         self.values: dict[str, Any] = {}
         for name, spec in document()["Parameters"].items():
             value = str(parameters.get(name, spec.get("Default", "")))
             self.values[name] = value.split(",") if spec["Type"] == "CommaDelimitedList" else value
-        self.conditions = {name: bool(self(condition)) for name, condition in document()["Conditions"].items()}
+        self.conditions: dict[str, bool] = {}
+        for name in document()["Conditions"]:
+            self.condition(name)
+
+    def condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            self.conditions[name] = bool(self(document()["Conditions"][name]))
+        return self.conditions[name]
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -73,7 +82,22 @@ class Evaluated:
             return self.values[value["Ref"]]
         if "Fn::If" in value:
             condition, then, otherwise = value["Fn::If"]
-            return self(then if self.conditions[condition] else otherwise)
+            return self(then if self.condition(condition) else otherwise)
+        if set(value) == {"Condition"}:
+            return self.condition(value["Condition"])
+        if "Fn::And" in value:
+            return all(map(self, value["Fn::And"]))
+        if "Fn::Or" in value:
+            return any(map(self, value["Fn::Or"]))
+        if "Fn::Select" in value:
+            index, items = value["Fn::Select"]
+            return self(items)[int(index)]
+        if "Fn::Split" in value:
+            separator, text = value["Fn::Split"]
+            return str(self(text)).split(separator)
+        if "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+            known = {**PSEUDO, **self.values}  # others (resources' names and attributes) stay as written
+            return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda name: str(known.get(name[1], name[0])), value["Fn::Sub"])
         if "Fn::Equals" in value:
             left, right = (self(item) for item in value["Fn::Equals"])
             return str(left) == str(right)
@@ -130,6 +154,78 @@ def test_every_function_may_make_the_network_interfaces_a_vpc_needs():
         assert "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole" in policies, name
 
 
+# ---- Secrets ----
+
+MONGODB_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:infergate/prod/mongodb-uri-AbC123"
+REDIS_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:infergate/prod/redis-url-XyZ789"
+
+
+def secret_grants(resources: dict[str, dict]) -> dict[str, list[dict]]:
+    """Every statement of every IAM policy in `resources` that lets a role read a secret or a
+    parameter, by the resource that grants it."""
+    grants: dict[str, list[dict]] = {}
+    for name, resource in resources.items():
+        properties = resource.get("Properties", {})
+        documents = [properties.get("PolicyDocument")] + [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+        for document_ in filter(None, documents):
+            for statement in document_["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(action.startswith(("secretsmanager:", "ssm:", "kms:")) for action in actions):
+                    grants.setdefault(name, []).append(statement)
+    return grants
+
+
+@pytest.mark.parametrize("environment", PARAMETER_SETS)
+def test_without_kept_settings_no_role_may_read_any_secret(environment):
+    assert secret_grants(deployed(PARAMETER_SETS[environment])) == {}
+
+
+def test_each_function_may_read_the_secret_and_the_parameter_named_and_nothing_else():
+    resources = deployed({"MongoDbUriSecret": MONGODB_ARN, "RedisUrlSecret": "/infergate/prod/redis-url"})
+    assert secret_grants(resources) == {"StoreSecretsPolicy": [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": MONGODB_ARN},
+        {"Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": "arn:aws:ssm:us-east-1:123456789012:parameter/infergate/prod/redis-url"},
+    ]}
+    roles = resources["StoreSecretsPolicy"]["Properties"]["Roles"]
+    assert sorted(role["Ref"] for role in roles) == sorted(f"{name}Role" for name in FUNCTIONS)
+
+
+@pytest.mark.parametrize(("parameters", "readable"), [
+    ({"MongoDbUriSecret": "/infergate/prod/mongodb-uri"},
+     [("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/infergate/prod/mongodb-uri")]),
+    ({"RedisUrlSecret": REDIS_ARN}, [("secretsmanager:GetSecretValue", REDIS_ARN)]),
+    ({"MongoDbUriSecret": MONGODB_ARN, "RedisUrlSecret": REDIS_ARN},
+     [("secretsmanager:GetSecretValue", MONGODB_ARN), ("secretsmanager:GetSecretValue", REDIS_ARN)]),
+])
+def test_one_kept_setting_or_both_from_either_service(parameters, readable):
+    (statements,) = secret_grants(deployed(parameters)).values()
+    assert [(statement["Action"], statement["Resource"]) for statement in statements] == readable
+
+
+def test_every_function_is_told_where_each_setting_is_kept():
+    resources = deployed({"MongoDbUriSecret": MONGODB_ARN, "RedisUrlSecret": "/infergate/prod/redis-url"})
+    for name in FUNCTIONS:
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert (variables["MONGODB_URI_SECRET"], variables["REDIS_URL_SECRET"]) == (
+            MONGODB_ARN, "/infergate/prod/redis-url"), name
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    ("", True), (MONGODB_ARN, True), ("/infergate/prod/mongodb-uri", True),
+    ("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbC123", True),
+    # A name or a partial ARN would leave the grant (the full ARN) and the read apart.
+    ("infergate/prod/mongodb-uri", False),
+    ("arn:aws:secretsmanager:us-east-1:123456789012:secret:infergate/prod/mongodb-uri", False),
+    ("arn:aws:ssm:us-east-1:123456789012:parameter/infergate/prod/mongodb-uri", False),
+    ("mongodb://user:password@db:27017", False),
+])
+def test_a_kept_setting_is_a_full_secret_arn_or_a_parameter_name(value, accepted):
+    for parameter in ("MongoDbUriSecret", "RedisUrlSecret"):
+        pattern = document()["Parameters"][parameter]["AllowedPattern"]
+        assert bool(re.fullmatch(pattern, value)) is accepted, (parameter, value)
+
+
 # ---- Limits ----
 
 @pytest.mark.parametrize("environment", PARAMETER_SETS)
@@ -163,7 +259,7 @@ def test_the_chat_function_has_reserved_concurrency_only_when_it_is_set():
 @pytest.mark.parametrize("environment", PARAMETER_SETS)
 def test_the_chat_routes_keep_api_gateways_streaming_integration(environment):
     for (method, path), integration in integrations(deployed(PARAMETER_SETS[environment])).items():
-        uri = integration["uri"]["Fn::Sub"]
+        uri = integration["uri"]  # its Fn::Sub resolved (pseudo parameters) but for the function's ARN
         if path in CHAT_ROUTES:
             assert integration["responseTransferMode"] == "STREAM", path
             assert uri.endswith("/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations"), path

@@ -15,8 +15,12 @@ class Settings(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     mongodb_uri: str = Field("mongodb://127.0.0.1:27017", alias="MONGODB_URI")
+    # Where MONGODB_URI (REDIS_URL) is kept instead, when set: a Secrets Manager secret's ARN
+    # or an SSM parameter's name (see secret_store). It takes precedence over the value.
+    mongodb_uri_secret: str = Field("", alias="MONGODB_URI_SECRET")
     mongodb_db: str = Field("infergate", alias="MONGODB_DB")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_url_secret: str = Field("", alias="REDIS_URL_SECRET")
     # Every key InferGate writes starts with this, so that several stacks can share one Redis.
     redis_key_prefix: str = Field("infergate:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", alias="REDIS_KEY_PREFIX")
     ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
@@ -74,3 +78,21 @@ class Settings(Model):
 @functools.cache
 def get_settings() -> Settings:
     return Settings.from_env()
+
+
+def mongodb_uri(settings: Settings) -> str:
+    """MONGODB_URI, or the secret MONGODB_URI_SECRET names."""
+    return _kept(settings.mongodb_uri_secret) or settings.mongodb_uri
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL, or the secret REDIS_URL_SECRET names."""
+    return _kept(settings.redis_url_secret) or settings.redis_url
+
+
+def _kept(reference: str) -> str:
+    if not reference:
+        return ""
+    from infergate.secret_store import read_kept
+
+    return read_kept(reference)

@@ -138,10 +138,11 @@ def record_request(line: dict[str, Any]) -> None:
     import redis
 
     from infergate import prometheus
+    from infergate.errors import ServiceUnavailable
 
     try:
         counters().add(prometheus.increments(line))
-    except redis.RedisError as error:
+    except (redis.RedisError, ServiceUnavailable) as error:
         logger.warning("request metrics not recorded: Redis unavailable", extra={"error": type(error).__name__})
 
 
@@ -149,7 +150,9 @@ def count_request() -> None:
     """Count one API request for /metrics; never fail the request over it."""
     import redis
 
+    from infergate.errors import ServiceUnavailable
+
     try:
         counters().count_request()
-    except redis.RedisError as error:
+    except (redis.RedisError, ServiceUnavailable) as error:
         logger.warning("request not counted: Redis unavailable", extra={"error": type(error).__name__})

@@ -16,7 +16,7 @@ from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from infergate.config import get_settings
+from infergate.config import get_settings, mongodb_uri
 from infergate.errors import ServiceUnavailable
 from infergate.tracing import span
 
@@ -34,7 +34,7 @@ CALL_SECONDS = 3.0
 
 @functools.cache
 def get_client() -> MongoClient:
-    return connect(get_settings().mongodb_uri)
+    return connect(mongodb_uri(get_settings()))
 
 
 def connect(uri: str, **options) -> MongoClient:

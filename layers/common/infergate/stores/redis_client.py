@@ -22,7 +22,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from infergate.config import get_settings
+from infergate.config import get_settings, redis_url
 
 TIMEOUT_SECONDS = 0.5
 OUTAGE_SECONDS = 1.0
@@ -88,4 +88,4 @@ def connect(url: str) -> redis.Redis:
 
 @functools.cache
 def get_redis() -> redis.Redis:
-    return connect(get_settings().redis_url)
+    return connect(redis_url(get_settings()))
