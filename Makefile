@@ -8,12 +8,13 @@ PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.
 BIN := $(VENV)/bin
 LAMBDA_RUNTIME := .lambda-runtime
 E2E_INSTRUCTOR := .e2e/instructor
+CHECKOV := .checkov
 # sam build looks for python3.12 on PATH; the virtualenv provides it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke sam-local-env clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke sam-local-env checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -25,6 +26,7 @@ help:
 	@echo "make sam-local-env   the env-vars file for sam local start-api (Docker users)"
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
+	@echo "make checkov   checkov's policy checks over template.yaml (.checkov.yaml says what is skipped, and why)"
 	@echo "make build     sam build"
 	@echo "make deploy    sam build && sam deploy --guided"
 
@@ -94,11 +96,21 @@ $(E2E_INSTRUCTOR)/.installed: requirements-e2e-instructor.txt
 	$(E2E_INSTRUCTOR)/bin/python -m pip install --quiet -r requirements-e2e-instructor.txt
 	@touch $@
 
-test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed model-runtime build
+# checkov pins boto3 1.35 and packaging<24, which the SAM CLI cannot share a virtualenv with.
+$(CHECKOV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV)/.installed
+	LOG_LEVEL=WARNING $(CHECKOV)/bin/checkov --config-file .checkov.yaml -f template.yaml --compact
+
+test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(CHECKOV)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 deploy: build
 	$(BIN)/sam deploy --guided
 
 clean:
-	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e
+	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e $(CHECKOV)
