@@ -83,6 +83,7 @@ CODES: dict[str, str] = {
                    "body over 10 MB (413).",
     "invalid_request": "The body, the query or a header is not valid; `message` says what and `param` names the "
                        "field at fault.",
+    "request_too_large": "The body is larger than the deployment's MAX_REQUEST_BYTES.",
     "prompt_too_large": "The prompt's upper bound in tokens exceeds what the plan allows one request.",
     "model_not_found": "The model is not available on this gateway.",
     "unauthorized": "A valid API key is required.",
@@ -477,6 +478,8 @@ def _responses(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
         groups.insert(1, AUTHORIZED)
     if operation.chat_function:
         groups.append({504: ("upstream_timeout",)})
+    if operation.body is not None:
+        groups.append({413: ("request_too_large",)})
     errors = codes(*groups)
     for status in sorted(errors):
         if operation.response is ops.ReadinessResponse and status == 503:

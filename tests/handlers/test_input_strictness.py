@@ -4,10 +4,12 @@ calendar holds, one spelling per email address, prompt sizes counted as document
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from tests.handlers.conftest import body
+from tests.support.functions import reset_instance_state
 
 
 def refused(response: dict) -> str:
@@ -90,3 +92,29 @@ def test_the_character_limit_counts_characters(api):
     key = api.register()["api_key"]
     message = refused(api.call("POST", "/v1/chat", key=key, body={"prompt": "x" * 200_001}))
     assert "200000 characters" in message
+
+
+@pytest.fixture
+def small_bodies(environment, monkeypatch):
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "2048")
+    reset_instance_state()
+
+
+def test_a_body_over_max_request_bytes_is_refused_before_it_is_read(api, small_bodies):
+    key = api.register()["api_key"]
+    # 1,100 characters, 2,200 bytes of UTF-8: the limit counts bytes.
+    messages = [{"role": "user", "content": "é" * 1_100}]
+    response = api.call("POST", "/v1/chat/completions", key=key,
+                        raw_body=json.dumps({"model": "smollm2:135m", "messages": messages}, ensure_ascii=False))
+    assert response["statusCode"] == 413
+    error = body(response)["error"]
+    assert error["code"] == "request_too_large" and "2048 bytes" in error["message"]
+    unauthenticated = api.call("POST", "/v1/register", body={"email": "ada@example.com", "padding": "x" * 3_000})
+    assert unauthenticated["statusCode"] == 413
+
+
+def test_a_body_within_max_request_bytes_is_served(api, small_bodies):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/chat", key=key,
+                        raw_body=json.dumps({"prompt": "é" * 900, "max_tokens": 4}, ensure_ascii=False))
+    assert response["statusCode"] == 200, body(response)

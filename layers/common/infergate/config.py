@@ -35,6 +35,8 @@ class Settings(Model):
     # A model server that sends no byte for this long is unwell: the call ends and the
     # circuit breaker counts it. A deadline reached while tokens flow is the request's own.
     ollama_stall_timeout: float = Field(10.0, gt=0, le=28, alias="OLLAMA_STALL_TIMEOUT")
+    # The largest request body a route reads; Lambda takes at most 6 MB per invocation, event included.
+    max_request_bytes: int = Field(4_194_304, ge=1024, le=6_000_000, alias="MAX_REQUEST_BYTES")
     default_monthly_token_quota: int = Field(100_000, ge=0, alias="DEFAULT_MONTHLY_TOKEN_QUOTA")
     rate_limit_rpm: int = Field(60, ge=1, alias="RATE_LIMIT_RPM")
     rate_limit_tpm: int = Field(20_000, ge=1, alias="RATE_LIMIT_TPM")

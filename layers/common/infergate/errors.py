@@ -25,6 +25,10 @@ class InvalidRequest(InferGateError):
     status, code = 400, "invalid_request"
 
 
+class RequestTooLarge(InferGateError):
+    status, code = 413, "request_too_large"
+
+
 class Unauthorized(InferGateError):
     status, code = 401, "unauthorized"
 

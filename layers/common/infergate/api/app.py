@@ -25,12 +25,14 @@ from pydantic import ValidationError
 from infergate import wiring
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
+from infergate.config import get_settings
 from infergate.domain.principal import Operator, Principal
 from infergate.errors import (
     AccountSuspended,
     Forbidden,
     InferGateError,
     InvalidRequest,
+    RequestTooLarge,
     Unauthorized,
 )
 from infergate.models.base import Model
@@ -98,6 +100,9 @@ def parse_body(app: APIGatewayRestResolver, model: type[M], *, optional: bool = 
     if app.current_event.get(NOT_UTF8):
         raise InvalidRequest("The request body must be UTF-8.")
     body = app.current_event.body or ""
+    limit = get_settings().max_request_bytes
+    if len(body) > limit // 4 and len(body.encode()) > limit:  # a character is at most 4 bytes
+        raise RequestTooLarge(f"The request body may be at most {limit} bytes (MAX_REQUEST_BYTES).")
     return _validated(lambda data: model.model_validate_json(data, strict=True), "{}" if optional and not body.strip() else body)
 
 
