@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke sam-local-env checkov clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke sam-local-env localstack-deploy checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
 	@echo "make smoke API_URL=...   a short end-to-end check of any running InferGate [API_KEY=...]"
 	@echo "make sam-local-env   the env-vars file for sam local start-api (Docker users)"
+	@echo "make localstack-deploy   deploy to a running LocalStack, then make smoke against it [LOCALSTACK_URL=...]"
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make checkov   checkov's policy checks over template.yaml (.checkov.yaml says what is skipped, and why)"
@@ -65,6 +66,11 @@ smoke: $(BIN)/.installed
 # containers reach them), and the command that uses it. See README, Development.
 sam-local-env: $(BIN)/.installed
 	$(BIN)/python -m devkit.sam_local
+
+# Deploys the build to a running LocalStack (samconfig.toml's localstack environment) and runs
+# make smoke against the URL it serves the API at. See localstack/README.md.
+localstack-deploy: build
+	$(BIN)/python -m devkit.localstack
 
 # The first admin key; the rest of administration goes through the admin API (infergate ...).
 admin-key: $(BIN)/.installed
