@@ -29,7 +29,7 @@ help:
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make checkov   checkov's policy checks over template.yaml (.checkov.yaml says what is skipped, and why)"
 	@echo "make build     sam build"
-	@echo "make deploy    sam build && sam deploy --guided"
+	@echo "make deploy [ENV=dev|staging|prod] [OVERRIDES='Key=value ...']   sam build, then a release"
 
 $(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (3.12 for sam build)"; exit 1; }
@@ -115,8 +115,10 @@ checkov: $(CHECKOV)/.installed
 test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(CHECKOV)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# A release (devkit/release.py): the build deployed with samconfig.toml's ENV environment and
+# OVERRIDES on top, every function's version named after the release's fingerprint.
 deploy: build
-	$(BIN)/sam deploy --guided
+	$(BIN)/python -m devkit.release --config-env $(or $(ENV),default) $(OVERRIDES)
 
 clean:
 	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e $(CHECKOV)

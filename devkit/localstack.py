@@ -1,5 +1,5 @@
-"""`make localstack-deploy`: the built stack deployed to LocalStack with samconfig.toml's
-`localstack` environment, then `make smoke` against the URL LocalStack serves it at.
+"""`make localstack-deploy`: the build released to LocalStack (devkit/release.py) with
+samconfig.toml's `localstack` environment, then `make smoke` against the URL LocalStack serves it at.
 
     .venv/bin/python -m devkit.localstack [--endpoint URL]     (LOCALSTACK_URL, default http://localhost:4566)
 
@@ -43,8 +43,9 @@ def aws_environment(endpoint: str, environ: Mapping[str, str]) -> dict[str, str]
             "SAM_CLI_TELEMETRY": "0"}
 
 
-def deploy_command(sam: str) -> list[str]:
-    return [sam, "deploy", "--config-env", CONFIG_ENV, "--no-fail-on-empty-changeset"]
+def deploy_command(python: str) -> list[str]:
+    """A release (devkit/release.py) of the build with the LocalStack environment."""
+    return [python, "-m", "devkit.release", "--config-env", CONFIG_ENV, "--", "--no-fail-on-empty-changeset"]
 
 
 def served_url(api_url: str, endpoint: str) -> str:
@@ -82,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
               "or set LOCALSTACK_URL.", file=sys.stderr)
         return 2
     environment = aws_environment(args.endpoint, os.environ)
-    sam = str(Path(sys.executable).with_name("sam"))
-    if subprocess.run(deploy_command(sam), cwd=ROOT, env=environment).returncode != 0:
+    if subprocess.run(deploy_command(sys.executable), cwd=ROOT, env=environment).returncode != 0:
         return 1
     url = served_url(stack_output("ApiUrl", environment), args.endpoint)
     print(f"InferGate on LocalStack: {url}", flush=True)

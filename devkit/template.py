@@ -159,7 +159,7 @@ def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Te
         for r in routes
     ]
     authorizers = {
-        name: Authorizer(name=name, function=spec["FunctionArn"]["Fn::GetAtt"][0], payload_type=spec.get("FunctionPayloadType", "TOKEN"))
+        name: Authorizer(name=name, function=_function_named_by(spec["FunctionArn"]), payload_type=spec.get("FunctionPayloadType", "TOKEN"))
         for name, spec in (auth.get("Authorizers") or {}).items()
     }
     gateway_responses = {
@@ -175,6 +175,13 @@ def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Te
         functions=functions,
         api=ApiSpec(stage=resolve(api_props.get("StageName", "Prod")), routes=routes, authorizers=authorizers, gateway_responses=gateway_responses),
     )
+
+
+def _function_named_by(arn: dict) -> str:
+    """The function an authorizer's FunctionArn names: !GetAtt F.Arn, or !Ref F.Alias (its alias)."""
+    if "Fn::GetAtt" in arn:
+        return arn["Fn::GetAtt"][0]
+    return arn["Ref"].split(".", 1)[0]
 
 
 class _Resolver:

@@ -1,15 +1,18 @@
 """How template.yaml deploys: the functions' network (VPC), the limits (stage throttling, the chat
-function's reserved concurrency) and what a deploy changes, for the template's defaults and for
-each environment of samconfig.toml, as SAM's translator turns them into CloudFormation."""
+function's reserved concurrency), safe rollouts (a `live` alias per function, shifted by
+CodeDeploy and rolled back by the release alarms), for the template's defaults and for each
+environment of samconfig.toml, as SAM's translator turns them into CloudFormation."""
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from functools import cache
 from typing import Any
 
 import pytest
+from devkit.release import stamped
 
 from tests.support.paths import ROOT
 from tests.support.sam import translated
@@ -18,6 +21,7 @@ SAMCONFIG = ROOT / "samconfig.toml"
 FUNCTIONS = {"AuthorizerFunction", "OpsFunction", "RegisterFunction", "ChatFunction", "UsageFunction",
              "KeysFunction", "AdminFunction"}
 # The alarms a bad release sets off; the others are about load or the model server.
+RELEASE_ALARMS = {"FunctionErrorsAlarm", "ApiErrorRateAlarm"}
 CHAT_ROUTES = {"/v1/chat", "/v1/chat/completions"}
 ENVIRONMENTS = ("dev", "staging", "prod", "localstack")
 
@@ -254,26 +258,124 @@ def test_the_chat_function_has_reserved_concurrency_only_when_it_is_set():
     assert document()["Parameters"]["ChatReservedConcurrency"]["Default"] == 0
 
 
-# ---- Releases ----
+# ---- Safe rollouts ----
 
 @pytest.mark.parametrize("environment", PARAMETER_SETS)
-def test_the_chat_routes_keep_api_gateways_streaming_integration(environment):
+def test_every_function_is_served_through_its_live_alias(environment):
+    resources = deployed(PARAMETER_SETS[environment])
+    for name in FUNCTIONS:
+        alias = resources[f"{name}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        assert alias["Properties"]["Name"] == "live"
+        assert alias["Properties"]["FunctionName"] == {"Ref": name}
+        (version,) = [key for key in of_type(resources, "AWS::Lambda::Version") if key.startswith(f"{name}Version")]
+        assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+    for route, integration in integrations(resources).items():
+        target = integration["uri"].split("/functions/${")[1].split("}")[0]
+        assert target.removesuffix("Aliaslive") in FUNCTIONS and target.endswith("Aliaslive"), route
+    for name, permission in of_type(resources, "AWS::Lambda::Permission").items():
+        assert permission["Properties"]["FunctionName"]["Ref"].endswith("Aliaslive"), name
+
+
+@pytest.mark.parametrize("environment", PARAMETER_SETS)
+def test_the_chat_routes_keep_api_gateways_streaming_integration_on_the_alias(environment):
     for (method, path), integration in integrations(deployed(PARAMETER_SETS[environment])).items():
         uri = integration["uri"]  # its Fn::Sub resolved (pseudo parameters) but for the function's ARN
         if path in CHAT_ROUTES:
             assert integration["responseTransferMode"] == "STREAM", path
-            assert uri.endswith("/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations"), path
+            assert uri.endswith("/2021-11-15/functions/${ChatFunctionAliaslive}/response-streaming-invocations"), path
         else:
             assert "responseTransferMode" not in integration, path
-            assert uri.endswith(".Arn}/invocations") and "/2015-03-31/functions/" in uri, path
+            assert uri.endswith("Aliaslive}/invocations") and "/2015-03-31/functions/" in uri, path
 
 
-def test_a_deploy_changes_what_api_gateway_invokes_at_once_settings_included():
-    # An alias would serve a version published from the template as written, parameters
-    # unresolved: a deploy that changes only a setting would not reach it (README).
+def test_api_gateway_calls_the_authorizers_alias():
     resources = deployed({})
-    assert not of_type(resources, "AWS::Lambda::Alias")
+    authorizer = resources["InferGateApi"]["Properties"]["Body"]["securityDefinitions"]["ApiKeyAuthorizer"]
+    uri = authorizer["x-amazon-apigateway-authorizer"]["authorizerUri"]
+    assert uri["Fn::Sub"][1]["__FunctionArn__"] == {"Ref": "AuthorizerFunctionAliaslive"}
+
+
+@pytest.mark.parametrize("environment", [name for name, parameters in PARAMETER_SETS.items()
+                                         if parameters.get("CodeDeployEnabled", "true") == "true"])
+def test_codedeploy_shifts_each_alias_and_rolls_it_back_on_the_release_alarms(environment):
+    parameters = PARAMETER_SETS[environment]
+    resources = deployed(parameters)
+    groups = of_type(resources, "AWS::CodeDeploy::DeploymentGroup")
+    assert set(groups) == {f"{name}DeploymentGroup" for name in FUNCTIONS}
+    kind = parameters.get("DeploymentType", "Canary10Percent5Minutes")
+    for name in FUNCTIONS:
+        group = groups[f"{name}DeploymentGroup"]["Properties"]
+        assert group["DeploymentConfigName"] == {
+            "Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": kind}]}, name
+        assert group["AlarmConfiguration"]["Enabled"] is True
+        assert {alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]} == RELEASE_ALARMS, name
+        assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+        assert group["AutoRollbackConfiguration"]["Enabled"] is True
+        assert resources[f"{name}Aliaslive"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"] == {
+            "Ref": f"{name}DeploymentGroup"}
+    assert "ServerlessDeploymentApplication" in resources
+
+
+@pytest.mark.parametrize("environment", [name for name, parameters in PARAMETER_SETS.items()
+                                         if parameters.get("CodeDeployEnabled", "true") == "false"])
+def test_without_codedeploy_there_are_no_codedeploy_resources_and_the_alias_moves_at_once(environment):
+    resources = deployed(PARAMETER_SETS[environment])
     assert not [resource for resource in resources.values() if resource["Type"].startswith("AWS::CodeDeploy::")]
+    assert "CodeDeployServiceRole" not in resources
+    for name in FUNCTIONS:
+        assert "UpdatePolicy" not in resources[f"{name}Aliaslive"], name
+
+
+def test_the_release_alarms_watch_every_function_and_the_whole_api():
+    alarms = document()["Resources"]
+    watched = {metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+               for metric in alarms["FunctionErrorsAlarm"]["Properties"]["Metrics"] if "MetricStat" in metric}
+    # By FunctionName alone: every version's errors, the new one's while it takes its share.
+    assert watched == FUNCTIONS
+    dimensions = {d["Name"] for metric in alarms["ApiErrorRateAlarm"]["Properties"]["Metrics"] if "MetricStat" in metric
+                  for d in metric["MetricStat"]["Metric"]["Dimensions"]}
+    assert dimensions == {"ApiName", "Stage"}
+
+
+def test_deployment_type_offers_canary_linear_and_all_at_once_and_defaults_to_a_canary():
+    parameter = document()["Parameters"]["DeploymentType"]
+    assert parameter["Default"] == "Canary10Percent5Minutes"
+    assert {"Canary10Percent5Minutes", "Linear10PercentEveryMinute", "AllAtOnce"} <= set(parameter["AllowedValues"])
+    assert document()["Parameters"]["CodeDeployEnabled"]["Default"] == "true"
+
+
+def test_any_change_to_a_function_or_its_layers_publishes_a_new_version():
+    for name, resource in of_type(document()["Resources"], "AWS::Serverless::Function").items():
+        assert resource["Properties"]["AutoPublishAliasAllProperties"] is True, name
+    for name, resource in of_type(document()["Resources"], "AWS::Serverless::LayerVersion").items():
+        assert resource["Properties"]["PublishLambdaVersion"] is True, name
+
+    def published(layer_location: str) -> set[str]:
+        template = copy.deepcopy(document())
+        for resource in of_type(template["Resources"], "AWS::Serverless::LayerVersion").values():
+            resource["Properties"]["ContentUri"] = layer_location
+        return set(of_type(translated(template=template)["Resources"], "AWS::Lambda::Version"))
+
+    before, after = published("s3://bucket/layer-1.zip"), published("s3://bucket/layer-2.zip")
+    assert len(before) == len(after) == len(FUNCTIONS)
+    assert not before & after, "a new layer must publish a new version of every function"
+
+
+def versions(resources: dict[str, dict]) -> dict[str, str]:
+    """Each function's version that its `live` alias serves, by function."""
+    return {name: resources[f"{name}Aliaslive"]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0] for name in FUNCTIONS}
+
+
+def test_a_release_names_every_version_after_its_fingerprint_settings_included():
+    first, second = "1a2b3c4d5e" + "0" * 54, "9f8e7d6c5b" + "0" * 54
+    released = {release: versions(translated(template=stamped(document(), release))["Resources"])
+                for release in (first, second)}
+    assert released[first] == {name: f"{name}Version1a2b3c4d5e" for name in FUNCTIONS}
+    assert not set(released[first].values()) & set(released[second].values())
+    # Without a release, a setting's new value names no new version (SAM hashes the template as written).
+    assert versions(translated({"OllamaUrl": "http://a:11434"})["Resources"]) == versions(
+        translated({"OllamaUrl": "http://b:11434"})["Resources"])
 
 
 # ---- samconfig.toml ----
@@ -287,8 +389,12 @@ def test_samconfig_has_dev_staging_and_prod_each_its_own_stack():
     assert samconfig()["localstack"]["deploy"]["parameters"]["stack_name"] == "infergate"
 
 
-def test_staging_and_prod_confirm_their_changesets_and_keep_logs_longer_than_dev():
+def test_dev_and_localstack_deploy_without_codedeploy_and_staging_and_prod_with_a_canary():
+    for environment in ("dev", "localstack"):
+        assert overrides(environment)["CodeDeployEnabled"] == "false", environment
     for environment in ("staging", "prod"):
+        assert overrides(environment)["CodeDeployEnabled"] == "true", environment
+        assert overrides(environment)["DeploymentType"].startswith("Canary"), environment
         assert samconfig()[environment]["deploy"]["parameters"]["confirm_changeset"] is True
     retention = {environment: int(overrides(environment)["LogRetentionDays"]) for environment in ("dev", "staging", "prod")}
     assert retention["dev"] < retention["staging"] <= retention["prod"]

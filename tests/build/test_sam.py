@@ -56,5 +56,6 @@ def test_exactly_the_routes_the_chat_function_streams_get_api_gateways_streaming
     assert streaming == load_handler("chat/chat.py").STREAMED
     for path in streaming:
         assert integrations[path]["responseTransferMode"] == "STREAM"
-        assert integrations[path]["uri"]["Fn::Sub"].endswith("/2021-11-15/functions/${ChatFunction.Arn}"
+        # The function's `live` alias (AutoPublishAlias), through its streaming invocation path.
+        assert integrations[path]["uri"]["Fn::Sub"].endswith("/2021-11-15/functions/${ChatFunctionAliaslive}"
                                                              "/response-streaming-invocations")

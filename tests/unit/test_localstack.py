@@ -13,9 +13,9 @@ from devkit.backends import free_port
 from tests.support.paths import ROOT
 
 
-def test_sam_deploys_the_localstack_environment_of_samconfig():
-    assert localstack.deploy_command("sam") == ["sam", "deploy", "--config-env", "localstack",
-                                                 "--no-fail-on-empty-changeset"]
+def test_a_release_deploys_the_localstack_environment_of_samconfig():
+    assert localstack.deploy_command("python") == ["python", "-m", "devkit.release", "--config-env", "localstack",
+                                                    "--", "--no-fail-on-empty-changeset"]
     settings = localstack.deploy_settings()
     assert settings["stack_name"] and settings["confirm_changeset"] is False
     # The functions reach the stores by their names on compose's network, not the host's loopback.
