@@ -444,3 +444,24 @@ def test_a_domain_without_its_certificate_is_refused_before_anything_is_made():
     rule = document()["Rules"]["DomainNeedsItsCertificate"]
     assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "DomainName"}, ""]}]}
     assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]}
+
+
+# ---- The README's first deploy ----
+
+def test_the_readmes_first_deploy_names_parameters_the_template_takes_and_deploys():
+    """The OVERRIDES of README's step-by-step first deploy: each a parameter, each value accepted,
+    and what they deploy: the functions in the subnets, reading the two secrets named."""
+    from samcli.cli.types import CfnParameterOverridesType
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A first deploy into a VPC with secrets"):readme.index("### Limits")]
+    (given,) = re.findall(r"make deploy ENV=prod OVERRIDES='([^']+)'", section)
+    parameters = {**overrides("prod"), **dict(CfnParameterOverridesType().convert(given, None, None))}
+    for name, value in parameters.items():
+        spec = document()["Parameters"][name]
+        assert re.fullmatch(spec.get("AllowedPattern", ".*"), value), (name, value)
+    resources = deployed(parameters)
+    assert resources["ChatFunction"]["Properties"]["VpcConfig"]["SubnetIds"] == parameters["SubnetIds"].split(",")
+    assert resources["ChatFunction"]["Properties"]["ReservedConcurrentExecutions"] == "10"
+    granted = [statement["Resource"] for statement in secret_grants(resources)["StoreSecretsPolicy"]]
+    assert granted == [parameters["MongoDbUriSecret"], "arn:aws:ssm:us-east-1:123456789012:parameter/infergate/prod/redis-url"]
