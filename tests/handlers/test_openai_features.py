@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.handlers.conftest import body, header
+from tests.support.functions import reset_instance_state
 
 COMPLETIONS = "/v1/chat/completions"
 WEATHER = {"type": "function", "function": {
@@ -163,7 +164,9 @@ def test_sampling_options_text_parts_and_the_user_reach_where_they_belong(api, o
     assert [line.get("user") for line in log_lines(database)] == ["end-user-42"]
 
 
-def test_images_come_as_data_urls_only_and_within_a_size(api, ollama_url):
+def test_images_come_as_data_urls_only_and_within_a_size(api, ollama_url, monkeypatch):
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "6000000")  # the most a deployment allows: an image's limit is within it
+    reset_instance_state()
     key = api.register()["api_key"]
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
     image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}
@@ -171,7 +174,7 @@ def test_images_come_as_data_urls_only_and_within_a_size(api, ollama_url):
     assert sent_to_the_model(ollama_url)["messages"][0]["images"] == [png]
 
     for url, named in (("https://example.com/cat.png", "fetches nothing"), ("data:text/plain;base64,aGk=", "data:image"),
-                       ("data:image/png;base64," + "A" * (8 * 1024 * 1024), "at most")):
+                       ("data:image/png;base64," + "A" * (4 * ((4 * 1024 * 1024 + 1024) // 3)), "at most 4194304 bytes")):
         response = api.call("POST", COMPLETIONS, key=key, body={"model": "smollm2:135m", "messages": [
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]})
         assert response["statusCode"] == 400 and named in body(response)["error"]["message"], url

@@ -49,7 +49,9 @@ def _asks_nothing(name: str, value: Any) -> bool:
     return (name == "n" and type(value) is int and value == 1) or (name == "modalities" and value == ["text"])
 
 
-MAX_IMAGE_BYTES = 5 * 1024 * 1024  # of an image's data, base64-decoded
+# Of an image's data, base64-decoded: its base64 (4/3 of it) must fit in a request body, which
+# Lambda bounds at 6 MB (MAX_REQUEST_BYTES at most).
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,([A-Za-z0-9+/=\s]+)$")
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
