@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from infergate import wiring
 from infergate.api.app import create_app, json_response, lambda_entrypoint, parse_query
 from infergate.clock import utc_now
-from infergate.config import get_settings
+from infergate.config import get_settings, metrics_token
 from infergate.errors import Unauthorized
 from infergate.models.ops import HealthResponse, MemoryUsage, MetricsQuery, MetricsResponse, ReadinessResponse
 from infergate.observability import logger
@@ -87,7 +87,7 @@ def _wants_prometheus() -> bool:
 
 
 def _require_the_metrics_token() -> None:
-    token = get_settings().metrics_token
+    token = metrics_token(get_settings())
     if not token:
         return
     presented = app.current_event.headers.get("authorization", "")

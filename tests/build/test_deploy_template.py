@@ -215,6 +215,19 @@ def test_every_function_is_told_where_each_setting_is_kept():
             MONGODB_ARN, "/infergate/prod/redis-url"), name
 
 
+@pytest.mark.parametrize(("kept_at", "readable"), [
+    (MONGODB_ARN, ("secretsmanager:GetSecretValue", MONGODB_ARN)),
+    ("/infergate/prod/metrics-token",
+     ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/infergate/prod/metrics-token")),
+])
+def test_the_metrics_tokens_secret_is_for_the_ops_function_alone(kept_at, readable):
+    resources = deployed({"MetricsTokenSecret": kept_at})
+    (statement,) = secret_grants(resources)["MetricsTokenSecretPolicy"]
+    assert (statement["Action"], statement["Resource"]) == readable and set(secret_grants(resources)) == {
+        "MetricsTokenSecretPolicy"}
+    assert resources["MetricsTokenSecretPolicy"]["Properties"]["Roles"] == [{"Ref": "OpsFunctionRole"}]
+
+
 @pytest.mark.parametrize(("value", "accepted"), [
     ("", True), (MONGODB_ARN, True), ("/infergate/prod/mongodb-uri", True),
     ("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbC123", True),
@@ -225,7 +238,7 @@ def test_every_function_is_told_where_each_setting_is_kept():
     ("mongodb://user:password@db:27017", False),
 ])
 def test_a_kept_setting_is_a_full_secret_arn_or_a_parameter_name(value, accepted):
-    for parameter in ("MongoDbUriSecret", "RedisUrlSecret"):
+    for parameter in ("MongoDbUriSecret", "RedisUrlSecret", "MetricsTokenSecret"):
         pattern = document()["Parameters"][parameter]["AllowedPattern"]
         assert bool(re.fullmatch(pattern, value)) is accepted, (parameter, value)
 

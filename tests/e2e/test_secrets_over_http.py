@@ -1,6 +1,6 @@
-"""A gateway whose store URLs are kept in Secrets Manager (MongoDB) and Parameter Store (Redis),
-its plain settings pointing nowhere: it registers, chats and meters through the kept ones,
-under `make run` and `make run-lambda`, and logs none of them."""
+"""A gateway whose store URLs are kept in Secrets Manager (MongoDB) and Parameter Store (Redis,
+the metrics token), its plain settings pointing nowhere: it registers, chats and meters through
+the kept ones, under `make run` and `make run-lambda`, asks for the kept token, and logs none."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.aws import secrets_service
 
+TOKEN = "kept-scrape-token-7f3a"
 NOWHERE = {"MONGODB_URI": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500", "REDIS_URL": "redis://127.0.0.1:9/0"}
 
 
@@ -25,9 +26,10 @@ def gateway(request, gateway_of, service, mongo_uri, redis_url):
     # Each gateway its own names: a value read once per instance is never a value left by another.
     suffix = uuid.uuid4().hex[:8]
     kept = {"MONGODB_URI_SECRET": service.keep_secret(f"infergate/e2e/{suffix}/mongodb-uri", mongo_uri),
-            "REDIS_URL_SECRET": service.keep_parameter(f"/infergate/e2e/{suffix}/redis-url", redis_url)}
+            "REDIS_URL_SECRET": service.keep_parameter(f"/infergate/e2e/{suffix}/redis-url", redis_url),
+            "METRICS_TOKEN_SECRET": service.keep_parameter(f"/infergate/e2e/{suffix}/metrics-token", TOKEN)}
     running = gateway_of(f"kept-{request.param}", target=request.param, **NOWHERE, **kept, **service.environment)
-    running.kept = (mongo_uri, redis_url)
+    running.kept = (mongo_uri, redis_url, TOKEN)
     return running
 
 
@@ -38,6 +40,12 @@ def test_registers_chats_and_meters_through_the_stores_the_secrets_name(gateway)
         assert chat.status_code == 200, chat.text
         usage = http.get("/v1/usage")
     assert usage.status_code == 200 and usage.json()["tokens_used"] == chat.json()["usage"]["total_tokens"] > 0
+
+
+def test_metrics_want_the_kept_token(gateway):
+    assert httpx.get(f"{gateway.url}/metrics").status_code == 401
+    answer = httpx.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and answer.json()["totalRequests"] >= 1
 
 
 def test_no_log_line_holds_a_kept_value(gateway):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from infergate import secret_store
-from infergate.config import Settings, mongodb_uri, redis_url
+from infergate.config import Settings, metrics_token, mongodb_uri, redis_url
 from infergate.observability import logger
 from infergate.secret_store import SecretUnavailable, read_kept
 from tests.support.aws import secrets_service
@@ -51,6 +51,8 @@ def test_the_kept_value_takes_precedence_over_the_plain_one(service):
                         REDIS_URL="redis://plain:6379/0", REDIS_URL_SECRET=name)
     assert (mongodb_uri(settings), redis_url(settings)) == ("mongodb://kept:27017", "redis://kept:6379/0")
     assert mongodb_uri(Settings(MONGODB_URI="mongodb://plain:27017")) == "mongodb://plain:27017"
+    token = service.keep_secret("infergate/test/metrics-token", "scrape-with-this")
+    assert metrics_token(Settings(METRICS_TOKEN="plain", METRICS_TOKEN_SECRET=token)) == "scrape-with-this"
 
 
 def test_a_secret_that_cannot_be_read_is_a_503_naming_it_in_the_log_only(service, monkeypatch):

@@ -51,6 +51,7 @@ class Settings(Model):
     auth_failures_per_minute: int = Field(30, ge=1, alias="AUTH_FAILURES_PER_MINUTE")
     # When set, GET /metrics wants `Authorization: Bearer <this>`; unset, it is open.
     metrics_token: str = Field("", alias="METRICS_TOKEN")
+    metrics_token_secret: str = Field("", alias="METRICS_TOKEN_SECRET")
     # The model server's circuit breaker: this many consecutive failures open it for
     # `open_seconds`, then one probe request decides whether it closes.
     breaker_failures: int = Field(5, ge=1, alias="CIRCUIT_BREAKER_FAILURES")
@@ -90,6 +91,11 @@ def mongodb_uri(settings: Settings) -> str:
 def redis_url(settings: Settings) -> str:
     """REDIS_URL, or the secret REDIS_URL_SECRET names."""
     return _kept(settings.redis_url_secret) or settings.redis_url
+
+
+def metrics_token(settings: Settings) -> str:
+    """METRICS_TOKEN, or the secret METRICS_TOKEN_SECRET names."""
+    return _kept(settings.metrics_token_secret) or settings.metrics_token
 
 
 def _kept(reference: str) -> str:
