@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-env", default="default")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if any("=" not in item for item in args.overrides):
+        parser.error("each override is KEY=VALUE")
     given = dict(item.split("=", 1) for item in args.overrides)
     parameters = {**environment_overrides(args.config_env), **given}
     if not (BUILD / "template.yaml").exists():

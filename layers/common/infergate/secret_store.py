@@ -1,5 +1,6 @@
 """Settings kept in AWS Secrets Manager or SSM Parameter Store rather than in the function's
-environment: MONGODB_URI_SECRET and REDIS_URL_SECRET say where MONGODB_URI and REDIS_URL are.
+environment: MONGODB_URI_SECRET, REDIS_URL_SECRET and METRICS_TOKEN_SECRET say where
+MONGODB_URI, REDIS_URL and METRICS_TOKEN are.
 
 A reference is a Secrets Manager secret's ARN or an SSM parameter's name (a SecureString,
 decrypted). It is read with Powertools Parameters when the client that needs it is first
@@ -43,12 +44,12 @@ def read_kept(reference: str) -> str:
     except GetParameterError as error:
         # The AWS error names the reference and the role, never the value.
         logger.error("setting could not be read from where it is kept", extra={"kept_at": reference, "error": str(error)})
-        raise SecretUnavailable("The gateway's store settings could not be read; retry shortly.",
+        raise SecretUnavailable("A setting of the gateway's could not be read from where it is kept; retry shortly.",
                                 headers={"Retry-After": "1"}) from None
     text = value.decode() if isinstance(value, bytes) else str(value or "")
     if not text.strip():
         logger.error("setting kept empty", extra={"kept_at": reference})
-        raise SecretUnavailable("The gateway's store settings are empty; an operator must set them.",
+        raise SecretUnavailable("A setting of the gateway's is kept empty; an operator must set it.",
                                 headers={"Retry-After": "60"})
     return text.strip()
 
