@@ -22,6 +22,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -50,6 +51,8 @@ class Handler(BaseHTTPRequestHandler):
     wbufsize = _RESPONSE_BUFFER
     # The largest request body read; None: no limit.
     max_body: int | None = None
+    # The longest chunk-size line or trailer field read.
+    max_line: int = _LINE_MAX
 
     def setup(self) -> None:
         super().setup()
@@ -85,11 +88,32 @@ class Handler(BaseHTTPRequestHandler):
         body (what is left of it is then unread); ConnectionError or TimeoutError if the client went
         away or went quiet before sending all of it."""
         try:
-            length = self.body_length()
-            return self._read_chunked() if length is None else self._read_exactly(length)
+            return b"".join(self.body_pieces(limit=self.max_body))
         except BodyRefused:
             self.body_unread = True
             raise
+
+    def body_pieces(self, trailers: dict[str, str] | None = None, *, limit: int | None = None) -> Iterator[bytes]:
+        """The request body as it arrives: all of a sized one (body_length refuses one over
+        `max_body`), or each chunk of a chunked one, BodyRefused once they pass `limit`; then the
+        chunked body's trailer fields, into `trailers`."""
+        length = self.body_length()
+        if length is not None:
+            if length:
+                yield self._read_exactly(length)
+            return
+        total = 0
+        while size := self._chunk_size():
+            total += size
+            if limit is not None and total > limit:
+                raise BodyRefused(413, f"The request body may be at most {limit} bytes.")
+            data = self._read_exactly(size)
+            if self._read_exactly(2) != b"\r\n":
+                raise BodyRefused(400, "A chunk must end with CRLF.")
+            yield data
+        fields = self._trailers()
+        if trailers is not None:
+            trailers.update(fields)
 
     def handle_expect_100(self) -> bool:
         # A body that would be refused is refused before the client sends it.
@@ -114,17 +138,6 @@ class Handler(BaseHTTPRequestHandler):
             raise ConnectionAbortedError("the client closed the connection mid-request")
         return data
 
-    def _read_chunked(self) -> bytes:
-        body = bytearray()
-        while size := self._chunk_size():
-            if self.max_body is not None and len(body) + size > self.max_body:
-                raise BodyRefused(413, f"The request body may be at most {self.max_body} bytes.")
-            body += self._read_exactly(size)
-            if self._read_exactly(2) != b"\r\n":
-                raise BodyRefused(400, "A chunk must end with CRLF.")
-        self._skip_trailers()
-        return bytes(body)
-
     def _chunk_size(self) -> int:
         line = self._line()
         found = _CHUNK_SIZE.fullmatch(line)
@@ -132,17 +145,21 @@ class Handler(BaseHTTPRequestHandler):
             raise BodyRefused(400, "Malformed chunk size.")
         return int(found.group(1), 16)
 
-    def _skip_trailers(self) -> None:
+    def _trailers(self) -> dict[str, str]:
+        fields: dict[str, str] = {}
         for _ in range(_TRAILERS_MAX):
-            if self._line() in (b"\r\n", b"\n"):
-                return
+            line = self._line()
+            if line in (b"\r\n", b"\n"):
+                return fields
+            name, _, value = line.decode("latin-1").partition(":")
+            fields[name.strip().lower()] = value.strip()
         raise BodyRefused(400, "Too many trailer fields.")
 
     def _line(self) -> bytes:
-        line = self.rfile.readline(_LINE_MAX + 1)
+        line = self.rfile.readline(self.max_line + 1)
         if not line:
             raise ConnectionAbortedError("the client closed the connection mid-request")
-        if len(line) > _LINE_MAX:
+        if len(line) > self.max_line:
             raise BodyRefused(400, "A chunk-size line or trailer field is too long.")
         return line
 

@@ -297,6 +297,7 @@ def _payload(body: bytes) -> Any:
 class _Handler(httpserver.Handler):
     server: _Server
     max_body = _RESPONSE_MAX
+    max_line = _TRAILER_MAX
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path != f"{_API}/invocation/next":
@@ -340,7 +341,7 @@ class _Handler(httpserver.Handler):
 
     def _respond(self, invocation: _Invocation) -> None:
         try:
-            body = b"".join(self._pieces())
+            body = b"".join(self.body_pieces())
             if len(body) > _RESPONSE_MAX:
                 raise httpserver.BodyRefused(413, "Payload Too Large")
         except httpserver.BodyRefused as refused:
@@ -360,7 +361,7 @@ class _Handler(httpserver.Handler):
         instance.streaming(invocation, self.connection)
         trailers: dict[str, str] = {}
         try:
-            for piece in self._pieces(trailers):
+            for piece in self.body_pieces(trailers):
                 invocation.outcome.put(("chunk", piece))
         except httpserver.BodyRefused as refused:
             self.close_connection = True
@@ -378,37 +379,6 @@ class _Handler(httpserver.Handler):
         else:
             invocation.outcome.put(("end", None))
         self._answer(202, _ACCEPTED)
-
-    def _pieces(self, trailers: dict[str, str] | None = None) -> Iterator[bytes]:
-        """The request body as it arrives: each chunk of a chunked body (then its trailers, into
-        `trailers`), or all of a sized one."""
-        length = self.body_length()
-        if length is not None:
-            if length:
-                yield self._read_exactly(length)
-            return
-        while size := self._chunk_size():
-            data = self._read_exactly(size)
-            if self._read_exactly(2) != b"\r\n":
-                raise httpserver.BodyRefused(400, "A chunk must end with CRLF.")
-            yield data
-        read = self._trailers()
-        if trailers is not None:
-            trailers.update(read)
-
-    def _trailers(self) -> dict[str, str]:
-        fields: dict[str, str] = {}
-        for _ in range(32):
-            line = self.rfile.readline(_TRAILER_MAX + 1)
-            if not line:
-                raise ConnectionAbortedError("the runtime closed the connection mid-response")
-            if line in (b"\r\n", b"\n"):
-                return fields
-            if len(line) > _TRAILER_MAX:
-                raise httpserver.BodyRefused(400, "A trailer field is too long.")
-            name, _, value = line.decode("latin-1").partition(":")
-            fields[name.strip().lower()] = value.strip()
-        raise httpserver.BodyRefused(400, "Too many trailer fields.")
 
     def _body(self) -> bytes:
         try:
