@@ -1,7 +1,7 @@
 """Request metrics in Prometheus' text exposition format, shared by every function instance.
 
 Each request's access line becomes a handful of increments (`increments`),
-which its function adds to one Redis hash in one pipelined write; GET
+which its function adds to one Redis hash in one script call; GET
 /metrics renders the hash (`render`). Keys are the exposition's own series
 (`infergate_requests_total{route="/v1/chat",status="200"}`). A histogram
 observation adds to its own bucket only (a request writes a handful of

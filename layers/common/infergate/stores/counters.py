@@ -1,5 +1,5 @@
 """Request counting shared by every function instance (for /metrics): the request total, and
-the Prometheus series (infergate/prometheus.py), each request's in one pipelined write."""
+the Prometheus series (infergate/prometheus.py), each request's in one script call."""
 
 from __future__ import annotations
 
