@@ -14,27 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import yaml
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags kept as their long forms."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if tag_suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+from samtranslator.yaml_helper import yaml_parse
 
 
 @dataclass(frozen=True)
@@ -109,7 +89,8 @@ class Template:
 
 
 def load(path: Path, parameter_overrides: Mapping[str, str] | None = None) -> Template:
-    document = yaml.load(path.read_text(), Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    # SAM's own reader: CloudFormation's short-form tags (!Ref, !GetAtt A.B, ...) as their long forms.
+    document = yaml_parse(path.read_text())
     root = path.parent
     parameters = {
         name: str(spec.get("Default", "")) for name, spec in (document.get("Parameters") or {}).items()

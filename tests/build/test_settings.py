@@ -11,10 +11,10 @@ from functools import cache
 from typing import Any
 
 import pytest
-import yaml
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.shared import constants as powertools_constants
 from devkit import run, template
+from samtranslator.yaml_helper import yaml_parse
 
 from infergate.config import Settings
 from tests.support.paths import ROOT
@@ -32,7 +32,7 @@ FIELDS = {field.alias: (name, field) for name, field in Settings.model_fields.it
 
 @cache
 def document() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=template._CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    return yaml_parse(TEMPLATE.read_text())
 
 
 @cache
