@@ -39,15 +39,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 import redis  # noqa: E402
 from devkit import backends  # noqa: E402
 
-from infergate import bootstrap  # noqa: E402
+from infergate.api.chat import task  # noqa: E402
+from infergate.bootstrap import Services  # noqa: E402
 from infergate.config import Settings  # noqa: E402
-from infergate.domain.models import ModelPolicy  # noqa: E402
+from infergate.domain.errors import InferGateError, UpstreamError  # noqa: E402
+from infergate.domain.model_policy import ModelPolicy  # noqa: E402
+from infergate.domain.model_server import Completion, ModelEntry  # noqa: E402
 from infergate.domain.periods import period_of  # noqa: E402
-from infergate.domain.ports import Completion, ModelEntry  # noqa: E402
+from infergate.domain.plans import Plan  # noqa: E402
 from infergate.domain.principal import Principal  # noqa: E402
-from infergate.errors import InferGateError, UpstreamError  # noqa: E402
-from infergate.models.chat import ChatRequest  # noqa: E402
 from infergate.observability import metrics  # noqa: E402
+from infergate.schemas.chat import ChatRequest  # noqa: E402
 from infergate.stores import mongo  # noqa: E402
 from infergate.stores.mongo import ensure_indexes  # noqa: E402
 from infergate.stores.usage import MongoUsageLedger  # noqa: E402
@@ -66,7 +68,7 @@ class InstantModel:
     def models(self):
         return [ModelEntry("bench", None)]
 
-    def chat(self, *, model, messages, max_tokens, request_id, options=None):
+    def chat(self, *, model, messages, max_tokens, request_id, options=None, tools=(), answer_format=None):
         if random.random() < 0.1:
             raise UpstreamError("simulated model failure")
         return Completion(model, "ok", prompt_tokens=random.randint(20, 40),
@@ -79,14 +81,16 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
     # A breaker that never opens (the failures are simulated); its Redis work is part of the path.
     settings = Settings.from_env({"RATE_LIMIT_FAIL_OPEN": "false", "CIRCUIT_BREAKER_FAILURES": str(10**9),
                                   "REDIS_KEY_PREFIX": f"bench:{uuid.uuid4().hex}:"})
-    service = bootstrap.chat_service(settings, database=database, redis=redis.Redis.from_url(redis_url, max_connections=concurrency + 8),
-                                     connections=bootstrap.model_server(settings))
+    services = Services(settings, database=database,
+                        redis=redis.Redis.from_url(redis_url, max_connections=concurrency + 8))
     # The model answers in-process; everything else is as the functions build it.
-    service.model = InstantModel()
-    service.models = ModelPolicy(service.model, default="bench", allowed=None)
+    services.server = InstantModel()
+    services.models = ModelPolicy(services.server, default="bench", allowed=None)
+    service, request = services.inference, task(REQUEST)
     quotas = [10**9] * (USERS - 1) + [SMALL_QUOTA]
-    users = [Principal(user_id=f"usr_{n}", key_id=f"key_{n}", plan="bench", monthly_token_quota=quota,
-                       rate_limit_rpm=10**9, rate_limit_tpm=10**9, max_output_tokens=4096) for n, quota in enumerate(quotas)]
+    users = [Principal(user_id=f"usr_{n}", key_id=f"key_{n}", plan=Plan(
+        name="bench", monthly_token_quota=quota, rate_limit_rpm=10**9, rate_limit_tpm=10**9, max_output_tokens=4096))
+        for n, quota in enumerate(quotas)]
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
@@ -97,7 +101,7 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
         while time.monotonic() < stop:
             started = time.perf_counter()
             try:
-                service.chat(users[index % USERS], REQUEST.task(), request_id="bench")
+                service.chat(users[index % USERS], request, request_id="bench")
                 status = "ok"
             except InferGateError as error:
                 status = error.code
@@ -116,11 +120,11 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
         thread.join()
     elapsed = time.monotonic() - began
 
-    period = period_of(service.clock())
+    period = period_of(services.clock())
     overspent = drift = 0
     for user in users:
         statement = MongoUsageLedger(database).statement(user.user_id, period)
-        overspent += max(0, statement.tokens_used - user.monthly_token_quota)
+        overspent += max(0, statement.tokens_used - user.plan.monthly_token_quota)
         drift += abs(statement.tokens_used - sum(line.charged for line in statement.log))
     database.client.drop_database(database.name)
     latencies.sort()

@@ -4,16 +4,17 @@
 layers/common/infergate/openapi.json: the common layer ships it and
 `GET /openapi.json` serves it. Each row of OPERATIONS names a route of
 template.yaml (method and path, in API Gateway's `{param}` form), the pydantic
-models its handler parses (`parse_body`, `parse_query`) and returns, its
-success status, and the error codes it can answer with under each status;
-the schemas are pydantic's own (`model_json_schema`), under
-`components/schemas`. Errors API Gateway makes itself (its gateway
-responses) and the authorizer's refusals are added to every route they can
-reach.
+schemas its translator parses (`parse_body`, `parse_query`) and returns, its
+success status, and the error codes it can answer with. Each code's status and
+meaning come from the edge's one table of errors (infergate/api/errors.py), the
+one the functions answer by. The schemas are pydantic's own
+(`model_json_schema`), under `components/schemas`. Errors API Gateway makes
+itself (its gateway responses) and the authorizer's refusals are added to every
+route they can reach.
 
 tests/build/test_openapi.py fails when the table and template.yaml disagree
 on the routes, or when the committed document is not what this module
-generates now: change a model, a route or the table, then run `make openapi`.
+generates now: change a schema, a route or a table, then run `make openapi`.
 """
 
 from __future__ import annotations
@@ -36,13 +37,12 @@ if str(COMMON_LAYER) not in sys.path:
 
 from pydantic.json_schema import models_json_schema  # noqa: E402
 
-from infergate.models import accounts, admin, chat, keys, ops, usage  # noqa: E402
-from infergate.models import openai as oai  # noqa: E402
-from infergate.models.base import Model  # noqa: E402
-from infergate.models.errors import (
-    ERROR_TYPES,  # noqa: E402
-    ErrorBody,  # noqa: E402
-)
+from infergate.api.errors import ERRORS, status_of, type_of  # noqa: E402
+from infergate.schemas import accounts, admin, chat, keys, ops, usage  # noqa: E402
+from infergate.schemas import openai as oai  # noqa: E402
+from infergate.schemas import openai_answers as answers  # noqa: E402
+from infergate.schemas.base import Schema  # noqa: E402
+from infergate.schemas.errors import ErrorBody  # noqa: E402
 
 OUTPUT = COMMON_LAYER / "infergate" / "openapi.json"
 SCHEMAS = "#/components/schemas/"
@@ -62,12 +62,13 @@ class Operation:
     summary: str
     tag: str
     auth: Auth
-    response: type[Model] | None  # the success response's body (None: any JSON object)
+    response: type[Schema] | None  # the success response's body (None: any JSON object)
     status: int = 200
-    body: type[Model] | None = None  # what parse_body reads
+    body: type[Schema] | None = None  # what parse_body reads
     body_optional: bool = False  # parse_body(..., optional=True): no body reads as {}
-    query: type[Model] | None = None  # what parse_query reads
-    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # the route's own, beside the common ones
+    query: type[Schema] | None = None  # what parse_query reads
+    errors: tuple[str, ...] = ()  # the route's own codes, beside the common ones
+    not_found: tuple[str, ...] = ()  # codes it answers with 404 (a NotFound's), whatever their status elsewhere
     examples: Mapping[str, Any] = field(default_factory=dict)  # request bodies, by name
     description: str = ""
     streams: bool = False  # `"stream": true` answers text/event-stream
@@ -77,71 +78,42 @@ class Operation:
     chat_function: bool = False  # served by ChatFunction (29 s): an overrun is API Gateway's 504
 
 
-# What each error code means; a response lists the codes it can carry.
-CODES: dict[str, str] = {
-    "bad_request": "API Gateway refused the request before any function saw it: malformed body framing (400) or a "
-                   "body over 10 MB (413).",
-    "invalid_request": "The body, the query or a header is not valid; `message` says what and `param` names the "
-                       "field at fault.",
-    "request_too_large": "The body is larger than the deployment's MAX_REQUEST_BYTES.",
-    "prompt_too_large": "The prompt's upper bound in tokens exceeds what the plan allows one request.",
-    "model_not_found": "The model is not available on this gateway.",
-    "unauthorized": "A valid API key is required.",
-    "missing_api_key": "No API key: send `x-api-key: <key>` or `Authorization: Bearer <key>`.",
-    "invalid_api_key": "The key is not valid (unknown, revoked, or of another scheme).",
-    "api_key_expired": "The key has expired (its rotation's grace period or `expires_in_days` ran out).",
-    "invalid_token": "The sign-in token is not valid here.",
-    "token_expired": "The sign-in token has expired.",
-    "forbidden": "This key may not do this: an admin key on a user's route, a user's key on the admin API, or a "
-                 "viewer's admin key asking for a change.",
-    "account_suspended": "The account is suspended; its keys are refused until an operator reactivates it.",
-    "not_found": "No such route.",
-    "key_not_found": "There is no such key (or it is another user's).",
-    "user_not_found": "There is no such user.",
-    "email_already_registered": "An account with this email exists.",
-    "too_many_keys": "The plan's `max_api_keys` active keys are in use; revoke one first.",
-    "key_not_active": "The key was rotated, revoked or has expired; rotate an active key.",
-    "idempotency_in_progress": "A request with this Idempotency-Key is still being answered; retry shortly.",
-    "idempotency_key_reused": "This Idempotency-Key was used with a different request body.",
-    "rate_limited": "Requests per minute of the key (or of the address, for registration) or tokens per minute of the "
-                    "user are spent, or API Gateway throttled the request.",
-    "too_many_concurrent_requests": "The user has as many chats in flight as the plan allows.",
-    "quota_held_in_flight": "What remains of the month's quota is held by the user's chats in flight.",
-    "quota_exceeded": "The month's quota is spent, or too little of it remains for this prompt.",
-    "too_many_failed_authentications": "Too many refused credentials from this address in the last minute.",
-    "internal_error": "An unexpected failure; `message` quotes the request id.",
-    "gateway_error": "The function failed or overran its time (API Gateway's own answer).",
-    "upstream_error": "The model server failed or could not be reached.",
-    "upstream_timeout": "The model server (or the function) did not finish in time.",
-    "service_unavailable": "A store or the model server cannot be used right now (or the model server's circuit "
-                           "breaker is open); retry after `Retry-After`.",
-}
-
 # What API Gateway itself can answer on any route: its gateway responses for a body it will not take (413, or 400
 # for broken framing), throttling (429), and a function that crashed or overran (502); 500 is a handler's
-# unexpected failure.
+# unexpected failure. Its own codes are not the functions' (api/errors.py), so their meanings are here.
 GATEWAY = {400: ("bad_request",), 413: ("bad_request",), 429: ("rate_limited",), 500: ("internal_error",),
            502: ("gateway_error",)}
+GATEWAY_MEANINGS = {
+    "bad_request": "API Gateway refused the request before any function saw it: malformed body framing (400) or a "
+                   "body over 10 MB (413).",
+    "gateway_error": "The function failed or overran its time (API Gateway's own answer).",
+}
+MEANINGS = {**{code: kind.meaning for code, kind in ERRORS.items()}, **GATEWAY_MEANINGS}
 # The authorizer, in front of every protected route: an unknown or missing credential (401), an address with too
 # many failed authentications (429), a store it needs that is down (503).
-AUTHORIZED = {401: ("unauthorized", "missing_api_key", "invalid_api_key", "api_key_expired", "invalid_token",
-                    "token_expired"),
-              429: ("too_many_failed_authentications",), 503: ("service_unavailable",)}
-USERS_ONLY = {403: ("forbidden", "account_suspended")}
-OPERATORS_ONLY = {403: ("forbidden",)}
-STORES = {503: ("service_unavailable",)}
-ADMITTED = {429: ("rate_limited",)}
-METERED = {400: ("invalid_request", "prompt_too_large", "model_not_found"),
-           429: ("rate_limited", "too_many_concurrent_requests", "quota_held_in_flight", "quota_exceeded"),
-           502: ("upstream_error",), 503: ("service_unavailable",), 504: ("upstream_timeout",)}
-IDEMPOTENT = {400: ("invalid_request",), 409: ("idempotency_in_progress",), 422: ("idempotency_key_reused",),
-              503: ("service_unavailable",)}
+AUTHORIZED = ("unauthorized", "missing_api_key", "invalid_api_key", "api_key_expired", "invalid_token", "token_expired",
+              "too_many_failed_authentications", "service_unavailable")
+USERS_ONLY = ("forbidden", "account_suspended")
+OPERATORS_ONLY = ("forbidden",)
+STORES = ("service_unavailable",)
+ADMITTED = ("rate_limited",)
+METERED = ("invalid_request", "prompt_too_large", "model_not_found", "rate_limited", "too_many_concurrent_requests",
+           "quota_held_in_flight", "quota_exceeded", "upstream_error", "service_unavailable", "upstream_timeout")
+IDEMPOTENT = ("invalid_request", "idempotency_in_progress", "idempotency_key_reused", "service_unavailable")
 
 
-def codes(*groups: Mapping[int, tuple[str, ...]]) -> dict[int, tuple[str, ...]]:
+def joined(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """The groups' codes, each once, in order."""
+    return tuple(dict.fromkeys(code for group in groups for code in group))
+
+
+def codes(*groups: tuple[str, ...] | Mapping[int, tuple[str, ...]]) -> dict[int, tuple[str, ...]]:
+    """The groups' codes by status, each status's in the order they first appear. A group is codes, whose
+    status the table of errors gives, or codes by status (API Gateway's own)."""
     merged: dict[int, tuple[str, ...]] = {}
     for group in groups:
-        for status, names in group.items():
+        pairs = group.items() if isinstance(group, Mapping) else ((status_of(code), (code,)) for code in group)
+        for status, names in pairs:
             merged[status] = tuple(dict.fromkeys((*merged.get(status, ()), *names)))
     return merged
 
@@ -161,7 +133,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/metrics"): Operation(
         "metrics", "Request totals, uptime and memory; or every instance's request metrics for Prometheus.",
         "Operations", Auth.METRICS, ops.MetricsResponse, query=ops.MetricsQuery,
-        errors=codes({400: ("invalid_request",), 401: ("unauthorized",)}, STORES),
+        errors=joined(("invalid_request", "unauthorized"), STORES),
         description="Open unless the deployment sets METRICS_TOKEN; then it wants "
                     "`Authorization: Bearer <METRICS_TOKEN>`. With `Accept: text/plain` or `?format=prometheus` "
                     "the answer is Prometheus' text exposition format (0.0.4).", prometheus=True),
@@ -170,13 +142,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/register"): Operation(
         "register", "A new user and their first API key (shown once).", "Accounts", Auth.NONE,
         accounts.RegisterResponse, status=201, body=accounts.RegisterRequest,
-        errors=codes({400: ("invalid_request",), 409: ("email_already_registered",), 429: ("rate_limited",)}, STORES),
+        errors=joined(("invalid_request", "email_already_registered", "rate_limited"), STORES),
         examples={"register": {"email": "ada@example.com"}},
         description="Limited per source address (REGISTER_RATE_LIMIT_PER_HOUR); refused (503) while Redis cannot "
                     "be reached."),
     ("POST", "/v1/chat"): Operation(
         "chat", "A chat: a prompt or messages in, the model's answer and its token counts out.", "Chat", Auth.USER,
-        chat.ChatResponse, body=chat.ChatRequest, errors=codes(USERS_ONLY, METERED, IDEMPOTENT),
+        chat.ChatResponse, body=chat.ChatRequest, errors=joined(USERS_ONLY, METERED, IDEMPOTENT),
         examples={"prompt": {"prompt": "Write a haiku about mountains.", "max_tokens": 60},
                   "messages": {"messages": CHAT_MESSAGES},
                   "streamed": {"prompt": "Write a haiku about mountains.", "stream": True}},
@@ -186,7 +158,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         streams=True, idempotent=True, rate_limited=True, chat_function=True),
     ("POST", "/v1/chat/completions"): Operation(
         "createChatCompletion", "OpenAI's Chat Completions.", "OpenAI-compatible", Auth.USER,
-        oai.ChatCompletion, body=oai.ChatCompletionRequest, errors=codes(USERS_ONLY, METERED, IDEMPOTENT),
+        answers.ChatCompletion, body=oai.ChatCompletionRequest, errors=joined(USERS_ONLY, METERED, IDEMPOTENT),
         examples={"completion": {"model": DEFAULT_MODEL, "messages": CHAT_MESSAGES, "max_tokens": 40},
                   "streamed": {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hello!"}],
                                "stream": True, "stream_options": {"include_usage": True}}},
@@ -196,67 +168,67 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         streams=True, idempotent=True, rate_limited=True, chat_function=True),
     ("POST", "/v1/embeddings"): Operation(
         "createEmbedding", "OpenAI's Embeddings.", "OpenAI-compatible", Auth.USER,
-        oai.EmbeddingList, body=oai.EmbeddingRequest, errors=codes(USERS_ONLY, METERED),
+        answers.EmbeddingList, body=oai.EmbeddingRequest, errors=joined(USERS_ONLY, METERED),
         examples={"embedding": {"model": DEFAULT_MODEL, "input": "The food was delicious."}},
         rate_limited=True, chat_function=True),
     ("GET", "/v1/models"): Operation(
-        "listModels", "The models this gateway serves.", "OpenAI-compatible", Auth.USER, oai.ModelList,
-        errors=codes(USERS_ONLY, ADMITTED, {502: ("upstream_error",)}, STORES), rate_limited=True,
+        "listModels", "The models this gateway serves.", "OpenAI-compatible", Auth.USER, answers.ModelList,
+        errors=joined(USERS_ONLY, ADMITTED, ("upstream_error",), STORES), rate_limited=True,
         chat_function=True),
     ("GET", "/v1/models/{model}"): Operation(
-        "retrieveModel", "One model this gateway serves.", "OpenAI-compatible", Auth.USER, oai.ModelCard,
-        errors=codes(USERS_ONLY, {404: ("model_not_found",)}, ADMITTED, {502: ("upstream_error",)}, STORES),
+        "retrieveModel", "One model this gateway serves.", "OpenAI-compatible", Auth.USER, answers.ModelCard,
+        errors=joined(USERS_ONLY, ADMITTED, ("upstream_error",), STORES), not_found=("model_not_found",),
         rate_limited=True, chat_function=True),
     ("GET", "/v1/usage"): Operation(
         "usage", "Where the caller stands this month, or stood in a past one.", "Usage", Auth.USER,
         usage.UsageResponse, query=usage.UsageQuery,
-        errors=codes(USERS_ONLY, {400: ("invalid_request",)}, ADMITTED, STORES), rate_limited=True),
+        errors=joined(USERS_ONLY, ("invalid_request",), ADMITTED, STORES), rate_limited=True),
     ("POST", "/v1/keys"): Operation(
         "createKey", "A new API key for the caller (its plaintext shown once).", "Keys", Auth.USER,
         keys.IssuedKeyView, status=201, body=keys.CreateKeyRequest, body_optional=True,
-        errors=codes(USERS_ONLY, {400: ("invalid_request",), 409: ("too_many_keys",)}, ADMITTED, STORES),
+        errors=joined(USERS_ONLY, ("invalid_request", "too_many_keys"), ADMITTED, STORES),
         examples={"named": {"name": "ci runner", "expires_in_days": 90}}, rate_limited=True),
     ("GET", "/v1/keys"): Operation(
         "listKeys", "The caller's keys, never a secret.", "Keys", Auth.USER, keys.KeyList,
-        errors=codes(USERS_ONLY, ADMITTED, STORES), rate_limited=True),
+        errors=joined(USERS_ONLY, ADMITTED, STORES), rate_limited=True),
     ("DELETE", "/v1/keys/{key_id}"): Operation(
         "revokeKey", "Revoke one of the caller's keys.", "Keys", Auth.USER, keys.KeyView,
-        errors=codes(USERS_ONLY, {404: ("key_not_found",)}, ADMITTED, STORES), rate_limited=True),
+        errors=joined(USERS_ONLY, ("key_not_found",), ADMITTED, STORES), rate_limited=True),
     ("POST", "/v1/keys/{key_id}/rotate"): Operation(
         "rotateKey", "A successor for one of the caller's keys; the old one works for a grace period.", "Keys",
         Auth.USER, keys.IssuedKeyView, status=201, body=keys.RotateKeyRequest, body_optional=True,
-        errors=codes(USERS_ONLY, {400: ("invalid_request",), 404: ("key_not_found",), 409: ("key_not_active",)},
+        errors=joined(USERS_ONLY, ("invalid_request", "key_not_found", "key_not_active"),
                      ADMITTED, STORES),
         examples={"an hour's grace": {"grace_seconds": 3600}}, rate_limited=True),
     ("GET", "/admin/v1/users"): Operation(
         "listUsers", "List and search users (by email prefix, plan), a page at a time.", "Admin", Auth.ADMIN,
-        admin.UserPage, query=admin.UserQuery, errors=codes(OPERATORS_ONLY, {400: ("invalid_request",)}, STORES)),
+        admin.UserPage, query=admin.UserQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),
     ("GET", "/admin/v1/users/{user_id}"): Operation(
         "showUser", "One user, with their keys and this month's usage.", "Admin", Auth.ADMIN, admin.UserDetail,
-        errors=codes(OPERATORS_ONLY, {404: ("user_not_found",)}, STORES)),
+        errors=joined(OPERATORS_ONLY, ("user_not_found",), STORES)),
     ("PATCH", "/admin/v1/users/{user_id}"): Operation(
         "changeUser", "Change a user's plan or overrides, or suspend or reactivate them.", "Admin", Auth.ADMIN,
         admin.UserView, body=admin.ChangeUserRequest,
-        errors=codes(OPERATORS_ONLY, {400: ("invalid_request",), 404: ("user_not_found",)}, STORES),
+        errors=joined(OPERATORS_ONLY, ("invalid_request", "user_not_found"), STORES),
         examples={"overrides": {"overrides": {"rate_limit_rpm": 300, "monthly_token_quota": 2000000}},
                   "suspend": {"status": "suspended"}}),
     ("POST", "/admin/v1/users/{user_id}/grants"): Operation(
         "grantTokens", "Extra tokens for a user, this month.", "Admin", Auth.ADMIN, admin.UserView, status=201,
         body=admin.GrantRequest,
-        errors=codes(OPERATORS_ONLY, {400: ("invalid_request",), 404: ("user_not_found",)}, STORES),
+        errors=joined(OPERATORS_ONLY, ("invalid_request", "user_not_found"), STORES),
         examples={"grant": {"tokens": 50000}}),
     ("DELETE", "/admin/v1/keys/{key_id}"): Operation(
         "revokeAnyKey", "Revoke any user's key.", "Admin", Auth.ADMIN, admin.RevokedKey,
-        errors=codes(OPERATORS_ONLY, {404: ("key_not_found",)}, STORES)),
+        errors=joined(OPERATORS_ONLY, ("key_not_found",), STORES)),
     ("GET", "/admin/v1/usage"): Operation(
         "usageAcrossUsers", "A month's totals and its heaviest users.", "Admin", Auth.ADMIN, admin.UsageSummary,
-        query=admin.UsageSummaryQuery, errors=codes(OPERATORS_ONLY, {400: ("invalid_request",)}, STORES)),
+        query=admin.UsageSummaryQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),
     ("GET", "/admin/v1/plans"): Operation(
         "listPlans", "The plans and their figures.", "Admin", Auth.ADMIN, admin.PlanList,
-        errors=codes(OPERATORS_ONLY, STORES)),
+        errors=joined(OPERATORS_ONLY, STORES)),
     ("GET", "/admin/v1/audit"): Operation(
         "audit", "The audit log, newest first, a page at a time.", "Admin", Auth.ADMIN, admin.AuditPage,
-        query=admin.AuditQuery, errors=codes(OPERATORS_ONLY, {400: ("invalid_request",)}, STORES)),
+        query=admin.AuditQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),
 }
 
 PATH_PARAMETERS = {
@@ -370,7 +342,7 @@ class _SchemaSet:
     """pydantic's schemas of the models the operations use, in one `components/schemas`."""
 
     def __init__(self) -> None:
-        pairs = {(ErrorBody, "serialization"), (oai.ChatCompletionChunk, "serialization"),
+        pairs = {(ErrorBody, "serialization"), (answers.ChatCompletionChunk, "serialization"),
                  (chat.ChatDelta, "serialization")}
         for operation in OPERATIONS.values():
             if operation.body is not None:
@@ -382,7 +354,7 @@ class _SchemaSet:
         self._definitions = dict(sorted(definitions.get("$defs", {}).items()))
         self._responses: dict[str, dict[str, Any]] = {}
 
-    def ref(self, model: type[Model], mode: str) -> dict[str, str]:
+    def ref(self, model: type[Schema], mode: str) -> dict[str, str]:
         return self._refs[(model, mode)]
 
     def definitions(self) -> dict[str, Any]:
@@ -428,7 +400,7 @@ def _path_parameter(name: str) -> dict[str, Any]:
             "schema": {"type": "string", "minLength": 1}, "example": example}
 
 
-def _query_parameters(model: type[Model]) -> list[dict[str, Any]]:
+def _query_parameters(model: type[Schema]) -> list[dict[str, Any]]:
     """One query parameter per field of `model`, as parse_query reads them (each one optional)."""
     schema = model.model_json_schema(mode="validation", ref_template=SCHEMAS + "{model}")
     if "$defs" in schema:
@@ -473,13 +445,15 @@ TOKEN_HEADERS = {"X-RateLimit-Limit-Tokens": _header("RateLimitLimitTokens"),
 
 def _responses(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
     responses: dict[str, Any] = {str(operation.status): _success(operation, schemas)}
-    groups = [GATEWAY, operation.errors]
+    groups: list[tuple[str, ...] | Mapping[int, tuple[str, ...]]] = [GATEWAY, operation.errors]
+    if operation.not_found:
+        groups.append({404: operation.not_found})
     if operation.auth in (Auth.USER, Auth.ADMIN):
         groups.insert(1, AUTHORIZED)
     if operation.chat_function:
-        groups.append({504: ("upstream_timeout",)})
+        groups.append(("upstream_timeout",))
     if operation.body is not None:
-        groups.append({413: ("request_too_large",)})
+        groups.append(("request_too_large",))
     errors = codes(*groups)
     for status in sorted(errors):
         if operation.response is ops.ReadinessResponse and status == 503:
@@ -533,7 +507,7 @@ def _completion_events(schemas: _SchemaSet) -> dict[str, Any]:
                 "type": "string",
                 "if": {"const": "[DONE]"},
                 "else": {"contentMediaType": "application/json", "contentSchema": {"oneOf": [
-                    schemas.ref(oai.ChatCompletionChunk, "serialization"), schemas.ref(ErrorBody, "serialization")]}},
+                    schemas.ref(answers.ChatCompletionChunk, "serialization"), schemas.ref(ErrorBody, "serialization")]}},
             },
         },
     }
@@ -566,8 +540,8 @@ def _error(status: int, names: tuple[str, ...]) -> dict[str, Any]:
         headers |= RATE_HEADERS  # when a limit of the key's or the user's refused it
     if status in (409, 503):
         headers["Retry-After"] = _header("RetryAfter")
-    kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    lines = "\n".join(f"- `{name}`: {CODES[name]}" for name in names)
+    kind = type_of(status)
+    lines = "\n".join(f"- `{name}`: {MEANINGS[name]}" for name in names)
     return {
         "description": f"{REASONS[status]}. `error.code` is one of:\n\n{lines}",
         "headers": headers,

@@ -21,9 +21,10 @@ def create_admin_key(name: str, role: str) -> dict:
     sys.path.insert(0, str(ROOT / "layers" / "common"))
     from pymongo.errors import PyMongoError
 
-    from infergate.clock import utc_now
-    from infergate.domain import accounts
-    from infergate.errors import InferGateError
+    from infergate.api.errors import status_for
+    from infergate.domain.administration import create_admin_key as create
+    from infergate.domain.errors import InferGateError
+    from infergate.domain.periods import utc_now
     from infergate.stores.accounts import MongoAccountStore
     from infergate.stores.mongo import connect, ensure_indexes
 
@@ -31,9 +32,9 @@ def create_admin_key(name: str, role: str) -> dict:
     try:
         db = connect(uri, serverSelectionTimeoutMS=5000)[database]
         ensure_indexes(db)
-        record, api_key = accounts.create_admin_key(name, role, store=MongoAccountStore(db), now=utc_now())
+        record, api_key = create(name, role, store=MongoAccountStore(db), now=utc_now())
     except InferGateError as error:
-        raise ApiError(error.status, error.code, error.message) from None
+        raise ApiError(status_for(error), error.code, error.message) from None
     except PyMongoError as error:
         raise ApiError(0, "database_unreachable", f"MongoDB at {uri.split('@')[-1]} could not be used: "
                                                   f"{type(error).__name__}.") from None

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from infergate import wiring
-from infergate.api.app import (
-    add_response_headers,
-    create_app,
-    current_principal,
-    json_response,
-    lambda_entrypoint,
-    parse_query,
-)
-from infergate.clock import utc_now
-from infergate.domain.usage import usage_for
-from infergate.models.usage import UsageQuery, UsageResponse
+from infergate.api import accounts
+from infergate.api.app import admit, create_app, current_principal, json_response, lambda_entrypoint
+from infergate.bootstrap import instance
 
-app = create_app()
+services = instance()
+app = create_app(services)
 
 
 @app.get("/v1/usage")
 def usage() -> Response:
     principal = current_principal(app)
-    query = parse_query(app, UsageQuery)
-    add_response_headers(app, wiring.admission().admit(principal).headers())
-    standing = usage_for(principal, ledger=wiring.usage_ledger(), now=utc_now(), period=query.period)
-    return json_response(UsageResponse.of(standing))
+    query = accounts.usage_query(app)
+    admit(app, principal)
+    return json_response(accounts.usage_response(services.usage.of(principal, query.period)))
 
 
 lambda_handler = lambda_entrypoint(app)

@@ -112,6 +112,6 @@ def test_request_and_response_schemas_are_the_handlers_models(committed):
 
 
 def test_every_error_code_the_table_names_is_explained():
-    named = {code for row in openapi.OPERATIONS.values() for names in row.errors.values() for code in names}
-    named |= {code for group in (openapi.GATEWAY, openapi.AUTHORIZED) for names in group.values() for code in names}
-    assert named <= set(openapi.CODES), named - set(openapi.CODES)
+    named = {code for row in openapi.OPERATIONS.values() for code in (*row.errors, *row.not_found)}
+    named |= {code for names in openapi.GATEWAY.values() for code in names} | set(openapi.AUTHORIZED)
+    assert named <= set(openapi.MEANINGS), named - set(openapi.MEANINGS)

@@ -39,7 +39,7 @@ def test_sam_build_lays_out_functions_and_layers(tmp_path):
     assert os.access(build / "ChatFunction" / "stream-runtime", os.X_OK)
     assert (build / "CommonLayer" / "python" / "infergate" / "runtime.py").exists()
     assert (build / "AuthorizerFunction" / "authorizer.py").exists()
-    assert (build / "CommonLayer" / "python" / "infergate" / "domain" / "chat.py").exists()
+    assert (build / "CommonLayer" / "python" / "infergate" / "domain" / "meter.py").exists()
     for package in ("aws_lambda_powertools", "pydantic", "pymongo", "redis", "jwt"):
         assert (build / "DependenciesLayer" / "python" / package).is_dir(), package
 

@@ -75,14 +75,14 @@ def spare_keys(gateway, user) -> list[str]:
 
 @pytest.fixture(scope="module")
 def admin_key(gateway, mongo_uri) -> str:
-    from infergate.domain import accounts
+    from infergate.domain.administration import create_admin_key
     from infergate.stores.accounts import MongoAccountStore
     from infergate.stores.mongo import connect
 
     client = connect(mongo_uri)
     try:
         store = MongoAccountStore(client[gateway.database])
-        return accounts.create_admin_key("schemathesis", "admin", store=store, now=datetime.now(UTC))[1]
+        return create_admin_key("schemathesis", "admin", store=store, now=datetime.now(UTC))[1]
     finally:
         client.close()
 

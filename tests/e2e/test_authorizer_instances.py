@@ -13,11 +13,14 @@ import pytest
 from devkit import template
 from devkit.functions import WorkerInstance
 
-from infergate.config import Settings
-from infergate.domain import accounts, keys
-from infergate.domain.plans import catalog_from
+from infergate.config import Settings, plan_catalog
+from infergate.domain import keys
+from infergate.domain.administration import Administration
 from infergate.domain.principal import Operator
+from infergate.domain.registration import Registration
+from infergate.domain.registration import register as new_account
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
+from infergate.stores.key_activity import RedisKeyActivity
 from tests.support.lambda_events import authorizer_event
 from tests.support.paths import ROOT
 from tests.support.spreading import answers_asked_after
@@ -25,7 +28,7 @@ from tests.support.spreading import answers_asked_after
 sys.path.insert(0, str(ROOT / "bench"))
 from wiretap import Wiretap, mongo_commands  # noqa: E402
 
-PLANS = catalog_from(Settings())
+PLANS = plan_catalog(Settings())
 OPERATOR = Operator(key_id="adm_test", name="test", role="admin")
 # What the two instances promise: a change is honoured within this.
 WITHIN_SECONDS = 1.0
@@ -62,8 +65,8 @@ def store(database) -> MongoAccountStore:
     return MongoAccountStore(database)
 
 
-def register(store: MongoAccountStore, email: str) -> accounts.Registration:
-    return accounts.register(email, plan=PLANS.default, store=store, now=datetime.now(UTC))
+def register(store: MongoAccountStore, email: str) -> Registration:
+    return new_account(email, plan=PLANS.default, store=store, now=datetime.now(UTC))
 
 
 def decide(instance: WorkerInstance, key: str) -> dict:
@@ -97,9 +100,11 @@ def test_a_revocation_a_plan_change_and_a_suspension_are_honoured_by_both_within
         assert decide(instance, carol.key.api_key)["suspended"] is False
 
     version = RedisAccountsVersion(redis_client, prefix=Settings().redis_key_prefix)
-    accounts.revoke_any_key(OPERATOR, alice.key.record.key_id, store=store, version=version, now=datetime.now(UTC))
-    accounts.change_user(OPERATOR, bob.user.user_id, plan="pro", store=store, version=version, plans=PLANS)
-    accounts.change_user(OPERATOR, carol.user.user_id, status="suspended", store=store, version=version, plans=PLANS)
+    operators = Administration(store, version, PLANS, RedisKeyActivity(redis_client, prefix="infergate:"),
+                               clock=lambda: datetime.now(UTC))
+    operators.revoke_key(OPERATOR, alice.key.record.key_id)
+    operators.change_user(OPERATOR, bob.user.user_id, plan="pro")
+    operators.change_user(OPERATOR, carol.user.user_id, status="suspended")
     turns = itertools.cycle(authorizers)
 
     def ask() -> tuple[dict, dict, dict]:

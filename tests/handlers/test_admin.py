@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from infergate.clock import utc_now
-from infergate.domain import accounts
-from infergate.domain.periods import period_of
+from infergate.domain.administration import create_admin_key
+from infergate.domain.periods import period_of, utc_now
 from infergate.stores.accounts import MongoAccountStore
 from tests.handlers.conftest import after_a_check_interval, body, header
 
 
 @pytest.fixture
 def admin_key(database) -> str:
-    return accounts.create_admin_key("ops", "admin", store=MongoAccountStore(database), now=utc_now())[1]
+    return create_admin_key("ops", "admin", store=MongoAccountStore(database), now=utc_now())[1]
 
 
 @pytest.fixture
 def viewer_key(database) -> str:
-    return accounts.create_admin_key("auditor", "viewer", store=MongoAccountStore(database), now=utc_now())[1]
+    return create_admin_key("auditor", "viewer", store=MongoAccountStore(database), now=utc_now())[1]
 
 
 def chat(api, key: str) -> dict:

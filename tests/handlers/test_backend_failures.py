@@ -9,7 +9,7 @@ import time
 import pytest
 from devkit.backends import free_port
 
-from infergate.stores.admission import BREAKER
+from infergate.stores.limits import BREAKER
 from tests.handlers.conftest import body, header
 from tests.support import services
 from tests.support.accounting import log_lines

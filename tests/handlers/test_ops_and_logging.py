@@ -59,7 +59,7 @@ def test_a_dependency_down_or_hung_makes_it_not_ready_within_the_checks_deadline
 
     from devkit.backends import free_port
 
-    from infergate.wiring import READY_SECONDS
+    from infergate.bootstrap import READY_SECONDS
     from tests.handlers.conftest import header
     from tests.support.functions import reset_instance_state
 

@@ -8,8 +8,9 @@ import pytest
 import redis as redis_lib
 from devkit.backends import free_port
 
-from infergate.config import Settings
-from infergate.domain import accounts, keys
+from infergate.config import Settings, plan_catalog
+from infergate.domain import keys
+from infergate.domain.administration import Administration, create_admin_key
 from infergate.domain.authentication import (
     REMEMBER_SECONDS,
     UNKNOWN_KEY_SECONDS,
@@ -17,15 +18,17 @@ from infergate.domain.authentication import (
     Authenticator,
     Refusal,
 )
-from infergate.domain.plans import catalog_from
-from infergate.domain.principal import Operator, Principal
-from infergate.errors import Conflict, EmailAlreadyRegistered, Forbidden, InvalidRequest, NotFound
+from infergate.domain.errors import Conflict, EmailAlreadyRegistered, Forbidden, InvalidRequest, NotFound
+from infergate.domain.own_keys import OwnKeys
+from infergate.domain.principal import Operator, Principal, principal_of
+from infergate.domain.registration import register as new_account
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
+from infergate.stores.key_activity import RedisKeyActivity
 from infergate.stores.mongo import ensure_indexes
 from tests.support.concurrency import at_once
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
-PLANS = catalog_from(Settings.from_env({"DEFAULT_MONTHLY_TOKEN_QUOTA": "1000", "RATE_LIMIT_RPM": "5", "RATE_LIMIT_TPM": "700"}))
+PLANS = plan_catalog(Settings.from_env({"DEFAULT_MONTHLY_TOKEN_QUOTA": "1000", "RATE_LIMIT_RPM": "5", "RATE_LIMIT_TPM": "700"}))
 FREE = PLANS.default
 ADMIN = Operator(key_id="adm_1", name="ops", role="admin")
 VIEWER = Operator(key_id="adm_2", name="reader", role="viewer")
@@ -76,7 +79,19 @@ def authenticator(store, version, clock=None, *, now=NOW) -> Authenticator:
 
 
 def register(store, email="ada@example.com"):
-    return accounts.register(email, plan=FREE, store=store, now=NOW)
+    return new_account(email, plan=FREE, store=store, now=NOW)
+
+
+@pytest.fixture
+def operators(store, version, redis_client) -> Administration:
+    """What operators change, as the admin API's function changes it."""
+    return Administration(store, version, PLANS, RedisKeyActivity(redis_client, prefix="infergate:"), clock=lambda: NOW)
+
+
+@pytest.fixture
+def own_keys(store, version, redis_client) -> OwnKeys:
+    """A user's own keys, as the keys function handles them."""
+    return OwnKeys(store, version, RedisKeyActivity(redis_client, prefix="infergate:"), clock=lambda: NOW)
 
 
 def principal(store, version, api_key, **kwargs) -> Principal:
@@ -89,8 +104,9 @@ def test_a_registered_key_authenticates_as_its_user(store, version):
     account = register(store)
     found = principal(store, version, account.key.api_key)
     assert (found.user_id, found.key_id) == (account.user.user_id, account.key.record.key_id)
-    assert (found.plan, found.monthly_token_quota, found.rate_limit_rpm, found.rate_limit_tpm) == ("free", 1000, 5, 700)
-    assert not found.suspended and found.max_api_keys == 10
+    assert (found.plan.name, found.plan.monthly_token_quota, found.plan.rate_limit_rpm, found.plan.rate_limit_tpm) == (
+        "free", 1000, 5, 700)
+    assert not found.suspended and found.plan.max_api_keys == 10
 
 
 def test_only_the_hash_and_a_short_prefix_of_the_key_are_stored(database, store):
@@ -102,12 +118,12 @@ def test_only_the_hash_and_a_short_prefix_of_the_key_are_stored(database, store)
     assert account.key.api_key not in everything
 
 
-def test_unknown_malformed_and_revoked_keys_are_refused(store, version):
+def test_unknown_malformed_and_revoked_keys_are_refused(store, version, operators):
     account = register(store)
     keyring = authenticator(store, version)
     for junk in (keys.new_api_key(), "igk_short", "", keys.new_api_key(keys.ADMIN_PREFIX)):
         assert keyring.authenticate(junk).code == "invalid_api_key"
-    accounts.revoke_any_key(ADMIN, account.key.record.key_id, store=store, version=version, now=NOW)
+    operators.revoke_key(ADMIN, account.key.record.key_id)
     assert authenticator(store, version).authenticate(account.key.api_key).code == "invalid_api_key"
 
 
@@ -131,13 +147,14 @@ def test_indexes_can_be_ensured_again_and_replace_the_old_email_index(database):
 
 # -- a user's own keys --------------------------------------------------------------
 
-def test_a_user_holds_as_many_keys_as_the_plan_allows_even_when_asking_at_once(store, version):
+def test_a_user_holds_as_many_keys_as_the_plan_allows_even_when_asking_at_once(store, version, own_keys):
     account = register(store)
-    caller = replace(accounts.principal_of(account.key.record.key_id, account.user, PLANS, now=NOW), max_api_keys=4)
+    anyone = principal_of(account.key.record.key_id, account.user, PLANS, now=NOW)
+    caller = replace(anyone, plan=replace(anyone.plan, max_api_keys=4))
 
     def create() -> str:
         try:
-            accounts.create_key(caller, name="n", expires_in_days=None, store=store, now=NOW)
+            own_keys.create(caller, name="n", expires_in_days=None)
             return "created"
         except Conflict as refused:
             return refused.code
@@ -146,21 +163,20 @@ def test_a_user_holds_as_many_keys_as_the_plan_allows_even_when_asking_at_once(s
     assert sorted(outcomes) == ["created"] * 3 + ["too_many_keys"] * 5  # 3 more beside the first
 
 
-def test_a_key_that_expires_is_refused_with_its_own_code(store, version):
+def test_a_key_that_expires_is_refused_with_its_own_code(store, version, own_keys):
     account = register(store)
     caller = principal(store, version, account.key.api_key)
-    brief = accounts.create_key(caller, name="ci", expires_in_days=1, store=store, now=NOW)
+    brief = own_keys.create(caller, name="ci", expires_in_days=1)
     assert isinstance(principal(store, version, brief.api_key), Principal)
     later = authenticator(store, version, now=NOW + timedelta(days=1, seconds=1))
     assert later.authenticate(brief.api_key).code == "api_key_expired"
 
 
-def test_a_rotated_key_works_until_its_grace_ends_and_its_successor_after(store, version):
+def test_a_rotated_key_works_until_its_grace_ends_and_its_successor_after(store, version, own_keys):
     account = register(store)
     caller = principal(store, version, account.key.api_key)
-    successor = accounts.rotate_key(caller, account.key.record.key_id, grace_seconds=600, store=store, version=version,
-                                    now=NOW)
-    statuses = {key.key_id: key.status(NOW) for key in accounts.keys_of(caller.user_id, store=store)}
+    successor = own_keys.rotate(caller, account.key.record.key_id, grace_seconds=600)
+    statuses = {key.record.key_id: key.status for key in own_keys.list(caller)}
     assert statuses == {account.key.record.key_id: "rotating", successor.record.key_id: "active"}
     during = authenticator(store, version, now=NOW + timedelta(seconds=599))
     assert isinstance(during.authenticate(account.key.api_key), Principal)
@@ -169,14 +185,13 @@ def test_a_rotated_key_works_until_its_grace_ends_and_its_successor_after(store,
     assert after.authenticate(successor.api_key).key_id == successor.record.key_id
 
 
-def test_concurrent_rotations_of_one_key_give_one_successor(database, store, version):
+def test_concurrent_rotations_of_one_key_give_one_successor(database, store, version, own_keys):
     account = register(store)
     caller = principal(store, version, account.key.api_key)
 
     def rotate() -> str:
         try:
-            return accounts.rotate_key(caller, account.key.record.key_id, grace_seconds=None, store=store,
-                                       version=version, now=NOW).record.key_id
+            return own_keys.rotate(caller, account.key.record.key_id, grace_seconds=None).record.key_id
         except Conflict as refused:
             return refused.code
 
@@ -185,15 +200,14 @@ def test_concurrent_rotations_of_one_key_give_one_successor(database, store, ver
     assert database.api_keys.count_documents({"user_id": account.user.user_id}) == 2
 
 
-def test_grace_is_at_most_seven_days_and_keys_are_their_owners(store, version):
+def test_grace_is_at_most_seven_days_and_keys_are_their_owners(store, version, own_keys):
     alice, bob = register(store, "alice@example.com"), register(store, "bob@example.com")
     caller = principal(store, version, alice.key.api_key)
     with pytest.raises(InvalidRequest, match="7 days"):
-        accounts.rotate_key(caller, alice.key.record.key_id, grace_seconds=7 * 86400 + 1, store=store, version=version,
-                            now=NOW)
+        own_keys.rotate(caller, alice.key.record.key_id, grace_seconds=7 * 86400 + 1)
     for operation in (
-        lambda: accounts.rotate_key(caller, bob.key.record.key_id, grace_seconds=None, store=store, version=version, now=NOW),
-        lambda: accounts.revoke_own_key(caller, bob.key.record.key_id, store=store, version=version, now=NOW),
+        lambda: own_keys.rotate(caller, bob.key.record.key_id, grace_seconds=None),
+        lambda: own_keys.revoke(caller, bob.key.record.key_id),
     ):
         with pytest.raises(NotFound):
             operation()
@@ -202,18 +216,17 @@ def test_grace_is_at_most_seven_days_and_keys_are_their_owners(store, version):
 
 # -- operators --------------------------------------------------------------------
 
-def test_an_operators_changes_apply_and_are_audited_with_before_and_after(store, version):
+def test_an_operators_changes_apply_and_are_audited_with_before_and_after(store, version, operators):
     account = register(store)
     user_id = account.user.user_id
-    accounts.change_user(ADMIN, user_id, plan="pro", overrides={"rate_limit_rpm": 77}, store=store, version=version,
-                         plans=PLANS)
-    accounts.grant_tokens(ADMIN, user_id, 500, store=store, version=version, now=NOW)
+    operators.change_user(ADMIN, user_id, plan="pro", overrides={"rate_limit_rpm": 77})
+    operators.grant_tokens(ADMIN, user_id, 500)
     found = principal(store, version, account.key.api_key)
-    assert (found.plan, found.rate_limit_rpm) == ("pro", 77)
+    assert (found.plan.name, found.plan.rate_limit_rpm) == ("pro", 77)
     assert found.quota_for("2026-11") == PLANS.get("pro").monthly_token_quota + 500
     assert found.quota_for("2026-12") == PLANS.get("pro").monthly_token_quota
-    accounts.change_user(ADMIN, user_id, overrides={"rate_limit_rpm": None}, store=store, version=version, plans=PLANS)
-    assert principal(store, version, account.key.api_key).rate_limit_rpm == PLANS.get("pro").rate_limit_rpm
+    operators.change_user(ADMIN, user_id, overrides={"rate_limit_rpm": None})
+    assert principal(store, version, account.key.api_key).plan.rate_limit_rpm == PLANS.get("pro").rate_limit_rpm
 
     newest = store.audit_log(limit=10, before=None)
     assert [entry.action for entry in newest] == ["change_user", "grant_tokens", "change_user"]
@@ -223,40 +236,40 @@ def test_an_operators_changes_apply_and_are_audited_with_before_and_after(store,
     assert [entry.action for entry in store.audit_log(limit=10, before=newest[0].entry_id)] == ["grant_tokens", "change_user"]
 
 
-def test_a_suspended_users_keys_say_so_and_reactivation_undoes_it(store, version):
+def test_a_suspended_users_keys_say_so_and_reactivation_undoes_it(store, version, operators):
     account = register(store)
-    accounts.change_user(ADMIN, account.user.user_id, status="suspended", store=store, version=version, plans=PLANS)
+    operators.change_user(ADMIN, account.user.user_id, status="suspended")
     assert principal(store, version, account.key.api_key).suspended
-    accounts.change_user(ADMIN, account.user.user_id, status="active", store=store, version=version, plans=PLANS)
+    operators.change_user(ADMIN, account.user.user_id, status="active")
     assert not principal(store, version, account.key.api_key).suspended
     assert [entry.action for entry in store.audit_log(limit=5, before=None)] == ["reactivate", "suspend"]
 
 
-def test_viewers_read_and_do_not_change(store, version):
+def test_viewers_read_and_do_not_change(store, version, operators):
     account = register(store)
     for change in (
-        lambda: accounts.change_user(VIEWER, account.user.user_id, plan="pro", store=store, version=version, plans=PLANS),
-        lambda: accounts.grant_tokens(VIEWER, account.user.user_id, 5, store=store, version=version, now=NOW),
-        lambda: accounts.revoke_any_key(VIEWER, account.key.record.key_id, store=store, version=version, now=NOW),
+        lambda: operators.change_user(VIEWER, account.user.user_id, plan="pro"),
+        lambda: operators.grant_tokens(VIEWER, account.user.user_id, 5),
+        lambda: operators.revoke_key(VIEWER, account.key.record.key_id),
     ):
         with pytest.raises(Forbidden):
             change()
     assert store.audit_log(limit=5, before=None) == []
 
 
-def test_bad_changes_are_refused_and_unknown_subjects_named(store, version):
+def test_bad_changes_are_refused_and_unknown_subjects_named(store, version, operators):
     account = register(store)
     for bad in ({"plan": "gold"}, {"overrides": {"colour": 1}}, {"status": "banned"}, {}):
         with pytest.raises(InvalidRequest):
-            accounts.change_user(ADMIN, account.user.user_id, **bad, store=store, version=version, plans=PLANS)
+            operators.change_user(ADMIN, account.user.user_id, **bad)
     with pytest.raises(NotFound):
-        accounts.change_user(ADMIN, "usr_missing", plan="pro", store=store, version=version, plans=PLANS)
+        operators.change_user(ADMIN, "usr_missing", plan="pro")
     with pytest.raises(NotFound):
-        accounts.revoke_any_key(ADMIN, "key_missing", store=store, version=version, now=NOW)
+        operators.revoke_key(ADMIN, "key_missing")
 
 
 def test_admin_keys_authenticate_as_operators_with_their_role(store, version):
-    record, api_key = accounts.create_admin_key("ops", "viewer", store=store, now=NOW)
+    record, api_key = create_admin_key("ops", "viewer", store=store, now=NOW)
     operator = authenticator(store, version).authenticate(api_key)
     assert operator == Operator(key_id=record.key_id, name="ops", role="viewer") and not operator.may_change
     another = api_key[:-1] + ("y" if api_key.endswith("x") else "x")
@@ -298,12 +311,12 @@ def test_what_is_remembered_expires_so_hand_edits_apply_too(database, store, ver
     account = register(store)
     clock = Clock()
     keyring = authenticator(store, version, clock)
-    assert keyring.authenticate(account.key.api_key).plan == "free"
+    assert keyring.authenticate(account.key.api_key).plan.name == "free"
     database.users.update_one({"_id": account.user.user_id}, {"$set": {"plan": "pro"}})  # by hand: no version change
     clock.now += REMEMBER_SECONDS - 1
-    assert keyring.authenticate(account.key.api_key).plan == "free"
+    assert keyring.authenticate(account.key.api_key).plan.name == "free"
     clock.now += 2
-    assert keyring.authenticate(account.key.api_key).plan == "pro"
+    assert keyring.authenticate(account.key.api_key).plan.name == "pro"
 
 
 def test_unknown_keys_are_remembered_briefly(store, version):
@@ -318,34 +331,34 @@ def test_unknown_keys_are_remembered_briefly(store, version):
     assert counting.reads == 2
 
 
-def test_two_instances_honour_a_revocation_a_plan_change_and_a_suspension_within_a_check_interval(store, version, redis_url):
+def test_two_instances_honour_a_revocation_a_plan_change_and_a_suspension_within_a_check_interval(store, version, redis_url, operators):
     alice, bob, carol = (register(store, f"{name}@example.com") for name in ("alice", "bob", "carol"))
     clock = Clock()
     # Two instances: each its own memory and its own Redis connection.
     instances = [authenticator(store, RedisAccountsVersion(redis_lib.Redis.from_url(redis_url), prefix="infergate:"), clock)
                  for _ in range(2)]
     for instance in instances:
-        assert instance.authenticate(alice.key.api_key).plan == "free"
-        assert instance.authenticate(bob.key.api_key).plan == "free"
+        assert instance.authenticate(alice.key.api_key).plan.name == "free"
+        assert instance.authenticate(bob.key.api_key).plan.name == "free"
         assert not instance.authenticate(carol.key.api_key).suspended
 
-    accounts.revoke_any_key(ADMIN, alice.key.record.key_id, store=store, version=version, now=NOW)
-    accounts.change_user(ADMIN, bob.user.user_id, plan="pro", store=store, version=version, plans=PLANS)
-    accounts.change_user(ADMIN, carol.user.user_id, status="suspended", store=store, version=version, plans=PLANS)
+    operators.revoke_key(ADMIN, alice.key.record.key_id)
+    operators.change_user(ADMIN, bob.user.user_id, plan="pro")
+    operators.change_user(ADMIN, carol.user.user_id, status="suspended")
     clock.now += VERSION_CHECK_SECONDS
     for instance in instances:
         assert instance.authenticate(alice.key.api_key).code == "invalid_api_key"
-        assert instance.authenticate(bob.key.api_key).plan == "pro"
+        assert instance.authenticate(bob.key.api_key).plan.name == "pro"
         assert instance.authenticate(carol.key.api_key).suspended
 
 
-def test_without_redis_nothing_is_trusted_for_longer_than_a_check_interval(store, version):
+def test_without_redis_nothing_is_trusted_for_longer_than_a_check_interval(store, version, operators):
     account = register(store)
     counting, clock = CountingStore(store), Clock()
     unreachable = RedisAccountsVersion(redis_lib.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"), prefix="infergate:")
     keyring = authenticator(counting, unreachable, clock)
     assert isinstance(keyring.authenticate(account.key.api_key), Principal)
-    accounts.revoke_any_key(ADMIN, account.key.record.key_id, store=store, version=version, now=NOW)
+    operators.revoke_key(ADMIN, account.key.record.key_id)
     clock.now += VERSION_CHECK_SECONDS
     assert isinstance(keyring.authenticate(account.key.api_key), Refusal)
     assert counting.reads == 2

@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import threading
 
-from infergate.domain.ports import Conclusion, Limit, Slots
-from infergate.stores.admission import RedisAdmissionStore
+from infergate.domain.admission import Conclusion, Limit, Slots
+from infergate.stores.limits import RedisLimitStore
 from tests.support.waiting import wait_for
 
 
-def instance(client) -> RedisAdmissionStore:
-    return RedisAdmissionStore(client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
+def instance(client) -> RedisLimitStore:
+    return RedisLimitStore(client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
                                breaker_probe_seconds=5)
 
 
-def admit(store: RedisAdmissionStore, ticket: str, slots: Slots, *, rpm: int = 1000):
+def admit(store: RedisLimitStore, ticket: str, slots: Slots, *, rpm: int = 1000):
     return store.admit([Limit("rpm:key_1", rpm, 60_000, 1)], ticket=ticket, guarded=True, slots=slots)
 
 
-def free(store: RedisAdmissionStore, ticket: str, slots: Slots) -> None:
+def free(store: RedisLimitStore, ticket: str, slots: Slots) -> None:
     store.conclude(Conclusion(ticket, None, 0, False, True, slots))
 
 
@@ -70,11 +70,13 @@ def test_users_have_slots_of_their_own(redis_client):
 
 
 def test_a_slot_whose_admission_reply_was_lost_is_freed_when_the_request_is_concluded(redis_client):
-    from infergate.domain.admission import AdmissionControl
+    from infergate.domain.admission import Gatekeeper
+    from infergate.domain.errors import RateLimiterUnavailable
+    from infergate.domain.plans import Plan
     from infergate.domain.principal import Principal
-    from infergate.errors import RateLimiterUnavailable
+    from tests.support.fakes import RecordingTelemetry
 
-    class ReplyLost(RedisAdmissionStore):
+    class ReplyLost(RedisLimitStore):
         """The script runs on the server; its answer never arrives."""
 
         def admit(self, *args, **kwargs):
@@ -84,9 +86,12 @@ def test_a_slot_whose_admission_reply_was_lost_is_freed_when_the_request_is_conc
     store = instance(redis_client)
     lossy = ReplyLost(redis_client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
                       breaker_probe_seconds=5)
-    who = Principal(user_id="usr_lost", key_id="key_lost", plan="free", monthly_token_quota=10**6, rate_limit_rpm=100,
-                    rate_limit_tpm=10**6, max_output_tokens=100, max_concurrent_requests=1)
-    admitted = AdmissionControl(lossy, fail_open=True, lease_seconds=60).admit(who, tokens=50, guard_model=True)
+    who = Principal(user_id="usr_lost", key_id="key_lost", plan=Plan(
+        name="free", monthly_token_quota=10**6, rate_limit_rpm=100, rate_limit_tpm=10**6, max_output_tokens=100,
+        max_concurrent_requests=1))
+    admitted = Gatekeeper(lossy, fail_open=True, lease_seconds=60, telemetry=RecordingTelemetry()).admit(
+        who, tokens=50, guard_model=True)
     assert admit(store, "other", Slots("slots:usr_lost", 1, 60_000)).slots_full, "the script did take the slot"
-    AdmissionControl(store, fail_open=True, lease_seconds=60).conclude(admitted, tokens=0, model_healthy=True)
+    Gatekeeper(store, fail_open=True, lease_seconds=60, telemetry=RecordingTelemetry()).conclude(
+        admitted, tokens=0, model_healthy=True)
     assert admit(store, "next", Slots("slots:usr_lost", 1, 60_000)).allowed, "concluding gave it back"

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infergate.api.chat import task
 from infergate.domain.periods import period_of
 from infergate.domain.tokens import prompt_tokens_upper_bound
-from infergate.domain.usage import usage_for
-from infergate.models.chat import ChatRequest
+from infergate.schemas.chat import ChatRequest
 from infergate.stores.usage import MongoUsageLedger
-from tests.support.accounting import build_service, chat_once, chats_in_a_process, ledger_totals, log_lines, principal
+from tests.support.accounting import build_services, chat_once, chats_in_a_process, ledger_totals, log_lines, principal
 from tests.support.concurrency import at_once
 
 # 50 one-letter words: Ollama-compatible server counts 56 prompt tokens and
@@ -26,14 +26,14 @@ from tests.support.concurrency import at_once
 # more than it will use, and the quota is mostly held, not spent.
 PROMPT = " ".join("a" * 50)
 REQUEST = ChatRequest(prompt=PROMPT, max_tokens=60)
-MINIMUM = prompt_tokens_upper_bound(REQUEST.conversation()) + 1  # the least a chat can be admitted with
+MINIMUM = prompt_tokens_upper_bound(task(REQUEST).messages) + 1  # the least a chat can be admitted with
 
 
 @pytest.mark.parametrize("quota", [300, 3000])
 def test_fifty_concurrent_chats_never_overspend_and_leave_counter_equal_to_log(database, mongo_uri, redis_url, ollama_url, quota):
-    service = build_service(mongo_uri, database.name, redis_url, ollama_url)
+    services = build_services(mongo_uri, database.name, redis_url, ollama_url)
     who = principal(quota=quota)
-    results = at_once(50, lambda: chat_once(service, who, REQUEST))
+    results = at_once(50, lambda: chat_once(services, who, REQUEST))
 
     statuses = {status for status, _ in results}
     assert statuses <= {"ok", "quota_exceeded", "quota_held_in_flight"}, statuses
@@ -62,18 +62,18 @@ def test_chats_from_many_processes_hold_the_same_invariants(database, mongo_uri,
 
 
 def test_n_plus_k_concurrent_requests_against_a_limit_of_n_admit_exactly_n(database, mongo_uri, redis_url, ollama_url):
-    service = build_service(mongo_uri, database.name, redis_url, ollama_url)
+    services = build_services(mongo_uri, database.name, redis_url, ollama_url)
     who = principal(quota=10_000_000, rpm=20, key="key_burst")
-    results = at_once(30, lambda: chat_once(service, who, ChatRequest(prompt="hi", max_tokens=3)))
+    results = at_once(30, lambda: chat_once(services, who, ChatRequest(prompt="hi", max_tokens=3)))
     assert sum(status == "ok" for status, _ in results) == 20
     assert sum(status == "rate_limited" for status, _ in results) == 10
 
 
 def test_tokens_per_minute_hold_under_concurrency(database, mongo_uri, redis_url, ollama_url):
-    service = build_service(mongo_uri, database.name, redis_url, ollama_url)
+    services = build_services(mongo_uri, database.name, redis_url, ollama_url)
     # Each chat is admitted for its worst case (171 + 60 = 231 tokens): 4 fit in 1000.
     who = principal(quota=10_000_000, tpm=1000, user="usr_tpm", key="key_tpm")
-    results = at_once(12, lambda: chat_once(service, who, REQUEST))
+    results = at_once(12, lambda: chat_once(services, who, REQUEST))
     admitted = sum(status == "ok" for status, _ in results)
     assert 4 <= admitted < 12
     assert {status for status, _ in results} <= {"ok", "rate_limited"}
@@ -84,14 +84,15 @@ def _crash_mid_chat(args: tuple) -> None:
     import os
 
     mongo_uri, database, redis_url, ollama_url = args
-    service = build_service(mongo_uri, database, redis_url, ollama_url)
+    services = build_services(mongo_uri, database, redis_url, ollama_url)
 
     class DyingModel:
         def chat(self, **_):
             os._exit(3)
 
-    service.model = DyingModel()
-    service.chat(principal(quota=1000, user="usr_crash"), ChatRequest(prompt="hi", max_tokens=900).task(), request_id="doomed")
+    services.server = DyingModel()
+    services.inference.chat(principal(quota=1000, user="usr_crash"), task(ChatRequest(prompt="hi", max_tokens=900)),
+                            request_id="doomed")
 
 
 def test_a_crash_between_reserve_and_settle_is_healed_by_expiry(database, mongo_uri, redis_url, ollama_url):
@@ -107,12 +108,12 @@ def test_a_crash_between_reserve_and_settle_is_healed_by_expiry(database, mongo_
     assert held.tokens_reserved == 974 and held.tokens_used == 0
     who = principal(quota=1000, user="usr_crash")
     # While the dead request's hold stands, less than a prompt's bound remains unheld: held, not spent.
-    assert chat_once(build_service(mongo_uri, database.name, redis_url, ollama_url), who,
+    assert chat_once(build_services(mongo_uri, database.name, redis_url, ollama_url), who,
                      ChatRequest(prompt="hi", max_tokens=800))[0] == "quota_held_in_flight"
 
-    service = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
-    later = now + service.reservation_ttl + timedelta(seconds=1)  # the time to live its settings give holds
-    status, tokens = chat_once(service, who, ChatRequest(prompt="hi", max_tokens=800))
+    services = build_services(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
+    later = now + services.meter.reservation_ttl + timedelta(seconds=1)  # the time to live its settings give holds
+    status, tokens = chat_once(services, who, ChatRequest(prompt="hi", max_tokens=800))
     assert status == "ok"
     counter, log_sum, ok_logged = ledger_totals(database, "usr_crash", period_of(now))
     assert counter == log_sum == tokens and ok_logged == 1
@@ -123,19 +124,19 @@ def test_a_new_month_starts_empty_at_midnight_utc_on_the_first(database, mongo_u
     last_second = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
     first_second = datetime(2026, 12, 1, 0, 0, 0, tzinfo=UTC)
     clock = {"now": last_second}
-    service = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: clock["now"])
+    services = build_services(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: clock["now"])
     who = principal(quota=200, user="usr_month")
 
-    assert chat_once(service, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
-    assert chat_once(service, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
-    november = usage_for(who, ledger=service.ledger, now=last_second)
+    assert chat_once(services, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
+    assert chat_once(services, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
+    november = services.usage.of(who)
     assert november.period == "2026-11" and november.tokens_used == 20
     assert november.resets_at == first_second
 
     clock["now"] = first_second
-    december = usage_for(who, ledger=service.ledger, now=first_second)
+    december = services.usage.of(who)
     assert (december.period, december.tokens_used, december.tokens_remaining) == ("2026-12", 0, 200)
     assert december.resets_at == datetime(2027, 1, 1, tzinfo=UTC)
-    assert chat_once(service, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
-    assert usage_for(who, ledger=service.ledger, now=first_second).tokens_used == 10
-    assert usage_for(who, ledger=service.ledger, now=first_second, period="2026-11").tokens_used == 20
+    assert chat_once(services, who, ChatRequest(prompt="hi", max_tokens=100))[0] == "ok"
+    assert services.usage.of(who).tokens_used == 10
+    assert services.usage.of(who, "2026-11").tokens_used == 20

@@ -17,9 +17,9 @@ import pymongo
 import pytest
 import redis
 
-from infergate.models.chat import ChatRequest
+from infergate.schemas.chat import ChatRequest
 from infergate.stores.usage import MongoUsageLedger
-from tests.support.accounting import build_service, chat_once, ledger_totals, log_lines, principal
+from tests.support.accounting import build_services, chat_once, ledger_totals, log_lines, principal
 
 CRASHED = 86
 WHEN = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -48,19 +48,19 @@ def _die_before(owner, method: str) -> None:
 def _chat_until(args: tuple) -> None:
     """A function instance that dies at `step` of one chat."""
     mongo_uri, database, redis_url, ollama_url, prefix, user, step = args
-    service = build_service(mongo_uri, database, redis_url, ollama_url, clock=lambda: WHEN, redis_key_prefix=prefix)
+    services = build_services(mongo_uri, database, redis_url, ollama_url, clock=lambda: WHEN, redis_key_prefix=prefix)
     # Archive at every line, so that the archive's own steps are boundaries too.
-    ledger = service.ledger = MongoUsageLedger(pymongo.MongoClient(mongo_uri, tz_aware=True)[database], archive_every=1)
+    ledger = services.ledger = MongoUsageLedger(pymongo.MongoClient(mongo_uri, tz_aware=True)[database], archive_every=1)
     {
-        "admitted": lambda: _die_after(service.admission, "admit"),
+        "admitted": lambda: _die_after(services.gatekeeper, "admit"),
         "reserved": lambda: _die_after(ledger, "reserve"),
-        "answered": lambda: _die_after(service.model, "chat"),
+        "answered": lambda: _die_after(services.server, "chat"),
         "settled": lambda: _die_before(ledger, "_archive"),
         "copied to the log": lambda: _die_before(ledger, "_drop_from_journal"),
         "archived": lambda: _die_after(ledger, "settle"),
-        "concluded": lambda: _die_after(service.admission, "conclude"),
+        "concluded": lambda: _die_after(services.gatekeeper, "conclude"),
     }[step]()
-    chat_once(service, principal(quota=QUOTA, user=user), REQUEST)
+    chat_once(services, principal(quota=QUOTA, user=user), REQUEST)
     os._exit(0)  # the step never came
 
 
@@ -101,11 +101,11 @@ def test_a_crash_after_each_step_loses_nothing_and_counts_nothing_twice(step, da
     # A later request, once the dead one's reservation has expired, is served and charged exactly.
     who = principal(quota=QUOTA, user=user)
     if step in ("reserved", "answered"):
-        assert chat_once(build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: WHEN), who,
+        assert chat_once(build_services(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: WHEN), who,
                          REQUEST)[0] == "quota_held_in_flight"
-    healer = build_service(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
-    later = WHEN + healer.reservation_ttl + timedelta(seconds=1)  # the time to live its settings give holds
+    healer = build_services(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
     healer.ledger = MongoUsageLedger(database, archive_every=1)
+    later = WHEN + healer.meter.reservation_ttl + timedelta(seconds=1)  # the time to live its settings give holds
     assert chat_once(healer, who, REQUEST) == ("ok", USED)
 
     counter, logged, ok = ledger_totals(database, user, PERIOD)

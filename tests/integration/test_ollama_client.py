@@ -10,11 +10,12 @@ import pytest
 from devkit.backends import free_port
 from devkit.ollama.engines import DeterministicEngine
 
+from infergate.domain.errors import ModelNotFound, ModelServerBusy, UpstreamError, UpstreamTimeout
 from infergate.domain.messages import Message
-from infergate.errors import ModelNotFound, ModelServerBusy, UpstreamError, UpstreamTimeout
 from infergate.llm import ollama
+from infergate.llm.catalog import OllamaCatalog
 from infergate.llm.connections import ModelServerConnections
-from infergate.llm.ollama import OllamaCatalog, OllamaClient
+from infergate.llm.ollama import OllamaClient
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="what is two plus two")]
 
@@ -79,8 +80,8 @@ def test_an_answer_slower_than_the_deadline_is_cut_off_at_the_deadline_with_what
     completion = client(faulty_ollama_url, timeout=0.5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=50,
                                                              request_id="r")
     assert time.monotonic() - started < 1.5
-    assert isinstance(completion.failure, UpstreamTimeout)
-    assert not completion.failure.server_unwell, "tokens were flowing: the request was too long, the server is fine"
+    assert completion.cut.code == "upstream_timeout"
+    assert not completion.cut.server_unwell, "tokens were flowing: the request was too long, the server is fine"
     # A piece every 0.2 s for 0.5 s: two, give or take one on a loaded machine, and exactly those counted.
     assert 1 <= completion.completion_tokens == len(completion.pieces) <= 3
     assert "You said: what is two plus two".startswith(completion.content) and completion.prompt_tokens is None
@@ -92,7 +93,7 @@ def test_a_server_silent_for_the_stall_interval_is_unwell_and_what_came_before_i
     completion = client(faulty_ollama_url, timeout=5, stall=0.3).chat(model="smollm2:135m", messages=MESSAGES,
                                                                       max_tokens=50, request_id="r")
     assert time.monotonic() - started < 2
-    assert isinstance(completion.failure, UpstreamTimeout) and completion.failure.server_unwell
+    assert completion.cut.code == "upstream_timeout" and completion.cut.server_unwell
     assert completion.completion_tokens == 2
 
 
@@ -125,10 +126,10 @@ def test_one_kept_alive_connection_serves_chat_after_chat(ollama_url):
 def test_a_stream_hands_on_each_piece_as_it_arrives_then_the_completion(faulty_ollama_url, faults):
     faults(mode="trickle", piece_seconds=0.2)
     started = time.monotonic()
-    arrivals = [(time.monotonic() - started, event) for event in client(faulty_ollama_url).stream(
-        model="smollm2:135m", messages=MESSAGES, max_tokens=4, request_id="r")]
+    answer = client(faulty_ollama_url).stream(model="smollm2:135m", messages=MESSAGES, max_tokens=4, request_id="r")
+    pieces = [(time.monotonic() - started, piece) for piece in answer]
 
-    *pieces, (_, completion) = arrivals
+    completion = answer.completion
     assert [piece for _, piece in pieces] == ["You", " said:", " what", " is"]
     assert pieces[-1][0] - pieces[0][0] >= 0.3, "three gaps of 0.2 s lie between the first piece and the last"
     assert completion.content == "You said: what is" and completion.completion_tokens == 4
@@ -138,12 +139,13 @@ def test_a_stream_closed_early_closes_its_connection_and_the_next_answer_is_whol
     model = client(faulty_ollama_url)
     faults(mode="trickle", piece_seconds=0.1)
     stream = model.stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="closed-early")
-    assert [next(stream), next(stream)] == ["You", " said:"]
+    pieces = iter(stream)
+    assert [next(pieces), next(pieces)] == ["You", " said:"]
 
     stream.close()
 
     completion = model.chat(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="after-it")
-    assert completion.failure is None and completion.content == "You said: what is two plus two"
+    assert completion.cut is None and completion.content == "You said: what is two plus two"
     seen = {r["x-request-id"]: r["client_port"] for r in httpx.get(f"{faulty_ollama_url}/_devkit/requests").json()}
     assert seen["closed-early"] != seen["after-it"], "a half-read answer's connection is never reused"
 
@@ -152,8 +154,11 @@ def test_a_streams_own_timeout_is_the_lesser_of_the_clients_and_the_callers(faul
     faults(mode="trickle", piece_seconds=0.2)
     model = OllamaClient(ModelServerConnections(faulty_ollama_url, connect_timeout=1), timeout=0.2, stall_timeout=5,
                          stream_timeout=5)
-    *_, completion = model.stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="r", timeout=0.7)
-    assert isinstance(completion.failure, UpstreamTimeout) and "0.7 s" in completion.failure.message
+    answer = model.stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="r", timeout=0.7)
+    for _ in answer:
+        pass
+    completion = answer.completion
+    assert completion.cut.code == "upstream_timeout" and "0.7 s" in completion.cut.reason
     assert 2 <= completion.completion_tokens <= 4, "longer than the client's 0.2 s for whole answers"
 
 
@@ -187,5 +192,5 @@ def test_nothing_that_may_have_reached_ollama_is_retried(faulty_ollama_url, faul
     except UpstreamError:
         assert fault["mode"] == "reset"
     else:  # cut off after a piece: returned with what was generated, and why it ended
-        assert isinstance(completion.failure, UpstreamError) and completion.completion_tokens == 1
+        assert completion.cut.code in {"upstream_error", "upstream_timeout"} and completion.completion_tokens == 1
     assert connections.attempts == 1

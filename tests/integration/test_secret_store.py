@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from infergate import secret_store
-from infergate.config import Settings, metrics_token, mongodb_uri, redis_url
+from infergate.api.errors import headers_of, status_for
+from infergate.bootstrap import Services
+from infergate.config import Settings
 from infergate.observability import logger
-from infergate.secret_store import SecretUnavailable, read_kept
+from infergate.secret_store import KeptSettings, SecretUnavailable
 from tests.support.aws import secrets_service
 
 
@@ -29,9 +30,11 @@ def service():
 def _reaching(monkeypatch, service):
     for name, value in service.environment.items():
         monkeypatch.setenv(name, value)
-    secret_store._provider.cache_clear()  # a provider's client keeps the endpoint it was made with
-    yield
-    secret_store._provider.cache_clear()
+
+
+def read_kept(reference: str) -> str:
+    """What a new instance reads (a provider's client keeps the endpoint it was made with)."""
+    return KeptSettings().read(reference)
 
 
 def test_a_secrets_manager_arn_reads_the_secret_string(service):
@@ -49,10 +52,11 @@ def test_the_kept_value_takes_precedence_over_the_plain_one(service):
     name = service.keep_parameter("/infergate/test/precedence", "redis://kept:6379/0")
     settings = Settings(MONGODB_URI="mongodb://plain:27017", MONGODB_URI_SECRET=arn,
                         REDIS_URL="redis://plain:6379/0", REDIS_URL_SECRET=name)
-    assert (mongodb_uri(settings), redis_url(settings)) == ("mongodb://kept:27017", "redis://kept:6379/0")
-    assert mongodb_uri(Settings(MONGODB_URI="mongodb://plain:27017")) == "mongodb://plain:27017"
+    kept = Services(settings)
+    assert (kept.mongodb_uri(), kept.redis_url()) == ("mongodb://kept:27017", "redis://kept:6379/0")
+    assert Services(Settings(MONGODB_URI="mongodb://plain:27017")).mongodb_uri() == "mongodb://plain:27017"
     token = service.keep_secret("infergate/test/metrics-token", "scrape-with-this")
-    assert metrics_token(Settings(METRICS_TOKEN="plain", METRICS_TOKEN_SECRET=token)) == "scrape-with-this"
+    assert Services(Settings(METRICS_TOKEN="plain", METRICS_TOKEN_SECRET=token)).metrics_token() == "scrape-with-this"
 
 
 def test_a_secret_that_cannot_be_read_is_a_503_naming_it_in_the_log_only(service, monkeypatch):
@@ -61,7 +65,7 @@ def test_a_secret_that_cannot_be_read_is_a_503_naming_it_in_the_log_only(service
     missing = "/infergate/test/not-there"
     with pytest.raises(SecretUnavailable) as refused:
         read_kept(missing)
-    assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+    assert status_for(refused.value) == 503 and headers_of(refused.value)["Retry-After"]
     assert missing not in refused.value.message
     (line,) = [line for line in map(json.loads, lines.getvalue().splitlines()) if "could not be read" in line["message"]]
     assert line["level"] == "ERROR" and line["kept_at"] == missing
@@ -80,7 +84,6 @@ def test_a_secrets_endpoint_that_never_answers_fails_within_the_bound(monkeypatc
     held: list[socket.socket] = []
     threading.Thread(target=lambda: held.extend(silent.accept()[0] for _ in range(4)), daemon=True).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
-    secret_store._provider.cache_clear()
     started = time.monotonic()
     with pytest.raises(SecretUnavailable):
         read_kept("/infergate/test/hung")

@@ -13,18 +13,16 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from infergate.config import Settings
-from infergate.domain import accounts
-from infergate.domain.authentication import Authenticator, Refusal
-from infergate.domain.plans import catalog_from
-from infergate.domain.ports import TokenRefused
+from infergate.config import Settings, plan_catalog
+from infergate.domain.authentication import Authenticator, Refusal, TokenRefused
+from infergate.domain.errors import ServiceUnavailable
 from infergate.domain.principal import Principal
-from infergate.errors import ServiceUnavailable
+from infergate.domain.registration import register
 from infergate.sso import JwtVerifier
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
 from tests.support.identity import AUDIENCE, ISSUER, IdentityProvider, SigningKey
 
-PLANS = catalog_from(Settings())
+PLANS = plan_catalog(Settings())
 
 
 @pytest.fixture
@@ -124,18 +122,18 @@ def test_a_token_holder_becomes_a_user_on_first_use_with_the_plan_it_names(datab
     store = MongoAccountStore(database)
     keyring = Authenticator(store, PLANS, RedisAccountsVersion(redis_client, prefix="infergate:"), tokens=verifier(provider))
     first = keyring.authenticate(provider.token("carol", email="carol@example.com", infergate_plan="pro"))
-    assert isinstance(first, Principal) and first.plan == "pro" and first.key_id.startswith("sso_")
+    assert isinstance(first, Principal) and first.plan.name == "pro" and first.key_id.startswith("sso_")
     again = keyring.authenticate(provider.token("carol", key=provider.keys[1]))
     assert again.user_id == first.user_id
     user = store.find_user(first.user_id)
     assert (user.email, user.identity) == ("carol@example.com", f"{ISSUER} carol")
-    assert keyring.authenticate(provider.token("dave", infergate_plan="platinum")).plan == PLANS.default.name
+    assert keyring.authenticate(provider.token("dave", infergate_plan="platinum")).plan.name == PLANS.default.name
     assert isinstance(keyring.authenticate(provider.token("erin", lifetime=-120)), Refusal)
 
 
 def test_an_address_another_account_holds_is_not_taken_over(database, redis_client, provider):
     store = MongoAccountStore(database)
-    registered = accounts.register("frank@example.com", plan=PLANS.default, store=store, now=datetime.now(UTC))
+    registered = register("frank@example.com", plan=PLANS.default, store=store, now=datetime.now(UTC))
     keyring = Authenticator(store, PLANS, RedisAccountsVersion(redis_client, prefix="infergate:"), tokens=verifier(provider))
     signed_in = keyring.authenticate(provider.token("frank", email="frank@example.com"))
     assert signed_in.user_id != registered.user.user_id

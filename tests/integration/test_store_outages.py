@@ -13,8 +13,9 @@ import pytest
 import redis
 from devkit import backends
 
-from infergate.domain.ports import ApiKeyRecord, UserRecord
-from infergate.errors import ServiceUnavailable
+from infergate.api.errors import headers_of
+from infergate.domain.accounts import ApiKeyRecord, UserRecord
+from infergate.domain.errors import ServiceUnavailable
 from infergate.stores import mongo, redis_client
 from infergate.stores.accounts import MongoAccountStore
 
@@ -99,7 +100,7 @@ def test_a_hung_mongodb_fails_a_store_call_within_its_bound(own_mongo):
         for n in (1, 2):
             seconds, error = timed(lambda n=n: register(n))
             assert isinstance(error, ServiceUnavailable), error
-            assert error.headers == {"Retry-After": "1"}
+            assert headers_of(error) == {"Retry-After": "1"}
             assert seconds < mongo.CALL_SECONDS + 1.5
         seconds, error = timed(lambda: store.find_user("usr_0"))
         assert isinstance(error, ServiceUnavailable) and seconds < mongo.CALL_SECONDS + 1.5

@@ -68,12 +68,12 @@ class Stack:
 
     def admin(self, http: httpx.Client) -> dict[str, str]:
         """Headers carrying a new operator's admin key."""
-        from infergate.domain import accounts
+        from infergate.domain.administration import create_admin_key
         from infergate.stores.accounts import MongoAccountStore
         from infergate.stores.mongo import connect
 
         store = MongoAccountStore(connect(self.mongo.url)[self.database_name])
-        _, admin_key = accounts.create_admin_key(f"ops-{uuid.uuid4().hex[:6]}", "admin", store=store,
+        _, admin_key = create_admin_key(f"ops-{uuid.uuid4().hex[:6]}", "admin", store=store,
                                                  now=datetime.now(UTC))
         return {"x-api-key": admin_key}
 

@@ -122,7 +122,7 @@ def test_a_hung_mongodb_fails_requests_fast_and_loses_nothing(own):
         with hung(own.mongo) as stopped_at:
             def sent_while_hung() -> list[Answer]:
                 # Requests already past their reservation when MongoDB stopped are answered, as
-                # charged (see ChatService._charge); whenever they finish, they are not counted here.
+                # charged (see MeteredCall._charge); whenever they finish, they are not counted here.
                 return [answer for answer in load.answers if answer.started > stopped_at]
             wait_for(lambda: len(sent_while_hung()) >= 6, what="answers to requests sent while MongoDB is hung")
             registration = register_promptly(own, "while-mongo-hangs@example.com")

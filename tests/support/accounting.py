@@ -12,13 +12,14 @@ from datetime import datetime
 import pymongo
 import redis
 
-from infergate import bootstrap
-from infergate.clock import utc_now
+from infergate.api.chat import task
+from infergate.bootstrap import Services
 from infergate.config import Settings
-from infergate.domain.chat import ChatService
+from infergate.domain.errors import InferGateError
+from infergate.domain.periods import utc_now
+from infergate.domain.plans import Plan
 from infergate.domain.principal import Principal
-from infergate.errors import InferGateError
-from infergate.models.chat import ChatRequest
+from infergate.schemas.chat import ChatRequest
 from infergate.stores import mongo
 from infergate.stores.mongo import ensure_indexes
 from infergate.stores.usage import MongoUsageLedger
@@ -26,12 +27,13 @@ from infergate.stores.usage import MongoUsageLedger
 
 def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str = "usr_load", key: str = "key_load",
               concurrent: int = 1000) -> Principal:
-    return Principal(user_id=user, key_id=key, plan="test", monthly_token_quota=quota, rate_limit_rpm=rpm,
-                     rate_limit_tpm=tpm, max_output_tokens=4096, max_concurrent_requests=concurrent)
+    return Principal(user_id=user, key_id=key, plan=Plan(
+        name="test", monthly_token_quota=quota, rate_limit_rpm=rpm, rate_limit_tpm=tpm, max_output_tokens=4096,
+        max_concurrent_requests=concurrent))
 
 
-def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str,
-                  clock: Callable[[], datetime] = utc_now, *, redis_key_prefix: str | None = None) -> ChatService:
+def build_services(mongo_uri: str, database: str, redis_url: str, ollama_url: str,
+                   clock: Callable[[], datetime] = utc_now, *, redis_key_prefix: str | None = None) -> Services:
     settings = Settings.from_env({
         "OLLAMA_URL": ollama_url, "RATE_LIMIT_FAIL_OPEN": "false", "OLLAMA_TIMEOUT": "20", "OLLAMA_CONNECT_TIMEOUT": "2",
         # Limits and breaker of this service's own, so that no test trips another's.
@@ -39,16 +41,13 @@ def build_service(mongo_uri: str, database: str, redis_url: str, ollama_url: str
     })
     db = mongo.connect(mongo_uri, maxPoolSize=64)[database]
     ensure_indexes(db)
-    return bootstrap.chat_service(
-        settings, database=db, redis=redis.Redis.from_url(redis_url, max_connections=64),
-        connections=bootstrap.model_server(settings), clock=clock,
-    )
+    return Services(settings, database=db, redis=redis.Redis.from_url(redis_url, max_connections=64), clock=clock)
 
 
-def chat_once(service: ChatService, who: Principal, request: ChatRequest) -> tuple[str, int]:
+def chat_once(services: Services, who: Principal, request: ChatRequest) -> tuple[str, int]:
     """(status, tokens the caller was told it used): 'ok' or the error code."""
     try:
-        response = service.chat(who, request.task(), request_id=f"load-{os.getpid()}")
+        response = services.inference.chat(who, task(request), request_id=f"load-{os.getpid()}")
     except InferGateError as error:
         return error.code, 0
     return "ok", response.total_tokens
@@ -57,9 +56,9 @@ def chat_once(service: ChatService, who: Principal, request: ChatRequest) -> tup
 def chats_in_a_process(args: tuple) -> list[tuple[str, int]]:
     """One process, one 'function instance': its own clients, several chats in a row."""
     mongo_uri, database, redis_url, ollama_url, quota, count, request_json = args
-    service = build_service(mongo_uri, database, redis_url, ollama_url)
+    services = build_services(mongo_uri, database, redis_url, ollama_url)
     request = ChatRequest.model_validate_json(request_json)
-    return [chat_once(service, principal(quota=quota), request) for _ in range(count)]
+    return [chat_once(services, principal(quota=quota), request) for _ in range(count)]
 
 
 def ledger_totals(db: pymongo.database.Database, user: str, period: str) -> tuple[int, int, int]:

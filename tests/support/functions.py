@@ -34,13 +34,6 @@ class LambdaContext:
 
 def reset_instance_state() -> None:
     """Forget every per-instance client and cached setting, as a fresh Lambda instance would."""
-    from infergate import config, secret_store, wiring
-    from infergate.api import idempotency
-    from infergate.stores import mongo, redis_client
+    from infergate import bootstrap
 
-    if mongo.get_client.cache_info().currsize:
-        mongo.get_client().close()
-    for module in (config, secret_store, wiring, mongo, redis_client, idempotency):
-        for value in vars(module).values():
-            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == module.__name__:
-                value.cache_clear()
+    bootstrap.reset()

@@ -1,18 +1,17 @@
 import pytest
 
-from infergate.config import Settings
-from infergate.domain.plans import catalog_from
+from infergate.config import Settings, plan_catalog
 
 
 def test_the_free_plan_takes_its_figures_from_settings():
-    plans = catalog_from(Settings.from_env({"DEFAULT_MONTHLY_TOKEN_QUOTA": "300", "RATE_LIMIT_RPM": "7", "RATE_LIMIT_TPM": "900"}))
+    plans = plan_catalog(Settings.from_env({"DEFAULT_MONTHLY_TOKEN_QUOTA": "300", "RATE_LIMIT_RPM": "7", "RATE_LIMIT_TPM": "900"}))
     free = plans.default
     assert (free.name, free.monthly_token_quota, free.rate_limit_rpm, free.rate_limit_tpm) == ("free", 300, 7, 900)
     assert plans.get("pro").monthly_token_quota > free.monthly_token_quota
 
 
 def test_plans_json_adds_and_changes_plans():
-    plans = catalog_from(Settings.from_env({
+    plans = plan_catalog(Settings.from_env({
         "PLANS": '{"pro": {"rate_limit_rpm": 1000}, "team": {"monthly_token_quota": 9, "rate_limit_rpm": 2, '
                  '"rate_limit_tpm": 3, "max_output_tokens": 4}}',
         "DEFAULT_PLAN": "team",
@@ -25,9 +24,9 @@ def test_plans_json_adds_and_changes_plans():
 @pytest.mark.parametrize("plans", ['{"team": {"monthly_token_quota": 1}}', "[1]", "{not json", '{"pro": {"rate_limit_rpm": 0}}'])
 def test_an_invalid_plans_setting_is_refused_at_start(plans):
     with pytest.raises(ValueError, match="PLANS"):
-        catalog_from(Settings.from_env({"PLANS": plans}))
+        plan_catalog(Settings.from_env({"PLANS": plans}))
 
 
 def test_the_default_plan_must_exist():
     with pytest.raises(ValueError, match="DEFAULT_PLAN"):
-        catalog_from(Settings.from_env({"DEFAULT_PLAN": "gold"}))
+        plan_catalog(Settings.from_env({"DEFAULT_PLAN": "gold"}))

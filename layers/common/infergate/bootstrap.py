@@ -1,123 +1,298 @@
-"""The composition root: InferGate's services, built from settings and the clients they use.
+"""The composition root: one place where InferGate's services are built, from settings and the
+clients they use.
 
-Functions build them once per instance through `wiring`, with the instance's
-own clients; tests and benchmarks call the same functions with clients of
-theirs. Imports happen inside, so that a function loads only what it builds.
+A function instance has one `Services` (`instance()`); its handlers take what they need
+from it. Each service and client is built on first use and kept for the instance's life,
+so that a function loads only what its requests use: the health check never imports
+pymongo. Tests and benchmarks build their own `Services` with clients of theirs, and
+`reset()` gives the instance's a fresh start, as a new Lambda instance would have.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
-from infergate.clock import utc_now
-from infergate.config import Settings
+from infergate.domain.periods import utc_now
 
 if TYPE_CHECKING:
     import redis
+    from pymongo import MongoClient
     from pymongo.database import Database
 
-    from infergate.domain.admission import AdmissionControl
-    from infergate.domain.authentication import Authenticator
-    from infergate.domain.chat import ChatService
-    from infergate.domain.models import ModelPolicy
+    from infergate.api.idempotency import Records
+    from infergate.config import Settings
+    from infergate.domain.accounts import AccountStore, AccountsVersion, KeyActivity
+    from infergate.domain.administration import Administration
+    from infergate.domain.admission import Gatekeeper
+    from infergate.domain.authentication import Authenticator, TokenVerifier
+    from infergate.domain.inference import InferenceService
+    from infergate.domain.ledger import UsageLedger
+    from infergate.domain.meter import Meter
+    from infergate.domain.model_policy import ModelPolicy
+    from infergate.domain.model_server import ModelServer
+    from infergate.domain.own_keys import OwnKeys
     from infergate.domain.plans import PlanCatalog
-    from infergate.domain.ports import AccountsVersion, TokenVerifier
+    from infergate.domain.registration import Registrar
+    from infergate.domain.telemetry import Telemetry
+    from infergate.domain.usage import UsageReports
     from infergate.llm.connections import ModelServerConnections
-    from infergate.stores.admission import RedisKeyActivity
+    from infergate.prometheus import RequestMetrics
+    from infergate.readiness import ReadinessCheck
+    from infergate.secret_store import KeptSettings
     from infergate.stores.counters import RedisCounters
 
-
-def plans(settings: Settings) -> PlanCatalog:
-    from infergate.domain.plans import catalog_from
-
-    return catalog_from(settings)
+# How long a readiness check waits for each dependency.
+READY_SECONDS = 2.0
 
 
-def admission(settings: Settings, *, redis: redis.Redis) -> AdmissionControl:
-    from infergate.domain.admission import AdmissionControl
-    from infergate.stores.admission import RedisAdmissionStore
+class Services:
+    """Settings, clients and services, each made on first use. Given a client, it uses that one."""
 
-    # A model call (a probe, or a slot's holder) may take as long as a chat may; after that,
-    # a function that died mid-call no longer holds the probe or the slot.
-    lease_seconds = max(settings.ollama_timeout, settings.ollama_stream_timeout) + 5
-    store = RedisAdmissionStore(
-        redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures,
-        breaker_open_seconds=settings.breaker_open_seconds, breaker_probe_seconds=lease_seconds,
-    )
-    return AdmissionControl(store, fail_open=settings.rate_limit_fail_open, lease_seconds=lease_seconds)
+    def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
+                 redis: redis.Redis | None = None, connections: ModelServerConnections | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        given = {"settings": settings, "database": database, "redis": redis, "connections": connections}
+        self._given = {name: value for name, value in given.items() if value is not None}
+        self.__dict__.update(self._given)  # what cached_property would otherwise make
+        self.clock = clock
+
+    def reset(self) -> None:
+        """Forget every client and service (closing MongoDB's connections), and read the settings again."""
+        client = self.__dict__.get("mongo_client")
+        if client is not None:
+            client.close()
+        for name in [name for name in self.__dict__ if isinstance(getattr(type(self), name, None), cached_property)]:
+            del self.__dict__[name]
+        self.__dict__.update(self._given)
+
+    # -- settings and clients ------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> Settings:
+        from infergate.config import Settings
+
+        return Settings.from_env()
+
+    @cached_property
+    def kept(self) -> KeptSettings:
+        """Settings kept in Secrets Manager or Parameter Store (MONGODB_URI_SECRET, ...)."""
+        from infergate.secret_store import KeptSettings
+
+        return KeptSettings()
+
+    def _setting(self, value: str, kept_at: str) -> str:
+        """A setting's value, or the one kept at `kept_at` when that names where it is kept."""
+        return self.kept.read(kept_at) if kept_at else value
+
+    def mongodb_uri(self) -> str:
+        """MONGODB_URI, or the one MONGODB_URI_SECRET names."""
+        return self._setting(self.settings.mongodb_uri, self.settings.mongodb_uri_secret)
+
+    def redis_url(self) -> str:
+        """REDIS_URL, or the one REDIS_URL_SECRET names."""
+        return self._setting(self.settings.redis_url, self.settings.redis_url_secret)
+
+    def metrics_token(self) -> str:
+        """METRICS_TOKEN, or the one METRICS_TOKEN_SECRET names (read again once its cached copy is old)."""
+        return self._setting(self.settings.metrics_token, self.settings.metrics_token_secret)
+
+    @cached_property
+    def mongo_client(self) -> MongoClient:
+        from infergate.stores.mongo import connect
+
+        return connect(self.mongodb_uri())
+
+    @cached_property
+    def database(self) -> Database:
+        from infergate.stores.mongo import database_of
+
+        return database_of(self.mongo_client, self.settings.mongodb_db)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        from infergate.stores.redis_client import connect
+
+        return connect(self.redis_url())
+
+    @cached_property
+    def connections(self) -> ModelServerConnections:
+        """The connections to the model server, shared by chats, the model list and readiness."""
+        from infergate.llm.connections import ModelServerConnections
+
+        return ModelServerConnections(self.settings.ollama_url, connect_timeout=self.settings.ollama_connect_timeout)
+
+    # -- stores and the model server -----------------------------------------------------
+
+    @cached_property
+    def ledger(self) -> UsageLedger:
+        from infergate.stores.usage import MongoUsageLedger
+
+        return MongoUsageLedger(self.database)
+
+    @cached_property
+    def accounts(self) -> AccountStore:
+        from infergate.stores.accounts import MongoAccountStore
+
+        return MongoAccountStore(self.database)
+
+    @cached_property
+    def accounts_version(self) -> AccountsVersion:
+        from infergate.stores.accounts import RedisAccountsVersion
+
+        return RedisAccountsVersion(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
+    def key_activity(self) -> KeyActivity:
+        from infergate.stores.key_activity import RedisKeyActivity
+
+        return RedisKeyActivity(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
+    def counters(self) -> RedisCounters:
+        from infergate.stores.counters import RedisCounters
+
+        return RedisCounters(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
+    def server(self) -> ModelServer:
+        from infergate.llm.ollama import OllamaClient
+
+        settings = self.settings
+        return OllamaClient(self.connections, timeout=settings.ollama_timeout,
+                            stream_timeout=settings.ollama_stream_timeout, stall_timeout=settings.ollama_stall_timeout)
+
+    # -- the domain's services -----------------------------------------------------------
+
+    @cached_property
+    def telemetry(self) -> Telemetry:
+        from infergate.observability import AccessLineTelemetry
+
+        return AccessLineTelemetry()
+
+    @cached_property
+    def plans(self) -> PlanCatalog:
+        from infergate.config import plan_catalog
+
+        return plan_catalog(self.settings)
+
+    @cached_property
+    def gatekeeper(self) -> Gatekeeper:
+        from infergate.domain.admission import Gatekeeper
+        from infergate.stores.limits import RedisLimitStore
+
+        settings = self.settings
+        # A model call (a probe, or a slot's holder) may take as long as a chat may; after that,
+        # a function that died mid-call no longer holds the probe or the slot.
+        lease_seconds = max(settings.ollama_timeout, settings.ollama_stream_timeout) + 5
+        store = RedisLimitStore(
+            self.redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures,
+            breaker_open_seconds=settings.breaker_open_seconds, breaker_probe_seconds=lease_seconds,
+        )
+        return Gatekeeper(store, fail_open=settings.rate_limit_fail_open, lease_seconds=lease_seconds,
+                          telemetry=self.telemetry)
+
+    @cached_property
+    def models(self) -> ModelPolicy:
+        from infergate.domain.model_policy import ModelPolicy
+        from infergate.llm.catalog import OllamaCatalog
+
+        return ModelPolicy(OllamaCatalog(self.connections), default=self.settings.ollama_model,
+                           allowed=self.settings.allowed_models())
+
+    @cached_property
+    def meter(self) -> Meter:
+        from infergate.domain.meter import RESERVATION_TTL, Meter
+
+        # A reservation outlives the longest stream, so that a live request always finds it.
+        ttl = max(RESERVATION_TTL, timedelta(seconds=self.settings.ollama_stream_timeout + 60))
+        return Meter(self.gatekeeper, self.ledger, self.models, self.telemetry, clock=self.clock, reservation_ttl=ttl)
+
+    @cached_property
+    def inference(self) -> InferenceService:
+        from infergate.domain.inference import InferenceService
+
+        return InferenceService(self.meter, self.server)
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        from infergate.domain.authentication import Authenticator
+        from infergate.stores.authentication import RedisFailedAuthentications
+
+        failures = RedisFailedAuthentications(self.redis, prefix=self.settings.redis_key_prefix,
+                                              per_minute=self.settings.auth_failures_per_minute)
+        return Authenticator(self.accounts, self.plans, self.accounts_version, tokens=self.token_verifier,
+                             failures=failures)
+
+    @cached_property
+    def token_verifier(self) -> TokenVerifier | None:
+        """Sign-in tokens' verifier, where single sign-on is configured."""
+        settings = self.settings
+        if not settings.single_sign_on:
+            return None
+        from infergate.sso import JwtVerifier
+
+        return JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, jwks_url=settings.jwt_jwks_url,
+                           plan_claim=settings.jwt_plan_claim)
+
+    @cached_property
+    def registrar(self) -> Registrar:
+        from infergate.domain.registration import Registrar
+
+        return Registrar(self.accounts, self.gatekeeper, plan=self.plans.default,
+                         per_hour=self.settings.register_limit_per_hour, clock=self.clock)
+
+    @cached_property
+    def keys(self) -> OwnKeys:
+        from infergate.domain.own_keys import OwnKeys
+
+        return OwnKeys(self.accounts, self.accounts_version, self.key_activity, clock=self.clock)
+
+    @cached_property
+    def usage(self) -> UsageReports:
+        from infergate.domain.usage import UsageReports
+
+        return UsageReports(self.ledger, self.plans, clock=self.clock)
+
+    @cached_property
+    def administration(self) -> Administration:
+        from infergate.domain.administration import Administration
+
+        return Administration(self.accounts, self.accounts_version, self.plans, self.key_activity, clock=self.clock)
+
+    # -- the edge's -----------------------------------------------------------------------
+
+    @cached_property
+    def request_metrics(self) -> RequestMetrics:
+        from infergate.prometheus import RequestMetrics
+
+        return RequestMetrics(self.counters)
+
+    @cached_property
+    def idempotency(self) -> Records:
+        from infergate.api.idempotency import records
+
+        return records(self.redis, ttl_seconds=self.settings.idempotency_ttl_seconds)
+
+    @cached_property
+    def readiness(self) -> ReadinessCheck:
+        from infergate.readiness import ReadinessCheck, probes
+
+        dependencies = probes(lambda: self.mongo_client, lambda: self.redis, lambda: self.connections,
+                              seconds=READY_SECONDS)
+        return ReadinessCheck(dependencies, timeout=READY_SECONDS)
 
 
-def model_server(settings: Settings) -> ModelServerConnections:
-    """The connections to the model server, shared by chats and the model list."""
-    from infergate.llm.connections import ModelServerConnections
-
-    return ModelServerConnections(settings.ollama_url, connect_timeout=settings.ollama_connect_timeout)
+_instance = Services()
 
 
-def model_policy(settings: Settings, *, connections: ModelServerConnections) -> ModelPolicy:
-    from infergate.domain.models import ModelPolicy
-    from infergate.llm.ollama import OllamaCatalog
-
-    return ModelPolicy(OllamaCatalog(connections), default=settings.ollama_model, allowed=settings.allowed_models())
+def instance() -> Services:
+    """This function instance's services."""
+    return _instance
 
 
-def chat_service(
-    settings: Settings, *, database: Database, redis: redis.Redis, connections: ModelServerConnections,
-    models: ModelPolicy | None = None, admitting: AdmissionControl | None = None,
-    clock: Callable[[], datetime] = utc_now,
-) -> ChatService:
-    """`models` and `admitting`, when given, are the instance's own, shared with its other routes."""
-    from infergate.domain.chat import RESERVATION_TTL, ChatService
-    from infergate.llm.ollama import OllamaClient
-    from infergate.stores.usage import MongoUsageLedger
-
-    return ChatService(
-        admission=admitting or admission(settings, redis=redis),
-        ledger=MongoUsageLedger(database),
-        model=OllamaClient(connections, timeout=settings.ollama_timeout, stream_timeout=settings.ollama_stream_timeout,
-                           stall_timeout=settings.ollama_stall_timeout),
-        reservation_ttl=max(RESERVATION_TTL, timedelta(seconds=settings.ollama_stream_timeout + 60)),
-        models=models or model_policy(settings, connections=connections),
-        clock=clock,
-    )
-
-
-def authenticator(settings: Settings, *, database: Database, redis: redis.Redis) -> Authenticator:
-    from infergate.domain.authentication import Authenticator
-    from infergate.stores.accounts import MongoAccountStore
-    from infergate.stores.authentication import RedisFailedAuthentications
-
-    failures = RedisFailedAuthentications(redis, prefix=settings.redis_key_prefix,
-                                          per_minute=settings.auth_failures_per_minute)
-    return Authenticator(MongoAccountStore(database), plans(settings), accounts_version(settings, redis=redis),
-                         tokens=token_verifier(settings), failures=failures)
-
-
-def token_verifier(settings: Settings) -> TokenVerifier | None:
-    """Sign-in tokens' verifier, where single sign-on is configured."""
-    if not settings.single_sign_on:
-        return None
-    from infergate.sso import JwtVerifier
-
-    return JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, jwks_url=settings.jwt_jwks_url,
-                       plan_claim=settings.jwt_plan_claim)
-
-
-def accounts_version(settings: Settings, *, redis: redis.Redis) -> AccountsVersion:
-    from infergate.stores.accounts import RedisAccountsVersion
-
-    return RedisAccountsVersion(redis, prefix=settings.redis_key_prefix)
-
-
-def key_activity(settings: Settings, *, redis: redis.Redis) -> RedisKeyActivity:
-    from infergate.stores.admission import RedisKeyActivity
-
-    return RedisKeyActivity(redis, prefix=settings.redis_key_prefix)
-
-
-def counters(settings: Settings, *, redis: redis.Redis) -> RedisCounters:
-    from infergate.stores.counters import RedisCounters
-
-    return RedisCounters(redis, prefix=settings.redis_key_prefix)
+def reset() -> None:
+    """A fresh start for this instance's services, as a new Lambda instance would have (tests)."""
+    _instance.reset()

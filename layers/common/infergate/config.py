@@ -1,17 +1,18 @@
-"""Settings read once from the environment (each also a SAM parameter)."""
+"""Settings read once from the environment (each also a SAM parameter), and what is parsed
+from them: the plans (PLANS and the figures of the default plan)."""
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, TypeAdapter
 
-from infergate.models.base import Model
+from infergate.domain.plans import Plan, PlanCatalog
+from infergate.schemas.base import Schema
 
 
-class Settings(Model):
+class Settings(Schema):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     mongodb_uri: str = Field("mongodb://127.0.0.1:27017", alias="MONGODB_URI")
@@ -78,29 +79,33 @@ class Settings(Model):
         return cls.model_validate({key: value for key, value in env.items() if value != ""})
 
 
-@functools.cache
-def get_settings() -> Settings:
-    return Settings.from_env()
+class _PlanFigures(Schema):
+    """A plan's figures as PLANS gives them: each optional, whole numbers, nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_token_quota: int | None = None
+    rate_limit_rpm: int | None = None
+    rate_limit_tpm: int | None = None
+    max_output_tokens: int | None = None
+    max_api_keys: int | None = None
+    max_concurrent_requests: int | None = None
 
 
-def mongodb_uri(settings: Settings) -> str:
-    """MONGODB_URI, or the secret MONGODB_URI_SECRET names."""
-    return _kept(settings.mongodb_uri_secret) or settings.mongodb_uri
-
-
-def redis_url(settings: Settings) -> str:
-    """REDIS_URL, or the secret REDIS_URL_SECRET names."""
-    return _kept(settings.redis_url_secret) or settings.redis_url
-
-
-def metrics_token(settings: Settings) -> str:
-    """METRICS_TOKEN, or the secret METRICS_TOKEN_SECRET names."""
-    return _kept(settings.metrics_token_secret) or settings.metrics_token
-
-
-def _kept(reference: str) -> str:
-    if not reference:
-        return ""
-    from infergate.secret_store import read_kept
-
-    return read_kept(reference)
+def plan_catalog(settings: Settings) -> PlanCatalog:
+    """The plans: `free` from the settings' figures, `pro` built in, and what PLANS adds or changes."""
+    plans = {
+        "free": Plan(name="free", monthly_token_quota=settings.default_monthly_token_quota,
+                     rate_limit_rpm=settings.rate_limit_rpm, rate_limit_tpm=settings.rate_limit_tpm,
+                     max_output_tokens=1024, max_concurrent_requests=settings.max_concurrent_requests),
+        "pro": Plan(name="pro", monthly_token_quota=5_000_000, rate_limit_rpm=600, rate_limit_tpm=200_000,
+                    max_output_tokens=4096, max_concurrent_requests=16),
+    }
+    if settings.plans.strip():
+        try:
+            for name, given in TypeAdapter(dict[str, _PlanFigures]).validate_json(settings.plans).items():
+                figures = given.model_dump(exclude_none=True)
+                plans[name] = plans[name].with_figures(figures) if name in plans else Plan(name=name, **figures)
+        except (ValueError, TypeError) as error:  # pydantic's ValidationError and InvalidPlan are ValueErrors
+            raise ValueError(f"PLANS is not valid: {error}") from None
+    return PlanCatalog(plans, settings.default_plan)

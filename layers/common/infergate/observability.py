@@ -22,16 +22,20 @@ and such name=value pairs inside free text (a message, an exception, a URL).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
+
+if TYPE_CHECKING:
+    from infergate.domain.ledger import RequestOutcome
 
 REDACTED = "[REDACTED]"
 
@@ -83,6 +87,11 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(logger_formatter=RedactingFormatter())
+# The domain logs through the standard library, under `infergate`: its lines take the same
+# handler, so the same format, keys and redaction.
+_domain = logging.getLogger("infergate")
+_domain.handlers, _domain.propagate = [logger.registered_handler], False
+_domain.setLevel(logger.log_level)
 # Whether this request is in the request total already: admitting a request counts it.
 request_counted: ContextVar[bool] = ContextVar("request_counted", default=False)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InferGate"))
@@ -93,13 +102,25 @@ def count(name: str, value: int = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+class AccessLineTelemetry:
+    """The domain's Telemetry: counts become this invocation's metrics, and a metered request's
+    outcome goes on its access line."""
+
+    def count(self, metric: str, value: int = 1) -> None:
+        count(metric, value)
+
+    def ended(self, outcome: RequestOutcome) -> None:
+        note(model=outcome.model, outcome=outcome.status, prompt_tokens=outcome.prompt_tokens,
+             completion_tokens=outcome.completion_tokens, end_user=outcome.end_user, upstream_ms=outcome.latency_ms)
+
+
 # What the access line of the request being answered says so far; None between requests.
 _access_line: ContextVar[dict[str, Any] | None] = ContextVar("access_line", default=None)
 # Fields a request's access line may carry, in the order it writes them.
 ACCESS_FIELDS = ("route", "method", "status", "latency_ms", "outcome", "user_id", "key_id", "model", "prompt_tokens",
                  "completion_tokens", "upstream_ms", "limit", "replayed", "end_user", "metadata", "api_request_id",
                  "source_ip")
-# Called with each access line as it is written: the shared request metrics (wiring.record_request).
+# Called with each access line as it is written: the shared request metrics (prometheus.RequestMetrics).
 _recorder: list[Callable[[dict[str, Any]], None]] = []
 
 

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from infergate.domain.errors import ServiceUnavailable
+from infergate.observability import logger
+
+if TYPE_CHECKING:
+    from infergate.stores.counters import RedisCounters
 
 # Seconds: from a cached answer to a long streamed one.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -29,6 +35,31 @@ FAMILIES = {
 }
 # The outcomes that are a limit's refusal, and the limit each names.
 LIMITS = {"rate_limited": "rate", "too_many_concurrent_requests": "concurrency", "quota_held_in_flight": "quota_in_flight"}
+
+
+class RequestMetrics:
+    """Every request, counted in the metrics every instance shares; never fails the request."""
+
+    def __init__(self, counters: RedisCounters) -> None:
+        self._counters = counters
+
+    def record(self, line: Mapping[str, Any]) -> None:
+        """Adds a request's access line to the shared metrics."""
+        try:
+            self._counters.add(increments(line))
+        except ServiceUnavailable as error:
+            logger.warning("request metrics not recorded: Redis unavailable", extra={"error": _cause(error)})
+
+    def count(self) -> None:
+        """Counts one API request for /metrics' total (admitting a request counts it already)."""
+        try:
+            self._counters.count_request()
+        except ServiceUnavailable as error:
+            logger.warning("request not counted: Redis unavailable", extra={"error": _cause(error)})
+
+
+def _cause(error: Exception) -> str:
+    return type(error.__cause__ or error).__name__
 
 
 def increments(line: Mapping[str, Any]) -> dict[str, float]:

@@ -10,6 +10,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Late
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
+    from pymongo import MongoClient
+
+    from infergate.llm.connections import ModelServerConnections
 
 # A probe returns when its dependency answered, and raises when it did not.
 Probe = Callable[[], None]
@@ -30,6 +37,20 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return all(check.ok for check in self.checks.values())
+
+
+def probes(mongo: Callable[[], MongoClient], redis_client: Callable[[], redis.Redis],
+           model_server: Callable[[], ModelServerConnections], *, seconds: float = 2.0) -> dict[str, Probe]:
+    """One probe per dependency (MongoDB, Redis, the model server), each bounded by `seconds`; each
+    client is taken when its probe runs, so that a client that cannot be made fails its probe alone."""
+    def mongodb() -> None:
+        import pymongo
+
+        with pymongo.timeout(seconds):
+            mongo().admin.command("ping")
+
+    return {"mongodb": mongodb, "redis": lambda: redis_client().ping(),
+            "model_server": lambda: model_server().ping(timeout=seconds)}
 
 
 def check(probes: Mapping[str, Probe], *, timeout: float) -> Readiness:

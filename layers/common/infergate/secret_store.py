@@ -11,10 +11,9 @@ most two seconds each), and its value reaches no log line.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
-from infergate.errors import ServiceUnavailable
+from infergate.domain.errors import ServiceUnavailable
 from infergate.observability import logger
 
 if TYPE_CHECKING:
@@ -32,34 +31,41 @@ def is_secrets_manager_arn(reference: str) -> bool:
     return reference.startswith("arn:") and reference.split(":")[2:3] == ["secretsmanager"]
 
 
-def read_kept(reference: str) -> str:
-    """The value kept at `reference`: a Secrets Manager ARN, else an SSM parameter's name."""
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+class KeptSettings:
+    """Reads settings from where they are kept, through one Powertools provider per service,
+    made on first use and kept for the instance's life (bootstrap holds one)."""
 
-    try:
-        if is_secrets_manager_arn(reference):
-            value = _provider("secretsmanager").get(reference, max_age=MAX_AGE_SECONDS)
-        else:
-            value = _provider("ssm").get(reference, max_age=MAX_AGE_SECONDS, decrypt=True)
-    except GetParameterError as error:
-        # The AWS error names the reference and the role, never the value.
-        logger.error("setting could not be read from where it is kept", extra={"kept_at": reference, "error": str(error)})
-        raise SecretUnavailable("A setting of the gateway's could not be read from where it is kept; retry shortly.",
-                                headers={"Retry-After": "1"}) from None
-    text = value.decode() if isinstance(value, bytes) else str(value or "")
-    if not text.strip():
-        logger.error("setting kept empty", extra={"kept_at": reference})
-        raise SecretUnavailable("A setting of the gateway's is kept empty; an operator must set it.",
-                                headers={"Retry-After": "60"})
-    return text.strip()
+    def __init__(self) -> None:
+        self._providers: dict[str, BaseProvider] = {}
 
+    def read(self, reference: str) -> str:
+        """The value kept at `reference`: a Secrets Manager ARN, else an SSM parameter's name."""
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-@functools.cache
-def _provider(service: str) -> BaseProvider:
-    from aws_lambda_powertools.utilities import parameters
-    from botocore.config import Config
+        try:
+            if is_secrets_manager_arn(reference):
+                value = self._provider("secretsmanager").get(reference, max_age=MAX_AGE_SECONDS)
+            else:
+                value = self._provider("ssm").get(reference, max_age=MAX_AGE_SECONDS, decrypt=True)
+        except GetParameterError as error:
+            # The AWS error names the reference and the role, never the value.
+            logger.error("setting could not be read from where it is kept",
+                         extra={"kept_at": reference, "error": str(error)})
+            raise SecretUnavailable("A setting of the gateway's could not be read from where it is kept; retry "
+                                    "shortly.", retry_after=1) from None
+        text = value.decode() if isinstance(value, bytes) else str(value or "")
+        if not text.strip():
+            logger.error("setting kept empty", extra={"kept_at": reference})
+            raise SecretUnavailable("A setting of the gateway's is kept empty; an operator must set it.",
+                                    retry_after=60)
+        return text.strip()
 
-    bounded = Config(connect_timeout=2, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
-    if service == "secretsmanager":
-        return parameters.SecretsProvider(boto_config=bounded)
-    return parameters.SSMProvider(boto_config=bounded)
+    def _provider(self, service: str) -> BaseProvider:
+        if service not in self._providers:
+            from aws_lambda_powertools.utilities import parameters
+            from botocore.config import Config
+
+            bounded = Config(connect_timeout=2, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
+            self._providers[service] = (parameters.SecretsProvider(boto_config=bounded) if service == "secretsmanager"
+                                        else parameters.SSMProvider(boto_config=bounded))
+        return self._providers[service]

@@ -21,8 +21,8 @@ import time
 import urllib.request
 from typing import Any
 
-from infergate.domain.ports import Claims, TokenRefused
-from infergate.errors import ServiceUnavailable
+from infergate.domain.authentication import Claims, TokenRefused
+from infergate.domain.errors import ServiceUnavailable
 from infergate.observability import logger
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
@@ -84,8 +84,7 @@ class JwtVerifier:
             logger.error("the identity provider's keys could not be fetched", extra={"error": type(error).__name__})
             if self._keys:
                 return self._keys  # keep using what it published last
-            raise ServiceUnavailable("Sign-in tokens cannot be checked right now; retry shortly.",
-                                     headers={"Retry-After": "1"}) from None
+            raise ServiceUnavailable("Sign-in tokens cannot be checked right now; retry shortly.", retry_after=1) from None
         return {key.key_id: key.key for key in published.keys if key.key_id}
 
 

@@ -1,7 +1,8 @@
 """Builds each function's resolver and Lambda entry point the same way.
 
-Handlers parse their input with `parse_body` / `parse_query` (pydantic) and
-return models, which leave as JSON. Every response leaves with an
+A function's resolver carries the instance's services (bootstrap). Translators
+parse its input with `parse_body` / `parse_query` (pydantic schemas) and shape
+answers from schemas, which leave as JSON. Every response leaves with an
 `x-request-id` header and, when it is an error, a body of OpenAI's form
 `{"error": {"message", "type", "param", "code"}}`, on every route.
 
@@ -15,29 +16,20 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from infergate import wiring
+from infergate.api.caller import caller_from, refusal_from
+from infergate.api.errors import RequestTooLarge, body_of, headers_of, rate_limit_headers, status_for
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
-from infergate.config import get_settings
+from infergate.domain.admission import Admission
+from infergate.domain.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, NotFound, Unauthorized
 from infergate.domain.principal import Operator, Principal
-from infergate.errors import (
-    AccountSuspended,
-    Forbidden,
-    InferGateError,
-    InvalidRequest,
-    RequestTooLarge,
-    Unauthorized,
-)
-from infergate.models.base import Model
-from infergate.models.errors import ErrorBody
-from infergate.models.principal import caller_from, refusal_from
 from infergate.observability import (
     logger,
     metrics,
@@ -48,51 +40,58 @@ from infergate.observability import (
     write_access_line,
 )
 
-M = TypeVar("M", bound=Model)
+if TYPE_CHECKING:
+    from infergate.bootstrap import Services
+    from infergate.schemas.base import Schema
+
+S = TypeVar("S", bound="Schema")
 # Marks an event whose body was not UTF-8.
 NOT_UTF8 = "infergateBodyNotUtf8"
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, *,
-                   param: str | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody.of(status, code, message, param=param).model_dump_json(),
-        headers=headers,
-    )
+class App(APIGatewayRestResolver):
+    """A function's resolver, with the services of the function instance it runs in."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self.services = services
 
 
-def json_response(model: Model, *, status: int = 200) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json())
+def error_response(error: InferGateError) -> Response:
+    return Response(status_code=status_for(error), content_type=content_types.APPLICATION_JSON,
+                    body=body_of(error).model_dump_json(), headers=headers_of(error))
 
 
-def create_app() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver()
+def json_response(schema: Schema, *, status: int = 200) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=schema.model_dump_json())
+
+
+def create_app(services: Services) -> App:
+    app = App(services)
 
     @app.exception_handler(InferGateError)
     def _known_error(error: InferGateError) -> Response:
-        note(outcome=error.code)
-        if error.status >= 500:
-            logger.warning("request failed", extra={"error_code": error.code, "status": error.status})
-        return error_response(error.status, error.code, error.message, error.headers, param=error.param)
+        note(outcome=error.code, limit=getattr(error, "limit", None))
+        if status_for(error) >= 500:
+            logger.warning("request failed", extra={"error_code": error.code, "status": status_for(error)})
+        return error_response(error)
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
         note(outcome="not_found")
-        return error_response(404, "not_found", "No such route.")
+        return error_response(NotFound("No such route."))
 
     @app.exception_handler(Exception)
     def _unexpected(_: Exception) -> Response:
         logger.exception("unhandled error")
         note(outcome="internal_error")
-        return error_response(500, "internal_error", f"Internal error; quote request id {app.context.get('request_id')}.")
+        return error_response(InferGateError(f"Internal error; quote request id {app.context.get('request_id')}."))
 
     return app
 
 
-def parse_body(app: APIGatewayRestResolver, model: type[M], *, optional: bool = False) -> M:
-    """The request body as `model`, or 400 invalid_request saying what is wrong. With
+def parse_body(app: App, schema: type[S], *, optional: bool = False) -> S:
+    """The request body as `schema`, or 400 invalid_request saying what is wrong. With
     `optional`, no body at all reads as `{}`.
 
     Strictly: JSON's types are taken as they are, never converted ("10" is not 10,
@@ -100,18 +99,19 @@ def parse_body(app: APIGatewayRestResolver, model: type[M], *, optional: bool = 
     if app.current_event.get(NOT_UTF8):
         raise InvalidRequest("The request body must be UTF-8.")
     body = app.current_event.body or ""
-    limit = get_settings().max_request_bytes
+    limit = app.services.settings.max_request_bytes
     if len(body) > limit // 4 and len(body.encode()) > limit:  # a character is at most 4 bytes
         raise RequestTooLarge(f"The request body may be at most {limit} bytes (MAX_REQUEST_BYTES).")
-    return _validated(lambda data: model.model_validate_json(data, strict=True), "{}" if optional and not body.strip() else body)
+    return _validated(lambda data: schema.model_validate_json(data, strict=True),
+                      "{}" if optional and not body.strip() else body)
 
 
-def parse_query(app: APIGatewayRestResolver, model: type[M]) -> M:
-    """The query string as `model`, or 400 invalid_request saying what is wrong."""
-    return _validated(model.model_validate, app.current_event.query_string_parameters or {})
+def parse_query(app: App, schema: type[S]) -> S:
+    """The query string as `schema`, or 400 invalid_request saying what is wrong."""
+    return _validated(schema.model_validate, app.current_event.query_string_parameters or {})
 
 
-def _validated(validate: Callable[[Any], M], data: Any) -> M:
+def _validated(validate: Callable[[Any], S], data: Any) -> S:
     try:
         return validate(data)
     except ValidationError as error:
@@ -145,16 +145,21 @@ def describe_validation_errors(errors: Any) -> str:
     return "; ".join(parts) or "The request is invalid."
 
 
-def add_response_headers(app: APIGatewayRestResolver, headers: dict[str, str]) -> None:
+def add_response_headers(app: App, headers: dict[str, str]) -> None:
     """Headers for this request's response, whatever it turns out to be."""
     app.context["response_headers"].update(headers)
 
 
-def source_ip(app: APIGatewayRestResolver) -> str:
+def with_limit_headers(app: App) -> Callable[[Admission], None]:
+    """What hears of a request's admission: the limits' standing, as headers on its response."""
+    return lambda admission: add_response_headers(app, rate_limit_headers(admission.requests, admission.tokens))
+
+
+def source_ip(app: App) -> str:
     return app.current_event.request_context.identity.source_ip or "unknown"
 
 
-def current_principal(app: APIGatewayRestResolver) -> Principal:
+def current_principal(app: App) -> Principal:
     """The user calling, as the authorizer established it; 403 for an operator's key or a
     suspended account."""
     caller = _caller(app)
@@ -165,15 +170,19 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
     return caller
 
 
-def admitted_principal(app: APIGatewayRestResolver) -> Principal:
-    """The user calling (current_principal), their request counted under their key's requests per
-    minute (429 past it), with the limit's headers set on the response."""
-    principal = current_principal(app)
-    add_response_headers(app, wiring.admission().admit(principal).headers())
+def admitted_principal(app: App) -> Principal:
+    """The user calling (current_principal), admitted (`admit`)."""
+    return admit(app, current_principal(app))
+
+
+def admit(app: App, principal: Principal) -> Principal:
+    """`principal`, their request counted under their key's requests per minute (429 past it),
+    with the limit's headers set on the response."""
+    with_limit_headers(app)(app.services.gatekeeper.admit(principal))
     return principal
 
 
-def current_operator(app: APIGatewayRestResolver) -> Operator:
+def current_operator(app: App) -> Operator:
     """The operator calling; 403 for anyone else."""
     caller = _caller(app)
     if not isinstance(caller, Operator):
@@ -181,7 +190,7 @@ def current_operator(app: APIGatewayRestResolver) -> Operator:
     return caller
 
 
-def _caller(app: APIGatewayRestResolver) -> Principal | Operator:
+def _caller(app: App) -> Principal | Operator:
     context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     refusal = refusal_from(context)
     if refusal is not None:
@@ -192,9 +201,9 @@ def _caller(app: APIGatewayRestResolver) -> Principal | Operator:
         raise Unauthorized("A valid API key is required.") from None
 
 
-def lambda_entrypoint(app: APIGatewayRestResolver):
+def lambda_entrypoint(app: App) -> Callable[[dict, Any], dict]:
     """The Lambda handler for `app`: logging, metrics and the request id wired in once."""
-    record_access_lines_with(wiring.record_request)
+    record_access_lines_with(lambda line: app.services.request_metrics.record(line))  # Redis is made on first use
 
     @logger.inject_lambda_context(clear_state=True)
     @metrics.log_metrics(capture_cold_start_metric=True)
@@ -209,7 +218,7 @@ def lambda_entrypoint(app: APIGatewayRestResolver):
         request_counted.set(False)
         response = app.resolve(_with_text_body(event), context)
         if not request_counted.get():
-            wiring.count_request()  # a request that never reached admission (health, a bad body) counts all the same
+            app.services.request_metrics.count()  # a request that never reached admission (health, a bad body) counts too
         for name, value in {**extra_headers, REQUEST_ID_HEADER: request_id}.items():
             _stamp_header(response, name, value)
         _count_outcome(response["statusCode"])

@@ -1,16 +1,40 @@
-"""Shapes a streamed answer of InferGate's own POST /v1/chat as server-sent events."""
+"""InferGate's own chat API (POST /v1/chat): its request as the domain's ChatTask, and the
+answer as its schemas say it, whole or as server-sent events."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from infergate.api.app import App, parse_body
 from infergate.api.streaming import error_event, sse
-from infergate.errors import InferGateError
-from infergate.models.chat import ChatDelta, ChatResponse
+from infergate.domain.errors import InferGateError
+from infergate.domain.inference import ChatResult, ChatStream, ChatTask
+from infergate.domain.messages import Message
+from infergate.schemas.chat import ChatDelta, ChatRequest, ChatResponse, TokenUsage
 
-if TYPE_CHECKING:
-    from infergate.domain.chat import ChatStream
+
+def request(app: App) -> tuple[ChatTask, bool]:
+    """The chat the body asks for, and whether it wants the answer streamed."""
+    body = parse_body(app, ChatRequest)
+    return task(body), body.stream
+
+
+def task(body: ChatRequest) -> ChatTask:
+    """A prompt is one user message; messages are kept as sent."""
+    if body.messages is not None:
+        conversation = [Message(role=message.role, content=message.content) for message in body.messages]
+    else:
+        conversation = [Message(role="user", content=body.prompt or "")]
+    return ChatTask(messages=conversation, model=body.model, max_tokens=body.max_tokens)
+
+
+def usage(result: ChatResult) -> TokenUsage:
+    return TokenUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                      total_tokens=result.total_tokens)
+
+
+def response(result: ChatResult) -> ChatResponse:
+    return ChatResponse(id=result.id, model=result.model, response=result.content, usage=usage(result))
 
 
 def event_stream(stream: ChatStream) -> Iterator[str]:
@@ -26,4 +50,4 @@ def event_stream(stream: ChatStream) -> Iterator[str]:
     finally:
         stream.close()
     assert stream.result is not None
-    yield sse(ChatResponse.of(stream.result).model_dump_json(), event="done")
+    yield sse(response(stream.result).model_dump_json(), event="done")

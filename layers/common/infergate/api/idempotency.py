@@ -20,22 +20,27 @@ frees its key.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 
-from infergate import wiring
 from infergate.api import streaming
+from infergate.api.app import App
+from infergate.api.errors import IdempotencyInProgress, IdempotencyKeyReused, rate_limit_headers
 from infergate.api.streaming import EVENT_STREAM
-from infergate.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest, ServiceUnavailable
-from infergate.models.principal import Principal
+from infergate.domain.errors import InvalidRequest, ServiceUnavailable
+from infergate.domain.principal import Principal
 from infergate.observability import logger
 
+if TYPE_CHECKING:
+    import redis
+
+T = TypeVar("T")
 HEADER = "Idempotency-Key"
 _ACCEPTABLE = re.compile(r"^[\x21-\x7e]{1,255}$")
 # How long a retry waits for the first request to finish before answering 409.
@@ -43,51 +48,48 @@ WAIT_SECONDS = 25.0
 POLL_SECONDS = 0.2
 
 
-@functools.cache
-def _runner() -> tuple[Any, Callable[..., dict], Any]:
-    """Powertools' idempotent function over Redis, and its store, built once per instance."""
+@dataclass(frozen=True)
+class Records:
+    """Powertools' idempotent function over Redis, its configuration and its store: one per instance."""
+
+    config: Any
+    run: Callable[..., dict]
+    store: Any
+
+
+def records(client: redis.Redis, *, ttl_seconds: int) -> Records:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
-    from infergate.config import get_settings
     from infergate.stores.idempotency_store import RedisIdempotencyStore
-    from infergate.stores.redis_client import get_redis
 
     config = IdempotencyConfig(
         event_key_jmespath="[scope, key]",
         payload_validation_jmespath="body",
         raise_on_no_idempotency_key=True,
-        expires_after_seconds=get_settings().idempotency_ttl_seconds,
+        expires_after_seconds=ttl_seconds,
     )
 
     def run(request: dict, compute: Callable[[], dict]) -> dict:
         return compute()
 
-    store = RedisIdempotencyStore(client=get_redis())
+    store = RedisIdempotencyStore(client=client)
     # Streams use the store directly, under the same names, so that one key is one record.
     store.configure(config, f"{run.__module__}.{run.__qualname__}")
-    return config, idempotent_function(data_keyword_argument="request", config=config, persistence_store=store)(run), store
+    return Records(config, idempotent_function(data_keyword_argument="request", config=config,
+                                               persistence_store=store)(run), store)
 
 
-def idempotently(app: APIGatewayRestResolver, principal: Principal, respond: Callable[[], Response]) -> Response:
+def idempotently(app: App, principal: Principal, respond: Callable[[], Response]) -> Response:
     """`respond()`, or, for a request carrying an Idempotency-Key, the response the key already has."""
     key = _key(app)
     if not key:
         return respond()
-
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError,
-        IdempotencyPersistenceLayerError,
-        IdempotencyValidationError,
-    )
-
-    config, run, _ = _runner()
-    config.register_lambda_context(app.lambda_context)  # a crashed first attempt's lock ends with its time
-    request = _request(app, principal, key)
-    executed = False
+    records = app.services.idempotency
+    records.config.register_lambda_context(app.lambda_context)  # a crashed first attempt's lock ends with its time
+    executed = []
 
     def compute() -> dict:
-        nonlocal executed
-        executed = True
+        executed.append(True)
         response = respond()
         return {
             "status": response.status_code,
@@ -96,56 +98,23 @@ def idempotently(app: APIGatewayRestResolver, principal: Principal, respond: Cal
             "headers": {**app.context["response_headers"], **_plain_headers(response)},
         }
 
-    deadline = _waiting_deadline(app)
-    while True:
-        try:
-            stored = run(request=request, compute=compute)
-            break
-        except IdempotencyAlreadyInProgressError:
-            _wait_or_give_up(deadline)
-        except IdempotencyValidationError:
-            raise IdempotencyKeyReused(f"This {HEADER} was used with a different request body.") from None
-        except IdempotencyPersistenceLayerError:
-            raise _store_unavailable() from None
-    headers = stored["headers"] if executed else _replay_headers(principal, stored["headers"])
+    stored = _waiting(app, lambda: records.run(request=_request(app, principal, key), compute=compute))
+    headers = stored["headers"] if executed else _replay_headers(app, principal, stored["headers"])
     return Response(status_code=stored["status"], content_type=stored["content_type"], body=stored["body"], headers=headers)
 
 
-def idempotently_streamed(app: APIGatewayRestResolver, principal: Principal, respond: Callable[[], Response]) -> Response:
+def idempotently_streamed(app: App, principal: Principal, respond: Callable[[], Response]) -> Response:
     """`respond()`, a streamed answer (api.streaming.streamed), or for a request carrying an
     Idempotency-Key the answer the key already has, streamed again."""
     key = _key(app)
     if not key:
         return respond()
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyItemAlreadyExistsError,
-        IdempotencyItemNotFoundError,
-        IdempotencyPersistenceLayerError,
-        IdempotencyValidationError,
-    )
-    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
-
-    config, _, store = _runner()
-    config.register_lambda_context(app.lambda_context)
-    request = _request(app, principal, key)
-    deadline = _waiting_deadline(app)
-    try:
-        while True:
-            try:
-                store.save_inprogress(data=request, remaining_time_in_millis=app.lambda_context.get_remaining_time_in_millis())
-                break
-            except IdempotencyItemAlreadyExistsError:
-                try:
-                    record = store.get_record(data=request)
-                except IdempotencyItemNotFoundError:  # it ended, cut off, as we looked: try again
-                    continue
-                if record.status == STATUS_CONSTANTS["COMPLETED"]:
-                    return _replayed_stream(principal, record.response_json_as_dict())
-                _wait_or_give_up(deadline)
-    except IdempotencyValidationError:
-        raise IdempotencyKeyReused(f"This {HEADER} was used with a different request body.") from None
-    except IdempotencyPersistenceLayerError:
-        raise _store_unavailable() from None
+    records = app.services.idempotency
+    records.config.register_lambda_context(app.lambda_context)
+    request, store = _request(app, principal, key), records.store
+    replay = _waiting(app, lambda: _held_or_replayed(app, store, request))
+    if replay is not None:
+        return _replayed_stream(app, principal, replay)
     try:
         response = respond()
     except BaseException as error:
@@ -158,6 +127,52 @@ def idempotently_streamed(app: APIGatewayRestResolver, principal: Principal, res
     return response
 
 
+def _held_or_replayed(app: App, store: Any, request: dict) -> dict | None:
+    """Holds the key for this request (None), or the answer a completed request with the key
+    had; IdempotencyAlreadyInProgressError while another request holds it."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyItemAlreadyExistsError,
+        IdempotencyItemNotFoundError,
+    )
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
+
+    while True:
+        try:
+            store.save_inprogress(data=request, remaining_time_in_millis=app.lambda_context.get_remaining_time_in_millis())
+            return None
+        except IdempotencyItemAlreadyExistsError:
+            try:
+                record = store.get_record(data=request)
+            except IdempotencyItemNotFoundError:  # it ended, cut off, as we looked: try again
+                continue
+            if record.status == STATUS_CONSTANTS["COMPLETED"]:
+                return record.response_json_as_dict()
+            raise IdempotencyAlreadyInProgressError(f"A request with this {HEADER} is in progress.") from None
+
+
+def _waiting(app: App, attempt: Callable[[], T]) -> T:
+    """`attempt()`, again after a moment while the first request with the key is still being
+    answered (409 once the wait is over); 422 if the key came with another body, 503 if the
+    store cannot be asked."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+
+    deadline = _waiting_deadline(app)
+    while True:
+        try:
+            return attempt()
+        except IdempotencyAlreadyInProgressError:
+            _wait_or_give_up(deadline)
+        except IdempotencyValidationError:
+            raise IdempotencyKeyReused(f"This {HEADER} was used with a different request body.") from None
+        except IdempotencyPersistenceLayerError:
+            raise _store_unavailable() from None
+
+
 def _forget(store: Any, request: dict, error: BaseException) -> None:
     """Frees the key of a request that did not complete; if the store cannot be asked, its
     in-progress record ends with the function's time."""
@@ -167,14 +182,14 @@ def _forget(store: Any, request: dict, error: BaseException) -> None:
         logger.warning("could not free an Idempotency-Key")
 
 
-def _key(app: APIGatewayRestResolver) -> str:
+def _key(app: App) -> str:
     key = app.current_event.headers.get(HEADER.lower(), "")
     if key and not _ACCEPTABLE.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 printable characters.")
     return key
 
 
-def _request(app: APIGatewayRestResolver, principal: Principal, key: str) -> dict:
+def _request(app: App, principal: Principal, key: str) -> dict:
     return {
         "scope": f"{principal.user_id}:{app.current_event.http_method}:{app.current_event.resource}",
         "key": key,
@@ -182,32 +197,31 @@ def _request(app: APIGatewayRestResolver, principal: Principal, key: str) -> dic
     }
 
 
-def _waiting_deadline(app: APIGatewayRestResolver) -> float:
+def _waiting_deadline(app: App) -> float:
     return time.monotonic() + min(WAIT_SECONDS, app.lambda_context.get_remaining_time_in_millis() / 1000 - 2)
 
 
 def _wait_or_give_up(deadline: float) -> None:
     """A moment's wait for the first request with the key; 409 once the deadline has passed."""
     if time.monotonic() >= deadline:
-        raise IdempotencyInProgress(
-            f"A request with this {HEADER} is still being answered; retry shortly.", headers={"Retry-After": "1"})
+        raise IdempotencyInProgress(f"A request with this {HEADER} is still being answered; retry shortly.",
+                                    retry_after=1)
     time.sleep(POLL_SECONDS)
 
 
 def _store_unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable(f"Requests with an {HEADER} cannot be accepted right now; retry shortly.",
-                              headers={"Retry-After": "1"})
+    return ServiceUnavailable(f"Requests with an {HEADER} cannot be accepted right now; retry shortly.", retry_after=1)
 
 
-def _replay_headers(principal: Principal, stored: dict[str, str]) -> dict[str, str]:
+def _replay_headers(app: App, principal: Principal, stored: dict[str, str]) -> dict[str, str]:
     """The stored headers, marked replayed, with the key's limit counted now: a replay is a request."""
-    admission = wiring.admission().admit(principal)  # RateLimited once the key's limit is reached
+    admission = app.services.gatekeeper.admit(principal)  # RateLimited once the key's limit is reached
     headers = {name: value for name, value in stored.items() if not name.lower().startswith("x-ratelimit-")}
-    return headers | {**admission.headers(), "Idempotent-Replayed": "true"}
+    return headers | {**rate_limit_headers(admission.requests, admission.tokens), "Idempotent-Replayed": "true"}
 
 
-def _replayed_stream(principal: Principal, stored: dict) -> Response:
-    return streaming.streamed(iter([stored["body"]]), headers=_replay_headers(principal, stored["headers"]))
+def _replayed_stream(app: App, principal: Principal, stored: dict) -> Response:
+    return streaming.streamed(iter([stored["body"]]), headers=_replay_headers(app, principal, stored["headers"]))
 
 
 def _plain_headers(response: Response) -> dict[str, str]:

@@ -1,18 +1,27 @@
-"""Shapes results and errors the way OpenAI's API does, for /v1/chat/completions, /v1/embeddings
-and /v1/models."""
+"""OpenAI's API (POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and
+GET /v1/models/{model}): its requests as the domain's tasks, and the domain's answers as
+OpenAI shapes them, whole or streamed."""
 
 from __future__ import annotations
 
 import base64
 import json
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
+from infergate.api.app import App, parse_body
+from infergate.api.chat import usage
 from infergate.api.streaming import error_event, sse
-from infergate.domain.ports import ModelEntry
-from infergate.errors import InferGateError
-from infergate.models.chat import TokenUsage
-from infergate.models.openai import (
+from infergate.domain.errors import InferGateError, InvalidRequest, NotFound
+from infergate.domain.inference import ChatResult, ChatStream, ChatTask, EmbeddingResult, EmbeddingTask
+from infergate.domain.messages import Message, Tool, ToolCall
+from infergate.domain.model_server import ModelEntry
+from infergate.domain.tools import tool_use
+from infergate.observability import note
+from infergate.schemas import openai as schemas
+from infergate.schemas.chat import TokenUsage
+from infergate.schemas.openai import ChatCompletionRequest, EmbeddingRequest, NamedToolChoice
+from infergate.schemas.openai_answers import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -30,11 +39,74 @@ from infergate.models.openai import (
     ToolCallOut,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+# -- requests ------------------------------------------------------------------------
 
-    from infergate.domain.chat import ChatResult, ChatStream, EmbeddingResult
 
+def chat_request(app: App) -> tuple[ChatCompletionRequest, ChatTask]:
+    """The body, and the chat it asks for; its metadata and end user go on the access line."""
+    body = parse_body(app, ChatCompletionRequest)
+    note(metadata=body.metadata, end_user=body.user)
+    return body, chat_task(body)
+
+
+def chat_task(body: ChatCompletionRequest) -> ChatTask:
+    """The chat a body asks for, in the domain's terms; 400 for what only its meaning can refuse."""
+    options: dict = {name: value for name, value in (
+        ("temperature", body.temperature), ("top_p", body.top_p), ("seed", body.seed),
+        ("presence_penalty", body.presence_penalty), ("frequency_penalty", body.frequency_penalty),
+    ) if value is not None}
+    if body.stop is not None:
+        options["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+    tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in body.tools or []]
+    try:
+        conversation = _conversation(body.messages)
+    except ValueError as error:  # an image that cannot be taken
+        raise InvalidRequest(f"messages: {error}") from None
+    return ChatTask(
+        messages=conversation, model=body.model, max_tokens=body.max_completion_tokens or body.max_tokens,
+        options=options, tools=tool_use(tools, _choice(body)),
+        answer_format=body.response_format.answer_format() if body.response_format else None,
+        one_tool_call=body.parallel_tool_calls is False, end_user=body.user)
+
+
+def _choice(body: ChatCompletionRequest) -> str:
+    if isinstance(body.tool_choice, NamedToolChoice):
+        return body.tool_choice.function.name
+    return body.tool_choice or "auto"
+
+
+def _conversation(messages: list[schemas.Message]) -> list[Message]:
+    """The messages in the domain's terms; a tool's result names the tool whose call it answers."""
+    called: dict[str, str] = {}
+    conversation = []
+    for m in messages:
+        calls = tuple(_tool_call(call) for call in m.tool_calls or [])
+        called |= {call.id: call.name for call in calls}
+        if m.role == "tool" and m.tool_call_id not in called:
+            raise InvalidRequest(f"messages: tool_call_id '{m.tool_call_id}' answers no call made before it")
+        conversation.append(Message(
+            role="system" if m.role == "developer" else m.role, content=m.text(), tool_calls=calls,
+            tool_name=called.get(m.tool_call_id) if m.tool_call_id else None, images=m.images()))
+    return conversation
+
+
+def _tool_call(call: schemas.ToolCallIn) -> ToolCall:
+    try:
+        arguments = json.loads(call.function.arguments or "{}")
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(f"messages: the arguments of tool call '{call.id}' must be a JSON object, as a string")
+    return ToolCall(call.id, call.function.name, arguments)
+
+
+def embedding_request(app: App) -> tuple[EmbeddingRequest, EmbeddingTask]:
+    body = parse_body(app, EmbeddingRequest)
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    return body, EmbeddingTask(inputs=texts, model=body.model, dimensions=body.dimensions, end_user=body.user)
+
+
+# -- answers -------------------------------------------------------------------------
 
 
 def _finish_reason(result: ChatResult) -> str:
@@ -56,7 +128,7 @@ def completion(result: ChatResult) -> ChatCompletion:
         created=int(result.created.timestamp()),
         model=result.model,
         choices=[Choice(message=message, finish_reason=_finish_reason(result))],
-        usage=TokenUsage.of(result),
+        usage=usage(result),
     )
 
 
@@ -66,7 +138,8 @@ def event_stream(stream: ChatStream, *, include_usage: bool) -> Iterator[str]:
     answer cut off ends with an error event instead, after what was generated."""
     chunk_id, created = f"chatcmpl-{stream.id}", int(stream.created.timestamp())
 
-    def chunk(delta: Delta, finish_reason: str | None = None, *, usage: TokenUsage | None = None, choices: bool = True) -> str:
+    def chunk(delta: Delta, finish_reason: str | None = None, *, usage: TokenUsage | None = None,
+              choices: bool = True) -> str:
         body = ChatCompletionChunk(
             id=chunk_id, created=created, model=stream.model, usage=usage,
             choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
@@ -90,7 +163,7 @@ def event_stream(stream: ChatStream, *, include_usage: bool) -> Iterator[str]:
         yield chunk(Delta(tool_calls=[ToolCallDelta(index=index, function=FunctionDelta(arguments=call.function.arguments))]))
     yield chunk(Delta(), _finish_reason(result))
     if include_usage:
-        yield chunk(Delta(), usage=TokenUsage.of(result), choices=False)
+        yield chunk(Delta(), usage=usage(result), choices=False)
     yield sse("[DONE]")
 
 
@@ -111,3 +184,14 @@ def model_card(entry: ModelEntry) -> ModelCard:
 
 def model_list(models: list[ModelEntry]) -> ModelList:
     return ModelList(data=[model_card(entry) for entry in models])
+
+
+def model(app: App, routed: str, models: list[ModelEntry]) -> ModelCard:
+    """The model the path names (`routed`, as the resolver matched it), among `models`; 404
+    model_not_found if it is not one."""
+    # API Gateway's path parameter is percent-decoded (smollm2%3A135m is smollm2:135m); the path is not.
+    name = app.current_event.path_parameters.get("model") or routed
+    entry = next((entry for entry in models if entry.name == name), None)
+    if entry is None:
+        raise NotFound(f"The model '{name}' does not exist on this gateway.", code="model_not_found", param="model")
+    return model_card(entry)

@@ -20,11 +20,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 
-from infergate.api.app import lambda_entrypoint
-from infergate.errors import InferGateError
-from infergate.models.errors import ErrorBody
+from infergate.api.app import App, lambda_entrypoint
+from infergate.api.errors import body_of
+from infergate.domain.errors import InferGateError
 from infergate.observability import defer_access_line, logger, metrics, write_access_line
 from infergate.runtime import StreamedResponse
 
@@ -78,14 +78,14 @@ def _kept(body: _Body, text: Iterator[str], keep: Callable[[str], None], discard
 
 def error_event(error: InferGateError, *, event: str | None = None) -> str:
     """An error that ends a stream after it started, in the body's shape: `{"error": {...}}`."""
-    return sse(ErrorBody.of(error.status, error.code, error.message, param=error.param).model_dump_json(), event=event)
+    return sse(body_of(error).model_dump_json(), event=event)
 
 
 def sse(data: str, *, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
 
 
-def streaming_entrypoint(app: APIGatewayRestResolver, *, routes: frozenset[str]) -> Callable[[dict, Any], Any]:
+def streaming_entrypoint(app: App, *, routes: frozenset[str]) -> Callable[[dict, Any], Any]:
     """The Lambda handler for `app` (lambda_entrypoint) whose answers on `routes` (API Gateway
     resources) leave as StreamedResponses."""
     handler = lambda_entrypoint(app)

@@ -1,13 +1,12 @@
 """Who may make a request now: requests per minute per key, tokens per minute per user,
-chats in flight per user, registrations per hour per source IP, and, for a chat, whether
-the model server may be asked.
+chats in flight per user, registrations per hour per source IP, and, for a call to the
+model server, whether its circuit breaker lets it through.
 
-Admitting a request is one step on the store: it counts the request in the
-request total, notes when the caller's key was used, refuses the request at
-once while the model server's circuit breaker is open, and counts it under
-every limit or none. Concluding it is one more:
-the tokens it really used replace its worst case, and the circuit breaker
-hears how the model server did.
+Admitting a request is one step on the limit store: it counts the request in the
+request total, notes when the caller's key was used, refuses the request at once
+while the model server's circuit breaker is open, and counts it under every limit
+or none. Concluding it is one more: the tokens it really used replace its worst
+case, and the circuit breaker hears how the model server did.
 
 When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides for API requests:
 admit (logged and counted) or refuse with 503. Quota is enforced in MongoDB
@@ -18,25 +17,103 @@ unlimited run of them is never let through.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from infergate.domain import keys
-from infergate.domain.ports import AdmissionStore, Conclusion, Limit, LimitState, Slots
+from infergate.domain.errors import (
+    BreakerOpen,
+    RateLimited,
+    RateLimiterUnavailable,
+    ServiceUnavailable,
+    TooManyConcurrentRequests,
+)
 from infergate.domain.principal import Principal
-from infergate.errors import RateLimited, RateLimiterUnavailable, ServiceUnavailable, TooManyConcurrentRequests
-from infergate.observability import count, logger, note
+from infergate.domain.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
 
-def _seconds(milliseconds: int) -> int:
-    return max(0, -(-milliseconds // 1000))
+@dataclass(frozen=True)
+class Limit:
+    """At most `limit` units per `window_ms` under `key`; this request costs `cost` units."""
+
+    key: str
+    limit: int
+    window_ms: int
+    cost: int
+
+    @property
+    def kind(self) -> str:
+        """What the limit counts (rpm, tpm, register): the start of its key."""
+        return self.key.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Slots:
+    """At most `limit` requests in flight at once under `key`; each holds its slot until it
+    ends, or, if its function dies first, until its lease of `lease_ms` runs out."""
+
+    key: str
+    limit: int
+    lease_ms: int
+
+
+@dataclass(frozen=True)
+class LimitState:
+    limit: int
+    remaining: int
+    reset_after_ms: int  # until the oldest counted request leaves the window
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the limit store decided of one request."""
+
+    allowed: bool
+    states: tuple[LimitState, ...]  # one per Limit asked about, in order
+    retry_after_ms: int  # when a limit refused the request
+    breaker_retry_ms: int = 0  # > 0: refused because the model server's circuit breaker is open
+    probe: bool = False  # admitted as the one call a half-open breaker lets through
+    slots_full: bool = False  # refused because every slot was taken
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """How an admitted request ended, for the limits and the circuit breaker."""
+
+    ticket: str
+    token_limit: Limit | None  # the limit whose count becomes `tokens`
+    tokens: int
+    probe: bool
+    model_healthy: bool | None  # None when the model server was not asked
+    slots: Slots | None = None  # whose slot the request held, to free it
+
+
+class LimitStore(Protocol):
+    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "",
+              slots: Slots | None = None) -> Verdict:
+        """Count the request in the request total and note that `key_id` was used; then, if
+        it fits every limit and a slot is free (and, when `guarded`, the circuit breaker lets
+        it through), count `ticket` under all of them and give it a slot, atomically; else
+        do neither. Raises RateLimiterUnavailable if it cannot ask."""
+
+    def conclude(self, conclusion: Conclusion) -> None:
+        """Correct the token count, free the slot and tell the circuit breaker, in one step."""
+
+    def breaker_open(self) -> bool:
+        """Whether the model server's circuit breaker is open (or probing); RateLimiterUnavailable
+        if it cannot ask."""
 
 
 @dataclass(frozen=True)
 class Admission:
-    """A request let through, with the limits' standing for its response headers."""
+    """A request let through, with the limits' standing (for the response's rate-limit headers)."""
 
     ticket: str
     requests: LimitState | None = None
@@ -45,39 +122,33 @@ class Admission:
     probe: bool = False  # the one call a half-open circuit breaker lets through
     slots: Slots | None = None  # whose slot the request holds until it is concluded
 
-    def headers(self) -> dict[str, str]:
-        headers = {}
-        if self.requests is not None:
-            headers |= {
-                "X-RateLimit-Limit": str(self.requests.limit),
-                "X-RateLimit-Remaining": str(self.requests.remaining),
-                "X-RateLimit-Reset": str(_seconds(self.requests.reset_after_ms)),
-            }
-        if self.tokens is not None:
-            headers |= {
-                "X-RateLimit-Limit-Tokens": str(self.tokens.limit),
-                "X-RateLimit-Remaining-Tokens": str(self.tokens.remaining),
-                "X-RateLimit-Reset-Tokens": str(_seconds(self.tokens.reset_after_ms)),
-            }
-        return headers
+
+def seconds(milliseconds: int) -> int:
+    """Whole seconds, rounded up: how long to wait."""
+    return max(0, -(-milliseconds // 1000))
 
 
-class AdmissionControl:
-    def __init__(self, store: AdmissionStore, *, fail_open: bool, lease_seconds: float) -> None:
+class Gatekeeper:
+    """Admits requests against their limits (or refuses them, saying which and for how long),
+    and concludes them."""
+
+    def __init__(self, store: LimitStore, *, fail_open: bool, lease_seconds: float, telemetry: Telemetry) -> None:
         """`lease_seconds`: how long a model call may hold its slot if its function dies."""
         self._store = store
         self._fail_open = fail_open
         self._lease_ms = int(lease_seconds * 1000)
+        self._telemetry = telemetry
 
     def admit(self, principal: Principal, *, tokens: int = 0, guard_model: bool = False) -> Admission:
         """Admit one request of the caller's key and `tokens` tokens of the caller's, or raise
         RateLimited. With `guard_model`, the request is a model call: it takes one of the
         user's slots (TooManyConcurrentRequests when none is free), and is refused with
-        ServiceUnavailable while the breaker is open."""
-        limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", principal.rate_limit_rpm, MINUTE_MS, 1)}
+        BreakerOpen while the breaker is open."""
+        plan = principal.plan
+        limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", plan.rate_limit_rpm, MINUTE_MS, 1)}
         if tokens:
-            limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", principal.rate_limit_tpm, MINUTE_MS, tokens)
-        slots = Slots(f"slots:{principal.user_id}", principal.max_concurrent_requests, self._lease_ms) if guard_model else None
+            limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", plan.rate_limit_tpm, MINUTE_MS, tokens)
+        slots = Slots(f"slots:{principal.user_id}", plan.max_concurrent_requests, self._lease_ms) if guard_model else None
         return self._check(limits, guarded=guard_model, key_id=principal.key_id, slots=slots)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
@@ -94,7 +165,7 @@ class AdmissionControl:
             self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.probe, model_healthy,
                                             admission.slots))
         except RateLimiterUnavailable:
-            logger.warning("token count not corrected: rate limiter unavailable")
+            log.warning("token count not corrected: rate limiter unavailable")
 
     def breaker_open(self) -> bool | None:
         """Whether the model server's circuit breaker is open (or probing); None if unknown."""
@@ -110,46 +181,51 @@ class AdmissionControl:
         limits = list(named.values())
         ticket = keys.new_id("rl")
         try:
-            decision = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id, slots=slots)
+            verdict = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id, slots=slots)
         except RateLimiterUnavailable as error:
-            count("RateLimiterUnavailable")
-            if not (self._fail_open if fail_open is None else fail_open):
-                logger.error("rate limiter unavailable; refusing the request")
-                raise ServiceUnavailable("Rate limits cannot be checked right now; retry shortly.",
-                                         headers={"Retry-After": "1"}) from error
-            logger.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")
-            # The script may have run and only its reply been lost: concluding takes back whatever
-            # it counted (the slot, the worst case), and is a no-op if it never ran.
-            return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots)
-        if decision.breaker_retry_ms:
-            count("CircuitBreakerOpen")
-            retry_after = max(1, _seconds(decision.breaker_retry_ms))
-            raise ServiceUnavailable(
-                f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
-            )
+            return self._unchecked(ticket, limits, slots, fail_open=self._fail_open if fail_open is None else fail_open,
+                                   error=error)
+        if verdict.breaker_retry_ms:
+            self._telemetry.count("CircuitBreakerOpen")
+            retry_after = max(1, seconds(verdict.breaker_retry_ms))
+            raise BreakerOpen(f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
+                              retry_after=retry_after)
         admission = Admission(
             ticket,
-            requests=decision.states[0],
-            tokens=decision.states[1] if len(limits) > 1 else None,
+            requests=verdict.states[0],
+            tokens=verdict.states[1] if len(limits) > 1 else None,
             token_limit=limits[1] if len(limits) > 1 else None,
-            probe=decision.probe,
-            slots=slots if decision.allowed else None,
+            probe=verdict.probe,
+            slots=slots if verdict.allowed else None,
         )
-        if decision.slots_full:
-            count("TooManyConcurrentRequests")
-            note(limit="concurrency")
+        if verdict.slots_full:
+            self._telemetry.count("TooManyConcurrentRequests")
             raise TooManyConcurrentRequests(
                 f"You have {slots.limit} requests in flight, as many as your plan allows at once; "  # type: ignore[union-attr]
-                "retry when one has finished.", retry_after=1, headers=admission.headers())
-        if not decision.allowed:
-            retry_after = max(1, _seconds(decision.retry_after_ms))
-            count("RateLimited")
-            exceeded = [f"{limit.limit} {name}" for (name, limit), state in zip(named.items(), decision.states, strict=True)
-                        if state.remaining < limit.cost]
-            # The limit's kind (rpm, tpm, register), for the rate_limited metric.
-            note(limit=next((limit.key.split(":", 1)[0] for limit, state in zip(limits, decision.states, strict=True)
-                             if state.remaining < limit.cost), "rpm"))
-            raise RateLimited(f"Rate limit reached ({', '.join(exceeded)}); retry in {retry_after} s.",
-                              retry_after=retry_after, headers=admission.headers())
+                "retry when one has finished.", retry_after=1, limit="concurrency", requests=admission.requests,
+                tokens=admission.tokens)
+        if not verdict.allowed:
+            raise self._refusal(named, verdict, admission)
         return admission
+
+    def _unchecked(self, ticket: str, limits: list[Limit], slots: Slots | None, *, fail_open: bool,
+                   error: RateLimiterUnavailable) -> Admission:
+        """The request, admitted unchecked while Redis cannot be asked, or refused if failing closed."""
+        self._telemetry.count("RateLimiterUnavailable")
+        if not fail_open:
+            log.error("rate limiter unavailable; refusing the request")
+            raise ServiceUnavailable("Rate limits cannot be checked right now; retry shortly.", retry_after=1) from error
+        log.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")
+        # The script may have run and only its reply been lost: concluding takes back whatever
+        # it counted (the slot, the worst case), and is a no-op if it never ran.
+        return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots)
+
+    def _refusal(self, named: dict[str, Limit], verdict: Verdict, admission: Admission) -> RateLimited:
+        retry_after = max(1, seconds(verdict.retry_after_ms))
+        self._telemetry.count("RateLimited")
+        refusing = [(name, limit) for (name, limit), state in zip(named.items(), verdict.states, strict=True)
+                    if state.remaining < limit.cost]
+        exceeded = ", ".join(f"{limit.limit} {name}" for name, limit in refusing)
+        return RateLimited(f"Rate limit reached ({exceeded}); retry in {retry_after} s.", retry_after=retry_after,
+                           limit=refusing[0][1].kind if refusing else "rpm", requests=admission.requests,
+                           tokens=admission.tokens)

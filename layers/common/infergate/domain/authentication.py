@@ -25,20 +25,51 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from infergate.clock import utc_now
 from infergate.domain import keys
-from infergate.domain.accounts import identity_user, principal_of
+from infergate.domain.accounts import AccountStore, AccountsVersion, UserRecord
+from infergate.domain.periods import utc_now
 from infergate.domain.plans import PlanCatalog
-from infergate.domain.ports import AccountStore, AccountsVersion, FailedAuthentications, TokenRefused, TokenVerifier
-from infergate.domain.principal import Operator, Principal
+from infergate.domain.principal import Operator, Principal, principal_of
 
 REMEMBER_SECONDS = 60.0
 UNKNOWN_KEY_SECONDS = 5.0
 # A change (a revoked key, a new plan, a suspension) reaches every instance within this.
 VERSION_CHECK_SECONDS = 0.5
 REMEMBERED_KEYS = 4096
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified sign-in token says of its holder."""
+
+    issuer: str
+    subject: str
+    email: str | None
+    plan: str | None  # the plan a configurable claim names, if any
+
+
+class TokenRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Claims:
+        """The token's claims, or TokenRefused (code invalid_token or token_expired)."""
+
+
+class FailedAuthentications(Protocol):
+    """Credentials refused lately, by the address they came from."""
+
+    def blocked_for_ms(self, source: str) -> int:
+        """How long `source` must wait before its credentials are looked up again; 0 if it
+        need not (or if it cannot be told)."""
+
+    def add(self, source: str) -> None:
+        """Count one refused credential of `source`'s."""
 
 
 @dataclass(frozen=True)
@@ -171,3 +202,14 @@ class Authenticator:
         if version is None or version != self._seen_version:
             self._remembered.clear()
         self._seen_version = version
+
+
+def identity_user(claims: Claims, *, plans: PlanCatalog, store: AccountStore, now: datetime) -> UserRecord:
+    """The user a verified sign-in token stands for, made on their first request with the plan
+    the token names (the default plan if it names none this gateway has)."""
+    identity = f"{claims.issuer} {claims.subject}"
+    plan = plans.get(claims.plan) if claims.plan else None
+    return store.find_user_by_identity(identity) or store.create_identity_user(UserRecord(
+        user_id=keys.new_id("usr"), email=claims.email, plan=(plan or plans.default).name, created_at=now,
+        identity=identity,
+    ))

@@ -1,8 +1,13 @@
-"""Billing periods are calendar months in UTC, named `YYYY-MM`."""
+"""Time as the domain reads it: now, in UTC, and billing periods, which are calendar months
+in UTC, named `YYYY-MM`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def period_of(moment: datetime) -> str:

@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime
+
+from infergate.domain.accounts import UserRecord
+from infergate.domain.periods import period_of
+from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Principal:
-    """A user as the authorizer established it: the key they used, and their plan's figures
-    with their own overrides."""
+    """A user as the authorizer established it: the key they used, and their plan with their
+    own overrides."""
 
     user_id: str
     key_id: str
-    plan: str
-    monthly_token_quota: int
-    rate_limit_rpm: int
-    rate_limit_tpm: int
-    max_output_tokens: int
-    max_api_keys: int = 10
-    max_concurrent_requests: int = 4
+    plan: Plan
     suspended: bool = False
     granted_tokens: int = 0  # extra tokens an operator granted for `granted_period`
     granted_period: str = ""
 
     def quota_for(self, period: str) -> int:
         """Tokens the user may be charged in `period` (YYYY-MM)."""
-        return self.monthly_token_quota + (self.granted_tokens if period == self.granted_period else 0)
+        return self.plan.monthly_token_quota + (self.granted_tokens if period == self.granted_period else 0)
 
 
 @dataclass(frozen=True)
@@ -39,3 +41,26 @@ class Operator:
     @property
     def may_change(self) -> bool:
         return self.role == "admin"
+
+
+def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
+    """The user's plan, with the figures an operator set for them alone."""
+    plan = plans.get(user.plan)
+    if plan is None:
+        log.warning("user's plan is not defined; applying the default plan", extra={"plan": user.plan})
+        plan = plans.default
+    if not user.overrides:
+        return plan
+    try:
+        return plan.with_figures(user.overrides)
+    except InvalidPlan as error:  # set before the plan's ranges changed: the plan's own figures hold
+        log.warning("user's overrides no longer fit the plan; applying the plan", extra={"problem": str(error)})
+        return plan
+
+
+def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime) -> Principal:
+    """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now."""
+    period = period_of(now)
+    return Principal(user_id=user.user_id, key_id=key_id, plan=plan_of(user, plans),
+                     suspended=user.status == "suspended", granted_tokens=user.grants.get(period, 0),
+                     granted_period=period)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from infergate.domain import keys
+from infergate.domain.errors import UpstreamError
 from infergate.domain.messages import Tool, ToolCall
-from infergate.errors import UpstreamError
 
 AUTO, NONE, REQUIRED = "auto", "none", "required"
 

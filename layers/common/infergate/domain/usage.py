@@ -1,16 +1,18 @@
-"""Where a user stands in a billing period."""
+"""Where users stand in a billing period: a user's own month (or a past one), a user's month
+as an operator sees it, and every user's use of a month."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from infergate.domain.accounts import plan_of
+from infergate.domain.accounts import UserRecord
+from infergate.domain.errors import InvalidRequest
+from infergate.domain.ledger import PeriodSummary, PeriodUsage, UsageLedger
 from infergate.domain.periods import period_end, period_of
 from infergate.domain.plans import PlanCatalog
-from infergate.domain.ports import PeriodUsage, UsageLedger, UserRecord
-from infergate.domain.principal import Principal
-from infergate.errors import InvalidRequest
+from infergate.domain.principal import Principal, plan_of
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,33 @@ class Standing:
         return max(0, self.token_quota - self.usage.tokens_used - self.usage.tokens_reserved)
 
 
-def usage_for(principal: Principal, *, ledger: UsageLedger, now: datetime, period: str | None = None) -> Standing:
-    """This month's standing, or a past month's when `period` (YYYY-MM) names one."""
+class UsageReports:
+    def __init__(self, ledger: UsageLedger, plans: PlanCatalog, *, clock: Callable[[], datetime]) -> None:
+        self._ledger, self._plans, self._clock = ledger, plans, clock
+
+    def of(self, principal: Principal, period: str | None = None) -> Standing:
+        """The caller's standing this month, or in a past month when `period` (YYYY-MM) names one."""
+        now = self._clock()
+        period = _begun(period, now=now)
+        usage = self._ledger.usage(principal.user_id, period, now=now)
+        return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period))
+
+    def of_user(self, user: UserRecord) -> Standing:
+        """A user's standing this month, as an operator sees it."""
+        now = self._clock()
+        period = period_of(now)
+        quota = plan_of(user, self._plans).monthly_token_quota + user.grants.get(period, 0)
+        return Standing(usage=self._ledger.usage(user.user_id, period, now=now), token_quota=quota,
+                        resets_at=period_end(period))
+
+    def summary(self, period: str | None, *, top: int) -> PeriodSummary:
+        """Every user's use of a month (this one unless `period` names a past one), and the heaviest users."""
+        return self._ledger.period_summary(_begun(period, now=self._clock()), top=top)
+
+
+def _begun(period: str | None, *, now: datetime) -> str:
+    """`period`, or this month when it is None; InvalidRequest for a month that has not begun."""
     current = period_of(now)
-    period = period or current
-    if period > current:
+    if period is not None and period > current:
         raise InvalidRequest(f"period {period} has not begun; the current period is {current}.")
-    usage = ledger.usage(principal.user_id, period, now=now)
-    return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period))
-
-
-def standing_of(user: UserRecord, *, plans: PlanCatalog, ledger: UsageLedger, now: datetime) -> Standing:
-    """A user's standing this month, as an operator sees it."""
-    period = period_of(now)
-    quota = plan_of(user, plans).monthly_token_quota + user.grants.get(period, 0)
-    return Standing(usage=ledger.usage(user.user_id, period, now=now), token_quota=quota, resets_at=period_end(period))
+    return period or current

@@ -1,1 +1,2 @@
-"""MongoDB and Redis behind the domain's small interfaces (infergate.domain.ports)."""
+"""MongoDB and Redis behind the domain's small interfaces: each port lives beside the values it
+speaks of (domain.ledger, domain.admission, domain.accounts, domain.authentication)."""

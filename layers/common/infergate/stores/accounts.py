@@ -23,9 +23,9 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from infergate.clock import utc_now
-from infergate.domain.ports import AdminKeyRecord, ApiKeyRecord, Audit, AuditEntry, Rotation, UserRecord
-from infergate.errors import EmailAlreadyRegistered
+from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, Audit, AuditEntry, Rotation, UserRecord
+from infergate.domain.errors import EmailAlreadyRegistered
+from infergate.domain.periods import utc_now
 from infergate.observability import logger
 from infergate.stores.mongo import ADMIN_KEYS, API_KEYS, AUDIT_LOG, USERS, unavailable_when_unreachable
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import redis
 
-from infergate.errors import ServiceUnavailable
+from infergate.domain.errors import ServiceUnavailable
 from infergate.tracing import span
 
 REQUESTS_TOTAL = "metrics:requests_total"  # under the key prefix
@@ -26,7 +26,10 @@ class RedisCounters:
         self._add = client.register_script(_ADD)
 
     def count_request(self) -> None:
-        self._client.incr(self._key)
+        try:
+            self._client.incr(self._key)
+        except redis.RedisError as error:
+            raise ServiceUnavailable("Request totals are unavailable: Redis cannot be reached.") from error
 
     def total_requests(self) -> int:
         try:
@@ -36,8 +39,11 @@ class RedisCounters:
 
     def add(self, increments: Mapping[str, float]) -> None:
         """Adds one request's increments to the shared series: one command, one round trip."""
-        with span("Redis", operation="metrics"):
-            self._add(keys=[self._series], args=[item for pair in increments.items() for item in pair])
+        try:
+            with span("Redis", operation="metrics"):
+                self._add(keys=[self._series], args=[item for pair in increments.items() for item in pair])
+        except redis.RedisError as error:
+            raise ServiceUnavailable("Metrics are unavailable: Redis cannot be reached.") from error
 
     def series(self) -> dict[str, float]:
         try:

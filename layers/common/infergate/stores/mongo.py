@@ -1,4 +1,5 @@
-"""One MongoClient per function instance, and the indexes InferGate relies on.
+"""MongoDB clients as InferGate configures them (bootstrap makes one per function instance),
+and the indexes InferGate relies on.
 
 Registration writes a user and their key in one multi-document transaction,
 so MongoDB must be a replica set (Atlas, or a single-node replica set for
@@ -16,8 +17,7 @@ from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from infergate.config import get_settings, mongodb_uri
-from infergate.errors import ServiceUnavailable
+from infergate.domain.errors import ServiceUnavailable
 from infergate.tracing import span
 
 USERS = "users"
@@ -30,11 +30,6 @@ REQUEST_LOG = "request_log"
 # The most any one store call may take, retries and transactions included: a MongoDB that
 # is down or hung costs a request this, then 503, never the function's own timeout.
 CALL_SECONDS = 3.0
-
-
-@functools.cache
-def get_client() -> MongoClient:
-    return connect(mongodb_uri(get_settings()))
 
 
 def connect(uri: str, **options) -> MongoClient:
@@ -57,9 +52,9 @@ def connect(uri: str, **options) -> MongoClient:
     return MongoClient(uri, **{**defaults, **options})
 
 
-@functools.cache
-def get_database() -> Database:
-    database = get_client()[get_settings().mongodb_db]
+def database_of(client: MongoClient, name: str) -> Database:
+    """The database `name`, with the indexes InferGate relies on (made if they are missing)."""
+    database = client[name]
     unavailable_when_unreachable(ensure_indexes)(database)
     return database
 
@@ -96,13 +91,12 @@ def unavailable_when_unreachable(method: Callable[P, R]) -> Callable[P, R]:
             with span("MongoDB", operation=method.__qualname__), pymongo.timeout(CALL_SECONDS):
                 return method(*args, **kwargs)
         except ConnectionFailure as error:
-            raise ServiceUnavailable("The database cannot be reached; retry shortly.", headers={"Retry-After": "1"}) from error
+            raise ServiceUnavailable("The database cannot be reached; retry shortly.", retry_after=1) from error
         except PyMongoError as error:
             if error.timeout:
-                raise ServiceUnavailable("The database did not answer in time; retry shortly.",
-                                         headers={"Retry-After": "1"}) from error
+                raise ServiceUnavailable("The database did not answer in time; retry shortly.", retry_after=1) from error
             if error.has_error_label("TransientTransactionError") or error.has_error_label("RetryableWriteError"):
-                raise ServiceUnavailable("The database is busy; retry shortly.", headers={"Retry-After": "1"}) from error
+                raise ServiceUnavailable("The database is busy; retry shortly.", retry_after=1) from error
             raise
 
     return wrapper

@@ -1,4 +1,4 @@
-"""One Redis client per function instance.
+"""Redis clients as InferGate configures them (bootstrap makes one per function instance).
 
 Timeouts are short and there is one immediate retry (for a pooled
 connection the server has dropped), not redis-py's default of three with
@@ -14,15 +14,12 @@ timeout a second, not every request one timeout per command.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-
-from infergate.config import get_settings, redis_url
 
 TIMEOUT_SECONDS = 0.5
 OUTAGE_SECONDS = 1.0
@@ -84,8 +81,3 @@ def connect(url: str) -> redis.Redis:
     pool = client.connection_pool
     pool.connection_class = _failing_fast(pool.connection_class, _Outage())
     return client
-
-
-@functools.cache
-def get_redis() -> redis.Redis:
-    return connect(redis_url(get_settings()))

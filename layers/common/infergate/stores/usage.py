@@ -1,11 +1,5 @@
-"""Monthly token accounting in MongoDB, one document per user per month, no transactions.
-
-  {_id: "<user_id>:<YYYY-MM>", user_id, period,
-   tokens_used, committed,                  committed = tokens_used + every hold listed below
-   requests, entries,                       requests that succeeded; log lines written
-   reservations: [{id, tokens, expires_at}, ...],
-   models: {<model>: {tokens, requests}}, days: {<YYYY-MM-DD>: {tokens, requests}},
-   journal: [<request log line>, ...]}      the newest lines of the request log
+"""Monthly token accounting in MongoDB, one document per user per month (its shape:
+stores/usage_documents.py), no transactions.
 
 Every write is safe to repeat: a hold is added only if the request has none,
 a request is recorded only while it holds one, log lines are keyed by
@@ -44,51 +38,37 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from infergate.domain.periods import day_of
-from infergate.domain.ports import (
+from infergate.domain.ledger import (
     LedgerStatement,
-    LoggedRequest,
     PeriodSummary,
     PeriodUsage,
     RequestOutcome,
     Reservation,
-    Tally,
     UserTally,
 )
 from infergate.observability import logger
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
+from infergate.stores.usage_documents import (
+    counts,
+    log_line,
+    logged_request,
+    model_name,
+    month_id,
+    numbered,
+    sum_of_tokens,
+    tallies,
+    unexpired,
+)
 
 # Lines a journal gathers before they move to `request_log`: fewer means more archive
 # writes; more means a larger document for every update of the month to rewrite.
 ARCHIVE_EVERY = 16
 _DUPLICATE_KEY = 11000
-
-
-def _document_id(user_id: str, period: str) -> str:
-    return f"{user_id}:{period}"
-
-
-def _field(name: str) -> str:
-    """`name` as a field name: a model's name may hold dots, which MongoDB reads as a path."""
-    return name.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
-
-
-def _name(field: str) -> str:
-    return field.replace("%2E", ".").replace("%24", "$").replace("%25", "%")
-
-
-def _unexpired(now: datetime) -> dict:
-    return {"$filter": {"input": {"$ifNull": ["$reservations", []]}, "as": "r", "cond": {"$gt": ["$$r.expires_at", now]}}}
-
-
-def _sum_of_tokens(holds: str) -> dict:
-    return {"$sum": {"$map": {"input": holds, "as": "r", "in": "$$r.tokens"}}}
 
 
 class MongoUsageLedger:
@@ -111,7 +91,7 @@ class MongoUsageLedger:
             return self._reserve(reservation, minimum=minimum, quota=quota, now=now)
 
     def _reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
-        document_id = _document_id(reservation.user_id, reservation.period)
+        document_id = month_id(reservation.user_id, reservation.period)
         hold = {"id": reservation.reservation_id, "tokens": reservation.tokens, "expires_at": reservation.expires_at}
         whole = self._usage.update_one(
             {"_id": document_id, "committed": {"$lte": quota - reservation.tokens},
@@ -134,17 +114,17 @@ class MongoUsageLedger:
         """Drop expired holds, then hold as much of the worst case as remains, if at least
         `minimum` does. The tokens held, or None."""
         used = {"$ifNull": ["$tokens_used", 0]}
-        room = {"$subtract": [quota, {"$add": [used, _sum_of_tokens("$_holds")]}]}
+        room = {"$subtract": [quota, {"$add": [used, sum_of_tokens("$_holds")]}]}
         tokens = {"$min": [reservation.tokens, "$_room"]}
         hold = {"id": reservation.reservation_id, "tokens": tokens, "expires_at": reservation.expires_at}
         document = self._usage.find_one_and_update(
             {"_id": document_id, "reservations.id": {"$ne": reservation.reservation_id}, "$expr": {"$gte": [
-                {"$subtract": [quota, {"$add": [used, _sum_of_tokens(_unexpired(now))]}]}, minimum]}},
+                {"$subtract": [quota, {"$add": [used, sum_of_tokens(unexpired(now))]}]}, minimum]}},
             [
-                {"$set": {"_holds": _unexpired(now)}},
+                {"$set": {"_holds": unexpired(now)}},
                 {"$set": {"_room": room}},
                 {"$set": {"reservations": {"$concatArrays": ["$_holds", [hold]]},
-                          "committed": {"$add": [used, _sum_of_tokens("$_holds"), tokens]}, "updated_at": now}},
+                          "committed": {"$add": [used, sum_of_tokens("$_holds"), tokens]}, "updated_at": now}},
                 {"$unset": ["_holds", "_room"]},
             ],
             return_document=ReturnDocument.AFTER, projection={"reservations": 1},
@@ -156,13 +136,13 @@ class MongoUsageLedger:
     def _held(self, reservation: Reservation) -> int | None:
         """The tokens `reservation` holds, or None if it holds none."""
         document = self._usage.find_one(
-            {"_id": _document_id(reservation.user_id, reservation.period), "reservations.id": reservation.reservation_id},
+            {"_id": month_id(reservation.user_id, reservation.period), "reservations.id": reservation.reservation_id},
             {"reservations.$": 1})
         return document["reservations"][0]["tokens"] if document else None
 
     def _create_month(self, reservation: Reservation, now: datetime) -> None:
         try:
-            self._usage.update_one({"_id": _document_id(reservation.user_id, reservation.period)}, {"$setOnInsert": {
+            self._usage.update_one({"_id": month_id(reservation.user_id, reservation.period)}, {"$setOnInsert": {
                 "user_id": reservation.user_id, "period": reservation.period, "tokens_used": 0, "committed": 0,
                 "requests": 0, "entries": 0, "reservations": [], "journal": [], "created_at": now,
             }}, upsert=True)
@@ -190,12 +170,12 @@ class MongoUsageLedger:
             return self._record_once(reservation, outcome, charge=charge, quota=quota)
 
     def _record_once(self, reservation: Reservation, outcome: RequestOutcome, *, charge: int, quota: int | None) -> int:
-        document_id = _document_id(reservation.user_id, reservation.period)
+        document_id = month_id(reservation.user_id, reservation.period)
         recorded = self._usage.find_one_and_update(
             {"_id": document_id, "reservations.id": reservation.reservation_id},
             {"$pull": {"reservations": {"id": reservation.reservation_id}},
-             "$inc": {"committed": charge - reservation.tokens, **_counts(outcome, charge)},
-             "$push": {"journal": _log_line(reservation, outcome, charge)}, "$set": {"updated_at": outcome.at}},
+             "$inc": {"committed": charge - reservation.tokens, **counts(outcome, charge)},
+             "$push": {"journal": log_line(reservation, outcome, charge)}, "$set": {"updated_at": outcome.at}},
             return_document=ReturnDocument.AFTER, projection={"entries": 1},
         )
         if recorded is None:
@@ -217,8 +197,8 @@ class MongoUsageLedger:
             fits = {} if quota is None or not attempt else {"committed": {"$lte": quota - attempt}}
             recorded = self._usage.find_one_and_update(
                 {**not_yet, **fits},
-                {"$inc": {"committed": attempt, **_counts(outcome, attempt)},
-                 "$push": {"journal": _log_line(reservation, outcome, attempt)}, "$set": {"updated_at": outcome.at}},
+                {"$inc": {"committed": attempt, **counts(outcome, attempt)},
+                 "$push": {"journal": log_line(reservation, outcome, attempt)}, "$set": {"updated_at": outcome.at}},
                 return_document=ReturnDocument.AFTER, projection={"entries": 1},
             )
             if recorded is not None:
@@ -238,7 +218,7 @@ class MongoUsageLedger:
         """Move the journal's lines to `request_log`: copy, then take them out of the journal."""
         try:
             document = self._usage.find_one({"_id": document_id}, {"journal": 1, "entries": 1, "user_id": 1, "period": 1})
-            lines = _numbered(document or {})
+            lines = numbered(document or {})
             if lines:
                 self._copy_to_log([{**line, "user_id": document["user_id"], "period": document["period"]} for line in lines])
                 self._drop_from_journal(document_id, [line["_id"] for line in lines])
@@ -261,14 +241,14 @@ class MongoUsageLedger:
 
     @unavailable_when_unreachable
     def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage:
-        document = self._usage.find_one({"_id": _document_id(user_id, period)}, {"journal": 0}) or {}
+        document = self._usage.find_one({"_id": month_id(user_id, period)}, {"journal": 0}) or {}
         return PeriodUsage(
             period=period,
             tokens_used=document.get("tokens_used", 0),
             tokens_reserved=sum(r["tokens"] for r in document.get("reservations", []) if r["expires_at"] > now),
             requests=document.get("requests", 0),
-            by_model=_tallies(document, "models", legacy="by_model", decode=_name),
-            by_day=_tallies(document, "days", legacy="by_day"),
+            by_model=tallies(document, "models", legacy="by_model", decode=model_name),
+            by_day=tallies(document, "days", legacy="by_day"),
         )
 
     @unavailable_when_unreachable
@@ -289,88 +269,16 @@ class MongoUsageLedger:
     def statement(self, user_id: str, period: str) -> LedgerStatement:
         # The month's document first: every line numbered up to its `entries` is then either
         # in its journal or, copied before it left the journal, in request_log.
-        document = self._usage.find_one({"_id": _document_id(user_id, period)},
+        document = self._usage.find_one({"_id": month_id(user_id, period)},
                                         {"tokens_used": 1, "entries": 1, "journal": 1}) or {}
         lines = {line["_id"]: line for line in self._log.find({
             "user_id": user_id, "period": period,
             # Lines logged before lines were numbered have no `seq`.
             "$or": [{"seq": {"$lte": document.get("entries", 0)}}, {"seq": {"$exists": False}}],
         })}
-        for line in _numbered(document):
+        for line in numbered(document):
             lines.setdefault(line["_id"], line)
-        logged = sorted((_logged_request(line) for line in lines.values()), key=lambda entry: entry.seq)
+        logged = sorted((logged_request(line) for line in lines.values()), key=lambda entry: entry.seq)
         return LedgerStatement(tokens_used=document.get("tokens_used", 0), log=tuple(logged))
 
 
-def _counts(outcome: RequestOutcome, charge: int) -> dict[str, int]:
-    """What recording `outcome` adds to the month's counters and tallies."""
-    counts = {"entries": 1}
-    if _charged(outcome, charge):
-        model, day = f"models.{_field(outcome.model)}", f"days.{day_of(outcome.at)}"
-        counts |= {"tokens_used": charge, "requests": 1, f"{model}.tokens": charge, f"{model}.requests": 1,
-                   f"{day}.tokens": charge, f"{day}.requests": 1}
-    return counts
-
-
-def _charged(outcome: RequestOutcome, charge: int) -> bool:
-    """Whether a request counts as one that used the model: it succeeded, or was cut off
-    after the model had generated tokens, which are charged."""
-    return outcome.status == "ok" or charge > 0
-
-
-def _log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> dict:
-    """One request in the log. `total_tokens` is what was charged: the log sums to the counter."""
-    counted = _charged(outcome, charge)
-    line: dict[str, Any] = {
-        "_id": reservation.reservation_id,
-        "request_id": outcome.request_id,
-        "key_id": outcome.key_id,
-        "day": day_of(outcome.at),
-        "model": outcome.model,
-        "status": outcome.status,
-        "prompt_tokens": outcome.prompt_tokens if counted else 0,
-        "completion_tokens": outcome.completion_tokens if counted else 0,
-        "total_tokens": charge,
-        "reserved_tokens": reservation.tokens,
-        "latency_ms": outcome.latency_ms,
-        "created_at": outcome.at,
-    }
-    if counted and charge < outcome.total_tokens:
-        line["unbilled_tokens"] = outcome.total_tokens - charge
-    if outcome.detail:
-        line["detail"] = outcome.detail[:500]
-    if outcome.end_user:
-        line["user"] = outcome.end_user
-    return line
-
-
-def _numbered(document: dict) -> list[dict]:
-    """The journal's lines with their numbers: the journal is the tail of the month's log."""
-    journal = document.get("journal") or []
-    first = document.get("entries", 0) - len(journal) + 1
-    return [{**line, "seq": first + index} for index, line in enumerate(journal)]
-
-
-def _tallies(document: dict, field: str, *, legacy: str, decode=lambda key: key) -> dict[str, Tally]:
-    """Tallies by key; months recorded before tallies were maps keep theirs in a list."""
-    tallies = {decode(key): Tally(value.get("tokens", 0), value.get("requests", 0))
-               for key, value in (document.get(field) or {}).items()}
-    for entry in document.get(legacy) or []:
-        earlier = tallies.get(entry["key"], Tally(0, 0))
-        tallies[entry["key"]] = Tally(earlier.tokens + entry["tokens"], earlier.requests + entry["requests"])
-    return tallies
-
-
-def _logged_request(line: dict) -> LoggedRequest:
-    return LoggedRequest(
-        reservation_id=line["_id"],
-        seq=line.get("seq", 0),
-        request_id=line["request_id"],
-        key_id=line["key_id"],
-        model=line["model"],
-        status=line["status"],
-        prompt_tokens=line["prompt_tokens"],
-        completion_tokens=line["completion_tokens"],
-        charged=line["total_tokens"],
-        at=line["created_at"],
-    )

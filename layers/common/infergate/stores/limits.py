@@ -34,12 +34,11 @@ does not take the probe.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import redis
 
-from infergate.domain.ports import AdmissionDecision, Conclusion, Limit, LimitState, Slots
-from infergate.errors import RateLimiterUnavailable
+from infergate.domain.admission import Conclusion, Limit, LimitState, Slots, Verdict
+from infergate.domain.errors import RateLimiterUnavailable
 from infergate.observability import logger, request_counted
 from infergate.stores.counters import REQUESTS_TOTAL
 from infergate.tracing import span
@@ -207,7 +206,7 @@ return 'closed'
 """
 
 
-class RedisAdmissionStore:
+class RedisLimitStore:
     def __init__(self, client: redis.Redis, *, prefix: str, breaker_failures: int, breaker_open_seconds: float,
                  breaker_probe_seconds: float) -> None:
         self._client = client
@@ -222,7 +221,7 @@ class RedisAdmissionStore:
         self._conclude = client.register_script(_CONCLUDE)
 
     def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "",
-              slots: Slots | None = None) -> AdmissionDecision:
+              slots: Slots | None = None) -> Verdict:
         args: list[str | int] = [ticket, int(guarded), self._probe_ms, key_id,
                                  slots.limit if slots else 0, slots.lease_ms if slots else 0]
         for limit in limits:
@@ -237,7 +236,7 @@ class RedisAdmissionStore:
             raise RateLimiterUnavailable(f"rate limiter unavailable: {type(error).__name__}") from error
         request_counted.set(True)
         if breaker_retry_ms:
-            return AdmissionDecision(False, (), 0, breaker_retry_ms=int(breaker_retry_ms))
+            return Verdict(False, (), 0, breaker_retry_ms=int(breaker_retry_ms))
         states = []
         for index, limit in enumerate(limits):
             used, reset_after_ms = int(counts[2 * index]), int(counts[2 * index + 1])
@@ -245,7 +244,7 @@ class RedisAdmissionStore:
             if counted and not reset_after_ms:
                 reset_after_ms = limit.window_ms  # this request is the oldest one now
             states.append(LimitState(limit.limit, max(0, limit.limit - used - counted), max(0, reset_after_ms)))
-        return AdmissionDecision(bool(allowed), tuple(states), int(retry_after_ms), probe=bool(probe),
+        return Verdict(bool(allowed), tuple(states), int(retry_after_ms), probe=bool(probe),
                                  slots_full=bool(slots_full))
 
     def conclude(self, conclusion: Conclusion) -> None:
@@ -280,22 +279,3 @@ class RedisAdmissionStore:
         """The limit's keys: its sorted set of requests and the running total of their costs."""
         window = self._limits + limit.key
         return [window, window + ":total"]
-
-
-class RedisKeyActivity:
-    """When each API key was last used, as admission records it (at most once a minute a key)."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self._client = client
-        self._last_used = prefix + LAST_USED
-
-    def last_used(self, key_ids: Sequence[str]) -> dict[str, datetime]:
-        if not key_ids:
-            return {}
-        try:
-            stamps = self._client.hmget(self._last_used, list(key_ids))
-        except redis.RedisError:
-            logger.warning("when keys were last used is unknown: Redis unavailable")
-            return {}
-        return {key_id: datetime.fromtimestamp(int(stamp) / 1000, UTC)
-                for key_id, stamp in zip(key_ids, stamps, strict=True) if stamp}

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from infergate.models.base import Closed, Model
-
-if TYPE_CHECKING:
-    from infergate.domain.accounts import Registration
+from infergate.schemas.base import Closed, Schema
 
 # Scripts that one language writes together: Japanese mixes these, Korean mixes Hangul and Han.
 _SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "CJK": "CJK"}
@@ -46,21 +43,10 @@ class RegisterRequest(Closed):
     email: Email
 
 
-class RegisterResponse(Model):
+class RegisterResponse(Schema):
     user_id: str
     email: str
     api_key: str = Field(description="Shown once; InferGate stores only its hash.")
     key_id: str
     plan: str
     monthly_token_quota: int
-
-    @classmethod
-    def of(cls, registration: Registration) -> RegisterResponse:
-        return cls(
-            user_id=registration.user.user_id,
-            email=registration.user.email,
-            api_key=registration.key.api_key,
-            key_id=registration.key.record.key_id,
-            plan=registration.plan.name,
-            monthly_token_quota=registration.plan.monthly_token_quota,
-        )

@@ -1,10 +1,14 @@
 import pytest
 from pydantic import ValidationError
 
+from infergate.api import chat, openai
+from infergate.api.caller import authorizer_context, caller_from
+from infergate.domain.messages import Message
+from infergate.domain.plans import Plan
 from infergate.domain.principal import Principal
-from infergate.models.accounts import RegisterRequest
-from infergate.models.chat import ChatRequest
-from infergate.models.principal import authorizer_context, caller_from
+from infergate.schemas.accounts import RegisterRequest
+from infergate.schemas.chat import ChatRequest
+from infergate.schemas.openai import ChatCompletionRequest
 
 
 @pytest.mark.parametrize("email", ["ada@example.com", "  Ada.Lovelace+ai@Example.co.uk "])
@@ -25,12 +29,12 @@ def test_register_refuses_unknown_fields():
 
 def test_a_prompt_becomes_one_user_message():
     request = ChatRequest(prompt="hi")
-    assert [(m.role, m.content) for m in request.conversation()] == [("user", "hi")]
+    assert [(m.role, m.content) for m in chat.task(request).messages] == [("user", "hi")]
 
 
 def test_messages_are_kept_as_sent():
     request = ChatRequest.model_validate({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
-    assert [m.role for m in request.conversation()] == ["system", "user"]
+    assert [m.role for m in chat.task(request).messages] == ["system", "user"]
 
 
 @pytest.mark.parametrize(
@@ -54,18 +58,16 @@ def test_chat_requests_that_are_refused(body):
 
 
 def test_the_principal_survives_api_gateways_stringified_context():
-    principal = Principal(user_id="usr_1", key_id="key_1", plan="free", monthly_token_quota=100, rate_limit_rpm=60,
-                          rate_limit_tpm=1000, max_output_tokens=512)
+    principal = Principal(user_id="usr_1", key_id="key_1", plan=Plan(
+        name="free", monthly_token_quota=100, rate_limit_rpm=60, rate_limit_tpm=1000, max_output_tokens=512))
     stringified = {key: str(value) for key, value in authorizer_context(principal).items()}
     stringified["principalId"] = "usr_1"
     assert caller_from(stringified) == principal
 
 
 def test_both_chat_shapes_become_the_domains_messages():
-    from infergate.domain.messages import Message
-    from infergate.models.openai import ChatCompletionRequest
-
-    openai = ChatCompletionRequest.model_validate(
+    completion = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]})
-    assert openai.task().messages == [Message(role="system", content="be brief"), Message(role="user", content="hi")]
-    assert ChatRequest(prompt="hi").task().messages == [Message(role="user", content="hi")]
+    assert openai.chat_task(completion).messages == [Message(role="system", content="be brief"),
+                                                     Message(role="user", content="hi")]
+    assert chat.task(ChatRequest(prompt="hi")).messages == [Message(role="user", content="hi")]

@@ -1,4 +1,5 @@
-"""OpenAI's Chat Completions and Models schemas, as far as InferGate serves them.
+"""OpenAI's requests, as far as InferGate serves them: Chat Completions and Embeddings (what
+they answer is in openai_answers.py).
 
 Every field of a request is honoured or refused with 400 naming it: nothing
 is silently dropped. Tools, forced tool calls, structured output, images
@@ -13,18 +14,12 @@ import base64
 import binascii
 import json
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infergate.domain import messages
-from infergate.errors import InvalidRequest
-from infergate.models.base import Closed, Model
-from infergate.models.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
-
-if TYPE_CHECKING:
-    from infergate.domain.chat import ChatTask, EmbeddingTask
-
+from infergate.schemas.base import Closed
+from infergate.schemas.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS
 
 # Fields of OpenAI's request that InferGate cannot honour: refused, naming them, unless they
 # ask for nothing (null, false, empty, or n=1).
@@ -270,129 +265,6 @@ class ChatCompletionRequest(Closed):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def _choice(self) -> str:
-        if isinstance(self.tool_choice, NamedToolChoice):
-            return self.tool_choice.function.name
-        return self.tool_choice or "auto"
-
-    def _conversation(self) -> list[messages.Message]:
-        """The messages in the domain's terms; a tool's result names the tool whose call it answers."""
-        called: dict[str, str] = {}
-        conversation = []
-        for m in self.messages:
-            calls = tuple(_tool_call(call) for call in m.tool_calls or [])
-            called |= {call.id: call.name for call in calls}
-            if m.role == "tool" and m.tool_call_id not in called:
-                raise InvalidRequest(f"messages: tool_call_id '{m.tool_call_id}' answers no call made before it")
-            conversation.append(messages.Message(
-                role="system" if m.role == "developer" else m.role, content=m.text(), tool_calls=calls,
-                tool_name=called.get(m.tool_call_id) if m.tool_call_id else None, images=m.images()))
-        return conversation
-
-    def task(self) -> ChatTask:
-        from infergate.domain.chat import ChatTask
-        from infergate.domain.tools import tool_use
-
-        options: dict = {name: value for name, value in (
-            ("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed),
-            ("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty),
-        ) if value is not None}
-        if self.stop is not None:
-            options["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        tools = [messages.Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools or []]
-        try:
-            images_and_text = self._conversation()
-        except ValueError as error:  # an image that cannot be taken
-            raise InvalidRequest(f"messages: {error}") from None
-        return ChatTask(
-            messages=images_and_text, model=self.model, max_tokens=self.max_completion_tokens or self.max_tokens,
-            options=options, tools=tool_use(tools, self._choice()),
-            answer_format=self.response_format.answer_format() if self.response_format else None,
-            one_tool_call=self.parallel_tool_calls is False, end_user=self.user)
-
-
-def _tool_call(call: ToolCallIn) -> messages.ToolCall:
-    try:
-        arguments = json.loads(call.function.arguments or "{}")
-    except ValueError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise InvalidRequest(f"messages: the arguments of tool call '{call.id}' must be a JSON object, as a string")
-    return messages.ToolCall(call.id, call.function.name, arguments)
-
-
-def _absent_if_none(**kwargs: Any) -> Any:
-    """A field left out of the JSON when it has no value (OpenAI omits such fields rather than send null)."""
-    return Field(None, exclude_if=lambda value: value is None, **kwargs)
-
-
-class FunctionCallOut(Model):
-    name: str
-    arguments: str  # a JSON object, as a string
-
-
-class ToolCallOut(Model):
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCallOut
-
-
-class AssistantMessage(Model):
-    role: Literal["assistant"] = "assistant"
-    content: str | None
-    refusal: None = None
-    tool_calls: list[ToolCallOut] | None = _absent_if_none()
-
-
-class Choice(Model):
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: Literal["stop", "length", "tool_calls"]
-    logprobs: None = None
-
-
-class ChatCompletion(Model):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: TokenUsage
-
-
-class FunctionDelta(Model):
-    name: str | None = _absent_if_none()
-    arguments: str | None = _absent_if_none()
-
-
-class ToolCallDelta(Model):
-    index: int
-    id: str | None = _absent_if_none()
-    type: Literal["function"] | None = _absent_if_none()
-    function: FunctionDelta
-
-
-class Delta(Model):
-    role: Literal["assistant"] | None = _absent_if_none()
-    content: str | None = _absent_if_none()
-    tool_calls: list[ToolCallDelta] | None = _absent_if_none()
-
-
-class ChunkChoice(Model):
-    index: int = 0
-    delta: Delta
-    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
-    logprobs: None = None
-
-
-class ChatCompletionChunk(Model):
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: TokenUsage | None = _absent_if_none()
-
 
 class EmbeddingRequest(Closed):
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")
@@ -417,39 +289,3 @@ class EmbeddingRequest(Closed):
         if sum(len(text) for text in texts) > MAX_PROMPT_CHARS:
             raise ValueError(f"may hold at most {MAX_PROMPT_CHARS} characters in all")
         return value
-
-    def task(self) -> EmbeddingTask:
-        from infergate.domain.chat import EmbeddingTask
-
-        texts = [self.input] if isinstance(self.input, str) else list(self.input)
-        return EmbeddingTask(inputs=texts, model=self.model, dimensions=self.dimensions, end_user=self.user)
-
-
-class EmbeddingObject(Model):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str  # floats, or their float32 bytes in base64
-
-
-class EmbeddingUsage(Model):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingList(Model):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingObject]
-    model: str
-    usage: EmbeddingUsage
-
-
-class ModelCard(Model):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "ollama"
-
-
-class ModelList(Model):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]

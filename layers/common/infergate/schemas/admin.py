@@ -6,18 +6,13 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from infergate.models.base import Closed, Model
-from infergate.models.keys import KeyView
-from infergate.models.usage import Period, UsageResponse
-
-if TYPE_CHECKING:
-    from infergate.domain.plans import Plan
-    from infergate.domain.ports import AuditEntry, PeriodSummary, UserRecord
-
+from infergate.schemas.base import Closed, Schema
+from infergate.schemas.keys import KeyView
+from infergate.schemas.usage import Period, UsageResponse
 
 _ID = re.compile(r"^[a-z]{3}_[0-9a-f]{1,64}$")
 
@@ -68,7 +63,7 @@ class UsageSummaryQuery(Closed):
     top: int = Field(10, ge=1, le=100)
 
 
-class UserView(Model):
+class UserView(Schema):
     user_id: str
     email: str | None
     plan: str
@@ -78,14 +73,8 @@ class UserView(Model):
     identity: str | None = Field(description="The issuer and subject of a user of single sign-on.")
     created_at: datetime
 
-    @classmethod
-    def of(cls, user: UserRecord) -> UserView:
-        return cls(user_id=user.user_id, email=user.email, plan=user.plan, status=user.status,
-                   overrides=dict(user.overrides), grants=dict(user.grants), identity=user.identity,
-                   created_at=user.created_at)
 
-
-class UserPage(Model):
+class UserPage(Schema):
     data: list[UserView]
     next_cursor: str | None
 
@@ -113,32 +102,26 @@ class GrantRequest(Closed):
     tokens: int = Field(ge=1, le=10**12)
 
 
-class RevokedKey(Model):
+class RevokedKey(Schema):
     key_id: str
     status: Literal["revoked"] = "revoked"
 
 
-class UserUsage(Model):
+class UserUsage(Schema):
     user_id: str
     tokens: int
     requests: int
 
 
-class UsageSummary(Model):
+class UsageSummary(Schema):
     period: str
     tokens_used: int
     requests: int
     users: int
     top: list[UserUsage]
 
-    @classmethod
-    def of(cls, summary: PeriodSummary) -> UsageSummary:
-        return cls(period=summary.period, tokens_used=summary.tokens_used, requests=summary.requests,
-                   users=summary.users,
-                   top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests) for t in summary.top])
 
-
-class PlanView(Model):
+class PlanView(Schema):
     name: str
     monthly_token_quota: int
     rate_limit_rpm: int
@@ -148,16 +131,12 @@ class PlanView(Model):
     max_concurrent_requests: int
     default: bool
 
-    @classmethod
-    def of(cls, plan: Plan, *, default: Plan) -> PlanView:
-        return cls(**plan.model_dump(), default=plan.name == default.name)
 
-
-class PlanList(Model):
+class PlanList(Schema):
     data: list[PlanView]
 
 
-class AuditView(Model):
+class AuditView(Schema):
     entry_id: str
     actor: str
     at: datetime
@@ -166,12 +145,7 @@ class AuditView(Model):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
 
-    @classmethod
-    def of(cls, entry: AuditEntry) -> AuditView:
-        return cls(entry_id=entry.entry_id, actor=entry.actor, at=entry.at, action=entry.action,
-                   subject=dict(entry.subject), before=entry.before, after=entry.after)
 
-
-class AuditPage(Model):
+class AuditPage(Schema):
     data: list[AuditView]
     next_cursor: str | None

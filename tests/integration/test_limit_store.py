@@ -11,23 +11,23 @@ import pytest
 import redis
 from devkit.backends import free_port
 
-from infergate.domain.ports import Conclusion, Limit
-from infergate.errors import RateLimiterUnavailable
-from infergate.stores.admission import RedisAdmissionStore
+from infergate.domain.admission import Conclusion, Limit
+from infergate.domain.errors import RateLimiterUnavailable
 from infergate.stores.counters import RedisCounters
+from infergate.stores.limits import RedisLimitStore
 from tests.support import services
 
 
-def store(client, **breaker) -> RedisAdmissionStore:
+def store(client, **breaker) -> RedisLimitStore:
     settings = {"prefix": "infergate:", "breaker_failures": 3, "breaker_open_seconds": 0.4, "breaker_probe_seconds": 5, **breaker}
-    return RedisAdmissionStore(client, **settings)
+    return RedisLimitStore(client, **settings)
 
 
 def rpm(key: str, limit: int, window_ms: int = 60_000) -> Limit:
     return Limit(key, limit, window_ms, 1)
 
 
-def call_model(admissions: RedisAdmissionStore, *, healthy: bool | None, ticket: str = "t"):
+def call_model(admissions: RedisLimitStore, *, healthy: bool | None, ticket: str = "t"):
     """Admit a guarded request and report how the model server did; its decision."""
     decision = admissions.admit([rpm(f"rpm:{uuid.uuid4().hex}", 100)], ticket=ticket, guarded=True)
     if decision.allowed:
@@ -35,7 +35,7 @@ def call_model(admissions: RedisAdmissionStore, *, healthy: bool | None, ticket:
     return decision
 
 
-def fail(admissions: RedisAdmissionStore, times: int) -> None:
+def fail(admissions: RedisLimitStore, times: int) -> None:
     for _ in range(times):
         call_model(admissions, healthy=False)
 
@@ -260,7 +260,7 @@ def test_concurrent_callers_get_exactly_one_probe(redis_client):
 
 
 def test_the_key_a_request_used_is_noted_at_most_once_a_minute(redis_client):
-    from infergate.stores.admission import RedisKeyActivity
+    from infergate.stores.key_activity import RedisKeyActivity
 
     admissions, activity = store(redis_client), RedisKeyActivity(redis_client, prefix="infergate:")
     assert activity.last_used(["key_a", "key_b"]) == {}

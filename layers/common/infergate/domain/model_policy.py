@@ -1,12 +1,12 @@
-"""Which models a request may name: the server's own, within OLLAMA_MODELS if set.
+"""The model policy: which models a request may name (the server's own, within OLLAMA_MODELS if set).
 
 Ollama names models `name:tag` and reads a bare `name` as `name:latest`.
 """
 
 from __future__ import annotations
 
-from infergate.domain.ports import ModelCatalog, ModelEntry
-from infergate.errors import ModelNotFound, UpstreamError
+from infergate.domain.errors import ModelNotFound, UpstreamError
+from infergate.domain.model_server import ModelCatalog, ModelEntry
 
 
 def canonical(name: str) -> str:
@@ -20,7 +20,7 @@ class ModelPolicy:
         self._allowed = None if allowed is None else frozenset(canonical(name) for name in allowed)
 
     def resolve(self, requested: str | None) -> str:
-        """The model to call, or ModelNotFound (400) naming it, before anything is reserved."""
+        """The model to call, or ModelNotFound naming it, before anything is reserved."""
         name = requested or self.default
         if self._allowed is not None and canonical(name) not in self._allowed:
             raise ModelNotFound.naming(name)

@@ -1,14 +1,12 @@
+"""InferGate's own chat API: POST /v1/chat's request, its answer, and a streamed answer's pieces."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infergate.domain.messages import Message
-from infergate.models.base import Closed, Model
-
-if TYPE_CHECKING:
-    from infergate.domain.chat import ChatResult, ChatTask
+from infergate.schemas.base import Closed, Schema
 
 MAX_PROMPT_CHARS = 200_000
 MAX_OUTPUT_TOKENS = 4096
@@ -37,40 +35,21 @@ class ChatRequest(Closed):
             raise ValueError(f"messages may hold at most {MAX_PROMPT_CHARS} characters in all")
         return self
 
-    def conversation(self) -> list[Message]:
-        if self.messages is not None:
-            return [Message(role=message.role, content=message.content) for message in self.messages]
-        return [Message(role="user", content=self.prompt or "")]
 
-    def task(self) -> ChatTask:
-        from infergate.domain.chat import ChatTask
-
-        return ChatTask(messages=self.conversation(), model=self.model, max_tokens=self.max_tokens)
-
-
-class TokenUsage(Model):
+class TokenUsage(Schema):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
-    @classmethod
-    def of(cls, result: ChatResult) -> TokenUsage:
-        return cls(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                   total_tokens=result.total_tokens)
 
-
-class ChatResponse(Model):
+class ChatResponse(Schema):
     id: str
     model: str
     response: str
     usage: TokenUsage
 
-    @classmethod
-    def of(cls, result: ChatResult) -> ChatResponse:
-        return cls(id=result.id, model=result.model, response=result.content, usage=TokenUsage.of(result))
 
-
-class ChatDelta(Model):
+class ChatDelta(Schema):
     """A piece of a streamed answer (the `delta` event of POST /v1/chat with `stream: true`)."""
 
     content: str

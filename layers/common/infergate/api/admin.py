@@ -1,0 +1,107 @@
+"""The admin API (/admin/v1/...): operators' requests as the domain takes them, and users,
+keys, plans, usage and the audit log as the schemas say them, a page at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from aws_lambda_powertools.event_handler import Response
+
+from infergate.api.accounts import key_view, usage_response
+from infergate.api.app import App, json_response, parse_body, parse_query
+from infergate.domain.accounts import AuditEntry, UserRecord
+from infergate.domain.ledger import PeriodSummary
+from infergate.domain.own_keys import KeyState
+from infergate.domain.plans import PlanCatalog
+from infergate.domain.usage import Standing
+from infergate.schemas.admin import (
+    AuditPage,
+    AuditQuery,
+    AuditView,
+    ChangeUserRequest,
+    GrantRequest,
+    PlanList,
+    PlanView,
+    RevokedKey,
+    UsageSummary,
+    UsageSummaryQuery,
+    UserDetail,
+    UserPage,
+    UserQuery,
+    UserUsage,
+    UserView,
+    cursor_of,
+)
+
+T = TypeVar("T")
+
+
+def user_query(app: App) -> UserQuery:
+    return parse_query(app, UserQuery)
+
+
+def audit_query(app: App) -> AuditQuery:
+    return parse_query(app, AuditQuery)
+
+
+def change_request(app: App) -> ChangeUserRequest:
+    return parse_body(app, ChangeUserRequest)
+
+
+def grant_request(app: App) -> GrantRequest:
+    return parse_body(app, GrantRequest)
+
+
+def summary_query(app: App) -> UsageSummaryQuery:
+    return parse_query(app, UsageSummaryQuery)
+
+
+def user_view(user: UserRecord) -> UserView:
+    return UserView(user_id=user.user_id, email=user.email, plan=user.plan, status=user.status,
+                    overrides=dict(user.overrides), grants=dict(user.grants), identity=user.identity,
+                    created_at=user.created_at)
+
+
+def user(user: UserRecord, *, status: int = 200) -> Response:
+    return json_response(user_view(user), status=status)
+
+
+def user_page(users: Sequence[UserRecord], *, limit: int) -> Response:
+    """A page of `limit` users; `users` holds one more when there is a next page."""
+    data, cursor = _page(users, limit, lambda user: user.user_id)
+    return json_response(UserPage(data=[user_view(user) for user in data], next_cursor=cursor))
+
+
+def user_detail(user: UserRecord, keys: list[KeyState], standing: Standing) -> Response:
+    return json_response(UserDetail(**user_view(user).model_dump(), keys=[key_view(key) for key in keys],
+                                    usage=usage_response(standing)))
+
+
+def revoked(key_id: str) -> Response:
+    return json_response(RevokedKey(key_id=key_id))
+
+
+def summary(summary: PeriodSummary) -> Response:
+    return json_response(UsageSummary(
+        period=summary.period, tokens_used=summary.tokens_used, requests=summary.requests, users=summary.users,
+        top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests) for t in summary.top]))
+
+
+def plans(catalog: PlanCatalog) -> Response:
+    return json_response(PlanList(data=[PlanView(**plan.figures(), name=plan.name, default=plan.name == catalog.default.name)
+                                        for plan in catalog.all()]))
+
+
+def audit_page(entries: Sequence[AuditEntry], *, limit: int) -> Response:
+    """A page of `limit` entries; `entries` holds one more when there is a next page."""
+    data, cursor = _page(entries, limit, lambda entry: entry.entry_id)
+    return json_response(AuditPage(data=[
+        AuditView(entry_id=entry.entry_id, actor=entry.actor, at=entry.at, action=entry.action,
+                  subject=dict(entry.subject), before=entry.before, after=entry.after) for entry in data],
+        next_cursor=cursor))
+
+
+def _page(items: Sequence[T], limit: int, id_of: Callable[[T], str]) -> tuple[Sequence[T], str | None]:
+    page = items[:limit]
+    return page, cursor_of(id_of(page[-1])) if len(items) > limit else None

@@ -1,0 +1,125 @@
+"""The Lambda REQUEST authorizer in front of every protected route.
+
+A known key yields an Allow policy whose context carries the principal
+(user, key, plan limits) to the handlers. A missing or unknown key yields a
+Deny whose context carries the error: the API's ACCESS_DENIED gateway
+response turns it into `401 {"error": {...}}` with the request's id. An
+address with too many failed authentications lately, or a request whose
+credential cannot be checked because a store is down, is let through marked
+as refused, and the route answers 429 or 503 with Retry-After (a gateway
+response cannot; a crashed authorizer would be logged as one).
+
+Collaborators: the Authenticator, which answers a key seen lately from
+memory, checks the accounts version in Redis at most twice a second, and
+reads MongoDB only for keys it has not seen or after a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from infergate.api.caller import authorizer_context, refused_context
+from infergate.api.errors import status_of
+from infergate.api.request_id import request_id_of
+from infergate.domain.authentication import Authenticator, Refusal
+from infergate.domain.errors import InferGateError
+from infergate.domain.principal import Operator, Principal
+from infergate.observability import logger, note, open_access_line, record_access_lines_with, write_access_line
+
+if TYPE_CHECKING:
+    from infergate.bootstrap import Services
+
+_BEARER = "bearer "
+_FORMS = "send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+_MISSING = f"An API key is required: {_FORMS}."
+_OTHER_SCHEME = f"This Authorization scheme is not accepted: {_FORMS}."
+
+
+def presented_key(event: APIGatewayAuthorizerRequestEvent) -> str | None:
+    """The key from `x-api-key`, or else from `Authorization: Bearer <key>`; "" when an
+    Authorization header of another scheme (Basic, ...) is all there is."""
+    key = event.headers.get("x-api-key", "")
+    if key:
+        return key.strip()
+    authorization = event.headers.get("authorization", "")
+    if authorization[: len(_BEARER)].lower() == _BEARER:
+        return authorization[len(_BEARER) :].strip()
+    return "" if authorization.strip() else None
+
+
+def authorizer(services: Services) -> Callable[[dict, LambdaContext], dict]:
+    """The authorizer's Lambda handler, authenticating with the instance's services."""
+    # A key denied here is a request no function answers: its access line counts in the metrics too.
+    record_access_lines_with(lambda line: services.request_metrics.record(line))  # Redis is made on first use
+
+    @logger.inject_lambda_context(clear_state=True)
+    @event_source(data_class=APIGatewayAuthorizerRequestEvent)
+    def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
+        request_id = request_id_of(event.raw_event)
+        logger.set_correlation_id(request_id)
+        open_access_line(route=event.resource, method=event.http_method,
+                         api_request_id=event.request_context.request_id,
+                         source_ip=event.request_context.identity.source_ip)
+        # API Gateway's own id: what its 401 carries, so that the two can be matched.
+        logger.append_keys(api_request_id=event.request_context.request_id)
+        arn = event.parsed_arn
+        policy = APIGatewayAuthorizerResponse(principal_id="anonymous", region=arn.region,
+                                              aws_account_id=arn.aws_account_id, api_id=arn.api_id, stage=arn.stage)
+        try:
+            caller = _authenticate(services.authenticator, event)
+        except InferGateError as error:  # a store the answer depends on is down: 503, not a crash
+            logger.warning("credentials could not be checked", extra={"error_code": error.code})
+            policy.context = refused_context(error, status=status_of(error.code))
+            policy.allow_all_routes()  # the route answers: see refused_context
+            return _answered(policy, request_id)
+        _decide(policy, caller, request_id)
+        return _answered(policy, request_id)
+
+    return lambda_handler
+
+
+def _authenticate(authenticator: Authenticator,
+                  event: APIGatewayAuthorizerRequestEvent) -> Principal | Operator | Refusal:
+    source = event.request_context.identity.source_ip or ""
+    credential = presented_key(event)
+    if credential is None:
+        return authenticator.refuse(Refusal("missing_api_key", _MISSING), source=source)
+    if not credential:
+        return authenticator.refuse(Refusal("invalid_api_key", _OTHER_SCHEME), source=source)
+    return authenticator.authenticate(credential, source=source)
+
+
+def _decide(policy: APIGatewayAuthorizerResponse, caller: Principal | Operator | Refusal, request_id: str) -> None:
+    """Allow a caller, with who it is in the context; deny a refused credential, or let it through
+    marked refused when its refusal is a matter of time (the route answers 429)."""
+    if isinstance(caller, Refusal):
+        if caller.retry_after:
+            refusal = InferGateError(caller.message, code=caller.code, retry_after=caller.retry_after)
+            policy.context = refused_context(refusal, status=status_of(caller.code))
+            policy.allow_all_routes()  # the route answers: see refused_context
+        else:
+            policy.context = {"requestId": request_id, "errorCode": caller.code, "errorMessage": caller.message}
+            policy.deny_all_routes()
+            # No function answers a request denied here: its access line is the authorizer's.
+            note(status=401, outcome=caller.code)
+            write_access_line()
+        return
+    policy.principal_id = getattr(caller, "user_id", None) or caller.key_id
+    logger.append_keys(caller=policy.principal_id, key_id=caller.key_id)
+    policy.context = authorizer_context(caller)
+    policy.allow_all_routes()
+
+
+def _answered(policy: APIGatewayAuthorizerResponse, request_id: str) -> dict:
+    """The policy, its context naming the request's correlation id for API Gateway's access log
+    ($context.authorizer.correlationId); request_id_of admits no character that would need escaping."""
+    policy.context = {**(policy.context or {}), "correlationId": request_id}
+    return policy.asdict()

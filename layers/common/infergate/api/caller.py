@@ -1,0 +1,60 @@
+"""Who is calling, as it travels from the authorizer to the handlers in API Gateway's
+`requestContext.authorizer` map: flat scalars, every value a string when it arrives. A
+user's plan travels as its name and its figures, each under its own key."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from infergate.domain.errors import InferGateError
+from infergate.domain.plans import Plan
+from infergate.domain.principal import Operator, Principal
+
+USER, OPERATOR = "user", "operator"
+# A caller refused for a while (too many failed authentications, or a store that is down):
+# API Gateway's own responses cannot say 429 or 503 with Retry-After, so the authorizer lets
+# the request through marked so, and the route refuses it.
+REFUSED = "refused"
+
+
+def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bool]:
+    if isinstance(caller, Operator):
+        return {"kind": OPERATOR, "key_id": caller.key_id, "name": caller.name, "role": caller.role}
+    return {"kind": USER, "user_id": caller.user_id, "key_id": caller.key_id, "plan": caller.plan.name,
+            **caller.plan.figures(), "suspended": caller.suspended, "granted_tokens": caller.granted_tokens,
+            "granted_period": caller.granted_period}
+
+
+def refused_context(error: InferGateError, *, status: int) -> dict[str, str | int]:
+    return {"kind": REFUSED, "status": status, "errorCode": error.code, "errorMessage": error.message,
+            "retryAfter": error.retry_after or 1}
+
+
+def refusal_from(context: Mapping[str, Any]) -> InferGateError | None:
+    """The error a refused caller's request gets, or None if `context` is not a refusal."""
+    if context.get("kind") != REFUSED:
+        return None
+    return InferGateError(str(context.get("errorMessage", "Refused.")), code=str(context.get("errorCode", "refused")),
+                          retry_after=int(context.get("retryAfter") or 1))
+
+
+def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
+    """The caller in `context`, or ValueError (KeyError) if it does not hold one."""
+    if context.get("kind", USER) != USER:
+        return _adapter(Operator).validate_python({name: context[name] for name in ("key_id", "name", "role")})
+    figures = {field.name: context[field.name] for field in fields(Plan) if field.name in context}
+    plan = _adapter(Plan).validate_python({**figures, "name": context["plan"]})
+    return _adapter(Principal).validate_python({
+        "user_id": context["user_id"], "key_id": context["key_id"], "plan": plan,
+        **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})
+
+
+@functools.cache
+def _adapter(kind: type) -> TypeAdapter:
+    # Built on first use, not at import: cold starts pay only for what they use.
+    return TypeAdapter(kind)

@@ -1,0 +1,124 @@
+"""The monthly token ledger's port, and the values it speaks of: a reservation held against a
+user's quota, a request's outcome as the request log records it, and readings of a month.
+
+A request holds its worst case before the model is asked (`reserve`), and is then either
+charged its real counts (`settle`) or nothing (`release`), each at most once; a hold that is
+never settled expires by itself. The MongoDB ledger (stores/usage.py) and the in-memory one
+the tests use (tests/support/fakes.py) are held to the same contract (tests/integration/
+test_ledger_contract.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reservation_id: str
+    user_id: str
+    period: str
+    tokens: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """One line of the request log: what a request was charged and why."""
+
+    request_id: str
+    user_id: str
+    key_id: str
+    model: str
+    status: str  # "ok", or the error code that ended it
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+    at: datetime
+    detail: str | None = None  # what went wrong, for a request that failed
+    end_user: str | None = None  # OpenAI's `user`: who, behind a shared key, asked
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Tally:
+    tokens: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class PeriodUsage:
+    period: str
+    tokens_used: int
+    tokens_reserved: int
+    requests: int
+    by_model: dict[str, Tally]
+    by_day: dict[str, Tally]
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One line of the request log as stored: `charged` is what the counter was charged for it."""
+
+    reservation_id: str
+    seq: int  # its place in the user's month, from 1
+    request_id: str
+    key_id: str
+    model: str
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    charged: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerStatement:
+    """A user's month as one consistent reading: the counter and the log lines that make it up."""
+
+    tokens_used: int
+    log: tuple[LoggedRequest, ...]
+
+
+@dataclass(frozen=True)
+class UserTally:
+    user_id: str
+    tokens: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """Every user's use of a period: totals, and the heaviest users."""
+
+    period: str
+    tokens_used: int
+    requests: int
+    users: int
+    top: list[UserTally]
+
+
+class UsageLedger(Protocol):
+    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+        """Hold as much of `reservation.tokens` as remains of `quota`, atomically: the
+        reservation as held, or None if less than `minimum` remains."""
+
+    def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
+        """Charge the outcome's tokens (never more than the reservation holds, so never beyond
+        `quota`), drop the hold and log the request, all at once and at most once. Returns the
+        tokens charged."""
+
+    def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+        """Drop the hold, charge nothing, and log why; at most once."""
+
+    def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage: ...
+
+    def statement(self, user_id: str, period: str) -> LedgerStatement:
+        """The counter and the request log as of one instant: the log's charges sum to the counter."""
+
+    def period_summary(self, period: str, *, top: int) -> PeriodSummary: ...

@@ -1,0 +1,100 @@
+"""The model server's port, and the values it speaks of: an answer (whole, or cut off after
+some of it was generated), an embedding, and the models the server has.
+
+The Ollama client (llm/ollama.py) implements it. A failure before anything was generated is
+raised (UpstreamError and its kinds, ModelNotFound, InvalidRequest); an answer that ends
+after pieces arrived comes back as a Completion with its `cut`, so that what was generated
+is charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from infergate.domain.messages import Message, Tool, ToolCall
+
+CLIENT_CLOSED = "client_closed"
+
+
+@dataclass(frozen=True)
+class CutOff:
+    """Why an answer ended before it was whole: the error code its caller gets, a sentence
+    saying why, and whether it is a sign that the model server is unwell (its circuit breaker
+    counts those)."""
+
+    code: str
+    reason: str
+    server_unwell: bool = False
+
+
+READER_GONE = CutOff(CLIENT_CLOSED, "The client closed the connection before the answer ended.")
+
+
+@dataclass(frozen=True)
+class Completion:
+    model: str
+    content: str
+    prompt_tokens: int | None  # None when the model server did not report it
+    completion_tokens: int
+    done_reason: str | None
+    pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
+    cut: CutOff | None = None  # set when the answer was cut off: this much was generated first
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @classmethod
+    def partial(cls, model: str, pieces: Sequence[str], cut: CutOff) -> Completion:
+        """An answer that ended after `pieces`, for `cut`: a piece for each token generated,
+        and no prompt count (Ollama sends it only with the end of an answer)."""
+        return cls(model=model, content="".join(pieces), prompt_tokens=None, completion_tokens=len(pieces),
+                   done_reason=None, pieces=tuple(pieces), cut=cut)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    model: str
+    vectors: tuple[tuple[float, ...], ...]  # one per input, in order
+    prompt_tokens: int | None  # None when the model server did not report it
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    modified_at: datetime | None
+
+
+class AnswerStream(Protocol):
+    """An answer as the model server produces it: iterating gives its pieces of text; once they
+    have ended, `completion` is the whole answer (or what there was of it, with its cut)."""
+
+    completion: Completion | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None:
+        """Stop the answer early: the server stops generating."""
+
+
+class ModelServer(Protocol):
+    def chat(
+        self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """`tools`: functions the model may call; `answer_format`: "json", or a JSON schema the
+        answer must conform to."""
+
+    def stream(
+        self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+    ) -> AnswerStream:
+        """The answer as the model produces it, within `timeout` seconds when given."""
+
+    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
+        """One vector per input; `dimensions`, when given, for a model that can shorten its vectors."""
+
+
+class ModelCatalog(Protocol):
+    def models(self) -> list[ModelEntry] | None:
+        """The models the server has, or None when it cannot say right now."""

@@ -1,0 +1,100 @@
+"""A user's own API keys: create, list, rotate (the old key working for a grace period) and
+revoke, with any of the user's working keys. Every revocation and rotation advances the
+accounts version, so that every authorizer instance applies it within a second."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from infergate.domain.accounts import (
+    AccountStore,
+    AccountsVersion,
+    ApiKeyRecord,
+    IssuedKey,
+    KeyActivity,
+    Rotation,
+    issue_key,
+)
+from infergate.domain.errors import Conflict, InvalidRequest, NotFound
+from infergate.domain.principal import Principal
+
+DEFAULT_GRACE = timedelta(hours=24)
+LONGEST_GRACE = timedelta(days=7)
+_KEY_ID = re.compile(r"^key_[0-9a-f]{24}$")
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """A key as it stands at one moment: active, rotating, expired or revoked, and when it was last used."""
+
+    record: ApiKeyRecord
+    status: str
+    last_used_at: datetime | None
+
+
+class OwnKeys:
+    def __init__(self, store: AccountStore, version: AccountsVersion, activity: KeyActivity, *,
+                 clock: Callable[[], datetime]) -> None:
+        self._store, self._version, self._activity, self._clock = store, version, activity, clock
+
+    def create(self, principal: Principal, *, name: str | None, expires_in_days: int | None) -> IssuedKey:
+        now = self._clock()
+        expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
+        issued = issue_key(principal.user_id, name=name, now=now, expires_at=expires_at)
+        most = principal.plan.max_api_keys
+        if not self._store.add_key(issued.record, max_active=most, now=now):
+            raise Conflict(f"Your plan allows {most} active keys; revoke one first.", code="too_many_keys")
+        return issued
+
+    def list(self, principal: Principal) -> list[KeyState]:
+        """The user's keys, oldest first."""
+        return states(self._store.keys_of(principal.user_id), activity=self._activity, now=self._clock())
+
+    def rotate(self, principal: Principal, key_id: str, *, grace_seconds: int | None) -> IssuedKey:
+        """A new key in place of `key_id`, which keeps working for the grace period."""
+        _known(key_id)
+        grace = DEFAULT_GRACE if grace_seconds is None else timedelta(seconds=grace_seconds)
+        if grace > LONGEST_GRACE:
+            raise InvalidRequest(f"grace_seconds may be at most {int(LONGEST_GRACE.total_seconds())} (7 days).")
+        old = next((key for key in self._store.keys_of(principal.user_id) if key.key_id == key_id), None)
+        if old is None:
+            raise _no_key(key_id)
+        now = self._clock()
+        successor = issue_key(principal.user_id, name=old.name, now=now, expires_at=old.expires_at)
+        outcome = self._store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now)
+        if outcome is Rotation.NOT_FOUND:
+            raise _no_key(key_id)
+        if outcome is Rotation.NOT_ACTIVE:
+            raise Conflict(f"Key {key_id} is not active (it was rotated, revoked or has expired); rotate an active "
+                           "key.", code="key_not_active")
+        self._version.advance()
+        return successor
+
+    def revoke(self, principal: Principal, key_id: str) -> KeyState:
+        now = self._clock()
+        revoked = self._store.revoke_key(_known(key_id), user_id=principal.user_id, now=now)
+        if revoked is None:
+            raise _no_key(key_id)
+        self._version.advance()
+        return states([revoked], activity=self._activity, now=now)[0]
+
+
+def states(records: list[ApiKeyRecord], *, activity: KeyActivity, now: datetime) -> list[KeyState]:
+    """Keys as they stand at `now`, oldest first, with when each was last used."""
+    ordered = sorted(records, key=lambda key: key.created_at)
+    last_used = activity.last_used([key.key_id for key in ordered])
+    return [KeyState(key, key.status(now), last_used.get(key.key_id)) for key in ordered]
+
+
+def _known(key_id: str) -> str:
+    """`key_id`, if it has a key id's form; NotFound without a lookup if it has not."""
+    if not _KEY_ID.match(key_id):
+        raise NotFound("There is no such key.", code="key_not_found")
+    return key_id
+
+
+def _no_key(key_id: str) -> NotFound:
+    return NotFound(f"You have no key {key_id}.", code="key_not_found")

@@ -1,0 +1,122 @@
+"""Ollama's wire format: the body of a chat, its NDJSON answer read a piece at a time, and what
+each of its error statuses means."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFound, ModelServerBusy, UpstreamError
+from infergate.domain.messages import Message, Tool, ToolCall
+from infergate.domain.model_server import Completion, CutOff
+from infergate.domain.tools import new_call_id
+
+
+class Answer:
+    """What arrived of one answer so far, and when the last of it did."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.last_piece_at = 0.0
+
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.last_piece_at = time.monotonic()
+
+    def cut(self, model: str, failure: UpstreamError) -> Completion:
+        """What arrived, ended by `failure`: charged for what was generated, then its error given."""
+        return Completion.partial(model, self.pieces, CutOff(failure.code, failure.message, failure.server_unwell))
+
+
+def chat_request(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
+                 answer_format: str | Mapping[str, Any] | None) -> bytes:
+    """The body of `POST /api/chat`, streamed, asking for at most `max_tokens`."""
+    request: dict[str, Any] = {
+        "model": model,
+        "messages": [wire_message(message) for message in messages],
+        "stream": True,
+        "options": {**(options or {}), "num_predict": max_tokens},
+    }
+    if tools:
+        request["tools"] = [{"type": "function", "function": {
+            "name": tool.name, "description": tool.description, "parameters": tool.parameters}} for tool in tools]
+    if answer_format is not None:
+        request["format"] = answer_format
+    return json.dumps(request).encode()
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [{"function": {"name": call.name, "arguments": dict(call.arguments)}}
+                              for call in message.tool_calls]
+    if message.tool_name:
+        wire["tool_name"] = message.tool_name
+    if message.images:
+        wire["images"] = list(message.images)
+    return wire
+
+
+def _tool_calls(message: dict) -> list[ToolCall]:
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):  # some servers send a JSON string, as OpenAI does
+            try:
+                arguments = json.loads(arguments or "{}")
+            except ValueError:
+                arguments = None
+        if not isinstance(function.get("name"), str) or not isinstance(arguments, dict):
+            # What the model wrote, not a sign that the server is unwell.
+            raise UpstreamError("The model made a tool call without a name or with arguments that are not an object.",
+                                server_unwell=False)
+        calls.append(ToolCall(new_call_id(), function["name"], arguments))
+    return calls
+
+
+def read_stream(response: http.client.HTTPResponse, requested_model: str,
+                 answer: Answer) -> Generator[str | Completion, None, None]:
+    calls: list[ToolCall] = []
+    for line in response:
+        if not line.strip():
+            continue
+        chunk = json.loads(line)
+        if "error" in chunk:
+            raise UpstreamError(f"The model server failed while answering: {chunk['error']}")
+        message = chunk.get("message") or {}
+        piece = message.get("content", "")
+        calls += _tool_calls(message)
+        if piece:
+            answer.add(piece)
+            yield piece
+        if chunk.get("done"):
+            response.read()  # the end of the chunked body, so that the connection can be reused
+            yield Completion(
+                model=chunk.get("model") or requested_model,
+                content="".join(answer.pieces),
+                prompt_tokens=chunk.get("prompt_eval_count"),
+                completion_tokens=int(chunk.get("eval_count") or 0),
+                done_reason=chunk.get("done_reason"),
+                pieces=tuple(answer.pieces),
+                tool_calls=tuple(calls),
+            )
+            return
+    raise UpstreamError("The model server ended its answer without a final message.")
+
+
+def status_error(status: int, body: bytes, model: str) -> InferGateError:
+    try:
+        message = str(json.loads(body).get("error", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    if status == 404 and "not found" in message:
+        return ModelNotFound.naming(model)
+    if status == 400:  # the request, not the server: e.g. tools offered to a model that cannot call them
+        return InvalidRequest(f"The model server refused the request: {message or 'no detail'}")
+    if status == 503:
+        return ModelServerBusy("The model server is busy; retry shortly.", retry_after=1)
+    return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")

@@ -1,1 +1,0 @@
-"""pydantic models of everything that crosses InferGate's edges."""

@@ -1,0 +1,113 @@
+"""How a user's month is kept in MongoDB: its document's fields, the holds it counts, the
+lines of its request log, and the readings made of them (stores/usage.py writes them).
+
+  {_id: "<user_id>:<YYYY-MM>", user_id, period,
+   tokens_used, committed,                  committed = tokens_used + every hold listed below
+   requests, entries,                       requests that succeeded; log lines written
+   reservations: [{id, tokens, expires_at}, ...],
+   models: {<model>: {tokens, requests}}, days: {<YYYY-MM-DD>: {tokens, requests}},
+   journal: [<request log line>, ...]}      the newest lines of the request log
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from infergate.domain.ledger import LoggedRequest, RequestOutcome, Reservation, Tally
+from infergate.domain.periods import day_of
+
+
+def month_id(user_id: str, period: str) -> str:
+    return f"{user_id}:{period}"
+
+
+def fieldmodel_name(name: str) -> str:
+    """`name` as a field name: a model's name may hold dots, which MongoDB reads as a path."""
+    return name.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+
+
+def model_name(field: str) -> str:
+    return field.replace("%2E", ".").replace("%24", "$").replace("%25", "%")
+
+
+def unexpired(now: datetime) -> dict:
+    return {"$filter": {"input": {"$ifNull": ["$reservations", []]}, "as": "r", "cond": {"$gt": ["$$r.expires_at", now]}}}
+
+
+def sum_of_tokens(holds: str) -> dict:
+    return {"$sum": {"$map": {"input": holds, "as": "r", "in": "$$r.tokens"}}}
+
+
+def counts(outcome: RequestOutcome, charge: int) -> dict[str, int]:
+    """What recording `outcome` adds to the month's counters and tallies."""
+    counts = {"entries": 1}
+    if charged(outcome, charge):
+        model, day = f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}"
+        counts |= {"tokens_used": charge, "requests": 1, f"{model}.tokens": charge, f"{model}.requests": 1,
+                   f"{day}.tokens": charge, f"{day}.requests": 1}
+    return counts
+
+
+def charged(outcome: RequestOutcome, charge: int) -> bool:
+    """Whether a request counts as one that used the model: it succeeded, or was cut off
+    after the model had generated tokens, which are charged."""
+    return outcome.status == "ok" or charge > 0
+
+
+def log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> dict:
+    """One request in the log. `total_tokens` is what was charged: the log sums to the counter."""
+    counted = charged(outcome, charge)
+    line: dict[str, Any] = {
+        "_id": reservation.reservation_id,
+        "request_id": outcome.request_id,
+        "key_id": outcome.key_id,
+        "day": day_of(outcome.at),
+        "model": outcome.model,
+        "status": outcome.status,
+        "prompt_tokens": outcome.prompt_tokens if counted else 0,
+        "completion_tokens": outcome.completion_tokens if counted else 0,
+        "total_tokens": charge,
+        "reserved_tokens": reservation.tokens,
+        "latency_ms": outcome.latency_ms,
+        "created_at": outcome.at,
+    }
+    if counted and charge < outcome.total_tokens:
+        line["unbilled_tokens"] = outcome.total_tokens - charge
+    if outcome.detail:
+        line["detail"] = outcome.detail[:500]
+    if outcome.end_user:
+        line["user"] = outcome.end_user
+    return line
+
+
+def numbered(document: dict) -> list[dict]:
+    """The journal's lines with their numbers: the journal is the tail of the month's log."""
+    journal = document.get("journal") or []
+    first = document.get("entries", 0) - len(journal) + 1
+    return [{**line, "seq": first + index} for index, line in enumerate(journal)]
+
+
+def tallies(document: dict, field: str, *, legacy: str, decode=lambda key: key) -> dict[str, Tally]:
+    """Tallies by key; months recorded before tallies were maps keep theirs in a list."""
+    tallies = {decode(key): Tally(value.get("tokens", 0), value.get("requests", 0))
+               for key, value in (document.get(field) or {}).items()}
+    for entry in document.get(legacy) or []:
+        earlier = tallies.get(entry["key"], Tally(0, 0))
+        tallies[entry["key"]] = Tally(earlier.tokens + entry["tokens"], earlier.requests + entry["requests"])
+    return tallies
+
+
+def logged_request(line: dict) -> LoggedRequest:
+    return LoggedRequest(
+        reservation_id=line["_id"],
+        seq=line.get("seq", 0),
+        request_id=line["request_id"],
+        key_id=line["key_id"],
+        model=line["model"],
+        status=line["status"],
+        prompt_tokens=line["prompt_tokens"],
+        completion_tokens=line["completion_tokens"],
+        charged=line["total_tokens"],
+        at=line["created_at"],
+    )

@@ -1,0 +1,254 @@
+"""In-memory stand-ins for the domain's ports, for unit tests of its rules: the limit store
+(Redis), the usage ledger (MongoDB), the model server and its catalog, and telemetry.
+
+The ledger keeps the same contract as the MongoDB one (tests/integration/test_ledger_contract.py
+holds both to it); the limit store counts like the Redis script, without its windows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from infergate.domain.admission import Conclusion, LimitState, Verdict
+from infergate.domain.errors import RateLimiterUnavailable
+from infergate.domain.ledger import (
+    LedgerStatement,
+    LoggedRequest,
+    PeriodSummary,
+    PeriodUsage,
+    RequestOutcome,
+    Reservation,
+    Tally,
+    UserTally,
+)
+from infergate.domain.model_server import Completion, ModelEntry
+from infergate.domain.periods import day_of
+
+
+@dataclass
+class MemoryLimitStore:
+    """Counts per key like the Redis script, without windows; the breaker is open when told."""
+
+    counted: dict[str, dict[str, int]] = field(default_factory=dict)
+    unavailable: bool = False
+    breaker_open: bool = False
+    conclusions: list[Conclusion] = field(default_factory=list)
+    in_flight: dict[str, set[str]] = field(default_factory=dict)  # slots taken, by their key
+
+    def admit(self, limits, *, ticket, guarded, key_id="", slots=None) -> Verdict:
+        if self.unavailable:
+            raise RateLimiterUnavailable("down")
+        if guarded and self.breaker_open:
+            return Verdict(False, (), 0, breaker_retry_ms=6_500)
+        used = [sum(self.counted.get(limit.key, {}).values()) for limit in limits]
+        allowed = all(u + limit.cost <= limit.limit for u, limit in zip(used, limits, strict=True))
+        slots_full = allowed and slots is not None and len(self.in_flight.get(slots.key, ())) >= slots.limit
+        allowed = allowed and not slots_full
+        if allowed:
+            for limit in limits:
+                self.counted.setdefault(limit.key, {})[ticket] = limit.cost
+            if slots is not None:
+                self.in_flight.setdefault(slots.key, set()).add(ticket)
+        states = tuple(LimitState(limit.limit, limit.limit - u - (limit.cost if allowed else 0), 30_500)
+                       for u, limit in zip(used, limits, strict=True))
+        return Verdict(allowed, states, 0 if allowed or slots_full else 30_500, slots_full=slots_full)
+
+    def conclude(self, conclusion: Conclusion) -> None:
+        self.conclusions.append(conclusion)
+        if conclusion.slots is not None:
+            self.in_flight.get(conclusion.slots.key, set()).discard(conclusion.ticket)
+        if conclusion.token_limit is not None:
+            if conclusion.ticket in self.counted.get(conclusion.token_limit.key, {}):  # as the script: only what it counted
+                self.counted[conclusion.token_limit.key][conclusion.ticket] = conclusion.tokens
+
+    def model_reports(self) -> list[bool | None]:
+        return [conclusion.model_healthy for conclusion in self.conclusions]
+
+
+@dataclass
+class _Month:
+    used: int
+    holds: dict[str, Reservation]
+    lines: list[LoggedRequest] = field(default_factory=list)
+    requests: int = 0
+    by_model: dict[str, Tally] = field(default_factory=dict)
+    by_day: dict[str, Tally] = field(default_factory=dict)
+
+
+class MemoryLedger:
+    """The usage ledger in memory: a month per user, each with its counter, its holds and its log.
+    `used` and `held` say where every month starts (a user who has spent, or holds, so much already)."""
+
+    def __init__(self, *, used: int = 0, held: dict[str, int] | None = None) -> None:
+        self._start_used, self._start_held = used, dict(held or {})
+        self._months: dict[tuple[str, str], _Month] = {}
+        self.log: list[tuple[RequestOutcome, int]] = []  # every request recorded, and what it was charged
+        self.reservations: list[Reservation] = []  # every hold granted, as granted
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        """Tokens charged, every month together (where they start, before any is touched)."""
+        if not self._months:
+            return self._start_used
+        return sum(month.used for month in self._months.values())
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Every hold in place, by reservation id."""
+        return {hold_id: hold.tokens for month in self._months.values() for hold_id, hold in month.holds.items()}
+
+    def _month(self, user_id: str, period: str) -> _Month:
+        key = (user_id, period)
+        if key not in self._months:
+            far_future = datetime.max.replace(tzinfo=UTC)
+            self._months[key] = _Month(self._start_used, {
+                hold_id: Reservation(hold_id, user_id, period, tokens, far_future)
+                for hold_id, tokens in self._start_held.items()})
+        return self._months[key]
+
+    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+        with self._lock:
+            month = self._month(reservation.user_id, reservation.period)
+            if reservation.reservation_id in month.holds:
+                return None
+            month.holds = {i: hold for i, hold in month.holds.items() if hold.expires_at > now}
+            room = quota - month.used - sum(hold.tokens for hold in month.holds.values())
+            if room < minimum:
+                return None
+            granted = replace(reservation, tokens=min(reservation.tokens, room))
+            month.holds[granted.reservation_id] = granted
+            self.reservations.append(granted)
+            return granted
+
+    def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
+        with self._lock:
+            month = self._month(reservation.user_id, reservation.period)
+            earlier = self._recorded(month, reservation.reservation_id)
+            if earlier is not None:
+                return earlier.charged
+            charge = min(outcome.total_tokens, reservation.tokens)
+            if month.holds.pop(reservation.reservation_id, None) is None:  # its hold expired and was dropped
+                room = quota - month.used - sum(hold.tokens for hold in month.holds.values())
+                charge = charge if charge <= room else 0
+            self._record(month, reservation, outcome, charge)
+            return charge
+
+    def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+        with self._lock:
+            month = self._month(reservation.user_id, reservation.period)
+            if self._recorded(month, reservation.reservation_id) is None:
+                month.holds.pop(reservation.reservation_id, None)
+                self._record(month, reservation, outcome, 0)
+
+    @staticmethod
+    def _recorded(month: _Month, reservation_id: str) -> LoggedRequest | None:
+        return next((line for line in month.lines if line.reservation_id == reservation_id), None)
+
+    def _record(self, month: _Month, reservation: Reservation, outcome: RequestOutcome, charge: int) -> None:
+        counted = outcome.status == "ok" or charge > 0
+        month.lines.append(LoggedRequest(
+            reservation.reservation_id, len(month.lines) + 1, outcome.request_id, outcome.key_id, outcome.model,
+            outcome.status, outcome.prompt_tokens if counted else 0, outcome.completion_tokens if counted else 0,
+            charge, outcome.at))
+        self.log.append((outcome, charge))
+        if counted:
+            month.used += charge
+            month.requests += 1
+            for tallies, key in ((month.by_model, outcome.model), (month.by_day, day_of(outcome.at))):
+                earlier = tallies.get(key, Tally(0, 0))
+                tallies[key] = Tally(earlier.tokens + charge, earlier.requests + 1)
+
+    def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage:
+        with self._lock:
+            month = self._months.get((user_id, period)) or _Month(0, {})
+            reserved = sum(hold.tokens for hold in month.holds.values() if hold.expires_at > now)
+            return PeriodUsage(period, month.used, reserved, month.requests, dict(month.by_model), dict(month.by_day))
+
+    def statement(self, user_id: str, period: str) -> LedgerStatement:
+        with self._lock:
+            month = self._months.get((user_id, period)) or _Month(0, {})
+            return LedgerStatement(month.used, tuple(month.lines))
+
+    def period_summary(self, period: str, *, top: int) -> PeriodSummary:
+        with self._lock:
+            months = [(user, month) for (user, at), month in self._months.items() if at == period]
+            heaviest = sorted(months, key=lambda pair: (-pair[1].used, pair[0]))[:top]
+            return PeriodSummary(period, sum(month.used for _, month in months),
+                                 sum(month.requests for _, month in months), len(months),
+                                 [UserTally(user, month.used, month.requests) for user, month in heaviest])
+
+
+@dataclass
+class ScriptedAnswer:
+    """A streamed answer: `pieces`, then `final` (by default the model server's counts for them).
+    It notes which pieces were taken from it and whether it was closed early."""
+
+    pieces: list[str]
+    final: Completion | None = None
+    taken: list[str] = field(default_factory=list)
+    closed: bool = False
+    completion: Completion | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self.pieces:
+            if self.closed:
+                return
+            self.taken.append(piece)
+            yield piece
+        self.completion = self.final or Completion(
+            "smollm2:135m", "".join(self.pieces), prompt_tokens=9, completion_tokens=len(self.pieces),
+            done_reason="stop", pieces=tuple(self.pieces))
+
+    def close(self) -> None:
+        self.closed = self.completion is None
+
+
+@dataclass
+class ScriptedServer:
+    """A model server that answers `completion` (or streams `answer`), or fails with `error`;
+    it notes every call it was asked."""
+
+    completion: Completion | None = None
+    error: Exception | None = None
+    answer: ScriptedAnswer | None = None
+    calls: list[dict] = field(default_factory=list)
+
+    def chat(self, **kwargs) -> Completion:
+        self.calls.append(kwargs)
+        if self.error:
+            raise self.error
+        assert self.completion is not None
+        return self.completion
+
+    def stream(self, **kwargs) -> ScriptedAnswer:
+        self.calls.append(kwargs)
+        if self.error:
+            raise self.error
+        assert self.answer is not None
+        return self.answer
+
+
+@dataclass
+class FixedCatalog:
+    names: list[str] | None = field(default_factory=lambda: ["smollm2:135m", "tiny:latest"])
+
+    def models(self) -> list[ModelEntry] | None:
+        return None if self.names is None else [ModelEntry(name, None) for name in self.names]
+
+
+@dataclass
+class RecordingTelemetry:
+    """Counts and outcomes, as the domain reported them."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    outcomes: list[RequestOutcome] = field(default_factory=list)
+
+    def count(self, metric: str, value: int = 1) -> None:
+        self.counts[metric] = self.counts.get(metric, 0) + value
+
+    def ended(self, outcome: RequestOutcome) -> None:
+        self.outcomes.append(outcome)
