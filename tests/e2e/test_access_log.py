@@ -17,12 +17,12 @@ PROMPT = "a secret prompt about seven purple elephants"
 
 @pytest.fixture(scope="module")
 def gateway(gateway_of, faulty_ollama_url):
-    return gateway_of("access-log", OLLAMA_URL=faulty_ollama_url)
+    return gateway_of("access-log", model_url=faulty_ollama_url)
 
 
 @pytest.fixture(scope="module")
 def account(gateway) -> dict:
-    return gateway.new_user()
+    return gateway.register()
 
 
 def access_lines(gateway, request_id: str) -> list[dict]:

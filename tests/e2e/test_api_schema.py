@@ -24,7 +24,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.make_run import start_make_run
 from tests.support.paths import ROOT
 
 DOCUMENT = ROOT / "layers" / "common" / "infergate" / "openapi.json"
@@ -39,17 +38,8 @@ LIMITS_OUT_OF_THE_WAY = {
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, mongo_uri, redis_url, ollama_url):
-    tmp = tmp_path_factory.mktemp("schema")
-    database = f"e2e_schema_{tmp.name}"
-    running = start_make_run(
-        {"MONGODB_URI": mongo_uri, "MONGODB_DB": database, "REDIS_URL": redis_url, "OLLAMA_URL": ollama_url,
-         "INFERGATE_DATA_DIR": str(tmp / "data"), **LIMITS_OUT_OF_THE_WAY},
-        tmp / "make-run.log",
-    )
-    running.database = database
-    yield running
-    running.stop()
+def gateway(gateway_of):
+    return gateway_of("schema", **LIMITS_OUT_OF_THE_WAY)
 
 
 def register(gateway) -> dict:
@@ -81,7 +71,7 @@ def admin_key(gateway, mongo_uri) -> str:
 
     client = connect(mongo_uri)
     try:
-        store = MongoAccountStore(client[gateway.database])
+        store = MongoAccountStore(client[gateway.database_name])
         return create_admin_key("schemathesis", "admin", store=store, now=datetime.now(UTC))[1]
     finally:
         client.close()

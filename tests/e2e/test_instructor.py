@@ -24,7 +24,7 @@ def gateway(gateway_of):
 def test_instructor_gets_the_model_it_asked_for_and_is_metered(gateway, mode):
     if not PYTHON.exists():
         pytest.fail(f"{PYTHON} is missing: `make test` makes it (make .e2e/instructor/bin/.installed)")
-    key = gateway.new_user()
+    key = gateway.register()
     ran = subprocess.run([str(PYTHON), str(CLIENT), f"{gateway.url}/v1", key["api_key"], mode],
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr

@@ -29,7 +29,7 @@ def http(gateway):
 
 @pytest.fixture(scope="module")
 def key(gateway) -> str:
-    return gateway.new_user()["api_key"]
+    return gateway.register()["api_key"]
 
 
 def bearer(key: str) -> dict[str, str]:

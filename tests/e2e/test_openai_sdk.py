@@ -14,7 +14,7 @@ def gateway(gateway_of):
 
 @pytest.fixture
 def key(gateway) -> str:
-    return gateway.new_user()["api_key"]
+    return gateway.register()["api_key"]
 
 
 def sdk(gateway, key: str) -> openai.OpenAI:

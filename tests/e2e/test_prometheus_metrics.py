@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 @pytest.fixture(scope="module")
 def gateway(gateway_of, faulty_ollama_url):
     # Its own key prefix: no other gateway's requests in its counters.
-    return gateway_of("prometheus", OLLAMA_URL=faulty_ollama_url, RATE_LIMIT_RPM="3",
+    return gateway_of("prometheus", model_url=faulty_ollama_url, RATE_LIMIT_RPM="3",
                       REDIS_KEY_PREFIX=f"prom-{uuid.uuid4().hex[:8]}:", DEVKIT_INSTANCES="2")
 
 
@@ -29,7 +29,7 @@ def moved(before: dict, after: dict) -> dict:
 
 
 def test_the_counters_move_by_exactly_what_was_sent(gateway, faults):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     before = scrape(gateway, params={"format": "prometheus"})
 
     with httpx.Client(base_url=gateway.url, headers={"x-api-key": key}, timeout=60) as http:

@@ -34,7 +34,7 @@ def gateway(request, gateway_of, service, mongo_uri, redis_url):
 
 
 def test_registers_chats_and_meters_through_the_stores_the_secrets_name(gateway):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     with httpx.Client(base_url=gateway.url, headers={"x-api-key": key}, timeout=60) as http:
         chat = http.post("/v1/chat", json={"prompt": "Say hello.", "max_tokens": 8})
         assert chat.status_code == 200, chat.text

@@ -32,7 +32,7 @@ def test_every_step_passes_against_a_working_gateway(gateway):
 
 
 def test_a_given_key_is_used_instead_of_registering(gateway):
-    done = smoke(API_URL=gateway.url, API_KEY=gateway.new_user()["api_key"])
+    done = smoke(API_URL=gateway.url, API_KEY=gateway.register()["api_key"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "skipped: a key was given" in done.stdout
 

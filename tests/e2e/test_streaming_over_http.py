@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
-import pymongo
 import pytest
 
 from infergate.domain.messages import Message
@@ -34,9 +33,8 @@ def slow_model() -> Iterator[str]:
 
 @pytest.fixture(scope="module", params=["run", "run-lambda"])
 def gateway(request, gateway_of, slow_model, mongo_uri):
-    running = gateway_of(f"stream-{request.param}", target=request.param, OLLAMA_URL=slow_model,
+    running = gateway_of(f"stream-{request.param}", target=request.param, model_url=slow_model,
                          OLLAMA_STREAM_TIMEOUT=str(STREAM_TIMEOUT))
-    running.database = pymongo.MongoClient(mongo_uri)[running.environment["MONGODB_DB"]]
     return running
 
 
@@ -67,7 +65,7 @@ def timed_events(gateway, key: str, body: dict) -> list[tuple[float, str]]:
 
 
 def the_line(gateway, status: str) -> dict:
-    return wait_for(lambda: next((line for line in log_lines(gateway.database) if line["status"] == status), None),
+    return wait_for(lambda: next((line for line in log_lines(gateway.database()) if line["status"] == status), None),
                     timeout=30, what=f"a request log line with status {status}")
 
 
@@ -76,7 +74,7 @@ def usage(gateway, key: str) -> dict:
 
 
 def test_tokens_arrive_as_the_model_produces_them(gateway):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     events = timed_events(gateway, key, chat(max_tokens=12))
 
     pieces = [(at, text) for at, data in events if (text := content_of(data))]
@@ -92,7 +90,7 @@ def test_tokens_arrive_as_the_model_produces_them(gateway):
 
 
 def test_a_client_that_disconnects_is_charged_what_was_generated_and_the_model_stops_within_a_second(gateway):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     request = json.dumps(chat(max_tokens=30)).encode()
     host, port = gateway.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
@@ -116,7 +114,7 @@ def test_a_client_that_disconnects_is_charged_what_was_generated_and_the_model_s
 
 
 def test_a_stream_cut_by_its_deadline_ends_with_an_error_event_and_is_charged(gateway):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     events = timed_events(gateway, key, chat(max_tokens=40))  # 4 s of tokens against a 2.5 s deadline
 
     pieces = [text for _, data in events if (text := content_of(data))]
@@ -128,7 +126,7 @@ def test_a_stream_cut_by_its_deadline_ends_with_an_error_event_and_is_charged(ga
 
 
 def test_a_model_server_error_mid_stream_ends_with_an_error_event_and_is_charged(gateway, slow_model):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     httpx.post(f"{slow_model}/_devkit/faults", json={"mode": "break", "after_pieces": 3, "count": 1}).raise_for_status()
     events = timed_events(gateway, key, chat(max_tokens=20))
 
@@ -141,7 +139,7 @@ def test_a_model_server_error_mid_stream_ends_with_an_error_event_and_is_charged
 def test_the_openai_sdk_reads_the_tokens_as_they_come_and_raises_the_error_that_cuts_a_stream(gateway, slow_model):
     import openai
 
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.new_user()["api_key"], max_retries=0)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.register()["api_key"], max_retries=0)
     started = time.monotonic()
     arrivals = [(time.monotonic() - started, chunk) for chunk in client.chat.completions.create(
         model="smollm2:135m", messages=[{"role": "user", "content": PROMPT}], max_tokens=8, stream=True)]
@@ -158,7 +156,7 @@ def test_the_openai_sdk_reads_the_tokens_as_they_come_and_raises_the_error_that_
 
 
 def test_a_completed_stream_is_replayed_whole_under_its_idempotency_key(gateway):
-    key = gateway.new_user()["api_key"]
+    key = gateway.register()["api_key"]
     headers = {"x-api-key": key, "Idempotency-Key": "stream-once"}
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         first = http.post("/v1/chat", json={"prompt": PROMPT, "max_tokens": 5, "stream": True}, headers=headers)

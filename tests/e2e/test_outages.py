@@ -14,8 +14,8 @@ from typing import NamedTuple
 import pytest
 
 from infergate.stores.mongo import CALL_SECONDS
-from tests.security.conftest import start_stack
 from tests.support.accounting import log_lines
+from tests.support.stack import TIGHT
 from tests.support.waiting import wait_for
 
 # The most a request may take while a store is hung: its bound, and a margin for a loaded machine.
@@ -23,11 +23,11 @@ WITHIN_SECONDS = CALL_SECONDS + 3
 
 
 @pytest.fixture(scope="module")
-def own(tmp_path_factory):
-    """A gateway of this module's own: its stores are stopped and resumed here."""
+def own(gateway_of):
+    """A gateway with stores of its own: they are stopped and resumed here."""
     # Limits out of the load's way: what is measured here is time and accounting.
-    yield from start_stack(tmp_path_factory.mktemp("outages"), RATE_LIMIT_RPM="100000", RATE_LIMIT_TPM="100000000",
-                           MAX_CONCURRENT_REQUESTS="100")
+    return gateway_of("outages", own_stores=True, **{**TIGHT, "RATE_LIMIT_RPM": "100000", "RATE_LIMIT_TPM": "100000000",
+                                                     "MAX_CONCURRENT_REQUESTS": "100"})
 
 
 @contextmanager

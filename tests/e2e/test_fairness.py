@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import uuid
 
-from tests.security.conftest import model_asked
 from tests.support.waiting import wait_for
 
 
@@ -46,7 +45,7 @@ def test_a_user_holds_at_most_their_plans_chats_in_flight(stack, http, faults):
         lambda rid=rid: http.post("/v1/chat", json={"prompt": "one two three", "max_tokens": 4},
                                   headers={"x-api-key": key, "x-request-id": rid})
         for rid in slow])
-    wait_for(lambda: model_asked(stack, *slow), what="both slow chats in flight")
+    wait_for(lambda: stack.model_asked(*slow), what="both slow chats in flight")
 
     refused = http.post("/v1/chat", json={"prompt": "hi", "max_tokens": 5}, headers={"x-api-key": key})
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_concurrent_requests"

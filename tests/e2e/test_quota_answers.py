@@ -15,7 +15,7 @@ def with_quota(stack, http, tokens: int) -> tuple[str, str]:
     account = stack.register(http)
     overrides = {"monthly_token_quota": tokens, "max_concurrent_requests": 100}
     changed = http.patch(f"/admin/v1/users/{account['user_id']}", json={"overrides": overrides},
-                         headers=stack.admin(http))
+                         headers=stack.admin())
     assert changed.status_code == 200, changed.text
     # The change reaches every authorizer instance within a second: wait until this key shows it.
     wait_for(lambda: http.get("/v1/usage", headers={"x-api-key": account["api_key"]}).json().get("token_quota") == tokens,
