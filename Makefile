@@ -21,7 +21,7 @@ help:
 	@echo "make run-lambda   the same, from sam build's output under the Lambda runtime emulator"
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
 	@echo "make unit      unit tests only (no services)"
-	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy)"
+	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy; AGAINST=dir: another checkout)"
 	@echo "make smoke API_URL=...   a short end-to-end check of any running InferGate [API_KEY=...]"
 	@echo "make sam-local-env   the env-vars file for sam local start-api (Docker users)"
 	@echo "make localstack-deploy   deploy to a running LocalStack, then make smoke against it [LOCALSTACK_URL=...]"
@@ -53,9 +53,10 @@ $(LAMBDA_RUNTIME)/.installed: requirements-lambda-runtime.txt
 run-lambda: build $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m devkit.run --runtime emulator
 
-# PEER=litellm also installs LiteLLM's proxy (in .bench/litellm) and measures it in the same run.
+# PEER=litellm also installs LiteLLM's proxy (in .bench/litellm) and measures it in the same run;
+# AGAINST=<another checkout> measures that one too (the commit before a change, say), on the same backends.
 bench: build $(LAMBDA_RUNTIME)/.installed
-	$(BIN)/python bench/hotpath.py $(if $(PEER),--peer $(PEER))
+	$(BIN)/python bench/hotpath.py $(if $(PEER),--peer $(PEER)) $(if $(AGAINST),--against $(AGAINST))
 
 # A short end-to-end check of any running InferGate: make smoke API_URL=https://... [API_KEY=igk_...]
 smoke: $(BIN)/.installed
@@ -81,7 +82,7 @@ openapi: $(BIN)/.installed
 	$(BIN)/python -m devkit.openapi
 
 coldstart: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed
-	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/coldstart.py $(if $(AGAINST),--against $(AGAINST))
 
 model-runtime: $(BIN)/.installed
 	$(BIN)/python -m devkit.model_setup

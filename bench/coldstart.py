@@ -15,7 +15,12 @@ printed with each function's ratio to the baselines:
   hello-powertools  SAM's "Hello World Example with Powertools" (sam init):
                     event handler, Logger, Tracer and Metrics
 
-    .venv/bin/python bench/coldstart.py [--runs 5]      (or: make coldstart)
+With `--against DIR` (`make coldstart AGAINST=DIR`) the functions of another
+checkout (the commit before a change, say) are built and started too, in the
+same interleaved runs, and each function's median is given as a ratio to its
+namesake's there.
+
+    .venv/bin/python bench/coldstart.py [--runs 5] [--against DIR]      (or: make coldstart)
 """
 
 from __future__ import annotations
@@ -40,11 +45,11 @@ RUNTIME_PYTHON = ROOT / ".lambda-runtime" / "bin" / "python"
 BASELINES = ROOT / "bench" / "coldstart"
 
 
-def build(template_path: Path, build_dir: Path) -> template.Template:
+def build(template_path: Path, build_dir: Path, *, root: Path = ROOT) -> template.Template:
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{SAM.parent}:{os.environ['PATH']}"}
     subprocess.run(
         [str(SAM), "build", "--template", str(template_path), "--build-dir", str(build_dir), "--base-dir", str(template_path.parent)],
-        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        cwd=root, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )
     return template.load(build_dir / "template.yaml")
 
@@ -79,6 +84,7 @@ def _invoke_quietly(instance: Instance, event: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--against", type=Path, help="another checkout, whose functions start beside these")
     args = parser.parse_args()
 
     print("building InferGate and the baselines with sam build ...", flush=True)
@@ -89,6 +95,13 @@ def main() -> int:
         "hello-powertools": baselines.functions["HelloPowertoolsFunction"],
         **infergate.functions,
     }
+    label = ""
+    if args.against:
+        other = args.against.resolve()
+        label = " @" + subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=other, capture_output=True, text=True,
+                                      check=True).stdout.strip()
+        functions |= {f"{name}{label}": spec for name, spec in
+                      build(other / "template.yaml", other / ".aws-sam" / "build", root=other).functions.items()}
     # Backends nobody listens on: the handlers answer quickly, and init never touches them.
     closed = backends.free_port()
     environment = {
@@ -108,6 +121,9 @@ def main() -> int:
     for name, values in samples.items():
         print(f"{name:<26} {medians[name]:>8.1f} {min(values):>8.1f} {max(values):>8.1f} "
               f"{medians[name] / medians['hello-logger']:>15.2f} {medians[name] / medians['hello-powertools']:>19.2f}")
+    if label:
+        print(f"\neach function against its namesake{label}: " + ", ".join(
+            f"{name} {medians[name] / medians[name + label]:.2f}x" for name in infergate.functions))
     return 0
 
 

@@ -7,7 +7,10 @@ backends: as `make run` serves it (functions in worker processes) and as
 `make run-lambda` does (sam build's output under the Lambda runtime emulator).
 With `--peer litellm` (`make bench PEER=litellm`) it also installs and starts
 LiteLLM's proxy, configured as close to InferGate's work as it allows (see
-`litellm_config`).
+`litellm_config`). With `--against DIR` (`make bench AGAINST=DIR`) it also
+starts InferGate from another checkout (a git worktree of the commit before a
+change, say; `make -C DIR build` first for make run-lambda), on the same
+backends, and prints this one's figures as ratios to that one's.
 
 Every target gets the same request from the same client: a 14-word prompt
 whose answer is 16 tokens. "direct" is the model server itself (POST /api/chat,
@@ -27,8 +30,8 @@ a token every 50 ms, InferGate twice more in front of it (`make run` and
 TTLT), beside the model server's own streamed /api/chat, and beside the same
 chat not streamed (`stream: false`, the whole answer), c=1, rounds rotating.
 
-    .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm] [--stream-samples 20]
-                                      [--stream-only]     (or: make bench)
+    .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm] [--against DIR]
+                                      [--stream-samples 20] [--stream-only]     (or: make bench)
 """
 
 from __future__ import annotations
@@ -201,12 +204,14 @@ def wait_for(url: str, process: subprocess.Popen, what: str, timeout: float) -> 
     raise RuntimeError(f"{what} was not ready after {timeout:.0f} s")
 
 
-def start_gateway(stack: ExitStack, runtime: str, environment: dict[str, str], logs: Path, *, name: str = "") -> str:
+def start_gateway(stack: ExitStack, runtime: str, environment: dict[str, str], logs: Path, *, name: str = "",
+                  root: Path = ROOT) -> str:
+    """InferGate as `runtime` serves it, from the checkout at `root`."""
     port = backends.free_port()
     name = name or runtime
     log = stack.enter_context(open(logs / f"infergate-{name}.log", "w"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "devkit.run", "--runtime", runtime], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "devkit.run", "--runtime", runtime], cwd=root, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, **environment, "PORT": str(port), "INFERGATE_DATA_DIR": str(logs / name)},
     )
     stack.callback(lambda: (process.send_signal(2), process.wait(60)))
@@ -305,10 +310,10 @@ def targets(model_url: str, gateways: dict[str, str], keys: list[str]) -> list[T
     messages = [{"role": "user", "content": PROMPT}]
     found = [Target("direct", *at(model_url), "/api/chat", json.dumps(
         {"model": MODEL, "messages": messages, "stream": False, "options": {"num_predict": MAX_TOKENS}}).encode())]
-    for name in ("make run", "make run-lambda"):
-        if name in gateways:
-            found.append(Target(name, *at(gateways[name]), "/v1/chat",
-                                json.dumps({"prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode(), keys))
+    for name, url in gateways.items():
+        if name != "litellm":
+            found.append(Target(name, *at(url), "/v1/chat", json.dumps({"prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode(),
+                                keys))
     if "litellm" in gateways:
         found.append(Target("litellm", *at(gateways["litellm"]), "/v1/chat/completions",
                             json.dumps({"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS}).encode(),
@@ -447,6 +452,7 @@ def verdicts(results: dict[str, dict[str, Figures]]) -> None:
         fewer = [results[s.name]["make run"].rps / results[s.name]["make run-lambda"].rps for s in SCENARIOS]
         print("make run-lambda against make run, per scenario: overhead p50 " + ", ".join(f"{r:.2f}x" for r in slower)
               + "; requests/s " + ", ".join(f"1/{r:.2f}" for r in fewer))
+    against(results)
     if "litellm" in results[SCENARIOS[0].name]:
         for gateway in ("make run", "make run-lambda"):
             if gateway not in results[SCENARIOS[0].name]:
@@ -456,6 +462,25 @@ def verdicts(results: dict[str, dict[str, Figures]]) -> None:
                   f"throughput c=8 one key "
                   f"{results['c=8, 1 key'][gateway].rps / results['c=8, 1 key']['litellm'].rps:.2f}x; "
                   f"c=32 32 keys {results['c=32, 32 keys'][gateway].rps / results['c=32, 32 keys']['litellm'].rps:.2f}x")
+
+
+def against(results: dict[str, dict[str, Figures]]) -> None:
+    """This checkout's figures as ratios to the other checkout's (--against), per scenario: below 1
+    for overhead and above 1 for requests/s are this one's way."""
+    for gateway in ("make run", "make run-lambda"):
+        other = next((name for name in results[SCENARIOS[0].name] if name.startswith(f"{gateway} @")), None)
+        if other is None or gateway not in results[SCENARIOS[0].name]:
+            continue
+        overhead = [(results[s.name][gateway].p50 - results[s.name]["direct"].p50)
+                    / (results[s.name][other].p50 - results[s.name]["direct"].p50) for s in SCENARIOS]
+        rps = [results[s.name][gateway].rps / results[s.name][other].rps for s in SCENARIOS]
+        print(f"{gateway} against {other}, per scenario: overhead p50 " + ", ".join(f"{r:.2f}x" for r in overhead)
+              + "; requests/s " + ", ".join(f"{r:.2f}x" for r in rps))
+
+
+def revision(root: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def main() -> int:
@@ -468,6 +493,7 @@ def main() -> int:
     parser.add_argument("--stream-samples", type=int, default=20,
                         help="rounds of streamed and buffered chats at a token every 50 ms (0: none)")
     parser.add_argument("--stream-only", action="store_true", help="only the streamed chats")
+    parser.add_argument("--against", type=Path, help="another checkout, measured beside this one on the same backends")
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -486,6 +512,10 @@ def main() -> int:
             name = "make run" if runtime == "workers" else "make run-lambda"
             print(f"Starting InferGate ({name}) ...", flush=True)
             gateways[name] = start_gateway(stack, runtime, environment, logs)
+            if args.against:
+                print(f"Starting InferGate ({name}) from {args.against} ...", flush=True)
+                gateways[f"{name} @{revision(args.against)}"] = start_gateway(
+                    stack, runtime, environment, logs, name=f"{runtime}-against", root=args.against.resolve())
         keys = register(next(iter(gateways.values())), KEYS)
         if args.peer == "litellm":
             print("Starting LiteLLM's proxy ...", flush=True)
