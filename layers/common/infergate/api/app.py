@@ -27,7 +27,6 @@ from infergate.api.caller import caller_from, refusal_from
 from infergate.api.errors import RequestTooLarge, body_of, headers_of, rate_limit_headers, status_for
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
-from infergate.domain.admission import Admission
 from infergate.domain.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, NotFound, Unauthorized
 from infergate.domain.principal import Operator, Principal
 from infergate.observability import (
@@ -42,6 +41,7 @@ from infergate.observability import (
 
 if TYPE_CHECKING:
     from infergate.bootstrap import Services
+    from infergate.domain.admission import Admission
     from infergate.schemas.base import Schema
 
 S = TypeVar("S", bound="Schema")

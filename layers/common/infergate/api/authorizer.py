@@ -29,13 +29,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from infergate.api.caller import authorizer_context, refused_context
 from infergate.api.errors import status_of
 from infergate.api.request_id import request_id_of
-from infergate.domain.authentication import Authenticator, Refusal
 from infergate.domain.errors import InferGateError
-from infergate.domain.principal import Operator, Principal
 from infergate.observability import logger, note, open_access_line, record_access_lines_with, write_access_line
 
 if TYPE_CHECKING:
     from infergate.bootstrap import Services
+    from infergate.domain.authentication import Authenticator, Refusal
+    from infergate.domain.principal import Operator, Principal
 
 _BEARER = "bearer "
 _FORMS = "send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
@@ -88,6 +88,8 @@ def authorizer(services: Services) -> Callable[[dict, LambdaContext], dict]:
 
 def _authenticate(authenticator: Authenticator,
                   event: APIGatewayAuthorizerRequestEvent) -> Principal | Operator | Refusal:
+    from infergate.domain.authentication import Refusal  # with the authenticator, on the first request
+
     source = event.request_context.identity.source_ip or ""
     credential = presented_key(event)
     if credential is None:
@@ -100,6 +102,8 @@ def _authenticate(authenticator: Authenticator,
 def _decide(policy: APIGatewayAuthorizerResponse, caller: Principal | Operator | Refusal, request_id: str) -> None:
     """Allow a caller, with who it is in the context; deny a refused credential, or let it through
     marked refused when its refusal is a matter of time (the route answers 429)."""
+    from infergate.domain.authentication import Refusal
+
     if isinstance(caller, Refusal):
         if caller.retry_after:
             refusal = InferGateError(caller.message, code=caller.code, retry_after=caller.retry_after)

@@ -4,13 +4,15 @@ answer as its schemas say it, whole or as server-sent events."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from infergate.api.app import App, parse_body
 from infergate.api.streaming import error_event, sse
 from infergate.domain.errors import InferGateError
-from infergate.domain.inference import ChatResult, ChatStream, ChatTask
-from infergate.domain.messages import Message
 from infergate.schemas.chat import ChatDelta, ChatRequest, ChatResponse, TokenUsage
+
+if TYPE_CHECKING:
+    from infergate.domain.inference import ChatResult, ChatStream, ChatTask
 
 
 def request(app: App) -> tuple[ChatTask, bool]:
@@ -21,6 +23,10 @@ def request(app: App) -> tuple[ChatTask, bool]:
 
 def task(body: ChatRequest) -> ChatTask:
     """A prompt is one user message; messages are kept as sent."""
+    # Imported with the first chat, not at init: the service that answers it imports them anyway.
+    from infergate.domain.inference import ChatTask
+    from infergate.domain.messages import Message
+
     if body.messages is not None:
         conversation = [Message(role=message.role, content=message.content) for message in body.messages]
     else:

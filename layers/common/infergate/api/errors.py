@@ -11,10 +11,14 @@ defined here too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from infergate.domain.admission import LimitState, seconds
 from infergate.domain.errors import InferGateError, NotFound, RateLimited, Unauthorized
+from infergate.domain.periods import whole_seconds
 from infergate.schemas.errors import ErrorBody, ErrorDetail
+
+if TYPE_CHECKING:
+    from infergate.domain.admission import LimitState
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,10 @@ def rate_limit_headers(requests: LimitState | None, tokens: LimitState | None) -
     headers = {}
     if requests is not None:
         headers |= {"X-RateLimit-Limit": str(requests.limit), "X-RateLimit-Remaining": str(requests.remaining),
-                    "X-RateLimit-Reset": str(seconds(requests.reset_after_ms))}
+                    "X-RateLimit-Reset": str(whole_seconds(requests.reset_after_ms))}
     if tokens is not None:
         headers |= {"X-RateLimit-Limit-Tokens": str(tokens.limit), "X-RateLimit-Remaining-Tokens": str(tokens.remaining),
-                    "X-RateLimit-Reset-Tokens": str(seconds(tokens.reset_after_ms))}
+                    "X-RateLimit-Reset-Tokens": str(whole_seconds(tokens.reset_after_ms))}
     return headers
 
 

@@ -34,11 +34,12 @@ from infergate.api.app import App
 from infergate.api.errors import IdempotencyInProgress, IdempotencyKeyReused, rate_limit_headers
 from infergate.api.streaming import EVENT_STREAM
 from infergate.domain.errors import InvalidRequest, ServiceUnavailable
-from infergate.domain.principal import Principal
 from infergate.observability import logger
 
 if TYPE_CHECKING:
     import redis
+
+    from infergate.domain.principal import Principal
 
 T = TypeVar("T")
 HEADER = "Idempotency-Key"

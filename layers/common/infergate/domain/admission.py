@@ -30,6 +30,7 @@ from infergate.domain.errors import (
     ServiceUnavailable,
     TooManyConcurrentRequests,
 )
+from infergate.domain.periods import whole_seconds
 from infergate.domain.principal import Principal
 from infergate.domain.telemetry import Telemetry
 
@@ -123,11 +124,6 @@ class Admission:
     slots: Slots | None = None  # whose slot the request holds until it is concluded
 
 
-def seconds(milliseconds: int) -> int:
-    """Whole seconds, rounded up: how long to wait."""
-    return max(0, -(-milliseconds // 1000))
-
-
 class Gatekeeper:
     """Admits requests against their limits (or refuses them, saying which and for how long),
     and concludes them."""
@@ -187,7 +183,7 @@ class Gatekeeper:
                                    error=error)
         if verdict.breaker_retry_ms:
             self._telemetry.count("CircuitBreakerOpen")
-            retry_after = max(1, seconds(verdict.breaker_retry_ms))
+            retry_after = max(1, whole_seconds(verdict.breaker_retry_ms))
             raise BreakerOpen(f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
                               retry_after=retry_after)
         admission = Admission(
@@ -221,7 +217,7 @@ class Gatekeeper:
         return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots)
 
     def _refusal(self, named: dict[str, Limit], verdict: Verdict, admission: Admission) -> RateLimited:
-        retry_after = max(1, seconds(verdict.retry_after_ms))
+        retry_after = max(1, whole_seconds(verdict.retry_after_ms))
         self._telemetry.count("RateLimited")
         refusing = [(name, limit) for (name, limit), state in zip(named.items(), verdict.states, strict=True)
                     if state.remaining < limit.cost]

@@ -6,6 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def whole_seconds(milliseconds: int) -> int:
+    """Milliseconds as whole seconds, rounded up: how long to wait."""
+    return max(0, -(-milliseconds // 1000))
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

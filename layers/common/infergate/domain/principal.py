@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from infergate.domain.accounts import UserRecord
 from infergate.domain.periods import period_of
 from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from infergate.domain.accounts import UserRecord
 
 log = logging.getLogger(__name__)
 

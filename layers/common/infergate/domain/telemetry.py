@@ -4,9 +4,10 @@ The domain's own log lines go through the standard library's logging, under `inf
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from infergate.domain.ledger import RequestOutcome
+if TYPE_CHECKING:
+    from infergate.domain.ledger import RequestOutcome
 
 
 class Telemetry(Protocol):
