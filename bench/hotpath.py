@@ -419,14 +419,15 @@ def streaming_section(stack: ExitStack, environment: dict[str, str], logs: Path,
 # -- the report -------------------------------------------------------------------
 
 def report(results: dict[str, dict[str, Figures]]) -> None:
+    width = max(16, *(len(name) for by_target in results.values() for name in by_target))
     print()
-    print(f"{'scenario':<30} {'target':<16} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+    print(f"{'scenario':<30} {'target':<{width}} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
           f"{'+p50 ms':>8} {'+p99 ms':>8}  errors")
     for scenario, by_target in results.items():
         direct = by_target["direct"]
         for name, figures in by_target.items():
             extra = "" if name == "direct" else f"{figures.p50 - direct.p50:>8.1f} {figures.p99 - direct.p99:>8.1f}"
-            print(f"{scenario:<30} {name:<16} {figures.rps:>7.1f} {figures.p50:>7.1f} {figures.p99:>7.1f} "
+            print(f"{scenario:<30} {name:<{width}} {figures.rps:>7.1f} {figures.p50:>7.1f} {figures.p99:>7.1f} "
                   f"{figures.worst:>7.1f} {extra:>17}  {sum(figures.errors.values()) or ''} "
                   f"{' '.join(f'{k}:{v}' for k, v in figures.errors.items())}")
 
