@@ -9,6 +9,11 @@ answers with Ollama's error body; "hang" never answers (for `seconds`);
 failure after 200; "drop" streams them and then cuts the connection;
 "stall" streams them and then goes silent for `seconds` before going on;
 "trickle" sends every piece `piece_seconds` after the last, as a slow model does.
+
+It serves Ollama's OpenAI-compatible routes too (devkit/ollama/openai_api.py), and behaves as
+one server of a pool does (devkit/ollama/capacity.py): a number of slots, a queue, models that
+take a moment to load, GET /api/ps; GET /_devkit/stats says what it saw (POST it to start
+counting afresh). With an API key, every route wants `Authorization: Bearer <key>`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devkit import httpserver
+from devkit.ollama.capacity import Busy, Capacity
 from devkit.ollama.engines import Generation, ToolsUnsupported
+from devkit.ollama.openai_api import OpenAIRoutes
 
 VERSION = "0.9.3"
 
@@ -54,11 +61,15 @@ ERROR_MESSAGES = {
 
 class OllamaServer(httpserver.Server):
     daemon_threads = True
+    Busy = Busy
 
-    def __init__(self, address: tuple[str, int], engine: Any, models: list[str]) -> None:
+    def __init__(self, address: tuple[str, int], engine: Any, models: list[str], *, capacity: Capacity | None = None,
+                 api_key: str = "") -> None:
         super().__init__(address, _Handler)
         self.engine = engine
         self.models = models
+        self.capacity = capacity or Capacity()
+        self.api_key = api_key
         # What arrived lately, so tests can see what the gateway sent (ids, options).
         self.recent: deque[dict] = deque(maxlen=200)
         self.recent_lock = threading.Lock()
@@ -74,7 +85,7 @@ class OllamaServer(httpserver.Server):
             return dict(self.fault)
 
 
-class _Handler(httpserver.Handler):
+class _Handler(OpenAIRoutes, httpserver.Handler):
     server: OllamaServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -118,8 +129,18 @@ class _Handler(httpserver.Handler):
             )
         return body
 
+    def _authorised(self) -> bool:
+        if not self.server.api_key or self.path.startswith("/_devkit/"):
+            return True
+        if self.headers.get("Authorization", "") == f"Bearer {self.server.api_key}":
+            return True
+        self._error(401, "unauthorized")
+        return False
+
     # -- routes --------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802
+        if not self._authorised():
+            return
         if self.path == "/":
             data = b"Ollama is running"
             self.send_response(200)
@@ -131,6 +152,14 @@ class _Handler(httpserver.Handler):
             self._send_json(200, {"version": VERSION})
         elif self.path == "/api/tags":
             self._send_json(200, {"models": [self._tag(name) for name in self.server.models]})
+        elif self.path == "/api/ps":
+            self._send_json(200, {"models": [{**self._tag(name), "expires_at": _now(), "size_vram": 0,
+                                              "context_length": 8192}
+                                             for name in self.server.models if self.server.capacity.is_loaded(name)]})
+        elif self.path == "/v1/models":
+            self._openai_models()
+        elif self.path == "/_devkit/stats":
+            self._send_json(200, self.server.capacity.stats())
         elif self.path == "/_devkit/requests":
             with self.server.recent_lock:
                 self._send_json(200, list(self.server.recent))
@@ -138,7 +167,16 @@ class _Handler(httpserver.Handler):
             self._error(404, "404 page not found")
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path == "/_devkit/faults":
+        if not self._authorised():
+            return
+        if self.path == "/_devkit/stats":
+            self.server.capacity.reset_stats()
+            self._send_json(200, self.server.capacity.stats())
+        elif self.path == "/v1/chat/completions":
+            self._openai_chat()
+        elif self.path == "/v1/embeddings":
+            self._openai_embeddings()
+        elif self.path == "/_devkit/faults":
             length = int(self.headers.get("Content-Length") or 0)
             fault = json.loads(self.rfile.read(length) or b"{}")
             with self.server.fault_lock:
@@ -192,6 +230,14 @@ class _Handler(httpserver.Handler):
         fault = self.server.take_fault() if chat else None
         if fault and self._misbehave(fault, model):
             return
+        try:
+            with self.server.capacity.slot(model):
+                self._answer(body, model, chat, messages, num_predict, options, fault)
+        except Busy:
+            self._error(503, ERROR_MESSAGES[503])
+
+    def _answer(self, body: dict, model: str, chat: bool, messages: list, num_predict: Any, options: dict,
+                fault: dict | None) -> None:
         started = time.perf_counter_ns()
         try:
             generation = self.server.engine.generate(messages, num_predict=num_predict, options=options,
@@ -242,12 +288,15 @@ class _Handler(httpserver.Handler):
             final["context"] = []
         return final
 
-    def _misbehave(self, fault: dict, model: str) -> bool:
+    def _misbehave(self, fault: dict, model: str, *, openai: bool = False) -> bool:
         """Fail before answering, as asked; False for faults that strike mid-stream."""
         mode = fault.get("mode")
         if mode == "status":
             status = int(fault.get("status", 500))
-            self._error(status, ERROR_MESSAGES.get(status, "internal error").format(model=model))
+            if openai:
+                self._openai_error(status, model)
+            else:
+                self._error(status, ERROR_MESSAGES.get(status, "internal error").format(model=model))
         elif mode == "hang":
             time.sleep(float(fault.get("seconds", 60)))
             self.close_connection = True
