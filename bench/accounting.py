@@ -47,6 +47,7 @@ from infergate.domain.model_policy import ModelPolicy  # noqa: E402
 from infergate.domain.model_server import Completion, ModelEntry  # noqa: E402
 from infergate.domain.periods import period_of  # noqa: E402
 from infergate.domain.plans import Plan  # noqa: E402
+from infergate.domain.pool import Holdings, Server  # noqa: E402
 from infergate.domain.principal import Principal  # noqa: E402
 from infergate.observability import metrics  # noqa: E402
 from infergate.schemas.chat import ChatRequest  # noqa: E402
@@ -62,13 +63,18 @@ SMALL_QUOTA = 3_000
 REQUEST = ChatRequest(prompt="Summarise the plot of Hamlet in two sentences.", max_tokens=120)
 
 
+class FixedHoldings:
+    """The one server's holdings, as discovery would find them."""
+
+    def holdings(self):
+        return {"bench": Holdings((ModelEntry("bench", None),), frozenset({"bench"}))}
+
+
 class InstantModel:
     """Answers at once with plausible counts; one call in ten fails, as a model server may."""
 
-    def models(self):
-        return [ModelEntry("bench", None)]
-
-    def chat(self, *, model, messages, max_tokens, request_id, options=None, tools=(), answer_format=None):
+    def chat(self, *, model, messages, max_tokens, request_id, options=None, tools=(), answer_format=None,
+             timeout=None):
         if random.random() < 0.1:
             raise UpstreamError("simulated model failure")
         return Completion(model, "ok", prompt_tokens=random.randint(20, 40),
@@ -84,8 +90,8 @@ def run(concurrency: int, seconds: float, mongo_uri: str, redis_url: str) -> dic
     services = Services(settings, database=database,
                         redis=redis.Redis.from_url(redis_url, max_connections=concurrency + 8))
     # The model answers in-process; everything else is as the functions build it.
-    services.server = InstantModel()
-    services.models = ModelPolicy(services.server, default="bench", allowed=None)
+    services.servers = {"bench": InstantModel()}
+    services.models = ModelPolicy([Server("bench")], FixedHoldings(), default="bench", allowed=None)
     service, request = services.inference, task(REQUEST)
     quotas = [10**9] * (USERS - 1) + [SMALL_QUOTA]
     users = [Principal(user_id=f"usr_{n}", key_id=f"key_{n}", plan=Plan(

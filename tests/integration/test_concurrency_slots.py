@@ -7,21 +7,25 @@ from __future__ import annotations
 import threading
 
 from infergate.domain.admission import Conclusion, Limit, Slots
+from infergate.domain.pool import Departure, Placement
 from infergate.stores.limits import RedisLimitStore
+from infergate.stores.pool import RouteKeys
+from tests.integration.test_limit_store import ALONE
 from tests.support.waiting import wait_for
+
+KEYS = RouteKeys("infergate:", lease_ms=60_000, probe_ms=5_000, failures=3, open_ms=1_000)
 
 
 def instance(client) -> RedisLimitStore:
-    return RedisLimitStore(client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
-                               breaker_probe_seconds=5)
+    return RedisLimitStore(client, KEYS, prefix="infergate:")
 
 
 def admit(store: RedisLimitStore, ticket: str, slots: Slots, *, rpm: int = 1000):
-    return store.admit([Limit("rpm:key_1", rpm, 60_000, 1)], ticket=ticket, guarded=True, slots=slots)
+    return store.admit([Limit("rpm:key_1", rpm, 60_000, 1)], ticket=ticket, slots=slots, route=ALONE)
 
 
 def free(store: RedisLimitStore, ticket: str, slots: Slots) -> None:
-    store.conclude(Conclusion(ticket, None, 0, False, True, slots))
+    store.conclude(Conclusion(ticket, None, 0, slots, Departure(Placement("ollama", "smollm2:135m"), True, 5)))
 
 
 def test_n_requests_in_flight_across_instances_and_the_next_is_refused_without_being_counted(redis_client):
@@ -84,14 +88,13 @@ def test_a_slot_whose_admission_reply_was_lost_is_freed_when_the_request_is_conc
             raise RateLimiterUnavailable("rate limiter unavailable: TimeoutError")
 
     store = instance(redis_client)
-    lossy = ReplyLost(redis_client, prefix="infergate:", breaker_failures=3, breaker_open_seconds=1,
-                      breaker_probe_seconds=5)
+    lossy = ReplyLost(redis_client, KEYS, prefix="infergate:")
     who = Principal(user_id="usr_lost", key_id="key_lost", plan=Plan(
         name="free", monthly_token_quota=10**6, rate_limit_rpm=100, rate_limit_tpm=10**6, max_output_tokens=100,
         max_concurrent_requests=1))
     admitted = Gatekeeper(lossy, fail_open=True, lease_seconds=60, telemetry=RecordingTelemetry()).admit(
-        who, tokens=50, guard_model=True)
+        who, tokens=50, route=ALONE)
     assert admit(store, "other", Slots("slots:usr_lost", 1, 60_000)).slots_full, "the script did take the slot"
     Gatekeeper(store, fail_open=True, lease_seconds=60, telemetry=RecordingTelemetry()).conclude(
-        admitted, tokens=0, model_healthy=True)
+        admitted, tokens=0, departure=Departure(admitted.seat.placement, True, 5))
     assert admit(store, "next", Slots("slots:usr_lost", 1, 60_000)).allowed, "concluding gave it back"

@@ -90,7 +90,7 @@ def _crash_mid_chat(args: tuple) -> None:
         def chat(self, **_):
             os._exit(3)
 
-    services.server = DyingModel()
+    services.servers = {"ollama": DyingModel()}
     services.inference.chat(principal(quota=1000, user="usr_crash"), task(ChatRequest(prompt="hi", max_tokens=900)),
                             request_id="doomed")
 

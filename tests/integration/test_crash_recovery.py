@@ -54,7 +54,7 @@ def _chat_until(args: tuple) -> None:
     {
         "admitted": lambda: _die_after(services.gatekeeper, "admit"),
         "reserved": lambda: _die_after(ledger, "reserve"),
-        "answered": lambda: _die_after(services.server, "chat"),
+        "answered": lambda: _die_after(services.servers["ollama"], "chat"),
         "settled": lambda: _die_before(ledger, "_archive"),
         "copied to the log": lambda: _die_before(ledger, "_drop_from_journal"),
         "archived": lambda: _die_after(ledger, "settle"),

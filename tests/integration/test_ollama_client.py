@@ -12,16 +12,22 @@ from devkit.ollama.engines import DeterministicEngine
 
 from infergate.domain.errors import ModelNotFound, ModelServerBusy, UpstreamError, UpstreamTimeout
 from infergate.domain.messages import Message
-from infergate.llm import ollama
-from infergate.llm.catalog import OllamaCatalog
+from infergate.domain.pool import Server
+from infergate.llm import client as http_client
+from infergate.llm.client import HttpModelServer
 from infergate.llm.connections import ModelServerConnections
-from infergate.llm.ollama import OllamaClient
+from infergate.llm.discovery import discover
+from infergate.llm.ollama_wire import OllamaWire
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="what is two plus two")]
 
 
-def client(url: str, timeout: float = 5, stall: float = 5) -> OllamaClient:
-    return OllamaClient(ModelServerConnections(url, connect_timeout=1), timeout=timeout, stall_timeout=stall)
+def ollama(connections: ModelServerConnections, **timeouts: float) -> HttpModelServer:
+    return HttpModelServer(connections, OllamaWire(), **{"timeout": 5, "stall_timeout": 5, **timeouts})
+
+
+def client(url: str, timeout: float = 5, stall: float = 5) -> HttpModelServer:
+    return ollama(ModelServerConnections(url, connect_timeout=1), timeout=timeout, stall_timeout=stall)
 
 
 class Refusing(ModelServerConnections):
@@ -41,7 +47,7 @@ class Refusing(ModelServerConnections):
 
 @pytest.fixture
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(ollama.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(http_client.time, "sleep", lambda seconds: None)
 
 
 def test_a_streamed_answer_is_assembled_with_ollamas_own_counts(ollama_url):
@@ -152,8 +158,7 @@ def test_a_stream_closed_early_closes_its_connection_and_the_next_answer_is_whol
 
 def test_a_streams_own_timeout_is_the_lesser_of_the_clients_and_the_callers(faulty_ollama_url, faults):
     faults(mode="trickle", piece_seconds=0.2)
-    model = OllamaClient(ModelServerConnections(faulty_ollama_url, connect_timeout=1), timeout=0.2, stall_timeout=5,
-                         stream_timeout=5)
+    model = ollama(ModelServerConnections(faulty_ollama_url, connect_timeout=1), timeout=0.2, stream_timeout=5)
     answer = model.stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="r", timeout=0.7)
     for _ in answer:
         pass
@@ -163,13 +168,13 @@ def test_a_streams_own_timeout_is_the_lesser_of_the_clients_and_the_callers(faul
 
 
 def test_the_model_list_comes_from_the_server(ollama_url):
-    names = [entry.name for entry in OllamaCatalog(ModelServerConnections(ollama_url, connect_timeout=1)).models()]
-    assert names == ["smollm2:135m", "tiny:latest"]
+    held = discover(Server("ollama"), ModelServerConnections(ollama_url, connect_timeout=1))
+    assert [entry.name for entry in held.models] == ["smollm2:135m", "tiny:latest"]
 
 
 def test_a_refused_connection_is_retried(ollama_url, no_backoff):
     connections = Refusing(ollama_url, refusals=2)
-    assert OllamaClient(connections, timeout=5, stall_timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
+    assert ollama(connections).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
                                                      request_id="r").content == "You said:"
     assert connections.attempts == 3
 
@@ -177,7 +182,7 @@ def test_a_refused_connection_is_retried(ollama_url, no_backoff):
 def test_retries_give_up_after_two(ollama_url, no_backoff):
     connections = Refusing(ollama_url, refusals=5)
     with pytest.raises(UpstreamError, match="could not be reached"):
-        OllamaClient(connections, timeout=5, stall_timeout=5).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
+        ollama(connections).chat(model="smollm2:135m", messages=MESSAGES, max_tokens=2,
                                                                    request_id="r")
     assert connections.attempts == 3
 
@@ -187,7 +192,7 @@ def test_nothing_that_may_have_reached_ollama_is_retried(faulty_ollama_url, faul
     faults(count=1, **fault)
     connections = Refusing(faulty_ollama_url, refusals=0)
     try:
-        completion = OllamaClient(connections, timeout=5, stall_timeout=5).chat(
+        completion = ollama(connections).chat(
             model="smollm2:135m", messages=MESSAGES, max_tokens=5, request_id="r")
     except UpstreamError:
         assert fault["mode"] == "reset"

@@ -1,14 +1,17 @@
-"""In-memory stand-ins for the domain's ports, for unit tests of its rules: the limit store
-(Redis), the usage ledger (MongoDB), the model server and its catalog, and telemetry.
+"""In-memory stand-ins for the domain's ports, for unit tests of its rules: the limit store and
+the pool's store (Redis), the usage ledger (MongoDB), the model servers and their catalog, and
+telemetry.
 
-The ledger keeps the same contract as the MongoDB one (tests/integration/test_ledger_contract.py
-holds both to it); the limit store counts like the Redis script, without its windows.
+The ledger and the pool keep the same contracts as the stores (tests/integration/
+test_ledger_contract.py and test_pool_contract.py hold both to them); the limit store counts
+like the Redis script, without its windows. The pool runs on a clock of its own, which waiting
+advances, so that time-bound rules are tested without waiting.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -26,35 +29,166 @@ from infergate.domain.ledger import (
 )
 from infergate.domain.model_server import Completion, ModelEntry
 from infergate.domain.periods import day_of
+from infergate.domain.pool import Departure, Holdings, Load, Route, Seat, ServerState, choose
+
+
+class MemoryPool:
+    """The pool's store: the domain's rule (`choose`), with leases, breakers and lines as the Redis
+    script keeps them, on a clock of its own (`now`, ms) that `wait` moves on. `at(ms, event)`
+    makes something happen (a slot given back, say) once the clock has reached `ms`."""
+
+    def __init__(self, *, failures: int = 3, open_ms: int = 15_000, lease_ms: int = 30_000,
+                 stale_ms: int = 2_000) -> None:
+        self.now = 1_000_000
+        self.failures, self.open_ms, self.lease_ms, self.stale_ms = failures, open_ms, lease_ms, stale_ms
+        self.in_flight: dict[str, dict[str, int]] = {}  # server -> ticket -> when its lease ends
+        self.breakers: dict[str, dict] = {}
+        self.lines: dict[str, dict[str, int]] = {}  # server -> ticket -> when it arrived
+        self.seen: dict[str, int] = {}
+        self.conversations: dict[str, str] = {}
+        self.departures: list[Departure] = []
+        self.most_in_flight: dict[str, int] = {}  # the most each server ever held at once
+        self.unavailable = False
+        self._events: list[tuple[int, Callable[[], None]]] = []
+
+    def clock(self) -> float:
+        """The pool's time, in seconds, for the dispatcher."""
+        return self.now / 1000
+
+    def at(self, ms: int, event: Callable[[], None]) -> None:
+        self._events.append((ms, event))
+
+    def open_breaker(self, server: str) -> None:
+        self.breakers[server] = {"state": "open", "until": self.now + self.open_ms}
+
+    def place(self, route: Route, *, ticket: str, exclude: Sequence[str] = ()) -> Seat:
+        self._check()
+        loads, full, retry = {}, False, None
+        slots = {c.server: c.slots for choice in route.choices for c in choice.candidates}
+        for name in route.servers():
+            state, wait = self._breaker(name)
+            if state == "open":
+                retry = wait if retry is None else min(retry, wait)
+                continue
+            if name in exclude:
+                continue
+            leases = self.in_flight.setdefault(name, {})
+            for held in [t for t, ends in leases.items() if ends <= self.now]:
+                del leases[held]
+            loads[name] = Load(True, len(leases), self._ahead(name, ticket))
+            full = full or len(leases) + loads[name].ahead >= slots[name]
+        last = self.conversations.get(route.conversation or "") if route.continued else None
+        placement = choose(route, loads, last=last, tick=self.now)
+        if placement is not None:
+            probe = self._breaker(placement.server)[0] == "probe"
+            if probe:
+                self.breakers[placement.server].update(state="half_open", probe_until=self.now + self.lease_ms)
+            self.in_flight[placement.server][ticket] = self.now + self.lease_ms
+            self.most_in_flight[placement.server] = max(self.most_in_flight.get(placement.server, 0),
+                                                        len(self.in_flight[placement.server]))
+            self.leave(route, ticket=ticket)
+            return Seat(replace(placement, probe=probe))
+        if not full:
+            self.leave(route, ticket=ticket)
+            return Seat(retry_ms=retry or 1000)
+        for name in loads:
+            self.lines.setdefault(name, {}).setdefault(ticket, self.now)
+        self.seen[ticket] = self.now
+        return Seat(waiting=True)
+
+    def wait(self, ticket: str, seconds: float) -> None:
+        self._check()
+        self.now += int(min(seconds, 0.25) * 1000)
+        for due in [event for event in self._events if event[0] <= self.now]:
+            self._events.remove(due)
+            due[1]()
+
+    def leave(self, route: Route, *, ticket: str) -> None:
+        for name in route.servers():
+            self.lines.get(name, {}).pop(ticket, None)
+        self.seen.pop(ticket, None)
+
+    def release(self, departure: Departure, *, ticket: str) -> None:
+        self._check()
+        self.departures.append(departure)
+        name = departure.placement.server
+        self.in_flight.get(name, {}).pop(ticket, None)
+        route = departure.route
+        if departure.healthy and route is not None and route.conversation:
+            self.conversations[route.conversation] = name
+        breaker = self.breakers.setdefault(name, {"state": "closed"})
+        if departure.healthy is None:
+            if departure.placement.probe and breaker["state"] == "half_open":
+                breaker["probe_until"] = 0
+        elif departure.healthy:
+            if breaker["state"] == "closed" or departure.placement.probe:
+                self.breakers[name] = {"state": "closed"}
+        elif departure.placement.probe or breaker["state"] == "half_open":
+            self.breakers[name] = {"state": "open", "until": self.now + self.open_ms}
+        elif breaker["state"] == "closed":
+            breaker["failures"] = breaker.get("failures", 0) + 1
+            if breaker["failures"] >= self.failures:
+                self.breakers[name] = {"state": "open", "until": self.now + self.open_ms}
+
+    def states(self, servers: Sequence[str]) -> list[ServerState]:
+        self._check()
+        return [ServerState(name, self._breaker(name)[0].replace("probe", "half_open"),
+                            sum(ends > self.now for ends in self.in_flight.get(name, {}).values()), 0, 0, None)
+                for name in servers]
+
+    def _breaker(self, name: str) -> tuple[str, int]:
+        breaker = self.breakers.get(name, {"state": "closed"})
+        if breaker["state"] == "closed":
+            return "closed", 0
+        if breaker["state"] == "open" and self.now < breaker["until"]:
+            return "open", breaker["until"] - self.now
+        if breaker.get("probe_until", 0) > self.now:
+            return "open", breaker["probe_until"] - self.now
+        return "probe", 0
+
+    def _ahead(self, name: str, ticket: str) -> int:
+        line = self.lines.setdefault(name, {})
+        for gone in [t for t in line if self.seen.get(t, 0) < self.now - self.stale_ms]:
+            del line[gone]
+        if ticket not in line:
+            return len(line)
+        return sum(arrived < line[ticket] or (arrived == line[ticket] and t < ticket) for t, arrived in line.items())
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise RateLimiterUnavailable("down")
 
 
 @dataclass
 class MemoryLimitStore:
-    """Counts per key like the Redis script, without windows; the breaker is open when told."""
+    """Counts per key like the Redis script, without windows; seats model calls in `pool`."""
 
     counted: dict[str, dict[str, int]] = field(default_factory=dict)
     unavailable: bool = False
-    breaker_open: bool = False
+    pool: MemoryPool = field(default_factory=MemoryPool)
     conclusions: list[Conclusion] = field(default_factory=list)
     in_flight: dict[str, set[str]] = field(default_factory=dict)  # slots taken, by their key
 
-    def admit(self, limits, *, ticket, guarded, key_id="", slots=None) -> Verdict:
+    def admit(self, limits, *, ticket, key_id="", slots=None, route=None) -> Verdict:
         if self.unavailable:
             raise RateLimiterUnavailable("down")
-        if guarded and self.breaker_open:
-            return Verdict(False, (), 0, breaker_retry_ms=6_500)
+        if route is not None and all(self.pool._breaker(name)[0] == "open" for name in route.servers()):
+            return Verdict(False, (), 0, unavailable_ms=min(self.pool._breaker(name)[1] for name in route.servers()))
         used = [sum(self.counted.get(limit.key, {}).values()) for limit in limits]
         allowed = all(u + limit.cost <= limit.limit for u, limit in zip(used, limits, strict=True))
         slots_full = allowed and slots is not None and len(self.in_flight.get(slots.key, ())) >= slots.limit
         allowed = allowed and not slots_full
+        seat = None
         if allowed:
             for limit in limits:
                 self.counted.setdefault(limit.key, {})[ticket] = limit.cost
             if slots is not None:
                 self.in_flight.setdefault(slots.key, set()).add(ticket)
+            if route is not None:
+                seat = self.pool.place(route, ticket=ticket)
         states = tuple(LimitState(limit.limit, limit.limit - u - (limit.cost if allowed else 0), 30_500)
                        for u, limit in zip(used, limits, strict=True))
-        return Verdict(allowed, states, 0 if allowed or slots_full else 30_500, slots_full=slots_full)
+        return Verdict(allowed, states, 0 if allowed or slots_full else 30_500, slots_full=slots_full, seat=seat)
 
     def conclude(self, conclusion: Conclusion) -> None:
         self.conclusions.append(conclusion)
@@ -63,9 +197,12 @@ class MemoryLimitStore:
         if conclusion.token_limit is not None:
             if conclusion.ticket in self.counted.get(conclusion.token_limit.key, {}):  # as the script: only what it counted
                 self.counted[conclusion.token_limit.key][conclusion.ticket] = conclusion.tokens
+        if conclusion.departure is not None:
+            self.pool.release(conclusion.departure, ticket=conclusion.ticket)
 
     def model_reports(self) -> list[bool | None]:
-        return [conclusion.model_healthy for conclusion in self.conclusions]
+        """How each concluded request's server did, as its breaker heard (None: not asked, or no server)."""
+        return [c.departure.healthy if c.departure else None for c in self.conclusions]
 
 
 @dataclass
@@ -234,10 +371,16 @@ class ScriptedServer:
 
 @dataclass
 class FixedCatalog:
-    names: list[str] | None = field(default_factory=lambda: ["smollm2:135m", "tiny:latest"])
+    """What discovery found: each server named serves `names` (None: it was never reached), with
+    `loaded` in memory."""
 
-    def models(self) -> list[ModelEntry] | None:
-        return None if self.names is None else [ModelEntry(name, None) for name in self.names]
+    names: list[str] | None = field(default_factory=lambda: ["smollm2:135m", "tiny:latest"])
+    servers: tuple[str, ...] = ("ollama",)
+    loaded: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def holdings(self) -> dict[str, Holdings]:
+        models = None if self.names is None else tuple(ModelEntry(name, None) for name in self.names)
+        return {name: Holdings(models, frozenset(self.loaded.get(name, ()))) for name in self.servers}
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 from infergate.api.chat import task as chat_task
 from infergate.api.errors import headers_of, rate_limit_headers, status_for
 from infergate.domain.admission import Gatekeeper
+from infergate.domain.dispatch import Dispatcher
 from infergate.domain.errors import (
     AnswerCutOff,
     ModelNotFound,
@@ -29,6 +30,7 @@ from infergate.domain.meter import RESERVATION_TTL, Meter
 from infergate.domain.model_policy import ModelPolicy
 from infergate.domain.model_server import Completion
 from infergate.domain.plans import Plan
+from infergate.domain.pool import Server
 from infergate.domain.principal import Principal
 from infergate.domain.tokens import DEFAULT_MAX_TOKENS, prompt_tokens_upper_bound
 from infergate.schemas.chat import ChatRequest
@@ -52,11 +54,18 @@ OK = Completion("smollm2:135m", "Hello!", prompt_tokens=12, completion_tokens=3,
 
 
 def service(server, ledger=None, limits=None, *, fail_open=True, catalog=None, allowed=None,
-            telemetry=None) -> InferenceService:
-    telemetry = telemetry or RecordingTelemetry()
-    gatekeeper = Gatekeeper(limits or MemoryLimitStore(), fail_open=fail_open, lease_seconds=30, telemetry=telemetry)
-    models = ModelPolicy(catalog or FixedCatalog(), default="smollm2:135m", allowed=allowed)
-    return InferenceService(Meter(gatekeeper, ledger or MemoryLedger(), models, telemetry, clock=lambda: NOW), server)
+            telemetry=None, servers=None, aliases=None) -> InferenceService:
+    """Inference over in-memory stores: one model server (`server`, named "ollama", as OLLAMA_URL
+    alone configures it), or a pool (`servers`, by name, each with its Server)."""
+    telemetry, limits = telemetry or RecordingTelemetry(), limits or MemoryLimitStore()
+    pool = servers or {"ollama": (Server("ollama"), server)}
+    gatekeeper = Gatekeeper(limits, fail_open=fail_open, lease_seconds=30, telemetry=telemetry)
+    models = ModelPolicy([config for config, _ in pool.values()], catalog or FixedCatalog(servers=tuple(pool)),
+                         default="smollm2:135m", allowed=allowed, aliases=aliases)
+    dispatcher = Dispatcher(limits.pool, queue_seconds=10, unavailable=Gatekeeper.unavailable, clock=limits.pool.clock)
+    meter = Meter(gatekeeper, ledger or MemoryLedger(), models, dispatcher, telemetry, clock=lambda: NOW)
+    return InferenceService(meter, {name: model for name, (_, model) in pool.items()}, chat_seconds=25,
+                            stream_seconds=120)
 
 
 def test_a_chat_is_charged_the_counts_the_model_reports():
@@ -220,9 +229,12 @@ def test_when_the_server_cannot_list_its_models_the_call_decides():
 
 
 def test_an_open_breaker_refuses_at_once_without_holding_or_counting_anything():
-    ledger, limits, model = MemoryLedger(), MemoryLimitStore(breaker_open=True), ScriptedServer(OK)
+    ledger, limits, model = MemoryLedger(), MemoryLimitStore(), ScriptedServer(OK)
+    limits.pool.open_breaker("ollama")
+    limits.pool.now += 8_500  # 6.5 s of its 15 s left
     with pytest.raises(ServiceUnavailable) as refused:
         service(model, ledger, limits).chat(PRINCIPAL, task(), request_id="r")
+    assert refused.value.code == "service_unavailable", "one server: its breaker is the model server's"
     assert headers_of(refused.value)["Retry-After"] == "7"
     assert ledger.reservations == [] and model.calls == []
     assert limits.counted == {} and limits.conclusions == []

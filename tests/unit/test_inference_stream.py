@@ -31,7 +31,7 @@ def test_pieces_arrive_one_by_one_and_the_answer_is_charged_the_models_counts():
     assert seen == [("Hel", ["Hel"]), ("lo", ["Hel", "lo"]), ("!", ["Hel", "lo", "!"])]
     assert (stream.result.content, stream.result.prompt_tokens, stream.result.completion_tokens) == ("Hello!", 9, 3)
     assert ledger.used == 12 and ledger.held == {}
-    assert model.calls[0]["timeout"] == 7
+    assert 6 < model.calls[0]["timeout"] <= 7, "the server has what is left of the caller's 7 s"
     assert limits.in_flight["slots:usr_1"] == set(), "the slot came back when the answer ended"
     assert [c.tokens for c in limits.conclusions] == [12]
 

@@ -8,6 +8,9 @@ pymongo. Tests and benchmarks build their own `Services` with clients of theirs,
 `reset()` gives the instance's a fresh start, as a new Lambda instance would have.
 """
 
+# Longer than 300 lines: it is the one place every service and client is built, each in a few
+# lines; split, a reader would have to find which part builds what.
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,11 +26,12 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from infergate.api.idempotency import Records
-    from infergate.config import Settings
+    from infergate.config import ServerAddress, Settings
     from infergate.domain.accounts import AccountStore, AccountsVersion, KeyActivity
     from infergate.domain.administration import Administration
     from infergate.domain.admission import Gatekeeper
     from infergate.domain.authentication import Authenticator, TokenVerifier
+    from infergate.domain.dispatch import Dispatcher
     from infergate.domain.inference import InferenceService
     from infergate.domain.ledger import UsageLedger
     from infergate.domain.meter import Meter
@@ -35,7 +39,9 @@ if TYPE_CHECKING:
     from infergate.domain.model_server import ModelServer
     from infergate.domain.own_keys import OwnKeys
     from infergate.domain.plans import PlanCatalog
+    from infergate.domain.pool import Catalog, PoolStore
     from infergate.domain.registration import Registrar
+    from infergate.domain.servers import ServerReports
     from infergate.domain.telemetry import Telemetry
     from infergate.domain.usage import UsageReports
     from infergate.llm.connections import ModelServerConnections
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
     from infergate.readiness import ReadinessCheck
     from infergate.secret_store import KeptSettings
     from infergate.stores.counters import RedisCounters
+    from infergate.stores.pool import RouteKeys
 
 # How long a readiness check waits for each dependency.
 READY_SECONDS = 2.0
@@ -52,9 +59,8 @@ class Services:
     """Settings, clients and services, each made on first use. Given a client, it uses that one."""
 
     def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
-                 redis: redis.Redis | None = None, connections: ModelServerConnections | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
-        given = {"settings": settings, "database": database, "redis": redis, "connections": connections}
+                 redis: redis.Redis | None = None, clock: Callable[[], datetime] = utc_now) -> None:
+        given = {"settings": settings, "database": database, "redis": redis}
         self._given = {name: value for name, value in given.items() if value is not None}
         self.__dict__.update(self._given)  # what cached_property would otherwise make
         self.clock = clock
@@ -118,11 +124,23 @@ class Services:
         return connect(self.redis_url())
 
     @cached_property
-    def connections(self) -> ModelServerConnections:
-        """The connections to the model server, shared by chats, the model list and readiness."""
+    def addresses(self) -> list[ServerAddress]:
+        """The pool's servers and how to reach them: MODEL_SERVERS (or the list MODEL_SERVERS_SECRET
+        keeps), else the one at OLLAMA_URL."""
+        from infergate.config import pool
+
+        return pool(self.settings, self._setting(self.settings.model_servers, self.settings.model_servers_secret))
+
+    @cached_property
+    def connections(self) -> dict[str, ModelServerConnections]:
+        """Each server's connections, by name, shared by chats, discovery and readiness."""
+        from infergate.domain.pool import OLLAMA
         from infergate.llm.connections import ModelServerConnections
 
-        return ModelServerConnections(self.settings.ollama_url, connect_timeout=self.settings.ollama_connect_timeout)
+        return {address.server.name: ModelServerConnections(
+            address.url, connect_timeout=self.settings.ollama_connect_timeout,
+            api_key=address.api_key,
+            ping_path="/api/version" if address.server.kind == OLLAMA else "/v1/models") for address in self.addresses}
 
     # -- stores and the model server -----------------------------------------------------
 
@@ -157,12 +175,48 @@ class Services:
         return RedisCounters(self.redis, prefix=self.settings.redis_key_prefix)
 
     @cached_property
-    def server(self) -> ModelServer:
-        from infergate.llm.ollama import OllamaClient
+    def servers(self) -> dict[str, ModelServer]:
+        """Each server's client, by name, in its own API."""
+        from infergate.domain.pool import OLLAMA
+        from infergate.llm.client import CONNECT_RETRIES, HttpModelServer
+        from infergate.llm.ollama_wire import OllamaWire
+        from infergate.llm.openai_wire import OpenAIWire
 
         settings = self.settings
-        return OllamaClient(self.connections, timeout=settings.ollama_timeout,
-                            stream_timeout=settings.ollama_stream_timeout, stall_timeout=settings.ollama_stall_timeout)
+        # A lone server is given a second chance to connect; in a pool, another server is asked instead.
+        retries = CONNECT_RETRIES if len(self.addresses) == 1 else 0
+        return {address.server.name: HttpModelServer(
+            self.connections[address.server.name], OllamaWire() if address.server.kind == OLLAMA else OpenAIWire(),
+            timeout=settings.ollama_timeout, stream_timeout=settings.ollama_stream_timeout,
+            stall_timeout=settings.ollama_stall_timeout, connect_retries=retries) for address in self.addresses}
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """What every server holds, found by one instance and shared by all."""
+        from infergate.llm.catalog import SharedCatalog
+        from infergate.llm.discovery import discover
+        from infergate.stores.holdings import RedisHoldings
+
+        return SharedCatalog([address.server for address in self.addresses],
+                             lambda server: discover(server, self.connections[server.name]),
+                             RedisHoldings(self.redis, prefix=self.settings.redis_key_prefix))
+
+    @cached_property
+    def route_keys(self) -> RouteKeys:
+        from infergate.stores.pool import RouteKeys
+
+        settings = self.settings
+        # A model call (a probe, or a slot's holder) may take as long as a chat may, and wait its
+        # turn first; after that, a function that died mid-call no longer holds the probe or the slot.
+        lease_ms = int((max(settings.ollama_timeout, settings.ollama_stream_timeout) + 5) * 1000)
+        return RouteKeys(settings.redis_key_prefix, lease_ms=lease_ms, probe_ms=lease_ms,
+                         failures=settings.breaker_failures, open_ms=int(settings.breaker_open_seconds * 1000))
+
+    @cached_property
+    def pool(self) -> PoolStore:
+        from infergate.stores.pool import RedisPool
+
+        return RedisPool(self.redis, self.route_keys, prefix=self.settings.redis_key_prefix)
 
     # -- the domain's services -----------------------------------------------------------
 
@@ -184,23 +238,27 @@ class Services:
         from infergate.stores.limits import RedisLimitStore
 
         settings = self.settings
-        # A model call (a probe, or a slot's holder) may take as long as a chat may; after that,
-        # a function that died mid-call no longer holds the probe or the slot.
-        lease_seconds = max(settings.ollama_timeout, settings.ollama_stream_timeout) + 5
-        store = RedisLimitStore(
-            self.redis, prefix=settings.redis_key_prefix, breaker_failures=settings.breaker_failures,
-            breaker_open_seconds=settings.breaker_open_seconds, breaker_probe_seconds=lease_seconds,
-        )
-        return Gatekeeper(store, fail_open=settings.rate_limit_fail_open, lease_seconds=lease_seconds,
-                          telemetry=self.telemetry)
+        store = RedisLimitStore(self.redis, self.route_keys, prefix=settings.redis_key_prefix)
+        return Gatekeeper(store, fail_open=settings.rate_limit_fail_open,
+                          lease_seconds=self.route_keys.lease_ms / 1000, telemetry=self.telemetry)
 
     @cached_property
     def models(self) -> ModelPolicy:
+        from infergate.config import aliases
         from infergate.domain.model_policy import ModelPolicy
-        from infergate.llm.catalog import OllamaCatalog
 
-        return ModelPolicy(OllamaCatalog(self.connections), default=self.settings.ollama_model,
-                           allowed=self.settings.allowed_models())
+        settings = self.settings
+        return ModelPolicy([address.server for address in self.addresses], self.catalog, default=settings.ollama_model,
+                           allowed=settings.allowed_models(), aliases=aliases(settings),
+                           affinity=settings.conversation_affinity)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        from infergate.domain.admission import Gatekeeper
+        from infergate.domain.dispatch import Dispatcher
+
+        return Dispatcher(self.pool, queue_seconds=self.settings.queue_timeout_seconds,
+                          unavailable=Gatekeeper.unavailable)
 
     @cached_property
     def meter(self) -> Meter:
@@ -208,13 +266,22 @@ class Services:
 
         # A reservation outlives the longest stream, so that a live request always finds it.
         ttl = max(RESERVATION_TTL, timedelta(seconds=self.settings.ollama_stream_timeout + 60))
-        return Meter(self.gatekeeper, self.ledger, self.models, self.telemetry, clock=self.clock, reservation_ttl=ttl)
+        return Meter(self.gatekeeper, self.ledger, self.models, self.dispatcher, self.telemetry, clock=self.clock,
+                     reservation_ttl=ttl)
 
     @cached_property
     def inference(self) -> InferenceService:
         from infergate.domain.inference import InferenceService
 
-        return InferenceService(self.meter, self.server)
+        settings = self.settings
+        return InferenceService(self.meter, self.servers, chat_seconds=settings.ollama_timeout,
+                                stream_seconds=settings.ollama_stream_timeout)
+
+    @cached_property
+    def server_reports(self) -> ServerReports:
+        from infergate.domain.servers import ServerReports
+
+        return ServerReports([address.server for address in self.addresses], self.catalog, self.pool)
 
     @cached_property
     def authenticator(self) -> Authenticator:

@@ -1,14 +1,18 @@
 """Settings read once from the environment (each also a SAM parameter), and what is parsed
-from them: the plans (PLANS and the figures of the default plan)."""
+from them: the plans (PLANS and the figures of the default plan), the pool of model servers
+(MODEL_SERVERS, or OLLAMA_URL alone) and the model aliases (MODEL_ALIASES)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
 from infergate.domain.plans import Plan, PlanCatalog
+from infergate.domain.pool import OLLAMA, UNBOUNDED, Server
 from infergate.schemas.base import Schema
 
 
@@ -25,6 +29,17 @@ class Settings(Schema):
     # Every key InferGate writes starts with this, so that several stacks can share one Redis.
     redis_key_prefix: str = Field("infergate:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", alias="REDIS_KEY_PREFIX")
     ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
+    # The pool of model servers, as JSON (see `pool`); when set, it alone names the servers. Or
+    # where it is kept (a Secrets Manager secret's ARN or an SSM parameter's name): its URLs and
+    # keys may be credentials.
+    model_servers: str = Field("", alias="MODEL_SERVERS")
+    model_servers_secret: str = Field("", alias="MODEL_SERVERS_SECRET")
+    # Public model names and their models in fallback order: {"chat": ["llama3.1:70b", "llama3.1:8b"]}.
+    model_aliases: str = Field("", alias="MODEL_ALIASES")
+    # How long a request waits for a free slot while every server of its model is full.
+    queue_timeout_seconds: float = Field(10.0, ge=0, le=880, alias="QUEUE_TIMEOUT_SECONDS")
+    # A conversation's later turns go to the server that served its earlier ones, while it has a free slot.
+    conversation_affinity: bool = Field(True, alias="CONVERSATION_AFFINITY")
     ollama_model: str = Field("smollm2:135m", alias="OLLAMA_MODEL")
     # Optional allow-list, comma-separated; empty means every model the server has.
     ollama_models: str = Field("", alias="OLLAMA_MODELS")
@@ -109,3 +124,60 @@ def plan_catalog(settings: Settings) -> PlanCatalog:
         except (ValueError, TypeError) as error:  # pydantic's ValidationError and InvalidPlan are ValueErrors
             raise ValueError(f"PLANS is not valid: {error}") from None
     return PlanCatalog(plans, settings.default_plan)
+
+
+class _ServerEntry(Schema):
+    """One server as MODEL_SERVERS gives it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    kind: Literal["ollama", "openai"] = OLLAMA
+    slots: int | None = Field(None, ge=1, le=UNBOUNDED)
+    weight: float = Field(1.0, gt=0, le=1000)
+    models: list[str] | None = Field(None, min_length=1)
+    api_key: str = ""  # for a server that wants a bearer token: keep the list in MODEL_SERVERS_SECRET
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """How to reach one server of the pool: never logged, never shown (it may hold credentials)."""
+
+    server: Server
+    url: str = field(repr=False)
+    api_key: str = field(default="", repr=False)
+
+
+def pool(settings: Settings, listed: str) -> list[ServerAddress]:
+    """The servers: `listed` (MODEL_SERVERS, or the list MODEL_SERVERS_SECRET keeps) if given, else
+    the one at OLLAMA_URL, which the gateway never holds back (its slots are Ollama's business)."""
+    if not listed.strip():
+        return [ServerAddress(Server("ollama"), settings.ollama_url)]
+    try:
+        entries = TypeAdapter(list[_ServerEntry]).validate_json(listed)
+    except ValueError as error:
+        # pydantic's message names the entry and field at fault, never a value (a URL may hold a password).
+        raise ValueError(f"MODEL_SERVERS is not valid: {_fields_at_fault(error)}") from None
+    names = [entry.name for entry in entries]
+    if not entries or len(set(names)) != len(names):
+        raise ValueError("MODEL_SERVERS is not valid: it must list at least one server, each under its own name")
+    return [ServerAddress(Server(entry.name, entry.kind, entry.slots or UNBOUNDED, entry.weight,
+                                 tuple(entry.models) if entry.models else None),
+                          entry.url, entry.api_key) for entry in entries]
+
+
+def aliases(settings: Settings) -> dict[str, list[str]]:
+    if not settings.model_aliases.strip():
+        return {}
+    try:
+        return TypeAdapter(dict[str, list[str]]).validate_json(settings.model_aliases)
+    except ValueError as error:
+        raise ValueError(f"MODEL_ALIASES is not valid: {error}") from None
+
+
+def _fields_at_fault(error: ValueError) -> str:
+    errors = getattr(error, "errors", None)
+    if errors is None:
+        return "not a JSON list"
+    return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors(include_input=False))

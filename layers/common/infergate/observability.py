@@ -111,15 +111,17 @@ class AccessLineTelemetry:
 
     def ended(self, outcome: RequestOutcome) -> None:
         note(model=outcome.model, outcome=outcome.status, prompt_tokens=outcome.prompt_tokens,
-             completion_tokens=outcome.completion_tokens, end_user=outcome.end_user, upstream_ms=outcome.latency_ms)
+             completion_tokens=outcome.completion_tokens, end_user=outcome.end_user, upstream_ms=outcome.latency_ms,
+             server=outcome.server, servers_tried=len(outcome.servers) or None,
+             servers_failed=list(outcome.servers[:-1]) or None)
 
 
 # What the access line of the request being answered says so far; None between requests.
 _access_line: ContextVar[dict[str, Any] | None] = ContextVar("access_line", default=None)
 # Fields a request's access line may carry, in the order it writes them.
 ACCESS_FIELDS = ("route", "method", "status", "latency_ms", "outcome", "user_id", "key_id", "model", "prompt_tokens",
-                 "completion_tokens", "upstream_ms", "limit", "replayed", "end_user", "metadata", "api_request_id",
-                 "source_ip")
+                 "completion_tokens", "upstream_ms", "server", "servers_tried", "servers_failed", "limit", "replayed",
+                 "end_user", "metadata", "api_request_id", "source_ip")
 # Called with each access line as it is written: the shared request metrics (prometheus.RequestMetrics).
 _recorder: list[Callable[[dict[str, Any]], None]] = []
 

@@ -63,6 +63,10 @@ ERRORS: dict[str, Kind] = {
     "upstream_error": Kind(502, "The model server failed or could not be reached."),
     "service_unavailable": Kind(503, "A store or the model server cannot be used right now (or the model server's "
                                      "circuit breaker is open); retry after `Retry-After`."),
+    "model_unavailable": Kind(503, "Every server that serves the model is unhealthy right now (their circuit "
+                                   "breakers are open); retry after `Retry-After`."),
+    "model_busy": Kind(503, "Every server that serves the model was full for as long as the request could wait "
+                            "(QUEUE_TIMEOUT_SECONDS); retry after `Retry-After`."),
     "upstream_timeout": Kind(504, "The model server (or the function) did not finish in time."),
 }
 

@@ -86,7 +86,8 @@ def _conversation(messages: list[schemas.Message]) -> list[Message]:
             raise InvalidRequest(f"messages: tool_call_id '{m.tool_call_id}' answers no call made before it")
         conversation.append(Message(
             role="system" if m.role == "developer" else m.role, content=m.text(), tool_calls=calls,
-            tool_name=called.get(m.tool_call_id) if m.tool_call_id else None, images=m.images()))
+            tool_name=called.get(m.tool_call_id) if m.tool_call_id else None, tool_call_id=m.tool_call_id,
+            images=m.images()))
     return conversation
 
 

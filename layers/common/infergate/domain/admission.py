@@ -1,18 +1,17 @@
 """Who may make a request now: requests per minute per key, tokens per minute per user,
-chats in flight per user, registrations per hour per source IP, and, for a call to the
-model server, whether its circuit breaker lets it through.
+chats in flight per user, registrations per hour per source IP, and, for a call to a model
+server, which server takes it (domain/pool.py).
 
-Admitting a request is one step on the limit store: it counts the request in the
-request total, notes when the caller's key was used, refuses the request at once
-while the model server's circuit breaker is open, and counts it under every limit
-or none. Concluding it is one more: the tokens it really used replace its worst
-case, and the circuit breaker hears how the model server did.
+Admitting a request is one step on the limit store: it counts the request in the request
+total, notes when the caller's key was used, refuses the request at once while every server
+it may use is unhealthy, counts it under every limit or none and, if it is admitted, gives it a
+slot on a server or its place in line. Concluding it is one more: the tokens it really used
+replace its worst case, its slots are given back, and its server's breaker hears how it did.
 
-When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides for API requests:
-admit (logged and counted) or refuse with 503. Quota is enforced in MongoDB
-either way, and without the breaker's state calls go to the model server.
-Registrations always fail closed: each one is a new quota, so an
-unlimited run of them is never let through.
+When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides for API requests: admit (logged and
+counted) or refuse with 503. Quota is enforced in MongoDB either way, and without the pool's
+counts a request goes to the first server of its route. Registrations always fail closed:
+each one is a new quota, so an unlimited run of them is never let through.
 """
 
 from __future__ import annotations
@@ -25,12 +24,14 @@ from typing import Protocol
 from infergate.domain import keys
 from infergate.domain.errors import (
     BreakerOpen,
+    ModelUnavailable,
     RateLimited,
     RateLimiterUnavailable,
     ServiceUnavailable,
     TooManyConcurrentRequests,
 )
 from infergate.domain.periods import whole_seconds
+from infergate.domain.pool import Departure, Route, Seat, unchecked_placement
 from infergate.domain.principal import Principal
 from infergate.domain.telemetry import Telemetry
 
@@ -79,37 +80,32 @@ class Verdict:
     allowed: bool
     states: tuple[LimitState, ...]  # one per Limit asked about, in order
     retry_after_ms: int  # when a limit refused the request
-    breaker_retry_ms: int = 0  # > 0: refused because the model server's circuit breaker is open
-    probe: bool = False  # admitted as the one call a half-open breaker lets through
-    slots_full: bool = False  # refused because every slot was taken
+    unavailable_ms: int = 0  # > 0: refused because every server it may use is unhealthy
+    slots_full: bool = False  # refused because every slot of the user's was taken
+    seat: Seat | None = None  # for an admitted model call: its server, or its place in line
 
 
 @dataclass(frozen=True)
 class Conclusion:
-    """How an admitted request ended, for the limits and the circuit breaker."""
+    """How an admitted request ended, for the limits and the pool."""
 
     ticket: str
     token_limit: Limit | None  # the limit whose count becomes `tokens`
     tokens: int
-    probe: bool
-    model_healthy: bool | None  # None when the model server was not asked
     slots: Slots | None = None  # whose slot the request held, to free it
+    departure: Departure | None = None  # the server slot it held, to give back
 
 
 class LimitStore(Protocol):
-    def admit(self, limits: Sequence[Limit], *, ticket: str, guarded: bool, key_id: str = "",
-              slots: Slots | None = None) -> Verdict:
-        """Count the request in the request total and note that `key_id` was used; then, if
-        it fits every limit and a slot is free (and, when `guarded`, the circuit breaker lets
-        it through), count `ticket` under all of them and give it a slot, atomically; else
-        do neither. Raises RateLimiterUnavailable if it cannot ask."""
+    def admit(self, limits: Sequence[Limit], *, ticket: str, key_id: str = "", slots: Slots | None = None,
+              route: Route | None = None) -> Verdict:
+        """Count the request in the request total and note that `key_id` was used; refuse it if
+        every server of `route` is unhealthy; then, if it fits every limit and a slot is free,
+        count `ticket` under all of them, give it the slot and seat it on a server of `route` (or
+        in line), atomically; else do none of it. Raises RateLimiterUnavailable if it cannot ask."""
 
     def conclude(self, conclusion: Conclusion) -> None:
-        """Correct the token count, free the slot and tell the circuit breaker, in one step."""
-
-    def breaker_open(self) -> bool:
-        """Whether the model server's circuit breaker is open (or probing); RateLimiterUnavailable
-        if it cannot ask."""
+        """Correct the token count, free the slots and tell the server's breaker, in one step."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +116,9 @@ class Admission:
     requests: LimitState | None = None
     tokens: LimitState | None = None
     token_limit: Limit | None = None  # to correct the token count once the real one is known
-    probe: bool = False  # the one call a half-open circuit breaker lets through
     slots: Slots | None = None  # whose slot the request holds until it is concluded
+    seat: Seat | None = None  # a model call's server, or its place in line (domain/dispatch.py)
+    checked: bool = True  # False: admitted unchecked, while Redis could not be asked
 
 
 class Gatekeeper:
@@ -135,64 +132,65 @@ class Gatekeeper:
         self._lease_ms = int(lease_seconds * 1000)
         self._telemetry = telemetry
 
-    def admit(self, principal: Principal, *, tokens: int = 0, guard_model: bool = False) -> Admission:
+    def admit(self, principal: Principal, *, tokens: int = 0, route: Route | None = None) -> Admission:
         """Admit one request of the caller's key and `tokens` tokens of the caller's, or raise
-        RateLimited. With `guard_model`, the request is a model call: it takes one of the
-        user's slots (TooManyConcurrentRequests when none is free), and is refused with
-        BreakerOpen while the breaker is open."""
+        RateLimited. With a `route`, the request is a model call: it takes one of the user's
+        slots (TooManyConcurrentRequests when none is free) and a server's, or a place in line;
+        it is refused (BreakerOpen, or ModelUnavailable in a pool) while every server of the
+        route is unhealthy."""
         plan = principal.plan
         limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", plan.rate_limit_rpm, MINUTE_MS, 1)}
         if tokens:
             limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", plan.rate_limit_tpm, MINUTE_MS, tokens)
-        slots = Slots(f"slots:{principal.user_id}", plan.max_concurrent_requests, self._lease_ms) if guard_model else None
-        return self._check(limits, guarded=guard_model, key_id=principal.key_id, slots=slots)
+        slots = Slots(f"slots:{principal.user_id}", plan.max_concurrent_requests, self._lease_ms) if route else None
+        return self._check(limits, key_id=principal.key_id, slots=slots, route=route)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
         return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)},
                            fail_open=False)
 
-    def conclude(self, admission: Admission, *, tokens: int, model_healthy: bool | None) -> None:
-        """Count the tokens a request really used in place of its worst case, and tell the
-        breaker how the model server did (`None`: it was not asked)."""
+    def conclude(self, admission: Admission, *, tokens: int, departure: Departure | None = None) -> None:
+        """Count the tokens a request really used in place of its worst case, give back its
+        slots, and tell its server's breaker how the server did (in `departure`)."""
         correction = admission.token_limit if admission.token_limit and tokens != admission.token_limit.cost else None
-        if correction is None and model_healthy is None and not admission.probe and admission.slots is None:
+        if correction is None and departure is None and admission.slots is None:
             return  # nothing to tell
         try:
-            self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.probe, model_healthy,
-                                            admission.slots))
+            self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.slots, departure))
         except RateLimiterUnavailable:
             log.warning("token count not corrected: rate limiter unavailable")
 
-    def breaker_open(self) -> bool | None:
-        """Whether the model server's circuit breaker is open (or probing); None if unknown."""
-        try:
-            return self._store.breaker_open()
-        except RateLimiterUnavailable:
-            return None
+    @staticmethod
+    def unavailable(route: Route, retry_ms: int) -> ServiceUnavailable:
+        """The refusal of a request none of whose servers may be asked for `retry_ms`."""
+        retry_after = max(1, whole_seconds(retry_ms))
+        if not route.pooled:
+            return BreakerOpen(f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
+                               retry_after=retry_after)
+        return ModelUnavailable(f"Every server of model '{route.asked}' is failing; the gateway is giving them a "
+                                f"rest. Retry in {retry_after} s.", retry_after=retry_after)
 
-    def _check(self, named: dict[str, Limit], *, guarded: bool = False, key_id: str = "",
-               slots: Slots | None = None, fail_open: bool | None = None) -> Admission:
+    def _check(self, named: dict[str, Limit], *, key_id: str = "", slots: Slots | None = None,
+               route: Route | None = None, fail_open: bool | None = None) -> Admission:
         """`named` maps each limit to how a refusal names it; the first is the requests limit.
         `fail_open`, when given, overrides RATE_LIMIT_FAIL_OPEN."""
         limits = list(named.values())
         ticket = keys.new_id("rl")
         try:
-            verdict = self._store.admit(limits, ticket=ticket, guarded=guarded, key_id=key_id, slots=slots)
+            verdict = self._store.admit(limits, ticket=ticket, key_id=key_id, slots=slots, route=route)
         except RateLimiterUnavailable as error:
-            return self._unchecked(ticket, limits, slots, fail_open=self._fail_open if fail_open is None else fail_open,
-                                   error=error)
-        if verdict.breaker_retry_ms:
+            fail_open = self._fail_open if fail_open is None else fail_open
+            return self._unchecked(ticket, limits, slots, route, fail_open=fail_open, error=error)
+        if verdict.unavailable_ms and route is not None:
             self._telemetry.count("CircuitBreakerOpen")
-            retry_after = max(1, whole_seconds(verdict.breaker_retry_ms))
-            raise BreakerOpen(f"The model server is failing; the gateway is giving it a rest. Retry in {retry_after} s.",
-                              retry_after=retry_after)
+            raise self.unavailable(route, verdict.unavailable_ms)
         admission = Admission(
             ticket,
             requests=verdict.states[0],
             tokens=verdict.states[1] if len(limits) > 1 else None,
             token_limit=limits[1] if len(limits) > 1 else None,
-            probe=verdict.probe,
             slots=slots if verdict.allowed else None,
+            seat=verdict.seat if verdict.allowed else None,
         )
         if verdict.slots_full:
             self._telemetry.count("TooManyConcurrentRequests")
@@ -204,8 +202,8 @@ class Gatekeeper:
             raise self._refusal(named, verdict, admission)
         return admission
 
-    def _unchecked(self, ticket: str, limits: list[Limit], slots: Slots | None, *, fail_open: bool,
-                   error: RateLimiterUnavailable) -> Admission:
+    def _unchecked(self, ticket: str, limits: list[Limit], slots: Slots | None, route: Route | None, *,
+                   fail_open: bool, error: RateLimiterUnavailable) -> Admission:
         """The request, admitted unchecked while Redis cannot be asked, or refused if failing closed."""
         self._telemetry.count("RateLimiterUnavailable")
         if not fail_open:
@@ -213,8 +211,10 @@ class Gatekeeper:
             raise ServiceUnavailable("Rate limits cannot be checked right now; retry shortly.", retry_after=1) from error
         log.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")
         # The script may have run and only its reply been lost: concluding takes back whatever
-        # it counted (the slot, the worst case), and is a no-op if it never ran.
-        return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots)
+        # it counted (the slots, the worst case), and is a no-op if it never ran.
+        seat = Seat(unchecked_placement(route)) if route is not None else None
+        return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots, seat=seat,
+                         checked=False)
 
     def _refusal(self, named: dict[str, Limit], verdict: Verdict, admission: Admission) -> RateLimited:
         retry_after = max(1, whole_seconds(verdict.retry_after_ms))

@@ -129,6 +129,19 @@ class BreakerOpen(ServiceUnavailable):
     """The model server's circuit breaker is open: the server is given a rest."""
 
 
+class ModelUnavailable(ServiceUnavailable):
+    """Every server that serves the model is unhealthy (its breaker open): the model exists, but
+    cannot be served right now."""
+
+    code = "model_unavailable"
+
+
+class ModelBusy(ServiceUnavailable):
+    """Every server that serves the model was full for as long as the request could wait."""
+
+    code = "model_busy"
+
+
 class RateLimiterUnavailable(ServiceUnavailable):
     """Redis could not be asked; whether to admit the request is a policy decision."""
 

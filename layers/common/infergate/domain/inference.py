@@ -7,6 +7,9 @@ forced tool call the answer does not make) is charged what the model generated (
 if it sent one, else a token per piece received, with the prompt's held bound), and then
 AnswerCutOff is raised. A failure before any token costs nothing (meter.py).
 
+A server that fails before the first token of its answer (before any piece of a stream has
+been read) is replaced by another, within the request's deadline (MeteredCall.fail_over).
+
 A streamed chat (`stream`) takes the same steps, handing on each piece of the answer as
 the model produces it, and is settled when the answer ends. A reader that goes away
 mid-answer closes the stream: the model server stops generating, and what it generated
@@ -19,14 +22,15 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from infergate.domain.admission import Admission
-from infergate.domain.errors import AnswerCutOff, PromptTooLarge, UpstreamError
+from infergate.domain.errors import AnswerCutOff, InferGateError, PromptTooLarge, UpstreamError
 from infergate.domain.messages import Message, ToolCall
 from infergate.domain.meter import Estimate, Meter, MeteredCall, Usage
 from infergate.domain.model_server import READER_GONE, AnswerStream, Completion, CutOff, ModelServer
 from infergate.domain.periods import period_of
+from infergate.domain.pool import conversation_key
 from infergate.domain.principal import Principal
 from infergate.domain.tokens import (
     DEFAULT_MAX_TOKENS,
@@ -38,6 +42,7 @@ from infergate.domain.tokens import (
 from infergate.domain.tools import ToolUse
 
 Admitted = Callable[[Admission], None]
+T = TypeVar("T")
 
 
 def _unheard(admission: Admission) -> None:
@@ -108,21 +113,31 @@ class _Plan:
     prompt_bound: int
     max_tokens: int
 
-    def estimate(self, request_id: str) -> Estimate:
+    def estimate(self, request_id: str, user_id: str) -> Estimate:
         # At least the prompt and one token of answer must fit in what is held.
+        messages = self.task.messages
         return Estimate(request_id, self.task.model, self.task.end_user, self.prompt_bound,
-                        worst_case=self.prompt_bound + self.max_tokens, minimum=self.prompt_bound + 1)
+                        worst_case=self.prompt_bound + self.max_tokens, minimum=self.prompt_bound + 1,
+                        conversation=conversation_key(user_id, messages),
+                        continued=any(message.role == "assistant" for message in messages))
 
 
 class InferenceService:
-    def __init__(self, meter: Meter, server: ModelServer) -> None:
-        self.meter, self.server = meter, server
+    def __init__(self, meter: Meter, servers: Mapping[str, ModelServer], *, chat_seconds: float,
+                 stream_seconds: float) -> None:
+        """`servers`: each model server of the pool, by name; `chat_seconds` (`stream_seconds`):
+        the most a chat or an embedding (a streamed chat) may take, waiting for a slot included."""
+        self.meter, self.servers = meter, servers
+        self._chat_seconds, self._stream_seconds = chat_seconds, stream_seconds
 
     def chat(self, principal: Principal, task: ChatTask, *, request_id: str,
              on_admitted: Admitted = _unheard) -> ChatResult:
         plan = self._plan(principal, task)
-        with self.meter.open(principal, plan.estimate(request_id), on_admitted) as call:
-            return self._settled(call, plan, self.server.chat(**_question(call, plan)))
+        with self.meter.open(principal, plan.estimate(request_id, principal.user_id), on_admitted,
+                             seconds=self._chat_seconds) as call:
+            completion = self._asked(call, lambda server: server.chat(**_question(call, plan),
+                                                                      timeout=call.seconds_left()))
+            return self._settled(call, plan, completion)
 
     def stream(self, principal: Principal, task: ChatTask, *, request_id: str, on_admitted: Admitted = _unheard,
                timeout: float | None = None) -> ChatStream:
@@ -130,12 +145,18 @@ class InferenceService:
         before the answer starts is raised here, as for `chat`. `timeout`: the most seconds the
         answer may take, when the caller's own limit is shorter than the model server's."""
         plan = self._plan(principal, task)
-        call = self.meter.open(principal, plan.estimate(request_id), on_admitted)
+        seconds = self._stream_seconds if timeout is None else min(timeout, self._stream_seconds)
+        call = self.meter.open(principal, plan.estimate(request_id, principal.user_id), on_admitted,
+                               seconds=seconds)
         created = self.meter.clock()
-        try:
-            answer = self.server.stream(**_question(call, plan), timeout=timeout)
+
+        def started(server: ModelServer) -> tuple[AnswerStream, Iterator[str], str | None]:
+            answer = server.stream(**_question(call, plan), timeout=call.seconds_left())
             pieces = iter(answer)
-            first = next(pieces, None)
+            return answer, pieces, next(pieces, None)  # a failure before the first piece is raised here
+
+        try:
+            answer, pieces, first = self._asked(call, started)
         except BaseException as error:
             call.close(error)
             raise
@@ -149,12 +170,24 @@ class InferenceService:
         self._fits_one_request(principal, bound, f"These {len(task.inputs)} input(s) are "
                                f"{sum(len(text.encode()) for text in task.inputs)} bytes of UTF-8")
         estimate = Estimate(request_id, task.model, task.end_user, bound, worst_case=bound, minimum=bound)
-        with self.meter.open(principal, estimate, on_admitted) as call:
-            embedding = self.server.embed(model=call.model, inputs=task.inputs, dimensions=task.dimensions,
-                                          request_id=request_id)
+        with self.meter.open(principal, estimate, on_admitted, seconds=self._chat_seconds) as call:
+            embedding = self._asked(call, lambda server: server.embed(
+                model=call.model, inputs=task.inputs, dimensions=task.dimensions, request_id=request_id,
+                timeout=call.seconds_left()))
             prompt_tokens = bound if embedding.prompt_tokens is None else embedding.prompt_tokens
             call.settle(Usage(embedding.model, prompt_tokens, 0))
             return EmbeddingResult(call.id, embedding.model, embedding.vectors, prompt_tokens)
+
+    def _asked(self, call: MeteredCall, ask: Callable[[ModelServer], T]) -> T:
+        """What `ask` gets of the call's server; if that server fails before answering, of the
+        next one the call moves to."""
+        while True:
+            assert call.placement is not None, "a call is asked of the server it sits on"
+            try:
+                return ask(self.servers[call.placement.server])
+            except InferGateError as error:
+                if not call.fail_over(error):
+                    raise
 
     def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
         prompt_bound = prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra())

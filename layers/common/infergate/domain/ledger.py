@@ -39,6 +39,12 @@ class RequestOutcome:
     at: datetime
     detail: str | None = None  # what went wrong, for a request that failed
     end_user: str | None = None  # OpenAI's `user`: who, behind a shared key, asked
+    servers: tuple[str, ...] = ()  # every model server the request was sent to, in order: the last answered
+
+    @property
+    def server(self) -> str | None:
+        """The server that answered (or failed last)."""
+        return self.servers[-1] if self.servers else None
 
     @property
     def total_tokens(self) -> int:

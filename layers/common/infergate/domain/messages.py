@@ -25,6 +25,7 @@ class Message:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
     tool_name: str | None = None  # for a tool's result: which tool answered
+    tool_call_id: str | None = None  # for a tool's result: the call it answers, when the caller named it
     images: tuple[str, ...] = ()  # base64, for vision models
 
     def prompt_text(self) -> str:

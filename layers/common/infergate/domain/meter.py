@@ -1,15 +1,19 @@
 """Metering: the one place where a request to the model server is admitted, its worst case
 held, and then charged its real counts or nothing. Every API surface goes through it.
 
-  Meter.open  admit (Redis: request total, breaker, requests/min per key, tokens/min per user,
-              a slot of the user's)                    503 at once while the breaker is open
-              → which model (OLLAMA_MODELS, the server's list)    400 before anything is held
+  Meter.open  which model, and the servers that serve it (model_policy)  400 before anything is held
+              → admit (Redis: request total, requests/min per key, tokens/min per user, a slot
+                of the user's and one of a server's, or a place in line)
+                                             503 at once while every server of the model is unhealthy
               → hold the most it can cost, capped to what remains (MongoDB, one guarded update)
-  then exactly one of, on the MeteredCall it gives:
+              → if every server was full, wait in line for a slot (dispatch)   503 model_busy
+  then, on the MeteredCall it gives, if its server fails before the first token, fail_over to
+  another (dispatch); and exactly one of:
     settle(usage)       charge the counts the model reported, never more than was held
     cut(usage, cut)     charge what was generated before the answer was cut off
     release(error)      charge nothing: the request failed before the model generated anything
-  close               conclude (Redis: the real token count; the breaker hears how the server did)
+  close               conclude (Redis: the real token count, the slots given back; the server's
+                      breaker hears how it did)
 
 A MeteredCall is a context manager: leaving its block without settling releases the hold,
 so the failure path is the default one. Each ending logs the request (the ledger's request
@@ -29,6 +33,7 @@ from types import TracebackType
 
 from infergate.domain import keys
 from infergate.domain.admission import Admission, Gatekeeper
+from infergate.domain.dispatch import Dispatcher, healthy_after
 from infergate.domain.errors import (
     InferGateError,
     ModelNotFound,
@@ -41,6 +46,7 @@ from infergate.domain.ledger import RequestOutcome, Reservation, UsageLedger
 from infergate.domain.model_policy import ModelPolicy
 from infergate.domain.model_server import CLIENT_CLOSED, CutOff
 from infergate.domain.periods import period_end, period_of
+from infergate.domain.pool import Departure, Placement, Route
 from infergate.domain.principal import Principal
 from infergate.domain.telemetry import Telemetry
 
@@ -63,6 +69,8 @@ class Estimate:
     prompt_bound: int  # the prompt's tokens, bounded from above
     worst_case: int  # the prompt's bound and the most the answer may take
     minimum: int  # the least that must remain of the quota for the request to be worth making
+    conversation: str | None = None  # a key of the conversation's start (domain/pool.py)
+    continued: bool = False  # the request continues a conversation: its last server is preferred
 
 
 @dataclass(frozen=True)
@@ -81,24 +89,43 @@ class Charge:
 
 
 class Meter:
-    def __init__(self, gatekeeper: Gatekeeper, ledger: UsageLedger, models: ModelPolicy, telemetry: Telemetry, *,
-                 clock: Callable[[], datetime], reservation_ttl: timedelta = RESERVATION_TTL) -> None:
-        self.gatekeeper, self.ledger, self.models, self.telemetry = gatekeeper, ledger, models, telemetry
-        self.clock, self.reservation_ttl = clock, reservation_ttl
+    def __init__(self, gatekeeper: Gatekeeper, ledger: UsageLedger, models: ModelPolicy, dispatcher: Dispatcher,
+                 telemetry: Telemetry, *, clock: Callable[[], datetime],
+                 reservation_ttl: timedelta = RESERVATION_TTL) -> None:
+        self.gatekeeper, self.ledger, self.models, self.dispatcher = gatekeeper, ledger, models, dispatcher
+        self.telemetry, self.clock, self.reservation_ttl = telemetry, clock, reservation_ttl
 
     def open(self, principal: Principal, estimate: Estimate,
-             on_admitted: Callable[[Admission], None] = lambda admission: None) -> MeteredCall:
-        """The request admitted, its model resolved and its worst case held; `on_admitted` hears
-        of the admission before anything else can refuse it. Nothing held if this raises."""
-        admission = self.gatekeeper.admit(principal, tokens=estimate.worst_case, guard_model=True)
+             on_admitted: Callable[[Admission], None] = lambda admission: None, *, seconds: float) -> MeteredCall:
+        """The request's model resolved, the request admitted, its worst case held and a server's
+        slot given it; the call may take `seconds` from now, waiting for that slot included; `on_admitted`
+        hears of the admission before anything else can refuse it. Nothing held if this raises."""
+        try:
+            route = self.models.route(estimate.model, conversation=estimate.conversation, continued=estimate.continued)
+        except ModelNotFound:
+            # Counted as any request is (it is one), but no slot is taken for a call never made.
+            admission = self.gatekeeper.admit(principal, tokens=estimate.worst_case)
+            on_admitted(admission)
+            self.gatekeeper.conclude(admission, tokens=0)
+            raise
+        admission = self.gatekeeper.admit(principal, tokens=estimate.worst_case, route=route)
         on_admitted(admission)
         try:
-            model = self.models.resolve(estimate.model)
             reservation = self._reserve(principal, estimate)
         except BaseException:
-            self.gatekeeper.conclude(admission, tokens=0, model_healthy=None)
+            seat = admission.seat
+            if seat is not None and seat.waiting:
+                self.dispatcher.leave(route, ticket=admission.ticket)
+            departure = Departure(seat.placement, None, 0) if seat is not None and seat.placement else None
+            self.gatekeeper.conclude(admission, tokens=0, departure=departure)
             raise
-        return MeteredCall(self, principal, estimate, admission, model, reservation)
+        call = MeteredCall(self, principal, estimate, admission, route, reservation, seconds)
+        try:
+            call.seating.sit()
+        except BaseException as error:
+            call.close(error)
+            raise
+        return call
 
     def _reserve(self, principal: Principal, estimate: Estimate) -> Reservation:
         """Hold the request's worst case, capped to what remains of the quota but not below its
@@ -126,18 +153,39 @@ class Meter:
 
 
 class MeteredCall:
-    """One admitted, reserved call to the model server, until it is settled, cut or released,
-    and closed."""
+    """One admitted, reserved call to a model server, until it is settled, cut or released, and
+    closed. Its `seating` says which server it is on (dispatch.py)."""
 
-    def __init__(self, meter: Meter, principal: Principal, estimate: Estimate, admission: Admission, model: str,
-                 reservation: Reservation) -> None:
+    def __init__(self, meter: Meter, principal: Principal, estimate: Estimate, admission: Admission, route: Route,
+                 reservation: Reservation, seconds: float) -> None:
         self._meter, self._principal, self._estimate, self._admission = meter, principal, estimate, admission
-        self.model, self.reservation = model, reservation
+        self.reservation = reservation
+        assert admission.seat is not None, "a model call's admission has a seat"
+        self.seating = meter.dispatcher.seating(route, admission.seat, ticket=admission.ticket, seconds=seconds)
         self._started = time.monotonic()
         self._used = 0  # tokens the request really used, for tokens per minute
-        self._server_healthy: bool | None = None  # how the model server did; None if it was not asked
+        self._server_healthy: bool | None = None  # how its server did; None if it was not asked
         self.ended = False
         self._closed = False
+
+    @property
+    def placement(self) -> Placement | None:
+        return self.seating.placement
+
+    @property
+    def model(self) -> str:
+        return self.seating.model
+
+    def fail_over(self, error: BaseException) -> bool:
+        """After `error` from its server before any token, whether the request moved to another
+        server (within its deadline); if not, `error` is its answer."""
+        moved = self.seating.fail_over(error)
+        if moved:
+            self._meter.telemetry.count("Failovers")
+        return moved
+
+    def seconds_left(self) -> float:
+        return self.seating.seconds_left()
 
     @property
     def id(self) -> str:
@@ -168,7 +216,7 @@ class MeteredCall:
         """Charge nothing for a request that failed before the model generated anything, and log
         why; the breaker hears whether the failure blames the model server."""
         self.ended = True
-        self._server_healthy = not (isinstance(error, UpstreamError) and error.server_unwell)
+        self._server_healthy = healthy_after(error) if self.placement else None
         if isinstance(error, ModelNotFound):
             log.warning("the model server does not have the model", extra={"model": self.model})
         elif isinstance(error, UpstreamError):
@@ -189,7 +237,8 @@ class MeteredCall:
         self._closed = True
         if not self.ended:
             self.release(error or InferGateError("The call ended without an answer.", code="internal_error"))
-        self._meter.gatekeeper.conclude(self._admission, tokens=self._used, model_healthy=self._server_healthy)
+        self._meter.gatekeeper.conclude(self._admission, tokens=self._used,
+                                        departure=self.seating.departure(self._server_healthy))
 
     def __enter__(self) -> MeteredCall:
         return self
@@ -233,6 +282,8 @@ class MeteredCall:
             model=model, status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             latency_ms=int((time.monotonic() - self._started) * 1000),  # the model's part of the request
             at=self._meter.clock(), detail=detail, end_user=self._estimate.end_user,
+            servers=tuple(self.seating.servers),
         )
         self._meter.telemetry.ended(outcome)
         return outcome
+

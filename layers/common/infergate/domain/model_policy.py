@@ -1,12 +1,20 @@
-"""The model policy: which models a request may name (the server's own, within OLLAMA_MODELS if set).
+"""The model policy: which models a request may name (what the servers serve, within
+OLLAMA_MODELS if set, and the aliases MODEL_ALIASES defines), and the route a request for one
+takes (domain/pool.py).
 
-Ollama names models `name:tag` and reads a bare `name` as `name:latest`.
+Ollama names models `name:tag` and reads a bare `name` as `name:latest`. A server that has
+never been reached is taken to serve any model: the call itself will tell (its 404 is the same
+400). A server that has been reached keeps the models it last served while it is down, so that
+a model whose only servers are down is unavailable (503), not unknown (400).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from infergate.domain.errors import ModelNotFound, UpstreamError
-from infergate.domain.model_server import ModelCatalog, ModelEntry
+from infergate.domain.model_server import ModelEntry
+from infergate.domain.pool import Candidate, Catalog, Choice, Holdings, Route, Server
 
 
 def canonical(name: str) -> str:
@@ -14,24 +22,67 @@ def canonical(name: str) -> str:
 
 
 class ModelPolicy:
-    def __init__(self, catalog: ModelCatalog, *, default: str, allowed: frozenset[str] | None) -> None:
+    def __init__(self, servers: Sequence[Server], catalog: Catalog, *, default: str,
+                 allowed: frozenset[str] | None, aliases: Mapping[str, Sequence[str]] | None = None,
+                 affinity: bool = True) -> None:
+        """`affinity`: a conversation's later turns prefer the server that served its earlier ones."""
+        self.servers = tuple(servers)
+        self._affinity = affinity
         self._catalog = catalog
         self.default = default
         self._allowed = None if allowed is None else frozenset(canonical(name) for name in allowed)
+        self.aliases = {name: tuple(models) for name, models in (aliases or {}).items()}
 
-    def resolve(self, requested: str | None) -> str:
-        """The model to call, or ModelNotFound naming it, before anything is reserved."""
+    def route(self, requested: str | None, *, conversation: str | None = None, continued: bool = False) -> Route:
+        """Where a request for `requested` (the default model if None) may go; ModelNotFound naming
+        it if no server serves it, before anything is held. `conversation`: a key of its start,
+        under which its server is remembered; `continued`: whether it continues one."""
         name = requested or self.default
-        if self._allowed is not None and canonical(name) not in self._allowed:
+        holdings = self._catalog.holdings()
+        choices = []
+        for model in self.aliases.get(name, (name,)):
+            if self._allowed is not None and canonical(model) not in self._allowed:
+                continue
+            candidates = tuple(Candidate(server.name, server.slots, server.weight, loaded)
+                               for server in self.servers
+                               if (loaded := _serves(server, holdings.get(server.name), model)) is not None)
+            if candidates:
+                choices.append(Choice(model, candidates))
+        if not choices:
             raise ModelNotFound.naming(name)
-        known = self._catalog.models()
-        # If the server cannot say what it has, the call itself will tell (404 → the same 400).
-        if known is not None and canonical(name) not in {canonical(entry.name) for entry in known}:
-            raise ModelNotFound.naming(name)
-        return name
+        if not self._affinity:
+            conversation, continued = None, False
+        return Route(name, tuple(choices), pooled=len(self.servers) > 1, conversation=conversation,
+                     continued=continued)
 
     def available(self) -> list[ModelEntry]:
-        known = self._catalog.models()
-        if known is None:
+        """The models a request may name: every server's, within OLLAMA_MODELS, and the aliases."""
+        holdings = self._catalog.holdings()
+        known: dict[str, ModelEntry] = {}
+        for server in self.servers:
+            found = holdings.get(server.name)
+            entries = [ModelEntry(name, None) for name in server.models] if server.models is not None else (
+                list(found.models) if found is not None and found.models is not None else None)
+            for entry in entries or []:
+                if self._allowed is None or canonical(entry.name) in self._allowed:
+                    known.setdefault(entry.name, entry)
+        if not known and all(server.models is None and (holdings.get(server.name) is None
+                                                         or holdings[server.name].models is None)
+                             for server in self.servers):
             raise UpstreamError("The model server could not be asked which models it has.")
-        return [entry for entry in known if self._allowed is None or canonical(entry.name) in self._allowed]
+        return [*known.values(), *(ModelEntry(alias, None) for alias in self.aliases if alias not in known)]
+
+
+def _serves(server: Server, found: Holdings | None, model: str) -> bool | None:
+    """Whether `server` has `model` loaded (True), serves it without it loaded (False), or does not
+    serve it (None)."""
+    wanted = canonical(model)
+    if server.models is not None:
+        names = server.models
+    elif found is None or found.models is None:
+        return False  # never reached: the call will tell
+    else:
+        names = tuple(entry.name for entry in found.models)
+    if wanted not in {canonical(name) for name in names}:
+        return None
+    return found is not None and wanted in {canonical(name) for name in found.loaded}

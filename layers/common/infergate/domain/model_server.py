@@ -1,7 +1,7 @@
 """The model server's port, and the values it speaks of: an answer (whole, or cut off after
 some of it was generated), an embedding, and the models the server has.
 
-The Ollama client (llm/ollama.py) implements it. A failure before anything was generated is
+The HTTP client (llm/client.py) implements it, for Ollama's API and OpenAI's. A failure before anything was generated is
 raised (UpstreamError and its kinds, ModelNotFound, InvalidRequest); an answer that ends
 after pieces arrived comes back as a Completion with its `cut`, so that what was generated
 is charged.
@@ -80,10 +80,10 @@ class AnswerStream(Protocol):
 class ModelServer(Protocol):
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
-        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
     ) -> Completion:
         """`tools`: functions the model may call; `answer_format`: "json", or a JSON schema the
-        answer must conform to."""
+        answer must conform to; `timeout`: the most seconds it may take, when less than the server's."""
 
     def stream(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
@@ -91,10 +91,7 @@ class ModelServer(Protocol):
     ) -> AnswerStream:
         """The answer as the model produces it, within `timeout` seconds when given."""
 
-    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
+    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str,
+              timeout: float | None = None) -> Embedding:
         """One vector per input; `dimensions`, when given, for a model that can shorten its vectors."""
 
-
-class ModelCatalog(Protocol):
-    def models(self) -> list[ModelEntry] | None:
-        """The models the server has, or None when it cannot say right now."""

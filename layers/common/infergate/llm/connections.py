@@ -20,12 +20,17 @@ IDLE_SECONDS = 30.0
 
 
 class ModelServerConnections:
-    def __init__(self, base_url: str, *, connect_timeout: float) -> None:
+    def __init__(self, base_url: str, *, connect_timeout: float, api_key: str = "",
+                 ping_path: str = "/api/version") -> None:
+        """`api_key`: sent as a bearer token with every request, for a server that wants one;
+        `ping_path`: a cheap GET that answers 200 while the server is up."""
         url = urlsplit(base_url)
         self._https = url.scheme == "https"
         self._host = url.hostname or "127.0.0.1"
         self._port = url.port or (443 if self._https else 80)
         self.base_path = url.path.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._ping_path = ping_path
         self._connect_timeout = connect_timeout
         self._idle: list[tuple[float, http.client.HTTPConnection]] = []
         self._lock = threading.Lock()
@@ -46,15 +51,22 @@ class ModelServerConnections:
         return connection
 
     def ping(self, *, timeout: float) -> None:
-        """Returns if the server answers `GET /api/version` with 200 within `timeout`; else raises."""
+        """Returns if the server answers its ping path with 200 within `timeout`; else raises."""
+        self.get(self._ping_path, timeout=timeout)
+
+    def get(self, path: str, *, timeout: float) -> bytes:
+        """The body of `GET path` if the server answers 200 within `timeout`; else OSError."""
         connection = self.take()
         try:
             connection.sock.settimeout(timeout)
-            connection.request("GET", f"{self.base_path}/api/version")
+            connection.request("GET", self.base_path + path, headers=self.headers)
             response = connection.getresponse()
-            response.read()
+            body = response.read()
             if response.status != 200:
                 raise OSError(f"status {response.status}")
+            return body
+        except http.client.HTTPException as error:
+            raise OSError(f"bad answer: {type(error).__name__}") from error
         finally:
             connection.close()
 

@@ -78,6 +78,10 @@ def log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> 
         line["detail"] = outcome.detail[:500]
     if outcome.end_user:
         line["user"] = outcome.end_user
+    if outcome.servers:
+        line["server"] = outcome.server
+        if len(outcome.servers) > 1:
+            line["servers_tried"] = list(outcome.servers)
     return line
 
 

@@ -1,34 +1,18 @@
-"""Ollama's wire format: the body of a chat, its NDJSON answer read a piece at a time, and what
-each of its error statuses means."""
+"""Ollama's API (llm/client.py's Wire): `POST /api/chat` streamed as NDJSON, read a piece at a
+time, `POST /api/embed`, and what each of its error statuses means."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import time
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFound, ModelServerBusy, UpstreamError
 from infergate.domain.messages import Message, Tool, ToolCall
-from infergate.domain.model_server import Completion, CutOff
+from infergate.domain.model_server import Completion, Embedding
 from infergate.domain.tools import new_call_id
-
-
-class Answer:
-    """What arrived of one answer so far, and when the last of it did."""
-
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.last_piece_at = 0.0
-
-    def add(self, piece: str) -> None:
-        self.pieces.append(piece)
-        self.last_piece_at = time.monotonic()
-
-    def cut(self, model: str, failure: UpstreamError) -> Completion:
-        """What arrived, ended by `failure`: charged for what was generated, then its error given."""
-        return Completion.partial(model, self.pieces, CutOff(failure.code, failure.message, failure.server_unwell))
+from infergate.llm.client import Answer
 
 
 def chat_request(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
@@ -120,3 +104,29 @@ def status_error(status: int, body: bytes, model: str) -> InferGateError:
     if status == 503:
         return ModelServerBusy("The model server is busy; retry shortly.", retry_after=1)
     return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")
+
+
+class OllamaWire:
+    chat_path = "/api/chat"
+    embed_path = "/api/embed"
+
+    chat_body = staticmethod(chat_request)
+    read = staticmethod(read_stream)
+    status_error = staticmethod(status_error)
+
+    @staticmethod
+    def embed_body(model: str, inputs: Sequence[str], dimensions: int | None) -> bytes:
+        # truncate: false, so that an input longer than the model's context is refused, not cut short.
+        request: dict[str, Any] = {"model": model, "input": list(inputs), "truncate": False}
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        return json.dumps(request).encode()
+
+    @staticmethod
+    def embedding(reply: dict, model: str, inputs: int) -> Embedding:
+        vectors = reply.get("embeddings")
+        if not isinstance(vectors, list) or len(vectors) != inputs or not all(isinstance(v, list) for v in vectors):
+            raise UpstreamError("The model server answered without an embedding for each input.")
+        count = reply.get("prompt_eval_count")
+        return Embedding(model=reply.get("model") or model, vectors=tuple(tuple(vector) for vector in vectors),
+                         prompt_tokens=count if isinstance(count, int) else None)

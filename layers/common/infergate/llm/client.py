@@ -1,19 +1,21 @@
-"""Ollama's HTTP API: `POST /api/chat` streamed as NDJSON with a hard deadline,
-`POST /api/embed`, and `GET /api/tags`, cached briefly.
+"""A model server over HTTP: a chat streamed with a hard deadline, and an embedding, in the
+server's own wire format (llm/ollama_wire.py for Ollama's API, llm/openai_wire.py for any
+OpenAI-compatible server: vLLM, llama.cpp's llama-server, SGLang, TGI).
 
 `stream()` hands on each piece of an answer as it arrives; `chat()` is the
 same exchange, read to its end. Closing a stream closes its connection,
-which stops Ollama generating.
+which stops the server generating.
 
-Streaming lets the gateway see an error Ollama reports after it has already
-sent `200` (an `{"error": ...}` line), and lets it stop at the deadline
+Streaming lets the gateway see an error the server reports after it has already
+sent `200` (an error line or event), and lets it stop at the deadline
 rather than after a single long read. The deadline covers the whole
 exchange: connect, prompt evaluation and every token.
 
-A call is retried only when nothing can have been generated: the
-connection was refused or could not be made, so the request never reached
-Ollama. Anything later (a reset, a timeout, a broken stream) may have
-started a generation and is never retried.
+A call is retried on the same server only when nothing can have been
+generated: the connection was refused or could not be made, so the request
+never reached it. In a pool it is not retried here: another server is
+asked instead (domain/meter.py). Anything later (a reset, a timeout, a
+broken stream) may have started a generation and is never retried.
 
 An answer cut off after pieces arrived (the deadline, a stall, a broken
 stream) is returned with what was generated and why it ended, so that the
@@ -30,14 +32,13 @@ import random
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from infergate.domain.errors import InferGateError, UpstreamError, UpstreamTimeout
 from infergate.domain.messages import Message, Tool
-from infergate.domain.model_server import Completion, Embedding
+from infergate.domain.model_server import Completion, CutOff, Embedding
 from infergate.llm.connections import ModelServerConnections
 from infergate.llm.deadlines import Deadline
-from infergate.llm.wire import Answer, chat_request, read_stream, status_error
 from infergate.observability import logger
 from infergate.tracing import span
 
@@ -45,6 +46,45 @@ T = TypeVar("T")
 CONNECT_RETRIES = 2
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 1.0
+
+
+class Answer:
+    """What arrived of one answer so far, and when the last of it did."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.last_piece_at = 0.0
+
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.last_piece_at = time.monotonic()
+
+    def cut(self, model: str, failure: UpstreamError) -> Completion:
+        """What arrived, ended by `failure`: charged for what was generated, then its error given."""
+        return Completion.partial(model, self.pieces, CutOff(failure.code, failure.message, failure.server_unwell))
+
+
+class Wire(Protocol):
+    """A server's API: where its routes are, what their bodies are, and how it answers."""
+
+    chat_path: str
+    embed_path: str
+
+    def chat_body(self, model: str, messages: list[Message], max_tokens: int, options: dict | None,
+                  tools: Sequence[Tool], answer_format: str | Mapping[str, Any] | None) -> bytes:
+        """A streamed chat's body, asking for at most `max_tokens`."""
+
+    def read(self, response: http.client.HTTPResponse, model: str,
+             answer: Answer) -> Generator[str | Completion, None, None]:
+        """Each piece of the answer, added to `answer`, then its Completion."""
+
+    def embed_body(self, model: str, inputs: Sequence[str], dimensions: int | None) -> bytes: ...
+
+    def embedding(self, reply: dict, model: str, inputs: int) -> Embedding:
+        """The embedding a reply holds, one vector per input, or UpstreamError."""
+
+    def status_error(self, status: int, body: bytes, model: str) -> InferGateError:
+        """What a status other than 200 means."""
 
 
 class _Unreachable(Exception):
@@ -67,38 +107,42 @@ class _Streamed:
                 yield event
 
     def close(self) -> None:
-        """Closes the connection, which stops Ollama generating."""
+        """Closes the connection, which stops the server generating."""
         self._events.close()
 
 
 class _Lent:
     """A connection lent to one request, and its response once there is one."""
 
-    def __init__(self, connection: http.client.HTTPConnection, base_path: str) -> None:
-        self.connection, self._base_path = connection, base_path
+    def __init__(self, connection: http.client.HTTPConnection, connections: ModelServerConnections) -> None:
+        self.connection, self._connections = connection, connections
         self.response: http.client.HTTPResponse | None = None
 
     def send(self, path: str, body: bytes, request_id: str) -> http.client.HTTPResponse:
-        self.connection.request("POST", self._base_path + path, body=body,
-                                headers={"Content-Type": "application/json", "x-request-id": request_id})
+        self.connection.request("POST", self._connections.base_path + path, body=body,
+                                headers={**self._connections.headers, "Content-Type": "application/json",
+                                         "x-request-id": request_id})
         self.response = self.connection.getresponse()
         return self.response
 
 
-class OllamaClient:
-    def __init__(self, connections: ModelServerConnections, *, timeout: float, stall_timeout: float,
-                 stream_timeout: float | None = None) -> None:
-        self._connections = connections
+class HttpModelServer:
+    def __init__(self, connections: ModelServerConnections, wire: Wire, *, timeout: float, stall_timeout: float,
+                 stream_timeout: float | None = None, connect_retries: int = CONNECT_RETRIES) -> None:
+        """`connect_retries`: how often a refused connection is tried again (none in a pool, where
+        another server is asked instead)."""
+        self._connections, self._wire, self._connect_retries = connections, wire, connect_retries
         self._timeout = timeout  # an answer given in one piece, and an embedding
         self._stream_timeout = timeout if stream_timeout is None else stream_timeout
         self._stall = stall_timeout
 
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
-        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None,
+        tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
     ) -> Completion:
-        answer = _Streamed(self._stream(chat_request(model, messages, max_tokens, options, tools, answer_format),
-                                        model, request_id, Deadline(self._timeout)))
+        answer = self.stream(model=model, messages=messages, max_tokens=max_tokens, request_id=request_id,
+                             options=options, tools=tools, answer_format=answer_format,
+                             timeout=self._within(self._timeout, timeout))
         for _ in answer:
             pass
         assert answer.completion is not None, "an answer read to its end has its completion"
@@ -109,50 +153,45 @@ class OllamaClient:
         tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
     ) -> _Streamed:
         """Each piece of the answer as it arrives, then its Completion, within the stream timeout, or
-        `timeout` if the caller has less time. Closed early, the connection closes and Ollama stops."""
-        seconds = self._stream_timeout if timeout is None else min(timeout, self._stream_timeout)
-        return _Streamed(self._stream(chat_request(model, messages, max_tokens, options, tools, answer_format), model,
-                                      request_id, Deadline(seconds)))
+        `timeout` if the caller has less time. Closed early, the connection closes and the server stops."""
+        body = self._wire.chat_body(model, messages, max_tokens, options, tools, answer_format)
+        return _Streamed(self._stream(body, model, request_id, Deadline(self._within(self._stream_timeout, timeout))))
 
     def _stream(self, body: bytes, model: str, request_id: str,
                 deadline: Deadline) -> Generator[str | Completion, None, None]:
-        for attempt in range(CONNECT_RETRIES + 1):
+        for attempt in range(self._connect_retries + 1):
             try:
                 yield from self._exchange(body, model, request_id, deadline)
                 return
             except _Unreachable:  # raised before any piece: the stream can start afresh
                 self._pause_before_retry(attempt, deadline)
 
-    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str) -> Embedding:
-        # truncate: false, so that an input longer than the model's context is refused, not cut short.
-        request: dict[str, Any] = {"model": model, "input": list(inputs), "truncate": False}
-        if dimensions is not None:
-            request["dimensions"] = dimensions
-        body = json.dumps(request).encode()
-        reply = self._retrying(lambda deadline: self._post(body, "/api/embed", model, request_id, deadline))
-        vectors = reply.get("embeddings")
-        if not isinstance(vectors, list) or len(vectors) != len(inputs) or not all(isinstance(v, list) for v in vectors):
-            raise UpstreamError("The model server answered without an embedding for each input.")
-        count = reply.get("prompt_eval_count")
-        return Embedding(model=reply.get("model") or model, vectors=tuple(tuple(vector) for vector in vectors),
-                         prompt_tokens=count if isinstance(count, int) else None)
+    def embed(self, *, model: str, inputs: Sequence[str], dimensions: int | None, request_id: str,
+              timeout: float | None = None) -> Embedding:
+        body = self._wire.embed_body(model, inputs, dimensions)
+        reply = self._retrying(lambda deadline: self._post(body, self._wire.embed_path, model, request_id, deadline),
+                               self._within(self._timeout, timeout))
+        return self._wire.embedding(reply, model, len(inputs))
 
-    def _retrying(self, exchange: Callable[[Deadline], T]) -> T:
+    @staticmethod
+    def _within(seconds: float, timeout: float | None) -> float:
+        return seconds if timeout is None else min(timeout, seconds)
+
+    def _retrying(self, exchange: Callable[[Deadline], T], seconds: float) -> T:
         """`exchange` within one deadline, sent again only if the server never saw it."""
-        deadline = Deadline(self._timeout)
-        for attempt in range(CONNECT_RETRIES + 1):
+        deadline = Deadline(seconds)
+        for attempt in range(self._connect_retries + 1):
             try:
                 return exchange(deadline)
             except _Unreachable:
                 self._pause_before_retry(attempt, deadline)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _pause_before_retry(attempt: int, deadline: Deadline) -> None:
-        """Refused or never connected: Ollama never saw the request, so it is safe to send again,
-        after a pause; UpstreamError once the retries or the time are spent."""
+    def _pause_before_retry(self, attempt: int, deadline: Deadline) -> None:
+        """Refused or never connected: the server never saw the request, so it is safe to send
+        again, after a pause; UpstreamError once the retries or the time are spent."""
         pause = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * random.random()
-        if attempt == CONNECT_RETRIES or deadline.remaining() <= pause:
+        if attempt == self._connect_retries or deadline.remaining() <= pause:
             raise UpstreamError("The model server could not be reached.") from None
         logger.warning("model server unreachable; retrying", extra={"attempt": attempt + 1})
         time.sleep(pause)
@@ -162,10 +201,10 @@ class OllamaClient:
         answer = Answer()
         with self._lent(deadline) as lent:
             try:
-                response = lent.send("/api/chat", body, request_id)
+                response = lent.send(self._wire.chat_path, body, request_id)
                 if response.status != 200:
-                    raise status_error(response.status, response.read(), model)
-                yield from read_stream(response, model, answer)
+                    raise self._wire.status_error(response.status, response.read(), model)
+                yield from self._wire.read(response, model, answer)
             except (InferGateError, http.client.HTTPException, OSError, ValueError) as error:
                 failure = self._failure(error, deadline, answer)
                 if answer.pieces and isinstance(failure, UpstreamError):
@@ -180,7 +219,7 @@ class OllamaClient:
                 response = lent.send(path, body, request_id)
                 data = response.read()
                 if response.status != 200:
-                    raise status_error(response.status, data, model)
+                    raise self._wire.status_error(response.status, data, model)
                 reply = json.loads(data)
                 if not isinstance(reply, dict):
                     raise ValueError("not an object")
@@ -195,7 +234,7 @@ class OllamaClient:
             connection = self._connections.take()
         except OSError as error:
             raise _Unreachable() from error
-        lent = _Lent(connection, self._connections.base_path)
+        lent = _Lent(connection, self._connections)
         try:
             # Each read waits at most the stall interval: a server silent that long is unwell.
             connection.sock.settimeout(max(0.001, min(self._stall, deadline.remaining())))

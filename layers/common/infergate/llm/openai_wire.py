@@ -1,0 +1,163 @@
+"""OpenAI's API as a model server speaks it (llm/client.py's Wire), for any OpenAI-compatible
+server: vLLM, llama.cpp's llama-server, SGLang, TGI. `POST /v1/chat/completions` streamed as
+server-sent events, its usage asked for with `stream_options.include_usage`; `POST
+/v1/embeddings`; and what each error status means.
+
+A server that sends no usage (one that ignores `include_usage`) is charged a token per piece
+of the answer and the prompt's held bound, as an answer cut off is.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFound, ModelServerBusy, UpstreamError
+from infergate.domain.messages import Message, Tool, ToolCall
+from infergate.domain.model_server import Completion, Embedding
+from infergate.domain.tools import new_call_id
+from infergate.llm.client import Answer
+
+# An image's type, by its first bytes: OpenAI's API wants it in a data: URL.
+_IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"RIFF": "image/webp"}
+
+
+class OpenAIWire:
+    chat_path = "/v1/chat/completions"
+    embed_path = "/v1/embeddings"
+
+    @staticmethod
+    def chat_body(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
+                  answer_format: str | Mapping[str, Any] | None) -> bytes:
+        # The options are OpenAI's own sampling fields (temperature, top_p, seed, stop, penalties).
+        request: dict[str, Any] = {**(options or {}), "model": model, "messages": [_message(m) for m in messages],
+                                   "stream": True, "stream_options": {"include_usage": True}, "max_tokens": max_tokens}
+        if tools:
+            request["tools"] = [{"type": "function", "function": {
+                "name": tool.name, "description": tool.description, "parameters": tool.parameters}} for tool in tools]
+        if answer_format == "json":
+            request["response_format"] = {"type": "json_object"}
+        elif answer_format is not None:
+            request["response_format"] = {"type": "json_schema",
+                                          "json_schema": {"name": "answer", "schema": answer_format}}
+        return json.dumps(request).encode()
+
+    @staticmethod
+    def read(response: http.client.HTTPResponse, model: str,
+             answer: Answer) -> Generator[str | Completion, None, None]:
+        calls: dict[int, dict[str, str]] = {}
+        usage: dict = {}
+        finish, served = None, model
+        for line in response:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                response.read()  # the end of the body, so that the connection can be reused
+                yield Completion(model=served, content="".join(answer.pieces), pieces=tuple(answer.pieces),
+                                 prompt_tokens=usage.get("prompt_tokens"),
+                                 completion_tokens=int(usage.get("completion_tokens") or len(answer.pieces)),
+                                 done_reason="length" if finish == "length" else "stop", tool_calls=_calls(calls))
+                return
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise UpstreamError(f"The model server failed while answering: {_message_of(chunk)}")
+            served, usage = chunk.get("model") or served, chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                finish = choice.get("finish_reason") or finish
+                for call in delta.get("tool_calls") or []:
+                    _add_call(calls, call)
+                if delta.get("content"):
+                    answer.add(delta["content"])
+                    yield delta["content"]
+        raise UpstreamError("The model server ended its answer without its end ([DONE]).")
+
+    @staticmethod
+    def embed_body(model: str, inputs: Sequence[str], dimensions: int | None) -> bytes:
+        request: dict[str, Any] = {"model": model, "input": list(inputs), "encoding_format": "float"}
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        return json.dumps(request).encode()
+
+    @staticmethod
+    def embedding(reply: dict, model: str, inputs: int) -> Embedding:
+        data = reply.get("data")
+        if not isinstance(data, list) or len(data) != inputs:
+            raise UpstreamError("The model server answered without an embedding for each input.")
+        vectors = [item.get("embedding") for item in sorted(data, key=lambda item: item.get("index", 0))]
+        if not all(isinstance(vector, list) for vector in vectors):
+            raise UpstreamError("The model server answered without an embedding for each input.")
+        count = (reply.get("usage") or {}).get("prompt_tokens")
+        return Embedding(model=reply.get("model") or model, vectors=tuple(tuple(vector) for vector in vectors),
+                         prompt_tokens=count if isinstance(count, int) else None)
+
+    @staticmethod
+    def status_error(status: int, body: bytes, model: str) -> InferGateError:
+        try:
+            message = _message_of(json.loads(body))
+        except (ValueError, AttributeError):
+            message = ""
+        if status == 404:
+            return ModelNotFound.naming(model)
+        if status in (400, 422):  # the request, not the server
+            return InvalidRequest(f"The model server refused the request: {message or 'no detail'}")
+        if status in (429, 503):
+            return ModelServerBusy("The model server is busy; retry shortly.", retry_after=1)
+        if status in (401, 403):
+            return UpstreamError("The model server refused the gateway's credentials (MODEL_SERVERS' api_key).")
+        return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")
+
+
+def _message(message: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        wire["content"] = [{"type": "text", "text": message.content}, *(
+            {"type": "image_url", "image_url": {"url": _data_url(image)}} for image in message.images)]
+    if message.tool_calls:
+        wire["tool_calls"] = [{"id": call.id, "type": "function",
+                               "function": {"name": call.name, "arguments": json.dumps(dict(call.arguments))}}
+                              for call in message.tool_calls]
+    if message.role == "tool":
+        wire["tool_call_id"] = message.tool_call_id or f"call_{message.tool_name or 'tool'}"
+    return wire
+
+
+def _data_url(image: str) -> str:
+    head = base64.b64decode(image[:16] + "=" * (-len(image[:16]) % 4), validate=False)
+    kind = next((kind for magic, kind in _IMAGE_TYPES.items() if head.startswith(magic)), "image/png")
+    return f"data:{kind};base64,{image}"
+
+
+def _add_call(calls: dict[int, dict[str, str]], delta: dict) -> None:
+    """A streamed tool call's piece: its id and name come first, its arguments in fragments."""
+    call = calls.setdefault(int(delta.get("index") or 0), {"id": "", "name": "", "arguments": ""})
+    function = delta.get("function") or {}
+    call["id"] = delta.get("id") or call["id"]
+    call["name"] = function.get("name") or call["name"]
+    call["arguments"] += function.get("arguments") or ""
+
+
+def _calls(calls: dict[int, dict[str, str]]) -> tuple[ToolCall, ...]:
+    made = []
+    for _, call in sorted(calls.items()):
+        try:
+            arguments = json.loads(call["arguments"] or "{}")
+        except ValueError:
+            arguments = None
+        if not call["name"] or not isinstance(arguments, dict):
+            # What the model wrote, not a sign that the server is unwell.
+            raise UpstreamError("The model made a tool call without a name or with arguments that are not an object.",
+                                server_unwell=False)
+        made.append(ToolCall(call["id"] or new_call_id(), call["name"], arguments))
+    return tuple(made)
+
+
+def _message_of(body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or "")
+    return str(error or "")
