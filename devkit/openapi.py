@@ -226,6 +226,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/admin/v1/plans"): Operation(
         "listPlans", "The plans and their figures.", "Admin", Auth.ADMIN, admin.PlanList,
         errors=joined(OPERATORS_ONLY, STORES)),
+    ("GET", "/admin/v1/servers"): Operation(
+        "listServers", "The model servers of the pool: health, breaker, models, load and last minute.", "Admin",
+        Auth.ADMIN, admin.ServerList, errors=joined(OPERATORS_ONLY, STORES)),
     ("GET", "/admin/v1/audit"): Operation(
         "audit", "The audit log, newest first, a page at a time.", "Admin", Auth.ADMIN, admin.AuditPage,
         query=admin.AuditQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),

@@ -7,6 +7,7 @@
   users grant USER_ID TOKENS
   keys revoke KEY_ID
   usage top [--period YYYY-MM] [--top N]
+  servers
   audit [--limit N] [--cursor C]
   admin-key create --name NAME [--role admin|viewer]     straight to MongoDB: the first key
 
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--period", help="YYYY-MM; this month unless given")
     top.add_argument("--top", type=int, default=10)
 
+    topics.add_parser("servers", help="the model servers: health, breaker, models, load")
     audit = topics.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--cursor")
@@ -97,6 +99,8 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
             return "revoked", api.send("DELETE", f"/admin/v1/keys/{arguments.key_id}")
         case "usage", "top":
             return "usage", api.get("/admin/v1/usage", period=arguments.period, top=arguments.top)
+        case "servers", _:
+            return "servers", api.get("/admin/v1/servers")
         case "audit", _:
             return "audit", api.get("/admin/v1/audit", limit=arguments.limit, cursor=arguments.cursor)
     raise AssertionError("argparse admits no other command")

@@ -12,6 +12,7 @@ def table(kind: str, reply) -> str:
         "revoked": lambda: f"revoked {reply['key_id']}",
         "usage": lambda: _usage(reply),
         "audit": lambda: _audit(reply),
+        "servers": lambda: _servers(reply),
         "admin_key": lambda: _admin_key(reply),
     }[kind]()
 
@@ -57,6 +58,14 @@ def _audit(page) -> str:
                  [(e["at"][:19], e["actor"], e["action"], f"{e['subject']['type']} {e['subject']['id']}")
                   for e in page["data"]])
     return text + (f"\nmore: --cursor {page['next_cursor']}" if page["next_cursor"] else "")
+
+
+def _servers(listing) -> str:
+    return _rows(("SERVER", "KIND", "HEALTHY", "BREAKER", "IN FLIGHT", "SLOTS", "LAST MINUTE", "FAILED", "P50 MS",
+                  "MODELS (* LOADED)"),
+                 [(s["name"], s["kind"], "yes" if s["healthy"] else "no", s["breaker"], s["in_flight"], s["slots"],
+                   s["requests_last_minute"], s["failures_last_minute"], s["p50_ms"],
+                   " ".join(m + ("*" if m in s["loaded"] else "") for m in s["models"])) for s in listing["data"]])
 
 
 def _admin_key(created) -> str:

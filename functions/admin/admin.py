@@ -1,5 +1,6 @@
 """The admin API, for operators with an admin key (`iga_…`): users, their plans, overrides,
-suspension and grants, any key's revocation, usage across users, plans, and the audit log.
+suspension and grants, any key's revocation, usage across users, plans, the model servers, and
+the audit log.
 
 Collaborators: the account store and the audit log (MongoDB), the usage ledger (MongoDB),
 when keys were last used (Redis), and the accounts version, advanced by every change so that
@@ -65,6 +66,12 @@ def usage_summary() -> Response:
 def plans() -> Response:
     current_operator(app)
     return admin.plans(services.plans)
+
+
+@app.get("/admin/v1/servers")
+def servers() -> Response:
+    current_operator(app)
+    return admin.servers(services.server_reports.all())
 
 
 @app.get("/admin/v1/audit")

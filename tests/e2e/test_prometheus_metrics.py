@@ -54,7 +54,12 @@ def test_the_counters_move_by_exactly_what_was_sent(gateway, faults):
     assert change[("infergate_request_duration_seconds_count", (chat,))] == 4
     assert change[("infergate_request_duration_seconds_bucket", (("le", "+Inf"), chat))] == 4
     assert change[("infergate_upstream_duration_seconds_count", (("model", "smollm2:135m"),))] == 3
-    assert after[("infergate_circuit_breaker_open", ())] == 0
+    server = (("server", "ollama"),)
+    assert change[("infergate_server_requests_total", server)] == 3
+    assert change[("infergate_server_failures_total", server)] == 1
+    assert change[("infergate_server_duration_seconds_count", server)] == 3
+    assert after[("infergate_circuit_breaker_open", server)] == 0
+    assert after[("infergate_server_in_flight", server)] == 0
 
 
 def test_the_json_answer_keeps_its_contract(gateway):

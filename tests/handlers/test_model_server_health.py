@@ -70,4 +70,4 @@ def test_a_server_that_stalls_opens_the_breaker(faulty, faults):
     refused = api.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})
     assert refused["statusCode"] == 503 and "giving it a rest" in body(refused)["error"]["message"]
     exposition = api.call("GET", "/metrics", query={"format": "prometheus"})["body"]
-    assert "\ninfergate_circuit_breaker_open 1\n" in exposition
+    assert '\ninfergate_circuit_breaker_open{server="ollama"} 1\n' in exposition

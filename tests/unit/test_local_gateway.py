@@ -53,6 +53,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("DELETE", "/admin/v1/keys/{key_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/usage"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/plans"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/servers"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/audit"): ("AdminFunction", "ApiKeyAuthorizer"),
     }
     assert spec.api.authorizers["ApiKeyAuthorizer"].function == "AuthorizerFunction"

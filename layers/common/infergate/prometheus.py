@@ -12,13 +12,14 @@ format wants.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from infergate.domain.errors import ServiceUnavailable
 from infergate.observability import logger
 
 if TYPE_CHECKING:
+    from infergate.domain.pool import ServerState
     from infergate.stores.counters import RedisCounters
 
 # Seconds: from a cached answer to a long streamed one.
@@ -29,10 +30,16 @@ FAMILIES = {
     "infergate_rate_limited_total": ("counter", "Requests refused by a limit, by limit."),
     "infergate_quota_exceeded_total": ("counter", "Requests refused because the monthly quota is spent."),
     "infergate_upstream_failures_total": ("counter", "Model-server failures, by kind."),
-    "infergate_circuit_breaker_open": ("gauge", "1 while the model server's circuit breaker is open or probing."),
+    "infergate_circuit_breaker_open": ("gauge", "1 while a model server's circuit breaker is open or probing, by server."),
+    "infergate_server_in_flight": ("gauge", "Requests a model server is answering now, from every instance, by server."),
+    "infergate_server_requests_total": ("counter", "Requests sent to a model server, by server (each one tried)."),
+    "infergate_server_failures_total": ("counter", "Requests a model server failed, by server."),
     "infergate_request_duration_seconds": ("histogram", "Time to answer a request, by route (a stream's to its end)."),
     "infergate_upstream_duration_seconds": ("histogram", "Time the model server took, by model."),
+    "infergate_server_duration_seconds": ("histogram", "Time the model server that answered took, by server."),
 }
+# The outcomes of a request its last server failed.
+SERVER_FAILURES = {"upstream_error", "upstream_timeout", "service_unavailable"}
 # The outcomes that are a limit's refusal, and the limit each names.
 LIMITS = {"rate_limited": "rate", "too_many_concurrent_requests": "concurrency", "quota_held_in_flight": "quota_in_flight"}
 
@@ -80,14 +87,31 @@ def increments(line: Mapping[str, Any]) -> dict[str, float]:
         added[series("infergate_quota_exceeded_total")] = 1
     elif outcome.startswith("upstream_"):
         added[series("infergate_upstream_failures_total", kind=outcome.removeprefix("upstream_"))] = 1
+    _count_servers(added, line, outcome)
     return added
 
 
-def render(values: Mapping[str, float], *, breaker_open: bool | None) -> str:
-    """The exposition: every series counted so far, under its family's TYPE and HELP."""
+def _count_servers(added: dict[str, float], line: Mapping[str, Any], outcome: str) -> None:
+    """Each server the request was sent to: those it moved away from failed it; the last answered
+    (or failed too)."""
+    failed, server = list(line.get("servers_failed") or ()), line.get("server")
+    tried = failed + ([server] if server else [])
+    for name in tried:
+        added[series("infergate_server_requests_total", server=name)] = tried.count(name)
+    failures = failed + ([server] if server and outcome in SERVER_FAILURES else [])
+    for name in failures:
+        added[series("infergate_server_failures_total", server=name)] = failures.count(name)
+    if server and line.get("upstream_ms") is not None:
+        _observe(added, "infergate_server_duration_seconds", line["upstream_ms"] / 1000, server=server)
+
+
+def render(values: Mapping[str, float], *, servers: Sequence[ServerState] | None) -> str:
+    """The exposition: every series counted so far, under its family's TYPE and HELP, and each
+    server's breaker and requests in flight now (None: they cannot be read)."""
     values = _cumulative(values)
-    if breaker_open is not None:
-        values[series("infergate_circuit_breaker_open")] = int(breaker_open)
+    for state in servers or ():
+        values[series("infergate_circuit_breaker_open", server=state.name)] = int(state.breaker != "closed")
+        values[series("infergate_server_in_flight", server=state.name)] = state.in_flight
     lines = []
     for family, (kind, meaning) in FAMILIES.items():
         lines += [f"# HELP {family} {meaning}", f"# TYPE {family} {kind}"]

@@ -1,7 +1,11 @@
 """Whether this instance can serve: each dependency asked at once, each within its own
 deadline, so that a hung one costs the check its deadline, never more. An instance asks
 at most once every FRESH_SECONDS and answers in between from its last check, so that an
-open readiness route cannot be used to load the stores."""
+open readiness route cannot be used to load the stores.
+
+Every model server of the pool is asked; the instance can serve while one of them answers
+(the `model_server` check), and each server's own check is reported beside.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +34,13 @@ class Check:
     error: str | None = None  # what went wrong, by kind: never a message that may hold an address
 
 
+SERVER = "server:"  # a model server's probe is named so, then the server's name
+
+
 @dataclass(frozen=True)
 class Readiness:
-    checks: Mapping[str, Check]
+    checks: Mapping[str, Check]  # the stores', and `model_server`: whether any server answered
+    servers: Mapping[str, Check]  # each model server's, by name
 
     @property
     def ready(self) -> bool:
@@ -40,8 +48,8 @@ class Readiness:
 
 
 def probes(mongo: Callable[[], MongoClient], redis_client: Callable[[], redis.Redis],
-           model_server: Callable[[], ModelServerConnections], *, seconds: float = 2.0) -> dict[str, Probe]:
-    """One probe per dependency (MongoDB, Redis, the model server), each bounded by `seconds`; each
+           servers: Callable[[], Mapping[str, ModelServerConnections]], *, seconds: float = 2.0) -> dict[str, Probe]:
+    """One probe per dependency (MongoDB, Redis, each model server), each bounded by `seconds`; each
     client is taken when its probe runs, so that a client that cannot be made fails its probe alone."""
     def mongodb() -> None:
         import pymongo
@@ -49,8 +57,10 @@ def probes(mongo: Callable[[], MongoClient], redis_client: Callable[[], redis.Re
         with pymongo.timeout(seconds):
             mongo().admin.command("ping")
 
-    return {"mongodb": mongodb, "redis": lambda: redis_client().ping(),
-            "model_server": lambda: model_server().ping(timeout=seconds)}
+    found = {"mongodb": mongodb, "redis": lambda: redis_client().ping()}
+    for name, connections in servers().items():
+        found[SERVER + name] = lambda connections=connections: connections.ping(timeout=seconds)
+    return found
 
 
 def check(probes: Mapping[str, Probe], *, timeout: float) -> Readiness:
@@ -65,7 +75,10 @@ def check(probes: Mapping[str, Probe], *, timeout: float) -> Readiness:
                 checks[name] = future.result(timeout=max(0.0, started + timeout - time.monotonic()))
             except Late:
                 checks[name] = Check(False, round(timeout * 1000, 1), "timeout")
-        return Readiness(checks)
+        servers = {name.removeprefix(SERVER): checks.pop(name) for name in list(checks) if name.startswith(SERVER)}
+        if servers:
+            checks["model_server"] = _any_of(list(servers.values()))
+        return Readiness(checks, servers)
     finally:
         pool.shutdown(wait=False)
 
@@ -77,6 +90,14 @@ def _timed(probe: Probe) -> Check:
     except Exception as error:  # noqa: BLE001 - any failure means not ready; its kind is reported
         return Check(False, _since(started), type(error).__name__)
     return Check(True, _since(started))
+
+
+def _any_of(servers: list[Check]) -> Check:
+    """Ok with the quickest server that answered; else failing as the first server did."""
+    answered = [check for check in servers if check.ok]
+    if answered:
+        return min(answered, key=lambda check: check.latency_ms)
+    return servers[0]
 
 
 def _since(started: float) -> float:

@@ -3,6 +3,7 @@ keys, plans, usage and the audit log as the schemas say them, a page at a time."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -14,6 +15,7 @@ from infergate.domain.accounts import AuditEntry, UserRecord
 from infergate.domain.ledger import PeriodSummary
 from infergate.domain.own_keys import KeyState
 from infergate.domain.plans import PlanCatalog
+from infergate.domain.servers import ServerReport
 from infergate.domain.usage import Standing
 from infergate.schemas.admin import (
     AuditPage,
@@ -24,6 +26,8 @@ from infergate.schemas.admin import (
     PlanList,
     PlanView,
     RevokedKey,
+    ServerList,
+    ServerView,
     UsageSummary,
     UsageSummaryQuery,
     UserDetail,
@@ -91,6 +95,10 @@ def summary(summary: PeriodSummary) -> Response:
 def plans(catalog: PlanCatalog) -> Response:
     return json_response(PlanList(data=[PlanView(**plan.figures(), name=plan.name, default=plan.name == catalog.default.name)
                                         for plan in catalog.all()]))
+
+
+def servers(reports: Sequence[ServerReport]) -> Response:
+    return json_response(ServerList(data=[ServerView(**dataclasses.asdict(report)) for report in reports]))
 
 
 def audit_page(entries: Sequence[AuditEntry], *, limit: int) -> Response:

@@ -15,14 +15,15 @@ import os
 import resource
 import time
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
 from infergate.api.app import App, json_response, parse_query
-from infergate.domain.errors import Unauthorized
+from infergate.domain.errors import ServiceUnavailable, Unauthorized
 from infergate.domain.periods import utc_now
 from infergate.observability import logger
-from infergate.readiness import Readiness
+from infergate.readiness import Check, Readiness
 from infergate.schemas.ops import (
     DependencyCheck,
     HealthResponse,
@@ -31,6 +32,10 @@ from infergate.schemas.ops import (
     MetricsResponse,
     ReadinessResponse,
 )
+
+if TYPE_CHECKING:
+    from infergate.bootstrap import Services
+    from infergate.domain.pool import ServerState
 
 STARTED = time.monotonic()
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "infergate")
@@ -51,13 +56,16 @@ def readiness(readiness: Readiness) -> Response:
         logger.warning("not ready", extra={"failing": [name for name, c in readiness.checks.items() if not c.ok]})
     response = json_response(ReadinessResponse(
         status="ready" if readiness.ready else "not_ready",
-        checks={name: DependencyCheck(status="ok" if check.ok else "failing", latency_ms=check.latency_ms,
-                                      error=check.error)
-                for name, check in readiness.checks.items()},
+        checks={name: _dependency(check) for name, check in readiness.checks.items()},
+        servers={name: _dependency(check) for name, check in readiness.servers.items()},
     ), status=200 if readiness.ready else 503)
     if not readiness.ready:
         response.headers["Retry-After"] = "5"
     return response
+
+
+def _dependency(check: Check) -> DependencyCheck:
+    return DependencyCheck(status="ok" if check.ok else "failing", latency_ms=check.latency_ms, error=check.error)
 
 
 def metrics(app: App) -> Response:
@@ -67,10 +75,17 @@ def metrics(app: App) -> Response:
     if _wants_prometheus(app):
         from infergate import prometheus
 
-        exposition = prometheus.render(services.counters.series(), breaker_open=services.gatekeeper.breaker_open())
+        exposition = prometheus.render(services.counters.series(), servers=_server_states(services))
         return Response(status_code=200, content_type=PROMETHEUS_TEXT, body=exposition)
     return json_response(MetricsResponse(totalRequests=services.counters.total_requests(), uptime=uptime(),
                                          memoryUsage=_memory_usage()))
+
+
+def _server_states(services: Services) -> list[ServerState] | None:
+    try:
+        return services.server_reports.states()
+    except ServiceUnavailable:
+        return None
 
 
 def openapi_document() -> Response:

@@ -136,6 +136,26 @@ class PlanList(Schema):
     data: list[PlanView]
 
 
+class ServerView(Schema):
+    """A model server of the pool, as operators see it; never its URL, which may hold credentials."""
+
+    name: str
+    kind: Literal["ollama", "openai"]
+    healthy: bool  # it answered its last discovery and its breaker is not open
+    breaker: Literal["closed", "open", "half_open"]
+    models: list[str]  # configured, or as discovery last found them
+    loaded: list[str]  # in the server's memory now (Ollama's /api/ps)
+    slots: int | None  # requests it is sent at once, at most; null: not held back
+    in_flight: int  # from every function instance
+    requests_last_minute: int
+    failures_last_minute: int
+    p50_ms: int | None  # the last minute's median latency
+
+
+class ServerList(Schema):
+    data: list[ServerView]
+
+
 class AuditView(Schema):
     entry_id: str
     actor: str

@@ -25,7 +25,9 @@ class DependencyCheck(Schema):
 
 class ReadinessResponse(Schema):
     status: Literal["ready", "not_ready"]
+    # mongodb, redis, and model_server: ok while any server of the pool answers.
     checks: dict[str, DependencyCheck]
+    servers: dict[str, DependencyCheck]  # each model server's own, by name
 
 
 class MemoryUsage(Schema):
