@@ -40,8 +40,9 @@ $(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyp
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
+# SERVERS=3 starts three local model servers and routes across them as a pool.
 run: $(BIN)/.installed
-	$(BIN)/python -m devkit.run
+	$(BIN)/python -m devkit.run $(if $(SERVERS),--servers $(SERVERS))
 
 # Built functions run with this interpreter and nothing but what Lambda's runtime has.
 $(LAMBDA_RUNTIME)/.installed: requirements-lambda-runtime.txt
@@ -51,7 +52,7 @@ $(LAMBDA_RUNTIME)/.installed: requirements-lambda-runtime.txt
 	@touch $@
 
 run-lambda: build $(LAMBDA_RUNTIME)/.installed
-	$(BIN)/python -m devkit.run --runtime emulator
+	$(BIN)/python -m devkit.run --runtime emulator $(if $(SERVERS),--servers $(SERVERS))
 
 # PEER=litellm also installs LiteLLM's proxy (in .bench/litellm) and measures it in the same run;
 # AGAINST=<another checkout> measures that one too (the commit before a change, say), on the same backends.

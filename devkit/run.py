@@ -1,9 +1,13 @@
 """`make run` and `make run-lambda`: the whole API on one machine, no Docker.
 
 Starts what the API needs unless told where to find it (MONGODB_URI,
-REDIS_URL, OLLAMA_URL), serves template.yaml's API on 127.0.0.1:$PORT
-(default 3000), and on Ctrl-C or SIGTERM lets requests in flight finish,
-then stops everything it started.
+REDIS_URL, MODEL_SERVERS or OLLAMA_URL), serves template.yaml's API on
+127.0.0.1:$PORT (default 3000), and on Ctrl-C or SIGTERM lets requests in
+flight finish, then stops everything it started. `--servers N` (make run
+SERVERS=N) starts N local model servers and routes across them as a pool.
+
+Each function runs in as many instances as its requests in flight need, as
+Lambda scales it, up to DEVKIT_MAX_INSTANCES (64) each.
 
   --runtime workers   (make run) functions from the source tree, each in worker processes
   --runtime emulator  (make run-lambda) the functions `sam build` produced, each under the
@@ -38,6 +42,10 @@ LOCAL_OLLAMA = "http://127.0.0.1:11434"
 # Instances of each function started up front (DEVKIT_INSTANCES); with more than one, requests
 # in a row go to each in turn, as to separate Lambda instances.
 INSTANCES = max(1, int(os.environ.get("DEVKIT_INSTANCES") or 1))
+# The most instances of one function at once: as Lambda scales a function to its requests in
+# flight (up to the account's concurrency), so that a load test measures the gateway and its
+# model servers, not requests queued in the local API.
+MAX_INSTANCES = max(1, int(os.environ.get("DEVKIT_MAX_INSTANCES") or 64))
 
 
 def say(message: str) -> None:
@@ -84,8 +92,26 @@ class StopRequest:
         self._receiver.recv(1)
 
 
-def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles) -> dict[str, str]:
-    """The backend URLs, starting a local server for each one not configured."""
+def start_model_servers(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles, count: int) -> list[dict]:
+    """`count` local model servers (SmolLM2-135M-Instruct on llama.cpp, one request at a time
+    each), as MODEL_SERVERS lists them."""
+    ensure_model_runtime()
+    model = os.environ.get("OLLAMA_MODEL", "smollm2:135m")
+    servers = []
+    for number in range(1, count + 1):
+        name = "local" if count == 1 else f"local-{number}"
+        say(f"Starting the local model server {name} (SmolLM2-135M-Instruct on llama.cpp) ...")
+        server = backends.start_model_server(
+            engine="llama", models=[model], extra=["--slots", "1"], pidfiles=pidfiles,
+            log=stack.enter_context(open(logs / f"model-server{'' if count == 1 else f'-{number}'}.log", "a")))
+        stack.callback(server.stop)
+        servers.append({"name": name, "url": server.url, "slots": 1})
+    return servers
+
+
+def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles, servers: int = 1) -> dict[str, str]:
+    """The backend URLs, starting a local server for each one not configured (and `servers`
+    model servers, as a pool, when more than one is asked for)."""
     urls: dict[str, str] = {}
     if os.environ.get("MONGODB_URI"):
         urls["MONGODB_URI"] = os.environ["MONGODB_URI"]
@@ -104,21 +130,17 @@ def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles) ->
         stack.callback(redis.stop)
         urls["REDIS_URL"] = redis.url
 
-    if os.environ.get("OLLAMA_URL"):
+    if os.environ.get("MODEL_SERVERS") or os.environ.get("MODEL_SERVERS_SECRET"):
+        say("Using the model servers MODEL_SERVERS names")
+    elif servers > 1:
+        urls["MODEL_SERVERS"] = json.dumps(start_model_servers(stack, logs, pidfiles, servers))
+    elif os.environ.get("OLLAMA_URL"):
         urls["OLLAMA_URL"] = os.environ["OLLAMA_URL"]
     elif os.environ.get("OLLAMA_AUTODETECT", "1") != "0" and _ollama_answers(LOCAL_OLLAMA):
         say(f"Using the Ollama already running at {LOCAL_OLLAMA}")
         urls["OLLAMA_URL"] = LOCAL_OLLAMA
     else:
-        ensure_model_runtime()
-        say("Starting the local model server (SmolLM2-135M-Instruct on llama.cpp) ...")
-        model = os.environ.get("OLLAMA_MODEL", "smollm2:135m")
-        ollama = backends.start_model_server(
-            engine="llama", models=[model], log=stack.enter_context(open(logs / "model-server.log", "a")),
-            pidfiles=pidfiles,
-        )
-        stack.callback(ollama.stop)
-        urls["OLLAMA_URL"] = ollama.url
+        urls["OLLAMA_URL"] = start_model_servers(stack, logs, pidfiles, 1)[0]["url"]
     return urls
 
 
@@ -163,7 +185,7 @@ def pools_for(
         def start(function: template.FunctionSpec):
             return lambda: WorkerInstance(function, function_environment(function, overrides), pidfiles=pidfiles)
 
-    pools = {name: FunctionPool(function, start(function), rotate=INSTANCES > 1)
+    pools = {name: FunctionPool(function, start(function), max_instances=MAX_INSTANCES, rotate=INSTANCES > 1)
              for name, function in spec.functions.items()}
     for pool in pools.values():
         stack.callback(pool.close)
@@ -196,7 +218,10 @@ def claim_data_folder(stack: ExitStack) -> backends.Pidfiles:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runtime", choices=["workers", "emulator"], default="workers")
-    runtime = parser.parse_args().runtime
+    parser.add_argument("--servers", type=int, default=int(os.environ.get("SERVERS") or 1),
+                        help="local model servers to start and route across (make run SERVERS=3)")
+    arguments = parser.parse_args()
+    runtime = arguments.runtime
     port = int(os.environ.get("PORT", "3000"))
     stop = StopRequest()
     logs = DATA / "logs"
@@ -205,7 +230,7 @@ def main() -> int:
     with ExitStack() as stack:
         try:
             pidfiles = claim_data_folder(stack)
-            overrides = start_backends(stack, logs, pidfiles)
+            overrides = start_backends(stack, logs, pidfiles, arguments.servers)
             announce_backends(overrides, stack)
             say("Starting the functions" + (" under the Lambda runtime emulator" if runtime == "emulator" else "") + " ...")
             server = serve(port, runtime, overrides, stack, pidfiles)
