@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
@@ -171,7 +171,7 @@ def aliases(settings: Settings) -> dict[str, list[str]]:
     if not settings.model_aliases.strip():
         return {}
     try:
-        return TypeAdapter(dict[str, list[str]]).validate_json(settings.model_aliases)
+        return TypeAdapter(dict[str, Annotated[list[str], Field(min_length=1)]]).validate_json(settings.model_aliases)
     except ValueError as error:
         raise ValueError(f"MODEL_ALIASES is not valid: {error}") from None
 

@@ -118,7 +118,6 @@ class Admission:
     token_limit: Limit | None = None  # to correct the token count once the real one is known
     slots: Slots | None = None  # whose slot the request holds until it is concluded
     seat: Seat | None = None  # a model call's server, or its place in line (domain/dispatch.py)
-    checked: bool = True  # False: admitted unchecked, while Redis could not be asked
 
 
 class Gatekeeper:
@@ -213,8 +212,7 @@ class Gatekeeper:
         # The script may have run and only its reply been lost: concluding takes back whatever
         # it counted (the slots, the worst case), and is a no-op if it never ran.
         seat = Seat(unchecked_placement(route)) if route is not None else None
-        return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots, seat=seat,
-                         checked=False)
+        return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots, seat=seat)
 
     def _refusal(self, named: dict[str, Limit], verdict: Verdict, admission: Admission) -> RateLimited:
         retry_after = max(1, whole_seconds(verdict.retry_after_ms))

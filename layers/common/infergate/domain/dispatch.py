@@ -52,13 +52,13 @@ class Dispatcher:
     def moved(self, route: Route, departure: Departure, *, ticket: str, tried: Sequence[str],
               deadline: float) -> Placement | None:
         """The server a request goes to next, once `departure` (from a server that failed before
-        the first token) has given back its slot: one not in `tried`, within `deadline`; None
-        if there is none."""
+        the first token) has given back its slot: one not in `tried`, waited for as long as a
+        request may wait in line, within `deadline`; None if there is none."""
         self.release(departure, ticket=ticket)
         if not set(route.servers()) - set(tried):
             return None
         try:
-            return self._waited(route, ticket, exclude=tried, until=deadline)
+            return self._waited(route, ticket, exclude=tried, until=min(self.clock() + self._queue_seconds, deadline))
         except ServiceUnavailable:
             return None  # every other server is unhealthy: the failure the request had is its answer
 

@@ -82,11 +82,6 @@ class Route:
         """Every server of the route, each once, in the order they first appear."""
         return list(dict.fromkeys(candidate.server for choice in self.choices for candidate in choice.candidates))
 
-    def model_on(self, server: str) -> str:
-        """The model the request is served as on `server`: the first choice that server serves."""
-        return next(choice.model for choice in self.choices
-                    if any(candidate.server == server for candidate in choice.candidates))
-
 
 @dataclass(frozen=True)
 class Placement:

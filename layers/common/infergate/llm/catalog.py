@@ -1,7 +1,8 @@
 """What every server of the pool holds, as discovery last found it, shared by every function
 instance: one instance's discovery serves all of them.
 
-The shared copy (a HoldingsStore: Redis) is read at most once every LOCAL_SECONDS; once it is
+The shared copy (a HoldingsStore: Redis) is read at most once every LOCAL_SECONDS (a read a
+chat would otherwise pay; what a server has loaded changes over minutes, not seconds); once it is
 older than REFRESH_SECONDS, the instance that claims the refresh asks every server again, in
 the background, while requests go on being routed by the copy they have. Only with no copy at
 all (the pool's very first request) does a request wait for discovery, each server bounded by
@@ -25,7 +26,7 @@ from infergate.domain.pool import Holdings, Server
 
 log = logging.getLogger(__name__)
 
-LOCAL_SECONDS = 1.0
+LOCAL_SECONDS = 5.0
 REFRESH_SECONDS = 10.0
 
 

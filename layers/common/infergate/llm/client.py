@@ -64,6 +64,14 @@ class Answer:
         return Completion.partial(model, self.pieces, CutOff(failure.code, failure.message, failure.server_unwell))
 
 
+def embedding_of(vectors: Any, model: str, inputs: int, prompt_tokens: Any) -> Embedding:
+    """The Embedding of a reply's `vectors`, one per input, or UpstreamError if they are not."""
+    if not isinstance(vectors, list) or len(vectors) != inputs or not all(isinstance(v, list) for v in vectors):
+        raise UpstreamError("The model server answered without an embedding for each input.")
+    return Embedding(model=model, vectors=tuple(tuple(vector) for vector in vectors),
+                     prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else None)
+
+
 class Wire(Protocol):
     """A server's API: where its routes are, what their bodies are, and how it answers."""
 

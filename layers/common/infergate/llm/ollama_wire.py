@@ -12,7 +12,7 @@ from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFoun
 from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.domain.model_server import Completion, Embedding
 from infergate.domain.tools import new_call_id
-from infergate.llm.client import Answer
+from infergate.llm.client import Answer, embedding_of
 
 
 def chat_request(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
@@ -124,9 +124,4 @@ class OllamaWire:
 
     @staticmethod
     def embedding(reply: dict, model: str, inputs: int) -> Embedding:
-        vectors = reply.get("embeddings")
-        if not isinstance(vectors, list) or len(vectors) != inputs or not all(isinstance(v, list) for v in vectors):
-            raise UpstreamError("The model server answered without an embedding for each input.")
-        count = reply.get("prompt_eval_count")
-        return Embedding(model=reply.get("model") or model, vectors=tuple(tuple(vector) for vector in vectors),
-                         prompt_tokens=count if isinstance(count, int) else None)
+        return embedding_of(reply.get("embeddings"), reply.get("model") or model, inputs, reply.get("prompt_eval_count"))

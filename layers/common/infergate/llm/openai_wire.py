@@ -19,7 +19,7 @@ from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFoun
 from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.domain.model_server import Completion, Embedding
 from infergate.domain.tools import new_call_id
-from infergate.llm.client import Answer
+from infergate.llm.client import Answer, embedding_of
 
 # An image's type, by its first bytes: OpenAI's API wants it in a data: URL.
 _IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"RIFF": "image/webp"}
@@ -86,14 +86,9 @@ class OpenAIWire:
     @staticmethod
     def embedding(reply: dict, model: str, inputs: int) -> Embedding:
         data = reply.get("data")
-        if not isinstance(data, list) or len(data) != inputs:
-            raise UpstreamError("The model server answered without an embedding for each input.")
-        vectors = [item.get("embedding") for item in sorted(data, key=lambda item: item.get("index", 0))]
-        if not all(isinstance(vector, list) for vector in vectors):
-            raise UpstreamError("The model server answered without an embedding for each input.")
-        count = (reply.get("usage") or {}).get("prompt_tokens")
-        return Embedding(model=reply.get("model") or model, vectors=tuple(tuple(vector) for vector in vectors),
-                         prompt_tokens=count if isinstance(count, int) else None)
+        vectors = [item.get("embedding") for item in sorted(data, key=lambda item: item.get("index", 0))] if (
+            isinstance(data, list) and all(isinstance(item, dict) for item in data)) else None
+        return embedding_of(vectors, reply.get("model") or model, inputs, (reply.get("usage") or {}).get("prompt_tokens"))
 
     @staticmethod
     def status_error(status: int, body: bytes, model: str) -> InferGateError:

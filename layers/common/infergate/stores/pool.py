@@ -47,7 +47,6 @@ NOWHERE = "pool:none"  # a key no script writes to, for what a request does not 
 STALE_MS = 2_000
 WAKE_SECONDS = 0.25  # a waiter asks again at least this often, woken or not
 CONVERSATION_MS = 600_000  # how long a conversation is remembered to have gone to a server
-STATS_MS = 60_000
 
 # KEYS and ARGV: a route's (POOL), from 1. The seat, as `place` gives it.
 _PLACE = """
@@ -114,9 +113,6 @@ class RouteKeys:
         remembered = CONVERSATION_MS if route is not None and route.conversation else 0
         return keys, [outcome, int(departure.placement.probe), self.failures, self.open_ms, ticket,
                       departure.latency_ms, remembered, self._prefix + WAKE, server]
-
-    def breaker(self, server: str) -> str:
-        return self._prefix + BREAKER + server
 
     def _conversation(self, route: Route | None) -> str:
         if route is None or route.conversation is None:
