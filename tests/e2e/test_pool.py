@@ -11,6 +11,8 @@ takes 0.1 s a token, so that a long answer holds its server for a while.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ import httpx
 import pytest
 from devkit import backends
 
+from tests.support.paths import ROOT
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
@@ -202,6 +205,13 @@ def test_operators_see_every_server_and_never_its_url(gateway, key, servers):
     assert sum(server["requests_last_minute"] for server in data.values()) > 0
     assert all(str(port) not in listed.text for port in servers.ports.values())
     assert set(ready.json()["servers"]) == {"a", "b", "c"} and ready.json()["checks"]["model_server"]["status"] == "ok"
+
+    shown = subprocess.run([str(ROOT / ".venv" / "bin" / "infergate"), "servers"], text=True, capture_output=True,
+                           timeout=60, env={**os.environ, "INFERGATE_URL": gateway.url,
+                                            "INFERGATE_ADMIN_KEY": gateway.admin()["x-api-key"]})
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
+    assert set(rows) == {"a", "b", "c"} and rows["c"][1] == "openai" and "big:70b" in shown.stdout
 
 
 def test_one_servers_breaker_opens_alone_and_the_server_comes_back(gateway, key, servers):
