@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench coldstart admin-key openapi smoke sam-local-env localstack-deploy checkov clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart admin-key openapi smoke sam-local-env localstack-deploy checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -22,6 +22,7 @@ help:
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy; AGAINST=dir: another checkout)"
+	@echo "make bench-pool   a pool of four model servers: throughput, spread, failover (PEER=litellm: beside LiteLLM's router)"
 	@echo "make smoke API_URL=...   a short end-to-end check of any running InferGate [API_KEY=...]"
 	@echo "make sam-local-env   the env-vars file for sam local start-api (Docker users)"
 	@echo "make localstack-deploy   deploy to a running LocalStack, then make smoke against it [LOCALSTACK_URL=...]"
@@ -58,6 +59,12 @@ run-lambda: build $(LAMBDA_RUNTIME)/.installed
 # AGAINST=<another checkout> measures that one too (the commit before a change, say), on the same backends.
 bench: build $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/hotpath.py $(if $(PEER),--peer $(PEER)) $(if $(AGAINST),--against $(AGAINST))
+
+# Four development model servers, two slots each, behind make run: throughput against their own
+# capacity, the spread, the loaded model's share, one server killed mid-run. PEER=litellm adds
+# LiteLLM's router (least-busy) over the same servers.
+bench-pool: $(BIN)/.installed
+	$(BIN)/python bench/pool.py $(if $(PEER),--peer $(PEER))
 
 # A short end-to-end check of any running InferGate: make smoke API_URL=https://... [API_KEY=igk_...]
 smoke: $(BIN)/.installed

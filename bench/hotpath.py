@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +72,9 @@ GATEWAY_SETTINGS = {
     "DEFAULT_MONTHLY_TOKEN_QUOTA": str(10**12), "RATE_LIMIT_RPM": str(10**7), "RATE_LIMIT_TPM": str(10**10),
     "MAX_CONCURRENT_REQUESTS": str(10**4),
     "REGISTER_RATE_LIMIT_PER_HOUR": str(10**4), "OLLAMA_MODEL": MODEL, "OLLAMA_AUTODETECT": "0", "LOG_LEVEL": "WARNING",
+    # Eight instances of a function at most, as make run started before it scaled with the load:
+    # on two cores more processes only contend, and the figures stay comparable with earlier runs.
+    "DEVKIT_MAX_INSTANCES": "8",
 }
 
 
@@ -235,12 +239,9 @@ def register(url: str, count: int) -> list[str]:
     return keys
 
 
-def litellm_config(workdir: Path, model_url: str, redis_port: int, keys: list[str]) -> None:
-    """LiteLLM's proxy doing as much of InferGate's work as it can without a database: a key
-    check per request (an in-memory table of SHA-256 hashes, LiteLLM's custom_auth hook) and
-    per-key requests/min counted in Redis (its parallel request limiter, sharing counters
-    through `coordination_redis`), in front of the same model server over Ollama's /api/chat.
-    Spend logs are off and the model's price is given, so it does no cost-map lookups."""
+def litellm_auth(workdir: Path, keys: list[str]) -> None:
+    """LiteLLM's custom_auth hook: a key check per request against an in-memory table of SHA-256
+    hashes, each key with a requests/min limit its parallel request limiter counts in Redis."""
     hashes = {hashlib.sha256(key.encode()).hexdigest(): {"rpm_limit": 10**7} for key in keys}
     (workdir / "bench_auth.py").write_text(f'''import hashlib
 
@@ -255,14 +256,11 @@ async def user_api_key_auth(request, api_key):
         raise ProxyException(message="invalid api key", type="auth_error", param="api_key", code=401)
     return UserAPIKeyAuth(api_key=digest, token=digest, rpm_limit=KEYS[digest]["rpm_limit"])
 ''')
-    (workdir / "config.yaml").write_text(f"""model_list:
-  - model_name: {MODEL}
-    litellm_params:
-      model: ollama_chat/{MODEL}
-      api_base: {model_url}
-      input_cost_per_token: 0.0000001
-      output_cost_per_token: 0.0000001
-general_settings:
+
+
+# What every LiteLLM configuration here shares: the key check, Redis for its counters, no spend
+# or error logs (it has no database).
+LITELLM_SETTINGS = """general_settings:
   custom_auth: bench_auth.user_api_key_auth
   coordination_redis:
     host: 127.0.0.1
@@ -272,10 +270,29 @@ general_settings:
 litellm_settings:
   telemetry: false
   set_verbose: false
-""")
+"""
 
 
-def start_litellm(stack: ExitStack, model_url: str, keys: list[str], logs: Path) -> str:
+def litellm_config(workdir: Path, model_url: str, redis_port: int, keys: list[str]) -> None:
+    """LiteLLM's proxy doing as much of InferGate's work as it can without a database: a key
+    check per request and per-key requests/min counted in Redis (litellm_auth), in front of the
+    same model server over Ollama's /api/chat. The model's price is given, so it does no
+    cost-map lookups."""
+    litellm_auth(workdir, keys)
+    (workdir / "config.yaml").write_text(f"""model_list:
+  - model_name: {MODEL}
+    litellm_params:
+      model: ollama_chat/{MODEL}
+      api_base: {model_url}
+      input_cost_per_token: 0.0000001
+      output_cost_per_token: 0.0000001
+""" + LITELLM_SETTINGS.format(redis_port=redis_port))
+
+
+def start_litellm(stack: ExitStack, model_url: str, keys: list[str], logs: Path,
+                  configure: Callable[[Path, int], None] | None = None) -> str:
+    """LiteLLM's proxy (installed once); `configure(workdir, redis_port)` writes its config, by
+    default litellm_config's."""
     if not (LITELLM_VENV / "bin" / "litellm").exists():
         print(f"Installing {LITELLM} into {LITELLM_VENV.relative_to(ROOT)} (once; about two minutes) ...", flush=True)
         with open(logs / "litellm-install.log", "w") as log:
@@ -284,14 +301,15 @@ def start_litellm(stack: ExitStack, model_url: str, keys: list[str], logs: Path)
     peer_redis = backends.start_redis()
     stack.callback(peer_redis.stop)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="litellm-")))
-    litellm_config(workdir, model_url, int(peer_redis.url.rsplit(":", 1)[1].split("/")[0]), keys)
+    redis_port = int(peer_redis.url.rsplit(":", 1)[1].split("/")[0])
+    (configure or (lambda folder, port: litellm_config(folder, model_url, port, keys)))(workdir, redis_port)
     port = backends.free_port()
     environment = {
         **os.environ, "PYTHONPATH": str(workdir), "LITELLM_MASTER_KEY": f"sk-{secrets.token_hex(16)}",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "NO_DOCS": "True",
         "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
     }
-    log = stack.enter_context(open(logs / "litellm.log", "w"))
+    log = stack.enter_context(open(logs / f"litellm-{port}.log", "w"))
     process = subprocess.Popen(
         [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
          "--port", str(port), "--num_workers", "1"], cwd=workdir, env=environment, stdout=log, stderr=subprocess.STDOUT,
