@@ -33,6 +33,10 @@ class InvalidRequest(InferGateError):
     code = "invalid_request"
 
 
+class ThinkingUnsupported(InvalidRequest):
+    """The model was asked to think and cannot: the model server said so before answering."""
+
+
 class Unauthorized(InferGateError):
     code = "unauthorized"
 

@@ -14,6 +14,10 @@ A streamed chat (`stream`) takes the same steps, handing on each piece of the an
 the model produces it, and is settled when the answer ends. A reader that goes away
 mid-answer closes the stream: the model server stops generating, and what it generated
 is charged, as client_closed.
+
+A chat may ask the model to think first. A model that cannot is asked again without it,
+on the same hold (nothing was generated), and the answer says that thinking was ignored;
+which models could not is remembered, so they are asked once.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from infergate.domain.admission import Admission
-from infergate.domain.errors import AnswerCutOff, InferGateError, PromptTooLarge, UpstreamError
+from infergate.domain.errors import AnswerCutOff, InferGateError, PromptTooLarge, ThinkingUnsupported, UpstreamError
 from infergate.domain.messages import Message, ToolCall
 from infergate.domain.meter import Estimate, Meter, MeteredCall, Usage
-from infergate.domain.model_server import READER_GONE, AnswerStream, Completion, CutOff, ModelServer
+from infergate.domain.model_server import READER_GONE, AnswerStream, Completion, CutOff, ModelServer, Piece
 from infergate.domain.periods import period_of
 from infergate.domain.pool import conversation_key
 from infergate.domain.principal import Principal
@@ -61,6 +65,9 @@ class ChatTask:
     answer_format: str | Mapping[str, Any] | None = None  # "json" or a JSON schema
     one_tool_call: bool = False  # at most one call in the answer (no parallel calls)
     end_user: str | None = None  # who, behind a shared key, asked: recorded on the request log
+    think: bool = False  # the model thinks first, if it can (its thoughts are charged, not answered)
+    suffix: str | None = None  # a fill-in-the-middle: the answer goes between the one message and this
+    ignored: tuple[str, ...] = ()  # what the request asked that is not applied, as its fields name it
 
     @property
     def format(self) -> str | Mapping[str, Any] | None:
@@ -70,7 +77,7 @@ class ChatTask:
     def prompt_extra(self) -> str:
         """What the model reads besides the messages: the tools offered, the answer's schema."""
         return "".join(tool.prompt_text() for tool in self.tools.offered) + (
-            json.dumps(self.format) if self.format is not None else "")
+            json.dumps(self.format) if self.format is not None else "") + (self.suffix or "")
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class ChatResult:
     done_reason: str | None
     created: datetime
     tool_calls: tuple[ToolCall, ...] = ()
+    thinking: str = ""
+    ignored: tuple[str, ...] = ()
 
     @property
     def total_tokens(self) -> int:
@@ -112,6 +121,7 @@ class _Plan:
     task: ChatTask
     prompt_bound: int
     max_tokens: int
+    ignored: tuple[str, ...] = ()  # what the request asked that is not applied, once the model is asked
 
     def estimate(self, request_id: str, user_id: str) -> Estimate:
         # At least the prompt and one token of answer must fit in what is held.
@@ -129,15 +139,16 @@ class InferenceService:
         the most a chat or an embedding (a streamed chat) may take, waiting for a slot included."""
         self.meter, self.servers = meter, servers
         self._chat_seconds, self._stream_seconds = chat_seconds, stream_seconds
+        self._unthinking: set[tuple[str, str]] = set()  # (server, model): asked to think, it could not
 
     def chat(self, principal: Principal, task: ChatTask, *, request_id: str,
              on_admitted: Admitted = _unheard) -> ChatResult:
         plan = self._plan(principal, task)
         with self.meter.open(principal, plan.estimate(request_id, principal.user_id), on_admitted,
                              seconds=self._chat_seconds) as call:
-            completion = self._asked(call, lambda server: server.chat(**_question(call, plan),
-                                                                      timeout=call.seconds_left()))
-            return self._settled(call, plan, completion)
+            completion, ignored = self._asked_to_think(call, plan, lambda server, think: server.chat(
+                **_question(call, plan), think=think, timeout=call.seconds_left()))
+            return self._settled(call, replace(plan, ignored=ignored), completion)
 
     def stream(self, principal: Principal, task: ChatTask, *, request_id: str, on_admitted: Admitted = _unheard,
                timeout: float | None = None) -> ChatStream:
@@ -150,18 +161,19 @@ class InferenceService:
                                seconds=seconds)
         created = self.meter.clock()
 
-        def started(server: ModelServer) -> tuple[AnswerStream, Iterator[str], str | None]:
-            answer = server.stream(**_question(call, plan), timeout=call.seconds_left())
+        def started(server: ModelServer, think: bool) -> tuple[AnswerStream, Iterator[Piece], Piece | None]:
+            answer = server.stream(**_question(call, plan), think=think, timeout=call.seconds_left())
             pieces = iter(answer)
             return answer, pieces, next(pieces, None)  # a failure before the first piece is raised here
 
         try:
-            answer, pieces, first = self._asked(call, started)
+            (answer, pieces, first), ignored = self._asked_to_think(call, plan, started)
         except BaseException as error:
             call.close(error)
             raise
-        return ChatStream(call, answer, _chained(first, pieces), show=not task.tools.forced,
-                          created=created, finish=lambda completion: self._settled(call, plan, completion))
+        plan = replace(plan, ignored=ignored)
+        return ChatStream(call, answer, _chained(first, pieces), show=not task.tools.forced, created=created,
+                          ignored=ignored, finish=lambda completion: self._settled(call, plan, completion))
 
     def embed(self, principal: Principal, task: EmbeddingTask, *, request_id: str,
               on_admitted: Admitted = _unheard) -> EmbeddingResult:
@@ -178,6 +190,11 @@ class InferenceService:
             call.settle(Usage(embedding.model, prompt_tokens, 0))
             return EmbeddingResult(call.id, embedding.model, embedding.vectors, prompt_tokens)
 
+    @staticmethod
+    def prompt_bound(task: ChatTask) -> int:
+        """The tokens a chat's prompt is held as: an upper bound of what the model will count."""
+        return prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra())
+
     def _asked(self, call: MeteredCall, ask: Callable[[ModelServer], T]) -> T:
         """What `ask` gets of the call's server; if that server fails before answering, of the
         next one the call moves to."""
@@ -189,8 +206,28 @@ class InferenceService:
                 if not call.fail_over(error):
                     raise
 
+    def _asked_to_think(self, call: MeteredCall, plan: _Plan,
+                        ask: Callable[[ModelServer, bool], T]) -> tuple[T, tuple[str, ...]]:
+        """What `ask` gets (as `_asked`), thinking if the task asks and the model can; and what
+        the request asked that was not applied, thinking included when the model could not."""
+        ignored = plan.task.ignored
+
+        def thinking(server: ModelServer) -> T:
+            nonlocal ignored
+            where = (call.placement.server if call.placement else "", call.model)
+            if plan.task.think and where not in self._unthinking:
+                try:
+                    return ask(server, True)
+                except ThinkingUnsupported:  # nothing was generated: asked again, on the same hold
+                    self._unthinking.add(where)
+            if plan.task.think:
+                ignored = (*plan.task.ignored, "thinking")
+            return ask(server, False)
+
+        return self._asked(call, thinking), ignored
+
     def _plan(self, principal: Principal, task: ChatTask) -> _Plan:
-        prompt_bound = prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra())
+        prompt_bound = self.prompt_bound(task)
         size = sum(len(message.content.encode()) for message in task.messages)
         ceiling = self._fits_one_request(principal, prompt_bound, f"This prompt is {size} bytes of UTF-8 in "
                                          f"{len(task.messages)} message(s)", answer=1)
@@ -223,23 +260,24 @@ class InferenceService:
         return ChatResult(id=call.id, model=completion.model, content=completion.content,
                           prompt_tokens=charge.outcome.prompt_tokens, completion_tokens=charge.outcome.completion_tokens,
                           done_reason=completion.done_reason, created=charge.outcome.at,
-                          tool_calls=completion.tool_calls)
+                          tool_calls=completion.tool_calls, thinking=completion.thinking, ignored=plan.ignored)
 
 
 class ChatStream:
-    """A chat's answer as the model produces it: iterating gives its pieces of text (none for a
-    forced tool call, whose answer is the call). Once they end, `result` is the answer, settled;
-    an answer cut off raises AnswerCutOff instead, once it is charged. `close()`, when the
-    reader is gone, stops the model server and charges what it generated."""
+    """A chat's answer as the model produces it: iterating gives its pieces of text, and of its
+    thoughts first when it thinks (no text for a forced tool call, whose answer is the call).
+    Once they end, `result` is the answer, settled; an answer cut off raises AnswerCutOff
+    instead, once it is charged. `close()`, when the reader is gone, stops the model server
+    and charges what it generated. `ignored`: what the request asked that is not applied."""
 
-    def __init__(self, call: MeteredCall, answer: AnswerStream, pieces: Iterator[str], *, show: bool,
-                 created: datetime, finish: Callable[[Completion], ChatResult]) -> None:
-        self.id, self.model, self.created = call.id, call.model, created
+    def __init__(self, call: MeteredCall, answer: AnswerStream, pieces: Iterator[Piece], *, show: bool,
+                 created: datetime, ignored: tuple[str, ...], finish: Callable[[Completion], ChatResult]) -> None:
+        self.id, self.model, self.created, self.ignored = call.id, call.model, created, ignored
         self.result: ChatResult | None = None
         self._call, self._answer, self._pieces, self._show, self._finish = call, answer, pieces, show, finish
-        self._received: list[str] = []
+        self._received: list[Piece] = []
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Piece]:
         try:
             for piece in self._pieces:
                 self._received.append(piece)
@@ -268,10 +306,11 @@ def _question(call: MeteredCall, plan: _Plan) -> dict[str, Any]:
     """What the model server is asked: the task, for no more tokens than were held."""
     task = plan.task
     return dict(model=call.model, messages=task.messages, max_tokens=call.reservation.tokens - plan.prompt_bound,
-                request_id=call.request_id, options=task.options, tools=task.tools.offered, answer_format=task.format)
+                request_id=call.request_id, options=task.options, tools=task.tools.offered, answer_format=task.format,
+                suffix=task.suffix)
 
 
-def _chained(first: str | None, rest: Iterator[str]) -> Iterator[str]:
+def _chained(first: Piece | None, rest: Iterator[Piece]) -> Iterator[Piece]:
     if first is not None:
         yield first
     yield from rest

@@ -34,22 +34,44 @@ READER_GONE = CutOff(CLIENT_CLOSED, "The client closed the connection before the
 
 
 @dataclass(frozen=True)
+class Thought:
+    """A piece of what a thinking model thought before it answered (Ollama's `think`): generated,
+    so charged, but not part of the answer."""
+
+    text: str
+
+
+Piece = str | Thought  # what a stream hands on: a piece of the answer, or of a thought
+
+
+def said(pieces: Sequence[Piece]) -> str:
+    """The answer the pieces make, thoughts left out."""
+    return "".join(piece for piece in pieces if isinstance(piece, str))
+
+
+def thought(pieces: Sequence[Piece]) -> str:
+    """What the pieces thought."""
+    return "".join(piece.text for piece in pieces if isinstance(piece, Thought))
+
+
+@dataclass(frozen=True)
 class Completion:
     model: str
     content: str
     prompt_tokens: int | None  # None when the model server did not report it
     completion_tokens: int
     done_reason: str | None
-    pieces: tuple[str, ...] = ()  # the answer as the model server streamed it
+    pieces: tuple[Piece, ...] = ()  # the answer as the model server streamed it, thoughts included
     cut: CutOff | None = None  # set when the answer was cut off: this much was generated first
     tool_calls: tuple[ToolCall, ...] = ()
+    thinking: str = ""  # what the model thought first, when it was asked to think
 
     @classmethod
-    def partial(cls, model: str, pieces: Sequence[str], cut: CutOff) -> Completion:
+    def partial(cls, model: str, pieces: Sequence[Piece], cut: CutOff) -> Completion:
         """An answer that ended after `pieces`, for `cut`: a piece for each token generated,
         and no prompt count (Ollama sends it only with the end of an answer)."""
-        return cls(model=model, content="".join(pieces), prompt_tokens=None, completion_tokens=len(pieces),
-                   done_reason=None, pieces=tuple(pieces), cut=cut)
+        return cls(model=model, content=said(pieces), prompt_tokens=None, completion_tokens=len(pieces),
+                   done_reason=None, pieces=tuple(pieces), cut=cut, thinking=thought(pieces))
 
 
 @dataclass(frozen=True)
@@ -66,12 +88,13 @@ class ModelEntry:
 
 
 class AnswerStream(Protocol):
-    """An answer as the model server produces it: iterating gives its pieces of text; once they
-    have ended, `completion` is the whole answer (or what there was of it, with its cut)."""
+    """An answer as the model server produces it: iterating gives its pieces (of text, or of a
+    thought); once they have ended, `completion` is the whole answer (or what there was of it,
+    with its cut)."""
 
     completion: Completion | None
 
-    def __iter__(self) -> Iterator[str]: ...
+    def __iter__(self) -> Iterator[Piece]: ...
 
     def close(self) -> None:
         """Stop the answer early: the server stops generating."""
@@ -81,13 +104,17 @@ class ModelServer(Protocol):
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
         tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+        think: bool = False, suffix: str | None = None,
     ) -> Completion:
         """`tools`: functions the model may call; `answer_format`: "json", or a JSON schema the
-        answer must conform to; `timeout`: the most seconds it may take, when less than the server's."""
+        answer must conform to; `timeout`: the most seconds it may take, when less than the server's;
+        `think`: the model thinks first (ThinkingUnsupported if it cannot); `suffix`: the text that
+        follows the answer, which fills in between the one message (a prompt) and it."""
 
     def stream(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
         tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+        think: bool = False, suffix: str | None = None,
     ) -> AnswerStream:
         """The answer as the model produces it, within `timeout` seconds when given."""
 

@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from infergate.domain.errors import InferGateError, UpstreamError, UpstreamTimeout
 from infergate.domain.messages import Message, Tool
-from infergate.domain.model_server import Completion, CutOff, Embedding
+from infergate.domain.model_server import Completion, CutOff, Embedding, Piece, Thought, said
 from infergate.llm.connections import ModelServerConnections
 from infergate.llm.deadlines import Deadline
 from infergate.observability import logger
@@ -52,12 +52,22 @@ class Answer:
     """What arrived of one answer so far, and when the last of it did."""
 
     def __init__(self) -> None:
-        self.pieces: list[str] = []
+        self.pieces: list[Piece] = []
         self.last_piece_at = 0.0
 
-    def add(self, piece: str) -> None:
+    def add(self, piece: Piece) -> None:
         self.pieces.append(piece)
         self.last_piece_at = time.monotonic()
+
+    def said(self) -> str:
+        """The answer so far, thoughts left out."""
+        return said(self.pieces)
+
+    def thought(self, text: str) -> Thought:
+        """A piece of thought, added."""
+        piece = Thought(text)
+        self.add(piece)
+        return piece
 
     def cut(self, model: str, failure: UpstreamError) -> Completion:
         """What arrived, ended by `failure`: charged for what was generated, then its error given."""
@@ -75,16 +85,20 @@ def embedding_of(vectors: Any, model: str, inputs: int, prompt_tokens: Any) -> E
 class Wire(Protocol):
     """A server's API: where its routes are, what their bodies are, and how it answers."""
 
-    chat_path: str
     embed_path: str
 
+    def chat_path(self, suffix: str | None) -> str:
+        """Where a chat goes: a fill-in-the-middle (a prompt and a `suffix`) may go elsewhere."""
+
     def chat_body(self, model: str, messages: list[Message], max_tokens: int, options: dict | None,
-                  tools: Sequence[Tool], answer_format: str | Mapping[str, Any] | None) -> bytes:
-        """A streamed chat's body, asking for at most `max_tokens`."""
+                  tools: Sequence[Tool], answer_format: str | Mapping[str, Any] | None, *, think: bool = False,
+                  suffix: str | None = None) -> bytes:
+        """A streamed chat's body, asking for at most `max_tokens`; ThinkingUnsupported if the server
+        cannot be asked to think."""
 
     def read(self, response: http.client.HTTPResponse, model: str,
-             answer: Answer) -> Generator[str | Completion, None, None]:
-        """Each piece of the answer, added to `answer`, then its Completion."""
+             answer: Answer) -> Generator[Piece | Completion, None, None]:
+        """Each piece of the answer (or of a thought), added to `answer`, then its Completion."""
 
     def embed_body(self, model: str, inputs: Sequence[str], dimensions: int | None) -> bytes: ...
 
@@ -102,11 +116,11 @@ class _Unreachable(Exception):
 class _Streamed:
     """An answer as it arrives (the domain's AnswerStream): its pieces, then its completion."""
 
-    def __init__(self, events: Generator[str | Completion, None, None]) -> None:
+    def __init__(self, events: Generator[Piece | Completion, None, None]) -> None:
         self._events = events
         self.completion: Completion | None = None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Piece]:
         # Read to the exchange's end, past its completion, so that its connection goes back for reuse.
         for event in self._events:
             if isinstance(event, Completion):
@@ -147,10 +161,11 @@ class HttpModelServer:
     def chat(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
         tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+        think: bool = False, suffix: str | None = None,
     ) -> Completion:
         answer = self.stream(model=model, messages=messages, max_tokens=max_tokens, request_id=request_id,
                              options=options, tools=tools, answer_format=answer_format,
-                             timeout=self._within(self._timeout, timeout))
+                             timeout=self._within(self._timeout, timeout), think=think, suffix=suffix)
         for _ in answer:
             pass
         assert answer.completion is not None, "an answer read to its end has its completion"
@@ -159,17 +174,21 @@ class HttpModelServer:
     def stream(
         self, *, model: str, messages: list[Message], max_tokens: int, request_id: str, options: dict | None = None,
         tools: Sequence[Tool] = (), answer_format: str | Mapping[str, Any] | None = None, timeout: float | None = None,
+        think: bool = False, suffix: str | None = None,
     ) -> _Streamed:
         """Each piece of the answer as it arrives, then its Completion, within the stream timeout, or
         `timeout` if the caller has less time. Closed early, the connection closes and the server stops."""
-        body = self._wire.chat_body(model, messages, max_tokens, options, tools, answer_format)
-        return _Streamed(self._stream(body, model, request_id, Deadline(self._within(self._stream_timeout, timeout))))
+        body = self._wire.chat_body(model, messages, max_tokens, options, tools, answer_format, think=think,
+                                    suffix=suffix)
+        path = self._wire.chat_path(suffix)
+        return _Streamed(self._stream(path, body, model, request_id,
+                                      Deadline(self._within(self._stream_timeout, timeout))))
 
-    def _stream(self, body: bytes, model: str, request_id: str,
-                deadline: Deadline) -> Generator[str | Completion, None, None]:
+    def _stream(self, path: str, body: bytes, model: str, request_id: str,
+                deadline: Deadline) -> Generator[Piece | Completion, None, None]:
         for attempt in range(self._connect_retries + 1):
             try:
-                yield from self._exchange(body, model, request_id, deadline)
+                yield from self._exchange(path, body, model, request_id, deadline)
                 return
             except _Unreachable:  # raised before any piece: the stream can start afresh
                 self._pause_before_retry(attempt, deadline)
@@ -204,12 +223,12 @@ class HttpModelServer:
         logger.warning("model server unreachable; retrying", extra={"attempt": attempt + 1})
         time.sleep(pause)
 
-    def _exchange(self, body: bytes, model: str, request_id: str,
-                  deadline: Deadline) -> Generator[str | Completion, None, None]:
+    def _exchange(self, path: str, body: bytes, model: str, request_id: str,
+                  deadline: Deadline) -> Generator[Piece | Completion, None, None]:
         answer = Answer()
         with self._lent(deadline) as lent:
             try:
-                response = lent.send(self._wire.chat_path, body, request_id)
+                response = lent.send(path, body, request_id)
                 if response.status != 200:
                     raise self._wire.status_error(response.status, response.read(), model)
                 yield from self._wire.read(response, model, answer)

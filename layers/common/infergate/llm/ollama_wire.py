@@ -1,5 +1,9 @@
 """Ollama's API (llm/client.py's Wire): `POST /api/chat` streamed as NDJSON, read a piece at a
-time, `POST /api/embed`, and what each of its error statuses means."""
+time (a fill-in-the-middle, a prompt with a `suffix`, goes to `POST /api/generate`, which
+streams the same way), `POST /api/embed`, and what each of its error statuses means.
+
+With `think`, a model that can think streams its thoughts (`thinking`) before its answer;
+one that cannot is refused with 400, which is ThinkingUnsupported here."""
 
 from __future__ import annotations
 
@@ -8,22 +12,32 @@ import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFound, ModelServerBusy, UpstreamError
+from infergate.domain.errors import (
+    InferGateError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelServerBusy,
+    ThinkingUnsupported,
+    UpstreamError,
+)
 from infergate.domain.messages import Message, Tool, ToolCall
-from infergate.domain.model_server import Completion, Embedding
+from infergate.domain.model_server import Completion, Embedding, Piece, thought
 from infergate.domain.tools import new_call_id
 from infergate.llm.client import Answer, embedding_of
 
 
 def chat_request(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
-                 answer_format: str | Mapping[str, Any] | None) -> bytes:
-    """The body of `POST /api/chat`, streamed, asking for at most `max_tokens`."""
-    request: dict[str, Any] = {
-        "model": model,
-        "messages": [wire_message(message) for message in messages],
-        "stream": True,
-        "options": {**(options or {}), "num_predict": max_tokens},
-    }
+                 answer_format: str | Mapping[str, Any] | None, *, think: bool = False,
+                 suffix: str | None = None) -> bytes:
+    """The body of `POST /api/chat`, streamed, asking for at most `max_tokens`; with a `suffix`,
+    that of `POST /api/generate`, the one message being the prompt."""
+    request: dict[str, Any] = {"model": model, "stream": True, "options": {**(options or {}), "num_predict": max_tokens}}
+    if suffix is not None:
+        request |= {"prompt": messages[-1].content, "suffix": suffix}
+    else:
+        request["messages"] = [wire_message(message) for message in messages]
+    if think:
+        request["think"] = True
     if tools:
         request["tools"] = [{"type": "function", "function": {
             "name": tool.name, "description": tool.description, "parameters": tool.parameters}} for tool in tools]
@@ -63,7 +77,8 @@ def _tool_calls(message: dict) -> list[ToolCall]:
 
 
 def read_stream(response: http.client.HTTPResponse, requested_model: str,
-                 answer: Answer) -> Generator[str | Completion, None, None]:
+                 answer: Answer) -> Generator[Piece | Completion, None, None]:
+    """/api/chat's chunks (`message`) and /api/generate's (`response`, `thinking`) alike."""
     calls: list[ToolCall] = []
     for line in response:
         if not line.strip():
@@ -71,9 +86,11 @@ def read_stream(response: http.client.HTTPResponse, requested_model: str,
         chunk = json.loads(line)
         if "error" in chunk:
             raise UpstreamError(f"The model server failed while answering: {chunk['error']}")
-        message = chunk.get("message") or {}
-        piece = message.get("content", "")
+        message = chunk.get("message") or chunk
         calls += _tool_calls(message)
+        if message.get("thinking"):
+            yield answer.thought(message["thinking"])
+        piece = message.get("content") or chunk.get("response") or ""
         if piece:
             answer.add(piece)
             yield piece
@@ -81,7 +98,8 @@ def read_stream(response: http.client.HTTPResponse, requested_model: str,
             response.read()  # the end of the chunked body, so that the connection can be reused
             yield Completion(
                 model=chunk.get("model") or requested_model,
-                content="".join(answer.pieces),
+                content=answer.said(),
+                thinking=thought(answer.pieces),
                 prompt_tokens=chunk.get("prompt_eval_count"),
                 completion_tokens=int(chunk.get("eval_count") or 0),
                 done_reason=chunk.get("done_reason"),
@@ -99,6 +117,8 @@ def status_error(status: int, body: bytes, model: str) -> InferGateError:
         message = ""
     if status == 404 and "not found" in message:
         return ModelNotFound.naming(model)
+    if status == 400 and "does not support thinking" in message:
+        return ThinkingUnsupported(f"The model '{model}' cannot think.", param="thinking")
     if status == 400:  # the request, not the server: e.g. tools offered to a model that cannot call them
         return InvalidRequest(f"The model server refused the request: {message or 'no detail'}")
     if status == 503:
@@ -107,8 +127,11 @@ def status_error(status: int, body: bytes, model: str) -> InferGateError:
 
 
 class OllamaWire:
-    chat_path = "/api/chat"
     embed_path = "/api/embed"
+
+    @staticmethod
+    def chat_path(suffix: str | None) -> str:
+        return "/api/chat" if suffix is None else "/api/generate"
 
     chat_body = staticmethod(chat_request)
     read = staticmethod(read_stream)

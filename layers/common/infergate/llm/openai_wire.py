@@ -5,6 +5,10 @@ server-sent events, its usage asked for with `stream_options.include_usage`; `PO
 
 A server that sends no usage (one that ignores `include_usage`) is charged a token per piece
 of the answer and the prompt's held bound, as an answer cut off is.
+
+A fill-in-the-middle (a prompt and a `suffix`) goes to `POST /v1/completions`, which
+llama-server and vLLM serve. OpenAI's API has no way to ask a model to think: `think` is
+ThinkingUnsupported before anything is sent, so the chat is asked without it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from infergate.domain.errors import InferGateError, InvalidRequest, ModelNotFound, ModelServerBusy, UpstreamError
+from infergate.domain.errors import (
+    InferGateError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelServerBusy,
+    ThinkingUnsupported,
+    UpstreamError,
+)
 from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.domain.model_server import Completion, Embedding
 from infergate.domain.tools import new_call_id
@@ -26,15 +37,25 @@ _IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8":
 
 
 class OpenAIWire:
-    chat_path = "/v1/chat/completions"
     embed_path = "/v1/embeddings"
 
     @staticmethod
+    def chat_path(suffix: str | None) -> str:
+        return "/v1/chat/completions" if suffix is None else "/v1/completions"
+
+    @staticmethod
     def chat_body(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
-                  answer_format: str | Mapping[str, Any] | None) -> bytes:
+                  answer_format: str | Mapping[str, Any] | None, *, think: bool = False,
+                  suffix: str | None = None) -> bytes:
+        if think:
+            raise ThinkingUnsupported(f"The model '{model}' cannot be asked to think over OpenAI's API.", param="thinking")
         # The options are OpenAI's own sampling fields (temperature, top_p, seed, stop, penalties).
-        request: dict[str, Any] = {**(options or {}), "model": model, "messages": [_message(m) for m in messages],
-                                   "stream": True, "stream_options": {"include_usage": True}, "max_tokens": max_tokens}
+        request: dict[str, Any] = {**(options or {}), "model": model, "stream": True,
+                                   "stream_options": {"include_usage": True}, "max_tokens": max_tokens}
+        if suffix is not None:
+            request |= {"prompt": messages[-1].content, "suffix": suffix}
+        else:
+            request["messages"] = [_message(m) for m in messages]
         if tools:
             request["tools"] = [{"type": "function", "function": {
                 "name": tool.name, "description": tool.description, "parameters": tool.parameters}} for tool in tools]
@@ -57,7 +78,7 @@ class OpenAIWire:
             data = line[5:].strip()
             if data == b"[DONE]":
                 response.read()  # the end of the body, so that the connection can be reused
-                yield Completion(model=served, content="".join(answer.pieces), pieces=tuple(answer.pieces),
+                yield Completion(model=served, content=answer.said(), pieces=tuple(answer.pieces),
                                  prompt_tokens=usage.get("prompt_tokens"),
                                  completion_tokens=int(usage.get("completion_tokens") or len(answer.pieces)),
                                  done_reason="length" if finish == "length" else "stop", tool_calls=_calls(calls))
@@ -71,9 +92,10 @@ class OpenAIWire:
                 finish = choice.get("finish_reason") or finish
                 for call in delta.get("tool_calls") or []:
                     _add_call(calls, call)
-                if delta.get("content"):
-                    answer.add(delta["content"])
-                    yield delta["content"]
+                text = delta.get("content") or choice.get("text")  # /v1/completions' choices carry text
+                if text:
+                    answer.add(text)
+                    yield text
         raise UpstreamError("The model server ended its answer without its end ([DONE]).")
 
     @staticmethod
