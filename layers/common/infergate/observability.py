@@ -121,7 +121,7 @@ _access_line: ContextVar[dict[str, Any] | None] = ContextVar("access_line", defa
 # Fields a request's access line may carry, in the order it writes them.
 ACCESS_FIELDS = ("route", "method", "status", "latency_ms", "outcome", "user_id", "key_id", "model", "prompt_tokens",
                  "completion_tokens", "upstream_ms", "server", "servers_tried", "servers_failed", "limit", "replayed",
-                 "end_user", "metadata", "api_request_id", "source_ip")
+                 "end_user", "metadata", "ignored", "api_request_id", "source_ip")
 # Called with each access line as it is written: the shared request metrics (prometheus.RequestMetrics).
 _recorder: list[Callable[[dict[str, Any]], None]] = []
 

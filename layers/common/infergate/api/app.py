@@ -29,6 +29,7 @@ from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
 from infergate.domain.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, NotFound, Unauthorized
 from infergate.domain.principal import Operator, Principal
+from infergate.schemas.base import Refused
 from infergate.observability import (
     logger,
     metrics,
@@ -55,11 +56,18 @@ class App(APIGatewayRestResolver):
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.services = services
+        # The error body of routes whose API has its own (Anthropic's), by resource; OpenAI's elsewhere.
+        self.error_bodies: dict[str, Callable[[InferGateError], Schema]] = {}
+
+    def error_body(self, error: InferGateError) -> Schema:
+        event = getattr(self, "current_event", None)
+        shape = self.error_bodies.get(event.resource if event is not None else "", body_of)
+        return shape(error)
 
 
-def error_response(error: InferGateError) -> Response:
+def error_response(error: InferGateError, body: Schema | None = None) -> Response:
     return Response(status_code=status_for(error), content_type=content_types.APPLICATION_JSON,
-                    body=body_of(error).model_dump_json(), headers=headers_of(error))
+                    body=(body or body_of(error)).model_dump_json(), headers=headers_of(error))
 
 
 def json_response(schema: Schema, *, status: int = 200) -> Response:
@@ -74,7 +82,7 @@ def create_app(services: Services) -> App:
         note(outcome=error.code, limit=getattr(error, "limit", None))
         if status_for(error) >= 500:
             logger.warning("request failed", extra={"error_code": error.code, "status": status_for(error)})
-        return error_response(error)
+        return error_response(error, app.error_body(error))
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
@@ -85,7 +93,8 @@ def create_app(services: Services) -> App:
     def _unexpected(_: Exception) -> Response:
         logger.exception("unhandled error")
         note(outcome="internal_error")
-        return error_response(InferGateError(f"Internal error; quote request id {app.context.get('request_id')}."))
+        error = InferGateError(f"Internal error; quote request id {app.context.get('request_id')}.")
+        return error_response(error, app.error_body(error))
 
     return app
 
@@ -126,9 +135,13 @@ _UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none
 
 
 def _field_at_fault(errors: Any) -> str | None:
-    """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content)."""
+    """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content); a
+    validator's Refused names the field within where it ran."""
     for error in list(errors)[:1]:
         parts = [str(part) for part in error.get("loc", ()) if _FIELD.match(str(part))]
+        refused = (error.get("ctx") or {}).get("error")
+        if isinstance(refused, Refused):
+            parts.append(refused.field)
         return ".".join(part for part in parts if part not in _UNION_MEMBERS) or None
     return None
 
@@ -148,6 +161,17 @@ def describe_validation_errors(errors: Any) -> str:
 def add_response_headers(app: App, headers: dict[str, str]) -> None:
     """Headers for this request's response, whatever it turns out to be."""
     app.context["response_headers"].update(headers)
+
+
+IGNORED_HEADER = "InferGate-Ignored"
+
+
+def report_ignored(app: App, ignored: tuple[str, ...]) -> None:
+    """What the request asked that is not applied (hints a self-hosted model cannot honour), named
+    as its fields are, in the InferGate-Ignored header and on the access line."""
+    if ignored:
+        add_response_headers(app, {IGNORED_HEADER: ", ".join(dict.fromkeys(ignored))})
+        note(ignored=list(dict.fromkeys(ignored)))
 
 
 def with_limit_headers(app: App) -> Callable[[Admission], None]:

@@ -18,3 +18,12 @@ class Closed(Schema):
     """A shape a caller sends: a field it does not define is refused, never ignored."""
 
     model_config = ConfigDict(defer_build=True, extra="forbid")
+
+
+class Refused(ValueError):
+    """A validator's refusal that is about one field, which it names: the error's `param`
+    (api/app.py), wherever in the body the validator runs."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field = field

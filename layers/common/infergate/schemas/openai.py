@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infergate.schemas.base import Closed
+from infergate.schemas.base import Closed, Refused
 from infergate.schemas.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS
 
 # Fields of OpenAI's request that InferGate cannot honour: refused, naming them, unless they
@@ -105,19 +105,19 @@ class Message(Closed):
     def _no_participant_names(cls, data: Any) -> Any:
         if isinstance(data, dict) and "name" in data:
             if data["name"] is not None:
-                raise ValueError("name: participant names are not supported")
+                raise Refused("name", "participant names are not supported")
             data = {key: value for key, value in data.items() if key != "name"}
         return data
 
     @model_validator(mode="after")
     def _fits_its_role(self) -> Message:
         if self.tool_calls and self.role != "assistant":
-            raise ValueError("only an assistant message has tool_calls")
+            raise Refused("tool_calls", "only an assistant message has tool_calls")
         if (self.role == "tool") != (self.tool_call_id is not None):
-            raise ValueError("a tool message, and only a tool message, has a tool_call_id")
+            raise Refused("tool_call_id", "a tool message, and only a tool message, has a tool_call_id")
         if isinstance(self.content, list) and self.role not in ("user", "system", "developer", "tool") and any(
                 isinstance(part, ImagePart) for part in self.content):
-            raise ValueError("images may not be sent in assistant messages")
+            raise Refused("content", "images may not be sent in assistant messages")
         return self
 
     def text(self) -> str:
@@ -177,7 +177,7 @@ class ResponseFormat(Closed):
     @model_validator(mode="after")
     def _schema_with_json_schema(self) -> ResponseFormat:
         if (self.type == "json_schema") != (self.json_schema is not None):
-            raise ValueError("json_schema goes with type json_schema, and only with it")
+            raise Refused("json_schema", "goes with type json_schema, and only with it")
         return self
 
     def answer_format(self) -> str | dict[str, Any] | None:
@@ -226,16 +226,18 @@ class ChatCompletionRequest(Closed):
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
     metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    # OpenAI's own default tiers ask for nothing; a tier of its fleet (flex, scale, priority) is no model server's.
+    service_tier: Literal["auto", "default"] | None = None
+
     @model_validator(mode="before")
     @classmethod
     def _nothing_it_cannot_honour(cls, data: Any) -> Any:
         """Refuses the UNSUPPORTED fields that ask for something, and sets aside those that do not."""
         if not isinstance(data, dict):
             return data
-        refused = [f"{name}: {why}" for name, why in UNSUPPORTED.items()
-                   if name in data and not _asks_nothing(name, data[name])]
+        refused = [name for name in UNSUPPORTED if name in data and not _asks_nothing(name, data[name])]
         if refused:
-            raise ValueError("; ".join(refused))
+            raise Refused(refused[0], UNSUPPORTED[refused[0]])
         return {name: value for name, value in data.items() if name not in UNSUPPORTED}
 
     @field_validator("stop")
@@ -248,17 +250,17 @@ class ChatCompletionRequest(Closed):
     @model_validator(mode="after")
     def _coherent(self) -> ChatCompletionRequest:
         if sum(len(m.text()) for m in self.messages) > MAX_PROMPT_CHARS:
-            raise ValueError(f"messages may hold at most {MAX_PROMPT_CHARS} characters in all")
+            raise Refused("messages", f"may hold at most {MAX_PROMPT_CHARS} characters in all")
         names = [tool.function.name for tool in self.tools or []]
         if len(set(names)) < len(names):
-            raise ValueError("tools: each function needs a name of its own")
+            raise Refused("tools", "each function needs a name of its own")
         if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
-            raise ValueError(f"tool_choice: no tool is named '{self.tool_choice.function.name}'")
+            raise Refused("tool_choice", f"no tool is named '{self.tool_choice.function.name}'")
         if self.tool_choice == "required" and not names:
-            raise ValueError("tool_choice: 'required' needs tools")
+            raise Refused("tool_choice", "'required' needs tools")
         forcing = self.tool_choice == "required" or isinstance(self.tool_choice, NamedToolChoice)
         if forcing and self.response_format is not None and self.response_format.type != "text":
-            raise ValueError("response_format cannot be combined with a tool_choice that forces a call")
+            raise Refused("response_format", "cannot be combined with a tool_choice that forces a call")
         return self
 
     @property
