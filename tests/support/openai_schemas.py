@@ -4,8 +4,11 @@ The schemas are component schemas of an OpenAPI document: they refer to each oth
 `#/components/schemas/<Name>`, and some still mark a value that may be null with OpenAPI 3.0's
 `nullable: true`, which JSON Schema does not know. Here `nullable` becomes a type union (and
 `null` joins an `enum`), or, beside a `$ref` or where no `type` is given, an `anyOf` with
-`{"type": "null"}`; the whole set of components is one resource of a `referencing` registry, so
-every `$ref` resolves within it.
+`{"type": "null"}`. One (`CompoundFilter`, a filter made of filters) refers to itself the way of
+JSON Schema draft 2019-09, with `$recursiveAnchor: true` and `$recursiveRef: "#"`, which draft 2020-12
+no longer knows; that becomes a plain `$ref` to the component itself. Other OpenAPI keywords
+(`discriminator`, `example`, `x-...`) are only annotations and are left as they are. The whole set of
+components is one resource of a `referencing` registry, so every `$ref` resolves within it.
 """
 
 from __future__ import annotations
@@ -47,11 +50,28 @@ def without_nullable(schema: Any) -> Any:
     return converted
 
 
+def without_recursive_ref(schema: Any, name: str) -> Any:
+    """The component schema `name` with draft 2019-09's self-reference (`$recursiveAnchor: true` on it,
+    `$recursiveRef: "#"` within it) turned into a `$ref` to the component itself."""
+    if isinstance(schema, list):
+        return [without_recursive_ref(item, name) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: without_recursive_ref(value, name) for key, value in schema.items()
+                 if key not in ("$recursiveAnchor", "$recursiveRef")}
+    if "$recursiveRef" in schema:
+        if schema["$recursiveRef"] != "#":
+            raise ValueError(f"{name}: unexpected $recursiveRef {schema['$recursiveRef']!r}")
+        converted["$ref"] = f"{_PREFIX}{name}"
+    return converted
+
+
 @cache
 def schemas() -> dict[str, Any]:
     """The vendored component schemas by name, in JSON Schema terms."""
     document = json.loads(COMPONENTS.read_text())
-    return without_nullable(document["components"]["schemas"])
+    return {name: without_recursive_ref(without_nullable(schema), name)
+            for name, schema in document["components"]["schemas"].items()}
 
 
 @cache
@@ -68,6 +88,19 @@ def validator(name: str) -> Draft202012Validator:
         raise KeyError(f"no vendored schema named {name!r}")
     return Draft202012Validator({"$ref": f"{_URI}{_PREFIX}{name}"}, registry=_registry(),
                                 format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def stream_event_schema(event: Any, union: str = "ResponseStreamEvent") -> str:
+    """The name of the member of the event union `union` whose `type` is the event's, so that a streamed
+    event is held to its own schema (and a failure names its own fields rather than every branch of the
+    union); the union itself when no member has that `type`."""
+    kind = event.get("type") if isinstance(event, dict) else None
+    for branch in schemas()[union].get("anyOf", []) + schemas()[union].get("oneOf", []):
+        name = branch.get("$ref", "").removeprefix(_PREFIX)
+        tag = schemas().get(name, {}).get("properties", {}).get("type", {})
+        if kind is not None and (tag.get("enum") == [kind] or tag.get("const") == kind):
+            return name
+    return union
 
 
 def _rule(name: str, schema_path: Iterable[Any]) -> str:
