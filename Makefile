@@ -8,6 +8,7 @@ PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.
 BIN := $(VENV)/bin
 LAMBDA_RUNTIME := .lambda-runtime
 E2E_INSTRUCTOR := .e2e/instructor
+E2E_AGENTS := .e2e/agents
 CHECKOV := .checkov
 # sam build looks for python3.12 on PATH; the virtualenv provides it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -111,6 +112,15 @@ $(E2E_INSTRUCTOR)/.installed: requirements-e2e-instructor.txt
 	$(E2E_INSTRUCTOR)/bin/python -m pip install --quiet -r requirements-e2e-instructor.txt
 	@touch $@
 
+# Claude Code and Codex CLI, the coding agents the e2e suite drives (tests/support/agents.py), pinned
+# by tests/e2e/agents/package-lock.json and installed from the npm registry with their platform binaries.
+$(E2E_AGENTS)/.installed: tests/e2e/agents/package.json tests/e2e/agents/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is required for the coding-agent e2e tests"; exit 1; }
+	mkdir -p $(E2E_AGENTS)
+	cp tests/e2e/agents/package.json tests/e2e/agents/package-lock.json $(E2E_AGENTS)/
+	npm ci --prefix $(E2E_AGENTS) --no-audit --no-fund --no-update-notifier
+	@touch $@
+
 # checkov pins boto3 1.35 and packaging<24, which the SAM CLI cannot share a virtualenv with.
 $(CHECKOV)/.installed: requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV)
@@ -121,7 +131,7 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 checkov: $(CHECKOV)/.installed
 	LOG_LEVEL=WARNING $(CHECKOV)/bin/checkov --config-file .checkov.yaml -f template.yaml --compact
 
-test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(CHECKOV)/.installed model-runtime build
+test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(CHECKOV)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A release (devkit/release.py): the build deployed with samconfig.toml's ENV environment and
