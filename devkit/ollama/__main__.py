@@ -1,5 +1,5 @@
 """python -m devkit.ollama --engine deterministic|llama --port N [--model NAME ...] [--slots N] [--loaded NAME ...]
-[--load-seconds S] [--api-key KEY]"""
+[--load-seconds S] [--api-key KEY] [--thinking-model NAME ...]"""
 
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ def main() -> None:
     parser.add_argument("--loaded", action="append", help="a model loaded from the start (repeatable); default: all")
     parser.add_argument("--load-seconds", type=float, default=0.0, help="how long a model not loaded takes to load")
     parser.add_argument("--api-key", default="", help="the bearer token every route wants (none by default)")
+    parser.add_argument("--thinking-model", action="append", default=[],
+                        help="deterministic engine: a model that can think (repeatable); default: none")
     args = parser.parse_args()
 
     if args.engine == "llama":
         engine = LlamaEngine(smollm2_path())
         models = args.model or ["smollm2:135m"]
     else:
-        engine = DeterministicEngine(token_delay=args.token_delay)
+        engine = DeterministicEngine(token_delay=args.token_delay, thinking_models=args.thinking_model)
         models = args.model or ["smollm2:135m"]
 
     capacity = Capacity(slots=args.slots, max_queue=args.max_queue, load_seconds=args.load_seconds,

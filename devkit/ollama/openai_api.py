@@ -1,8 +1,10 @@
 """The OpenAI-compatible side of the development model server, as vLLM, llama.cpp's
 llama-server and Ollama itself serve it: GET /v1/models, POST /v1/chat/completions (streamed as
 server-sent events, with usage when `stream_options.include_usage` asks, tools and
-`response_format`), and POST /v1/embeddings. The same engine answers as on /api/chat, so the
-same conversation costs the same tokens either way; the same faults strike (POST /_devkit/faults).
+`response_format`), POST /v1/completions (legacy completions: a `prompt`, and a `suffix` to fill
+in the middle, as /api/generate answers them) and POST /v1/embeddings. The same engine answers as
+on /api/chat, so the same conversation costs the same tokens either way; the same faults strike
+chats (POST /_devkit/faults), and completions no more than /api/generate.
 """
 
 from __future__ import annotations
@@ -93,6 +95,50 @@ class OpenAIRoutes:
         except self.server.Busy:
             self._openai_error(503)
 
+    def _openai_completion(self) -> None:
+        body = self._read_json()
+        if body is None:
+            return
+        model = body.get("model")
+        if model not in self.server.models:
+            return self._openai_error(404, model or "")
+        prompt = body.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):  # Ollama reads one string, as its Go struct says
+            return self._openai_error(400, model, "json: cannot unmarshal {} into Go struct field "
+                                      "CompletionRequest.prompt of type string".format(_json_kind(prompt)))
+        if refusal := self._refusal(model, suffix=body.get("suffix")):
+            return self._openai_error(400, model, refusal)
+        try:
+            with self.server.capacity.slot(model):
+                self._openai_completion_answer(body, model)
+        except self.server.Busy:
+            self._openai_error(503)
+
+    def _openai_completion_answer(self, body: dict, model: str) -> None:
+        """What /api/generate answers for the same prompt and suffix; an empty prompt only loads
+        the model there, so here it is an empty text that finishes with "load"."""
+        prompt = body.get("prompt") or ""
+        generation = self.server.engine.generate(
+            [{"role": "user", "content": prompt}], num_predict=body.get("max_tokens"), options={},
+            suffix=body.get("suffix") or None) if prompt else Generation(iter(()), 0, done_reason="load")
+        completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return self._openai_completion_stream(completion_id, model, generation, include_usage)
+        self._send_json(200, _text_completion(completion_id, model, "".join(generation.pieces), generation.done_reason,
+                                              usage=_usage(generation)))
+
+    def _openai_completion_stream(self, completion_id: str, model: str, generation: Generation,
+                                  include_usage: bool) -> None:
+        self._start_events()
+        for text in generation.pieces:
+            self._event(_text_completion(completion_id, model, text))
+        self._event(_text_completion(completion_id, model, "", generation.done_reason))
+        if include_usage:
+            self._event({**_text_completion(completion_id, model, ""), "choices": [], "usage": _usage(generation)})
+        self._event("[DONE]")
+        self._end_events()
+
     def _openai_answer(self, body: dict, model: str, fault: dict | None) -> None:
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         try:
@@ -116,10 +162,7 @@ class OpenAIRoutes:
 
     def _openai_stream(self, completion_id: str, model: str, generation: Generation, include_usage: bool,
                        fault: dict | None) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._start_events()
         mode = fault.get("mode") if fault else None
         breaks_after = int(fault.get("after_pieces", 1)) if mode in ("break", "drop", "stall") else None
 
@@ -151,6 +194,12 @@ class OpenAIRoutes:
         self._event("[DONE]")
         self._end_events()
 
+    def _start_events(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
     def _event(self, data: Any) -> None:
         payload = (data if isinstance(data, str) else json.dumps(data)).encode()
         event = b"data: " + payload + b"\n\n"
@@ -160,6 +209,17 @@ class OpenAIRoutes:
     def _end_events(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def _text_completion(completion_id: str, model: str, text: str, finish: str | None = None, **extra: Any) -> dict:
+    """A legacy completion, or a chunk of one: the same shape, `text` its piece."""
+    return {"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"text": text, "index": 0, "finish_reason": finish}], **extra}
+
+
+def _json_kind(value: Any) -> str:
+    """What Go's encoding/json calls a JSON value's kind in its errors."""
+    return {list: "array", dict: "object", bool: "bool"}.get(type(value), "number")
 
 
 def _calls(generation: Generation) -> list[dict]:

@@ -10,6 +10,12 @@ failure after 200; "drop" streams them and then cuts the connection;
 "stall" streams them and then goes silent for `seconds` before going on;
 "trickle" sends every piece `piece_seconds` after the last, as a slow model does.
 
+What a model can do is its engine's to say (ModelInfo.capabilities): asked to think (`think`)
+or to fill in the middle (`suffix`, on /api/generate) beyond that, it answers 400 with Ollama's
+words, checked in Ollama's order. A thinking model streams its thoughts (`message.thinking`,
+or `thinking` on /api/generate) before its answer. Unlike Ollama, a model that can think thinks
+only when asked to: `think` absent is `think: false`, so what tests pin down does not change.
+
 It serves Ollama's OpenAI-compatible routes too (devkit/ollama/openai_api.py), and behaves as
 one server of a pool does (devkit/ollama/capacity.py): a number of slots, a queue, models that
 take a moment to load, GET /api/ps; GET /_devkit/stats says what it saw (POST it to start
@@ -57,6 +63,31 @@ ERROR_MESSAGES = {
     500: "llama runner process has terminated: exit status 2",
     503: "server busy, please try again.  maximum pending requests exceeded",
 }
+
+# `think`'s values besides true and false (api.ThinkValue).
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+def full_name(model: str) -> str:
+    """The name some of Ollama's errors give a model (model.ParseName): host, namespace and tag filled in."""
+    parts = model.split("/")
+    if ":" not in parts[-1]:
+        parts[-1] += ":latest"
+    return "/".join(["registry.ollama.ai", "library"][:max(0, 3 - len(parts))] + parts)
+
+
+def think_error(think: Any) -> str | None:
+    """Ollama's 400 for a `think` it cannot read (api.ThinkValue.UnmarshalJSON); None if it can."""
+    if think is None or isinstance(think, bool) or think in THINK_LEVELS:
+        return None
+    if isinstance(think, str):
+        return f'invalid think value: {json.dumps(think)} (must be "high", "medium", "low", "max", true, or false)'
+    return 'think must be a boolean or string ("high", "medium", "low", "max", true, or false)'
+
+
+def thinks(think: Any) -> bool:
+    """Whether `think` asks for thoughts (api.ThinkValue.Bool): true, or any level."""
+    return think is True or think in THINK_LEVELS
 
 
 class OllamaServer(httpserver.Server):
@@ -174,6 +205,8 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
             self._send_json(200, self.server.capacity.stats())
         elif self.path == "/v1/chat/completions":
             self._openai_chat()
+        elif self.path == "/v1/completions":
+            self._openai_completion()
         elif self.path == "/v1/embeddings":
             self._openai_embeddings()
         elif self.path == "/_devkit/faults":
@@ -212,11 +245,15 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
         body = self._read_json()
         if body is None:
             return
+        if unreadable := think_error(body.get("think")):
+            return self._error(400, unreadable)
         model = body.get("model")
         if not model:
             return self._error(400, "model is required")
         if model not in self.server.models:
             return self._error(404, f'model "{model}" not found, try pulling it first')
+        if refusal := self._refusal(model, think=body.get("think"), suffix=None if chat else body.get("suffix")):
+            return self._error(400, refusal)
         if chat:
             messages = body.get("messages") or []
             if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
@@ -236,19 +273,35 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
         except Busy:
             self._error(503, ERROR_MESSAGES[503])
 
+    def _refusal(self, model: str, *, think: Any = None, suffix: Any = None) -> str | None:
+        """Ollama's 400 for what the model cannot do: thinking (checked first, in its own words),
+        then filling in the middle (scheduleRunner's capability check, naming the model in full)."""
+        capabilities = self.server.engine.info(model).capabilities
+        if thinks(think) and "thinking" not in capabilities:
+            return f"{json.dumps(model, ensure_ascii=False)} does not support thinking"
+        if suffix and "insert" not in capabilities:
+            return f"{full_name(model)} does not support insert"
+        return None
+
     def _answer(self, body: dict, model: str, chat: bool, messages: list, num_predict: Any, options: dict,
                 fault: dict | None) -> None:
         started = time.perf_counter_ns()
+        if not chat and not body.get("prompt"):  # Ollama only loads the model
+            return self._send_json(200, {"model": model, "created_at": _now(), "response": "", "done": True,
+                                         "done_reason": "load"})
         try:
-            generation = self.server.engine.generate(messages, num_predict=num_predict, options=options,
-                                                     tools=body.get("tools"), answer_format=body.get("format"))
+            generation = self.server.engine.generate(
+                messages, num_predict=num_predict, options=options, tools=body.get("tools"),
+                answer_format=body.get("format"), think=thinks(body.get("think")),
+                suffix=None if chat else body.get("suffix") or None)
         except ToolsUnsupported:
-            return self._error(400, f"registry.ollama.ai/library/{model} does not support tools")
+            return self._error(400, f"{full_name(model)} does not support tools")
+        raw = bool(body.get("raw"))
         if body.get("stream", True):
-            self._stream(model, chat, generation, started, fault)
+            self._stream(model, chat, generation, started, fault, raw=raw)
         else:
-            text = "".join(generation.pieces)
-            final = self._final(model, chat, generation, started, text)
+            thought = "".join(generation.thinking)
+            final = self._final(model, chat, generation, started, "".join(generation.pieces), thought, raw=raw)
             if chat and generation.tool_calls:
                 final["message"]["tool_calls"] = generation.tool_calls
             self._send_json(200, final)
@@ -268,12 +321,16 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
         self._send_json(200, {"model": model, "embeddings": [embedding_of(text, dimensions) for text in texts],
                               "prompt_eval_count": sum(len(text.split()) or 1 for text in texts)})
 
-    def _piece(self, model: str, chat: bool, text: str) -> dict:
-        content = {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
-        return {"model": model, "created_at": _now(), **content, "done": False}
+    def _piece(self, model: str, chat: bool, text: str, thought: str = "") -> dict:
+        """One chunk of the answer, or of its thoughts (`thinking`, left out when empty, as Ollama does)."""
+        content: dict[str, Any] = {"role": "assistant", "content": text} if chat else {"response": text}
+        if thought:
+            content["thinking"] = thought
+        return {"model": model, "created_at": _now(), **({"message": content} if chat else content), "done": False}
 
-    def _final(self, model: str, chat: bool, generation: Generation, started: int, text: str) -> dict:
-        final = self._piece(model, chat, text)
+    def _final(self, model: str, chat: bool, generation: Generation, started: int, text: str, thought: str = "", *,
+               raw: bool = False) -> dict:
+        final = self._piece(model, chat, text, thought)
         final.update(
             done=True,
             done_reason=generation.done_reason,
@@ -284,8 +341,8 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
             eval_count=generation.completion_tokens,
             eval_duration=generation.eval_ns,
         )
-        if not chat:
-            final["context"] = []
+        if not chat and not raw:  # Ollama tokenises the prompt and the answer for the next turn
+            final["context"] = generation.context()
         return final
 
     def _misbehave(self, fault: dict, model: str, *, openai: bool = False) -> bool:
@@ -307,7 +364,8 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
             return False
         return True
 
-    def _stream(self, model: str, chat: bool, generation: Generation, started: int, fault: dict | None = None) -> None:
+    def _stream(self, model: str, chat: bool, generation: Generation, started: int, fault: dict | None = None, *,
+                raw: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
@@ -315,7 +373,7 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
         mode = fault.get("mode") if fault else None
         breaks_after = int(fault.get("after_pieces", 1)) if mode in ("break", "drop", "stall") else None
         try:
-            for index, text in enumerate(generation.pieces):
+            for index, (thought, text) in enumerate(generation.parts()):
                 if mode == "trickle":
                     time.sleep(float(fault.get("piece_seconds", 0.1)))
                 if breaks_after is not None and index == breaks_after:
@@ -327,11 +385,11 @@ class _Handler(OpenAIRoutes, httpserver.Handler):
                         time.sleep(float(fault.get("seconds", 60)))
                     else:
                         raise RuntimeError("llama runner process no longer running: exit status 2")
-                self._chunk(self._piece(model, chat, text))
+                self._chunk(self._piece(model, chat, text, thought))
             if generation.tool_calls:  # as Ollama streams them: in a message of their own, before the end
                 self._chunk({**self._piece(model, chat, ""), "message": {
                     "role": "assistant", "content": "", "tool_calls": generation.tool_calls}})
-            self._chunk(self._final(model, chat, generation, started, ""))
+            self._chunk(self._final(model, chat, generation, started, "", raw=raw))
         except Exception as error:  # noqa: BLE001 - Ollama reports a failure after 200 as an error line
             self._chunk({"error": str(error)})
         self.wfile.write(b"0\r\n\r\n")
