@@ -19,6 +19,7 @@ from infergate.domain.model_server import ModelEntry
 from infergate.domain.tools import tool_use
 from infergate.observability import note
 from infergate.schemas import openai as schemas
+from infergate.schemas.completions import CompletionRequest
 from infergate.schemas.chat import TokenUsage
 from infergate.schemas.openai import ChatCompletionRequest, EmbeddingRequest, NamedToolChoice
 from infergate.schemas.openai_answers import (
@@ -51,12 +52,7 @@ def chat_request(app: App) -> tuple[ChatCompletionRequest, ChatTask]:
 
 def chat_task(body: ChatCompletionRequest) -> ChatTask:
     """The chat a body asks for, in the domain's terms; 400 for what only its meaning can refuse."""
-    options: dict = {name: value for name, value in (
-        ("temperature", body.temperature), ("top_p", body.top_p), ("seed", body.seed),
-        ("presence_penalty", body.presence_penalty), ("frequency_penalty", body.frequency_penalty),
-    ) if value is not None}
-    if body.stop is not None:
-        options["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+    options = sampling_options(body)
     tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in body.tools or []]
     try:
         conversation = _conversation(body.messages)
@@ -67,6 +63,15 @@ def chat_task(body: ChatCompletionRequest) -> ChatTask:
         options=options, tools=tool_use(tools, _choice(body)),
         answer_format=body.response_format.answer_format() if body.response_format else None,
         one_tool_call=body.parallel_tool_calls is False, end_user=body.user)
+
+
+def sampling_options(body: ChatCompletionRequest | CompletionRequest) -> dict:
+    """OpenAI's sampling fields that are set, as the model server's options."""
+    options: dict = {name: getattr(body, name) for name in (
+        "temperature", "top_p", "seed", "presence_penalty", "frequency_penalty") if getattr(body, name) is not None}
+    if body.stop is not None:
+        options["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+    return options
 
 
 def _choice(body: ChatCompletionRequest) -> str:
