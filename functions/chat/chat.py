@@ -17,22 +17,34 @@ from collections.abc import Callable, Iterator
 from aws_lambda_powertools.event_handler import Response
 
 from infergate.api import chat as own
-from infergate.api.app import admitted_principal, create_app, current_principal, json_response, with_limit_headers
+from infergate.api.app import (
+    admitted_principal,
+    create_app,
+    current_principal,
+    json_response,
+    report_ignored,
+    with_limit_headers,
+)
 from infergate.api.idempotency import idempotently, idempotently_streamed
 from infergate.api.streaming import streamed, streaming_entrypoint
 from infergate.bootstrap import instance
 
 services = instance()
 app = create_app(services)
-STREAMED = frozenset({"/v1/chat", "/v1/chat/completions"})
+STREAMED = frozenset({"/v1/chat", "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"})
 # Kept from a streamed answer's deadline, so that it ends with its error event before the function's time does.
 STREAM_MARGIN_SECONDS = 3.0
 
 
 def _answered(principal, task, shape: Callable) -> Callable[[], Response]:
     """The chat's answer, given whole, shaped by `shape`."""
-    return lambda: json_response(shape(services.inference.chat(
-        principal, task, request_id=app.context["request_id"], on_admitted=with_limit_headers(app))))
+    def respond() -> Response:
+        result = services.inference.chat(principal, task, request_id=app.context["request_id"],
+                                         on_admitted=with_limit_headers(app))
+        report_ignored(app, result.ignored)
+        return json_response(shape(result))
+
+    return respond
 
 
 def _streamed(principal, task, events: Callable[..., Iterator[str]]) -> Response:
@@ -41,6 +53,7 @@ def _streamed(principal, task, events: Callable[..., Iterator[str]]) -> Response
         seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000 - STREAM_MARGIN_SECONDS
         stream = services.inference.stream(principal, task, request_id=app.context["request_id"],
                                            timeout=max(1.0, seconds_left), on_admitted=with_limit_headers(app))
+        report_ignored(app, stream.ignored)
         return streamed(events(stream), complete=lambda: stream.result is not None)
 
     return idempotently_streamed(app, principal, respond)
@@ -64,6 +77,50 @@ def chat_completions() -> Response:
     if request.stream:
         return _streamed(principal, task, lambda stream: openai.event_stream(stream, include_usage=request.include_usage))
     return idempotently(app, principal, _answered(principal, task, openai.completion))
+
+
+@app.post("/v1/completions")
+def completions() -> Response:
+    from infergate.api import completions
+
+    principal = current_principal(app)
+    request, task = completions.request(app)
+    if request.stream:
+        return _streamed(principal, task,
+                         lambda stream: completions.event_stream(stream, include_usage=request.include_usage))
+    return idempotently(app, principal, _answered(principal, task, completions.completion))
+
+
+def _anthropic_error(error):
+    from infergate.api import anthropic
+
+    return anthropic.error_body(error)
+
+
+app.error_bodies.update(dict.fromkeys(("/v1/messages", "/v1/messages/count_tokens"), _anthropic_error))
+
+
+@app.post("/v1/messages")
+def messages() -> Response:
+    from infergate.api import anthropic
+
+    principal = current_principal(app)
+    request, task = anthropic.request(app)
+    thoughts = request.thoughts_shown
+    if request.stream:
+        return _streamed(principal, task, lambda stream: anthropic.event_stream(stream, thoughts=thoughts))
+    return idempotently(app, principal, _answered(principal, task, lambda result: anthropic.message(
+        result, thoughts=thoughts)))
+
+
+@app.post("/v1/messages/count_tokens")
+def count_tokens() -> Response:
+    from infergate.api import anthropic
+
+    admitted_principal(app)
+    task = anthropic.count_request(app)
+    report_ignored(app, task.ignored)
+    return json_response(anthropic.token_count(services.inference.prompt_bound(task)))
 
 
 @app.post("/v1/embeddings")

@@ -41,6 +41,13 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("GET", "/v1/models"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/models/{model}"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("POST", "/v1/embeddings"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/completions"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/messages"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/messages/count_tokens"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("POST", "/v1/responses"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("GET", "/v1/responses/{response_id}"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("DELETE", "/v1/responses/{response_id}"): ("ChatFunction", "ApiKeyAuthorizer"),
+        ("GET", "/v1/responses/{response_id}/input_items"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/usage"): ("UsageFunction", "ApiKeyAuthorizer"),
         ("POST", "/v1/keys"): ("KeysFunction", "ApiKeyAuthorizer"),
         ("GET", "/v1/keys"): ("KeysFunction", "ApiKeyAuthorizer"),
@@ -125,7 +132,7 @@ def test_a_deny_becomes_the_templates_401_with_the_authorizers_reason():
     api, _ = gateway(deny, None)
     response = api.handle(request())
     assert response.status == 401
-    assert json.loads(response.body) == {
+    assert json.loads(response.body) == {"type": "error",  # OpenAI's shape and Anthropic's at once
         "error": {"message": "nope", "type": "authentication_error", "param": None, "code": "invalid_api_key"}}
     assert dict(response.headers)["x-request-id"]
 

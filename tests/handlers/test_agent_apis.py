@@ -1,0 +1,110 @@
+"""The APIs coding agents speak, through the chat function: OpenAI's legacy completions (with
+fill-in-the-middle) and Anthropic's Messages, metered as chats are (the SDKs and the agents
+themselves are in tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.handlers.conftest import body, header
+
+MESSAGES = "/v1/messages"
+CLAUDE_CODE_LIKE = {
+    "model": "smollm2:135m", "max_tokens": 32000, "stream": False,
+    "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [{"role": "user", "content": [{"type": "text", "text": "ping", "cache_control": {"type": "ephemeral"}}]}],
+    "thinking": {"type": "enabled", "budget_tokens": 31999},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "metadata": {"user_id": json.dumps({"device_id": "d", "session_id": "s"})},
+    "tools": [
+        {"name": "Bash", "description": "Runs a command", "input_schema": {
+            "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}},
+        {"name": "Lookup", "description": "Finds a thing", "defer_loading": True,
+         "input_schema": {"type": "object", "properties": {}}},
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+    ],
+}
+
+
+def events_of(text: str) -> list[tuple[str, dict]]:
+    found = []
+    for block in filter(None, text.split("\n\n")):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        found.append((lines["event"], json.loads(lines["data"])))
+    return found
+
+
+def test_completions_fill_in_the_middle_and_are_metered(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/completions", key=key, body={
+        "model": "smollm2:135m", "prompt": "def add(a, b):", "suffix": "return c", "max_tokens": 20})
+    assert response["statusCode"] == 200, body(response)
+    answer = body(response)
+    assert answer["object"] == "text_completion" and answer["choices"][0]["finish_reason"] in ("stop", "length")
+    usage = body(api.call("GET", "/v1/usage", key=key))
+    assert usage["tokens_used"] == answer["usage"]["total_tokens"]
+
+
+def test_completions_refuse_what_they_cannot_do_naming_the_field(api):
+    key = api.register()["api_key"]
+    for field, value in (("echo", True), ("best_of", 2), ("n", 2), ("logprobs", 1)):
+        response = api.call("POST", "/v1/completions", key=key, body={"model": "smollm2:135m", "prompt": "x", field: value})
+        assert response["statusCode"] == 400, (field, body(response))
+        assert body(response)["error"]["param"] == field
+
+
+def test_a_message_as_claude_code_sends_it_is_answered_and_reports_what_was_not_applied(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", MESSAGES, key=key, body=CLAUDE_CODE_LIKE,
+                        headers={"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219,oauth-2025-04-20"})
+    assert response["statusCode"] == 200, body(response)
+    answer = body(response)
+    assert answer["type"] == "message" and answer["content"][-1] == {"type": "text", "text": "You said: ping"}
+    assert answer["stop_reason"] == "end_turn"
+    ignored = header(response, "InferGate-Ignored").split(", ")
+    assert {"thinking", "tools.web_search", "context_management", "cache_control"} <= set(ignored)
+    usage = body(api.call("GET", "/v1/usage", key=key))
+    assert usage["tokens_used"] == answer["usage"]["input_tokens"] + answer["usage"]["output_tokens"]
+
+
+def test_a_streamed_message_is_anthropics_events_in_order(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", MESSAGES, key=key, body={**CLAUDE_CODE_LIKE, "stream": True})
+    assert response["statusCode"] == 200
+    kinds = [kind for kind, _ in events_of(response["body"])]
+    assert kinds[:3] == ["message_start", "ping", "content_block_start"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_errors_are_in_anthropics_shape(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", MESSAGES, key=key, body={"model": "smollm2:135m", "messages": []})
+    assert response["statusCode"] == 400
+    error = body(response)
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    forced = api.call("POST", MESSAGES, key=key, body={**CLAUDE_CODE_LIKE, "tool_choice": {"type": "tool", "name": "web_search"}})
+    assert forced["statusCode"] == 400 and "tool_choice" in body(forced)["error"]["message"]
+
+
+def test_count_tokens_is_the_bound_held_and_not_metered(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/messages/count_tokens", key=key, body={
+        key_: value for key_, value in CLAUDE_CODE_LIKE.items() if key_ not in ("max_tokens", "stream", "metadata")})
+    assert response["statusCode"] == 200, body(response)
+    assert body(response)["input_tokens"] > 0
+    assert body(api.call("GET", "/v1/usage", key=key))["tokens_used"] == 0
+
+
+def test_what_claude_code_sent_is_answered(api):
+    """A body as Claude Code 2.1 sent it (a system message among the messages, adaptive thinking
+    with its display omitted, output_config's effort), shortened."""
+    key = api.register()["api_key"]
+    sent = {**CLAUDE_CODE_LIKE, "stream": True, "thinking": {"type": "adaptive", "display": "omitted"},
+            "output_config": {"effort": "high"},
+            "messages": [*CLAUDE_CODE_LIKE["messages"], {"role": "system", "content": [
+                {"type": "text", "text": "<env>cwd: /tmp</env>", "cache_control": {"type": "ephemeral"}}]}]}
+    response = api.call("POST", MESSAGES, query={"beta": "true"}, key=key, body=sent, headers={
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,per-turn-control-2026-07-01"})
+    assert response["statusCode"] == 200, response["body"]
+    ignored = header(response, "InferGate-Ignored").split(", ")
+    assert {"output_config.effort", "anthropic-beta.per-turn-control-2026-07-01"} <= set(ignored)
