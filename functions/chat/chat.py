@@ -12,7 +12,7 @@ serving /v1/chat does not pay for its shapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -36,24 +36,25 @@ STREAMED = frozenset({"/v1/chat", "/v1/chat/completions", "/v1/completions", "/v
 STREAM_MARGIN_SECONDS = 3.0
 
 
-def _answered(principal, task, shape: Callable) -> Callable[[], Response]:
-    """The chat's answer, given whole, shaped by `shape`."""
+def _answered(principal, task, shape: Callable, *, report: Callable = tuple) -> Callable[[], Response]:
+    """The chat's answer, given whole, shaped by `shape`; what was not applied named as `report`
+    names it in the API's words."""
     def respond() -> Response:
         result = services.inference.chat(principal, task, request_id=app.context["request_id"],
                                          on_admitted=with_limit_headers(app))
-        report_ignored(app, result.ignored)
+        report_ignored(app, report(result.ignored))
         return json_response(shape(result))
 
     return respond
 
 
-def _streamed(principal, task, events: Callable[..., Iterator[str]]) -> Response:
+def _streamed(principal, task, events: Callable[..., Iterator[str]], *, report: Callable = tuple) -> Response:
     """The chat streamed, each piece leaving as the model produces it, shaped by `events`."""
     def respond() -> Response:
         seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000 - STREAM_MARGIN_SECONDS
         stream = services.inference.stream(principal, task, request_id=app.context["request_id"],
                                            timeout=max(1.0, seconds_left), on_admitted=with_limit_headers(app))
-        report_ignored(app, stream.ignored)
+        report_ignored(app, report(stream.ignored))
         return streamed(events(stream), complete=lambda: stream.result is not None)
 
     return idempotently_streamed(app, principal, respond)
@@ -121,6 +122,54 @@ def count_tokens() -> Response:
     task = anthropic.count_request(app)
     report_ignored(app, task.ignored)
     return json_response(anthropic.token_count(services.inference.prompt_bound(task)))
+
+
+@app.post("/v1/responses")
+def responses() -> Response:
+    from infergate.api import responses
+
+    principal = current_principal(app)
+    kept = services.kept_responses
+    request, task, context = responses.request(app, lambda response_id: kept.get(principal.user_id, response_id))
+
+    def keep(response: Mapping) -> None:
+        if request.store:
+            kept.keep(principal.user_id, response["id"], context=context, input=responses.input_items(request),
+                      response=response)
+
+    def shaper(call_id: str, created) -> responses.Shaper:
+        return responses.Shaper(request, call_id, int(created.timestamp()))
+
+    if request.stream:
+        return _streamed(principal, task, lambda stream: responses.event_stream(
+            stream, shaper(stream.id, stream.created), keep), report=responses.reported)
+    return idempotently(app, principal, _answered(principal, task, lambda result: responses.answer(
+        result, shaper(result.id, result.created), keep), report=responses.reported))
+
+
+@app.get("/v1/responses/<response_id>")
+def kept_response(response_id: str) -> Response:
+    from infergate.api import responses
+
+    principal = admitted_principal(app)
+    return json_response(responses.kept(services.kept_responses.get(principal.user_id, response_id)))
+
+
+@app.get("/v1/responses/<response_id>/input_items")
+def kept_response_input(response_id: str) -> Response:
+    from infergate.api import responses
+
+    principal = admitted_principal(app)
+    return json_response(responses.item_list(app, services.kept_responses.get(principal.user_id, response_id)))
+
+
+@app.delete("/v1/responses/<response_id>")
+def forget_response(response_id: str) -> Response:
+    from infergate.api import responses
+
+    principal = admitted_principal(app)
+    services.kept_responses.forget(principal.user_id, response_id)
+    return json_response(responses.deleted(response_id))
 
 
 @app.post("/v1/embeddings")

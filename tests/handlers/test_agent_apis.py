@@ -104,7 +104,99 @@ def test_what_claude_code_sent_is_answered(api):
             "messages": [*CLAUDE_CODE_LIKE["messages"], {"role": "system", "content": [
                 {"type": "text", "text": "<env>cwd: /tmp</env>", "cache_control": {"type": "ephemeral"}}]}]}
     response = api.call("POST", MESSAGES, query={"beta": "true"}, key=key, body=sent, headers={
-        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,per-turn-control-2026-07-01"})
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,a-future-beta-2027-01-01"})
     assert response["statusCode"] == 200, response["body"]
     ignored = header(response, "InferGate-Ignored").split(", ")
-    assert {"output_config.effort", "anthropic-beta.per-turn-control-2026-07-01"} <= set(ignored)
+    assert {"output_config.effort", "anthropic-beta.a-future-beta-2027-01-01"} <= set(ignored)
+
+
+CODEX_LIKE = {
+    "model": "smollm2:135m", "instructions": None, "tool_choice": "auto", "parallel_tool_calls": True,
+    "reasoning": {"summary": "auto"}, "store": False, "include": ["reasoning.encrypted_content"],
+    "prompt_cache_key": "session-1", "client_metadata": {"session_id": "session-1"},
+    "input": [
+        {"type": "message", "id": "msg_1", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]},
+        {"type": "message", "id": "msg_2", "role": "user", "content": [{"type": "input_text", "text": "ping"}]},
+    ],
+    "tools": [
+        {"type": "function", "name": "exec_command", "description": "Runs a command", "strict": False,
+         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}},
+        {"type": "namespace", "name": "multi_agent_v1", "description": "Agents", "tools": [
+            {"type": "function", "name": "spawn_agent", "description": "Spawns", "strict": False,
+             "parameters": {"type": "object", "properties": {}}}]},
+        {"type": "web_search", "external_web_access": False},
+    ],
+}
+
+
+def test_a_response_as_codex_asks_for_it_is_answered_and_reports_what_was_not_applied(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/responses", key=key, body=CODEX_LIKE)
+    assert response["statusCode"] == 200, body(response)
+    answer = body(response)
+    assert answer["status"] == "completed" and answer["output"][-1]["content"][0]["text"] == "You said: ping"
+    assert [tool["name"] for tool in answer["tools"]] == ["exec_command", "spawn_agent"], "a namespace is its functions"
+    ignored = set(header(response, "InferGate-Ignored").split(", "))
+    assert ignored == {"tools.web_search", "reasoning.summary", "include", "prompt_cache_key", "client_metadata"}
+    usage = body(api.call("GET", "/v1/usage", key=key))
+    assert usage["tokens_used"] == answer["usage"]["total_tokens"]
+    assert api.call("GET", f"/v1/responses/{answer['id']}", key=key)["statusCode"] == 404, "store: false keeps nothing"
+
+
+def test_a_kept_response_continues_its_conversation_for_its_user_only(api):
+    key, other = api.register()["api_key"], api.register("eve@example.com")["api_key"]
+    first = body(api.call("POST", "/v1/responses", key=key, body={"model": "smollm2:135m", "input": "one two"}))
+    second = api.call("POST", "/v1/responses", key=key, body={
+        "model": "smollm2:135m", "input": "three", "previous_response_id": first["id"]})
+    assert second["statusCode"] == 200, body(second)
+    # The model reads the conversation again: its tokens are prompt tokens again.
+    assert body(second)["usage"]["input_tokens"] > first["usage"]["input_tokens"]
+    assert body(api.call("GET", f"/v1/responses/{first['id']}", key=key)) == first
+    items = body(api.call("GET", f"/v1/responses/{first['id']}/input_items", key=key))
+    assert [item["content"][0]["text"] for item in items["data"]] == ["one two"]
+    for method, path in (("GET", ""), ("GET", "/input_items"), ("DELETE", "")):
+        assert api.call(method, f"/v1/responses/{first['id']}{path}", key=other)["statusCode"] == 404
+    stolen = api.call("POST", "/v1/responses", key=other, body={
+        "model": "smollm2:135m", "input": "x", "previous_response_id": first["id"]})
+    assert stolen["statusCode"] == 404 and body(stolen)["error"]["code"] == "response_not_found"
+    assert api.call("DELETE", f"/v1/responses/{first['id']}", key=key)["statusCode"] == 200
+    assert api.call("GET", f"/v1/responses/{first['id']}", key=key)["statusCode"] == 404
+
+
+def test_a_streamed_response_is_the_event_sequence_numbered(api):
+    key = api.register()["api_key"]
+    response = api.call("POST", "/v1/responses", key=key, body={**CODEX_LIKE, "stream": True})
+    assert response["statusCode"] == 200
+    events = events_of(response["body"])
+    assert [kind for kind, _ in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        *["response.output_text.delta"] * 3, "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.completed"]
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    final = events[-1][1]["response"]
+    assert body(api.call("GET", "/v1/usage", key=key))["tokens_used"] == final["usage"]["total_tokens"]
+
+
+def test_responses_refuse_what_they_cannot_do_naming_the_field(api):
+    key = api.register()["api_key"]
+    for changes, field in (({"tool_choice": {"type": "web_search"}}, "tool_choice"), ({"background": True}, "background"),
+                           ({"top_logprobs": 2}, "top_logprobs"), ({"include": ["message.output_text.logprobs"]}, "include"),
+                           ({"input": [{"type": "item_reference", "id": "x"}]}, "input.0.type")):
+        response = api.call("POST", "/v1/responses", key=key, body={**CODEX_LIKE, **changes})
+        assert response["statusCode"] == 400, (changes, body(response))
+        assert body(response)["error"]["param"] == field, body(response)
+
+
+def test_chat_completions_accept_the_service_tiers_that_ask_nothing_and_name_every_refused_field(api):
+    key = api.register()["api_key"]
+    chat = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}]}
+    for tier in ("auto", "default"):
+        assert api.call("POST", "/v1/chat/completions", key=key, body={**chat, "service_tier": tier})["statusCode"] == 200
+    refused = {"service_tier": "flex", "store": True, "n": 2, "logprobs": True, "top_logprobs": 2,
+               "logit_bias": {"1": 1}, "modalities": ["text", "audio"], "prediction": {"type": "content"},
+               "audio": {"voice": "x"}, "functions": [{"name": "f"}], "web_search_options": {"size": "low"}}
+    for field, value in refused.items():
+        response = api.call("POST", "/v1/chat/completions", key=key, body={**chat, field: value})
+        assert response["statusCode"] == 400 and body(response)["error"]["param"] == field, (field, body(response))
+    required = api.call("POST", "/v1/chat/completions", key=key, body={**chat, "tool_choice": "required"})
+    assert body(required)["error"]["param"] == "tool_choice"

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from infergate.domain.authentication import Authenticator, TokenVerifier
     from infergate.domain.dispatch import Dispatcher
     from infergate.domain.inference import InferenceService
+    from infergate.domain.kept_responses import KeptResponses
     from infergate.domain.ledger import UsageLedger
     from infergate.domain.meter import Meter
     from infergate.domain.model_policy import ModelPolicy
@@ -276,6 +277,14 @@ class Services:
         settings = self.settings
         return InferenceService(self.meter, self.servers, chat_seconds=settings.ollama_timeout,
                                 stream_seconds=settings.ollama_stream_timeout)
+
+    @cached_property
+    def kept_responses(self) -> KeptResponses:
+        from infergate.domain.kept_responses import KeptResponses
+        from infergate.stores.responses import MongoKeptResponses
+
+        return KeptResponses(MongoKeptResponses(self.database),
+                             retention=timedelta(days=self.settings.responses_retention_days), clock=self.clock)
 
     @cached_property
     def server_reports(self) -> ServerReports:

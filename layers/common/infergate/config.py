@@ -40,6 +40,8 @@ class Settings(Schema):
     queue_timeout_seconds: float = Field(10.0, ge=0, le=880, alias="QUEUE_TIMEOUT_SECONDS")
     # A conversation's later turns go to the server that served its earlier ones, while it has a free slot.
     conversation_affinity: bool = Field(True, alias="CONVERSATION_AFFINITY")
+    # How long a kept response (the Responses API's `store`) stays for its conversation to go on.
+    responses_retention_days: int = Field(30, ge=1, le=3650, alias="RESPONSES_RETENTION_DAYS")
     ollama_model: str = Field("smollm2:135m", alias="OLLAMA_MODEL")
     # Optional allow-list, comma-separated; empty means every model the server has.
     ollama_models: str = Field("", alias="OLLAMA_MODELS")

@@ -131,13 +131,16 @@ _FIELD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
 
 
 # What pydantic adds to a location to say which member of a union it tried: not a field.
-_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+# (and the tags of unions told apart by a function: a tool's kind, an item's).
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "custom", "built_in", "unknown"})
 
 
 def _field_at_fault(errors: Any) -> str | None:
     """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content); a
     validator's Refused names the field within where it ran."""
-    for error in list(errors)[:1]:
+    errors = list(errors)
+    # Of a union's branches, the one a validator refused names the field; else the first error does.
+    for error in [*(e for e in errors if isinstance((e.get("ctx") or {}).get("error"), Refused)), *errors[:1]]:
         parts = [str(part) for part in error.get("loc", ()) if _FIELD.match(str(part))]
         refused = (error.get("ctx") or {}).get("error")
         if isinstance(refused, Refused):

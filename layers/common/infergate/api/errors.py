@@ -43,6 +43,8 @@ ERRORS: dict[str, Kind] = {
     "account_suspended": Kind(403, "The account is suspended; its keys are refused until an operator reactivates it."),
     "not_found": Kind(404, "No such route."),
     "key_not_found": Kind(404, "There is no such key (or it is another user's)."),
+    "response_not_found": Kind(404, "No response of that id is kept for this user (another user's, deleted, expired, "
+                                    "or asked with `store: false`)."),
     "user_not_found": Kind(404, "There is no such user."),
     "conflict": Kind(409, "The request conflicts with the state of what it names."),
     "email_already_registered": Kind(409, "An account with this email exists."),

@@ -32,7 +32,7 @@ from infergate.domain.admission import Admission
 from infergate.domain.errors import AnswerCutOff, InferGateError, PromptTooLarge, ThinkingUnsupported, UpstreamError
 from infergate.domain.messages import Message, ToolCall
 from infergate.domain.meter import Estimate, Meter, MeteredCall, Usage
-from infergate.domain.model_server import READER_GONE, AnswerStream, Completion, CutOff, ModelServer, Piece
+from infergate.domain.model_server import READER_GONE, AnswerStream, Completion, CutOff, ModelServer, Piece, Thought
 from infergate.domain.periods import period_of
 from infergate.domain.pool import conversation_key
 from infergate.domain.principal import Principal
@@ -91,6 +91,7 @@ class ChatResult:
     created: datetime
     tool_calls: tuple[ToolCall, ...] = ()
     thinking: str = ""
+    thinking_tokens: int = 0  # of completion_tokens, those the model thought in (a piece is a token)
     ignored: tuple[str, ...] = ()
 
     @property
@@ -260,7 +261,8 @@ class InferenceService:
         return ChatResult(id=call.id, model=completion.model, content=completion.content,
                           prompt_tokens=charge.outcome.prompt_tokens, completion_tokens=charge.outcome.completion_tokens,
                           done_reason=completion.done_reason, created=charge.outcome.at,
-                          tool_calls=completion.tool_calls, thinking=completion.thinking, ignored=plan.ignored)
+                          tool_calls=completion.tool_calls, thinking=completion.thinking, ignored=plan.ignored,
+                          thinking_tokens=sum(isinstance(piece, Thought) for piece in completion.pieces))
 
 
 class ChatStream:

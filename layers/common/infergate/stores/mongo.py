@@ -26,6 +26,7 @@ ADMIN_KEYS = "admin_keys"
 AUDIT_LOG = "audit_log"
 USAGE = "usage"
 REQUEST_LOG = "request_log"
+RESPONSES = "responses"
 
 # The most any one store call may take, retries and transactions included: a MongoDB that
 # is down or hung costs a request this, then 503, never the function's own timeout.
@@ -74,6 +75,8 @@ def ensure_indexes(database: Database) -> None:
     database[API_KEYS].create_index([("user_id", ASCENDING)], name="user_id")
     database[REQUEST_LOG].create_index([("user_id", ASCENDING), ("period", ASCENDING), ("seq", ASCENDING)],
                                        name="user_period_seq")
+    # Kept responses go when their retention ends (stores/responses.py).
+    database[RESPONSES].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")
 
 
 P = ParamSpec("P")
