@@ -38,7 +38,8 @@ if str(COMMON_LAYER) not in sys.path:
 from pydantic.json_schema import models_json_schema  # noqa: E402
 
 from infergate.api.errors import ERRORS, status_of, type_of  # noqa: E402
-from infergate.schemas import accounts, admin, chat, keys, ops, usage  # noqa: E402
+from infergate.api.anthropic import ANTHROPIC_TYPES  # noqa: E402
+from infergate.schemas import accounts, admin, anthropic, chat, completions, keys, ops, responses, usage  # noqa: E402
 from infergate.schemas import openai as oai  # noqa: E402
 from infergate.schemas import openai_answers as answers  # noqa: E402
 from infergate.schemas.base import Schema  # noqa: E402
@@ -76,6 +77,7 @@ class Operation:
     idempotent: bool = False  # honours an Idempotency-Key
     rate_limited: bool = False  # admitted against the key's requests per minute (X-RateLimit-* headers)
     chat_function: bool = False  # served by ChatFunction (29 s): an overrun is API Gateway's 504
+    anthropic: bool = False  # errors in Anthropic's shape ({"type": "error", "error": {"type", "message"}})
 
 
 # What API Gateway itself can answer on any route: its gateway responses for a body it will not take (413, or 400
@@ -166,6 +168,55 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "`data: <chat.completion.chunk>` event per piece, then `data: [DONE]`; an answer cut off ends "
                     "with `data: {\"error\": ...}` instead.",
         streams=True, idempotent=True, rate_limited=True, chat_function=True),
+    ("POST", "/v1/completions"): Operation(
+        "createCompletion", "OpenAI's legacy Completions, with `suffix` for fill-in-the-middle.", "OpenAI-compatible",
+        Auth.USER, completions.TextCompletion, body=completions.CompletionRequest,
+        errors=joined(USERS_ONLY, METERED, IDEMPOTENT),
+        examples={"fill-in-the-middle": {"model": DEFAULT_MODEL, "prompt": "def add(a, b):\n    ",
+                                         "suffix": "\n    return c", "max_tokens": 20}},
+        description="With `\"stream\": true` the answer is `text/event-stream`: one `data: <text_completion>` "
+                    "event per piece, then `data: [DONE]`; an answer cut off ends with `data: {\"error\": ...}`. "
+                    "`echo`, `best_of`, `n` > 1 and `logprobs` are refused, naming the field.",
+        streams=True, idempotent=True, rate_limited=True, chat_function=True),
+    ("POST", "/v1/messages"): Operation(
+        "createMessage", "Anthropic's Messages API, as Claude Code speaks it.", "Anthropic-compatible", Auth.USER,
+        anthropic.MessageOut, body=anthropic.MessagesRequest, errors=joined(USERS_ONLY, METERED, IDEMPOTENT),
+        examples={"message": {"model": DEFAULT_MODEL, "max_tokens": 64,
+                              "messages": [{"role": "user", "content": "Hello!"}]}},
+        description="Errors are Anthropic's: `{\"type\": \"error\", \"error\": {\"type\", \"message\"}}`. With "
+                    "`\"stream\": true` the answer is Anthropic's events (message_start, content_block_*, "
+                    "message_delta, message_stop, ping; `error` when cut off). Hints a self-hosted model cannot "
+                    "apply are accepted and named in the `InferGate-Ignored` header.",
+        streams=True, idempotent=True, rate_limited=True, chat_function=True, anthropic=True),
+    ("POST", "/v1/messages/count_tokens"): Operation(
+        "countMessageTokens", "The tokens InferGate holds for a message's prompt (an upper bound), not metered.",
+        "Anthropic-compatible", Auth.USER, anthropic.TokenCount, body=anthropic.CountTokensRequest,
+        errors=joined(USERS_ONLY, ("invalid_request",), ADMITTED, STORES),
+        examples={"count": {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hello!"}]}},
+        rate_limited=True, chat_function=True, anthropic=True),
+    ("POST", "/v1/responses"): Operation(
+        "createResponse", "OpenAI's Responses API, as Codex CLI and the Agents SDK speak it.", "OpenAI-compatible",
+        Auth.USER, responses.ResponseObject, body=responses.ResponsesRequest,
+        errors=joined(USERS_ONLY, METERED, IDEMPOTENT), not_found=("response_not_found",),
+        examples={"response": {"model": DEFAULT_MODEL, "input": "Hello!", "max_output_tokens": 64}},
+        description="With `store` (the default) the response is kept for RESPONSES_RETENTION_DAYS, for "
+                    "`previous_response_id` to go on from. With `\"stream\": true` the answer is the Responses "
+                    "events, each with its `sequence_number`; `response.failed` when cut off. Hints a self-hosted "
+                    "model cannot apply are accepted and named in the `InferGate-Ignored` header.",
+        streams=True, idempotent=True, rate_limited=True, chat_function=True),
+    ("GET", "/v1/responses/{response_id}"): Operation(
+        "getResponse", "A response kept for the caller.", "OpenAI-compatible", Auth.USER, responses.ResponseObject,
+        errors=joined(USERS_ONLY, ADMITTED, STORES), not_found=("response_not_found",), rate_limited=True,
+        chat_function=True),
+    ("DELETE", "/v1/responses/{response_id}"): Operation(
+        "deleteResponse", "Forget a response kept for the caller.", "OpenAI-compatible", Auth.USER,
+        responses.Deleted, errors=joined(USERS_ONLY, ADMITTED, STORES), not_found=("response_not_found",),
+        rate_limited=True, chat_function=True),
+    ("GET", "/v1/responses/{response_id}/input_items"): Operation(
+        "listResponseInputItems", "What a kept response was asked, a page at a time.", "OpenAI-compatible",
+        Auth.USER, responses.ItemList, query=responses.ItemsQuery,
+        errors=joined(USERS_ONLY, ("invalid_request",), ADMITTED, STORES), not_found=("response_not_found",),
+        rate_limited=True, chat_function=True),
     ("POST", "/v1/embeddings"): Operation(
         "createEmbedding", "OpenAI's Embeddings.", "OpenAI-compatible", Auth.USER,
         answers.EmbeddingList, body=oai.EmbeddingRequest, errors=joined(USERS_ONLY, METERED),
@@ -238,6 +289,7 @@ PATH_PARAMETERS = {
     "model": ("A model's name, as GET /v1/models lists it.", DEFAULT_MODEL),
     "key_id": ("A key's id (`key_...`).", "key_5d0bcbd6b3e6c8e7d57d3e70"),
     "user_id": ("A user's id (`usr_...`).", "usr_8114c73faa4ecc16688ad5fb"),
+    "response_id": ("A kept response's id (`resp_...`).", "resp_chat_36d83be479a9cf7ff1911bb0"),
 }
 
 SECURITY = {
@@ -346,7 +398,7 @@ class _SchemaSet:
 
     def __init__(self) -> None:
         pairs = {(ErrorBody, "serialization"), (answers.ChatCompletionChunk, "serialization"),
-                 (chat.ChatDelta, "serialization")}
+                 (chat.ChatDelta, "serialization"), (anthropic.AnthropicError, "serialization")}
         for operation in OPERATIONS.values():
             if operation.body is not None:
                 pairs.add((operation.body, "validation"))
@@ -461,8 +513,8 @@ def _responses(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
     for status in sorted(errors):
         if operation.response is ops.ReadinessResponse and status == 503:
             continue
-        responses[str(status)] = schemas.response(_error(status, errors[status]),
-                                                  ".".join((str(status), *errors[status])))
+        name = ".".join((str(status), *errors[status], *(("anthropic",) if operation.anthropic else ())))
+        responses[str(status)] = schemas.response(_error(status, errors[status], anthropic=operation.anthropic), name)
     if operation.response is ops.ReadinessResponse:
         responses["503"] = {
             "description": "Not ready: the body names what fails.",
@@ -490,8 +542,9 @@ def _success(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
         content["text/plain"] = {"schema": {"type": "string", "description": "Prometheus' text exposition format, "
                                             "version 0.0.4: the infergate_* families, every instance's together."}}
     if operation.streams:
-        events = _chat_events if operation.response is chat.ChatResponse else _completion_events
-        content["text/event-stream"] = {"schema": events(schemas)}
+        events = {chat.ChatResponse: _chat_events, anthropic.MessageOut: _anthropic_events,
+                  responses.ResponseObject: _response_events, completions.TextCompletion: _text_completion_events}
+        content["text/event-stream"] = {"schema": events.get(operation.response, _completion_events)(schemas)}
     return {"description": REASONS[operation.status], "headers": headers, "content": content}
 
 
@@ -516,6 +569,51 @@ def _completion_events(schemas: _SchemaSet) -> dict[str, Any]:
     }
 
 
+def _text_completion_events(schemas: _SchemaSet) -> dict[str, Any]:
+    """One server-sent event of a streamed legacy completion: a text_completion chunk, `[DONE]`, or an error."""
+    return {
+        "type": "object",
+        "description": "One server-sent event: `data: <text_completion as JSON>`, and `data: [DONE]` last; an answer "
+                       "cut off ends with `data: {\"error\": ...}` and no `[DONE]`.",
+        "required": ["data"],
+        "properties": {"data": {"type": "string", "if": {"const": "[DONE]"}, "else": {
+            "contentMediaType": "application/json", "contentSchema": {"oneOf": [
+                schemas.ref(completions.TextCompletion, "serialization"), schemas.ref(ErrorBody, "serialization")]}}}},
+    }
+
+
+ANTHROPIC_EVENTS = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                    "message_delta", "message_stop", "ping", "error"]
+RESPONSE_EVENTS = ["response.created", "response.in_progress", "response.output_item.added",
+                   "response.content_part.added", "response.output_text.delta", "response.output_text.done",
+                   "response.content_part.done", "response.reasoning_text.delta", "response.reasoning_text.done",
+                   "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                   "response.output_item.done", "response.completed", "response.incomplete", "response.failed"]
+
+
+def _named_events(description: str, names: list[str], required: list[str]) -> dict[str, Any]:
+    """Server-sent events named as their data's `type`, each data a JSON object."""
+    return {
+        "type": "object", "description": description, "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": names}, "data": {
+            "type": "string", "contentMediaType": "application/json", "contentSchema": {
+                "type": "object", "required": required, "properties": {"type": {"enum": names}}}}},
+    }
+
+
+def _anthropic_events(schemas: _SchemaSet) -> dict[str, Any]:
+    return _named_events("One of Anthropic's Messages events, in its order: message_start, ping, each content "
+                         "block's start, deltas and stop, message_delta (the stop reason and usage), message_stop; "
+                         "`error` when the answer was cut off.", ANTHROPIC_EVENTS, ["type"])
+
+
+def _response_events(schemas: _SchemaSet) -> dict[str, Any]:
+    return _named_events("One of the Responses API's events, each with its `sequence_number`: created, in "
+                         "progress, each output item added, its deltas and done, then completed (incomplete when "
+                         "max_output_tokens ran out; failed when cut off).", RESPONSE_EVENTS,
+                         ["type", "sequence_number"])
+
+
 def _chat_events(schemas: _SchemaSet) -> dict[str, Any]:
     """One server-sent event of a streamed POST /v1/chat: a piece, the whole answer, or the error that cut it."""
     def event(name: str, model: type, meaning: str) -> dict[str, Any]:
@@ -534,7 +632,7 @@ def _chat_events(schemas: _SchemaSet) -> dict[str, Any]:
     }
 
 
-def _error(status: int, names: tuple[str, ...]) -> dict[str, Any]:
+def _error(status: int, names: tuple[str, ...], *, anthropic: bool = False) -> dict[str, Any]:
     headers = {"x-request-id": _header("RequestId")}
     if status == 401:
         headers["WWW-Authenticate"] = _header("WWWAuthenticate")
@@ -543,14 +641,19 @@ def _error(status: int, names: tuple[str, ...]) -> dict[str, Any]:
         headers |= RATE_HEADERS  # when a limit of the key's or the user's refused it
     if status in (409, 503):
         headers["Retry-After"] = _header("RetryAfter")
-    kind = type_of(status)
     lines = "\n".join(f"- `{name}`: {MEANINGS[name]}" for name in names)
+    if anthropic:  # Anthropic's body names no code: the codes say why, its type says what kind
+        kind = ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        schema = {"allOf": [{"$ref": SCHEMAS + "AnthropicError"}],
+                  "properties": {"error": {"properties": {"type": {"const": kind}}}}}
+        return {"description": f"{REASONS[status]}, for one of:\n\n{lines}", "headers": headers,
+                "content": {"application/json": {"schema": schema}}}
     return {
         "description": f"{REASONS[status]}. `error.code` is one of:\n\n{lines}",
         "headers": headers,
         "content": {"application/json": {"schema": {
             "allOf": [{"$ref": SCHEMAS + "ErrorBody"}],
-            "properties": {"error": {"properties": {"type": {"const": kind}, "code": {"enum": list(names)}}}},
+            "properties": {"error": {"properties": {"type": {"const": type_of(status)}, "code": {"enum": list(names)}}}},
         }}},
     }
 
