@@ -130,8 +130,7 @@ def _validated(validate: Callable[[Any], S], data: Any) -> S:
 _FIELD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
 
 
-# What pydantic adds to a location to say which member of a union it tried: not a field.
-# (and the tags of unions told apart by a function: a tool's kind, an item's).
+# What pydantic adds to a location to say which member of a union it tried (or a tag: a tool's kind): not a field.
 _UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "custom", "built_in", "unknown"})
 
 

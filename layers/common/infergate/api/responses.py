@@ -7,6 +7,9 @@ What Codex CLI and the Agents SDK send by default must work: hints that change n
 (reasoning summaries, prompt-cache keys, encrypted reasoning, OpenAI's own tools offered but not
 required) are accepted and named in InferGate-Ignored."""
 
+# Longer than 300 lines: one API's translator, its request, its answer whole and as events, and what
+# is kept of it; each part reads the others' shapes.
+
 from __future__ import annotations
 
 import json
@@ -226,16 +229,71 @@ def answer(result: ChatResult, shaper: Shaper, keep: Keep | None) -> ResponseObj
     return response
 
 
-class _Events:
-    """The events of one streamed response, numbered as they are written."""
+class _Writer:
+    """The events of one streamed response, numbered as they are written, and the output items
+    they have opened so far: at most one open at a time, a reasoning or a message."""
 
-    def __init__(self) -> None:
-        self.number = -1
+    def __init__(self, shaper: Shaper) -> None:
+        self.shaper, self.number, self.output = shaper, -1, []
+        self.open: str | None = None
+        self.text = ""
 
-    def __call__(self, kind: str, **data: Any) -> str:
+    def event(self, kind: str, **data: Any) -> str:
         self.number += 1
         return sse(json.dumps({"type": kind, "sequence_number": self.number, **data}, separators=(",", ":")),
                    event=kind)
+
+    def piece(self, kind: str, text: str) -> Iterator[str]:
+        """A piece of a reasoning or of the message, in the item of its kind (opened if need be)."""
+        if self.open != kind:
+            yield from self.opened(kind)
+        self.text += text
+        delta = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
+        yield self.event(delta, item_id=self.output[-1]["id"], output_index=len(self.output) - 1, content_index=0,
+                         delta=text, **({} if kind == "reasoning" else {"logprobs": []}))
+
+    def opened(self, kind: str) -> Iterator[str]:
+        """The open item done, and a new one of `kind` added."""
+        yield from self.close()
+        shaper, index = self.shaper, len(self.output)
+        item = {**shaper.reasoning(""), "content": []} if kind == "reasoning" else {
+            **shaper.message(""), "status": "in_progress", "content": []}
+        self.output.append(item)
+        self.open, self.text = kind, ""
+        yield self.event("response.output_item.added", output_index=index, item=item)
+        if kind == "message":
+            yield self.event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
+                             part=_text_part(""))
+
+    def close(self) -> Iterator[str]:
+        """The open item, done."""
+        if self.open is None:
+            return
+        index, text = len(self.output) - 1, self.text
+        item_id = self.output[index]["id"]
+        if self.open == "reasoning":
+            yield self.event("response.reasoning_text.done", item_id=item_id, output_index=index, content_index=0,
+                             text=text)
+            self.output[index] = self.shaper.reasoning(text)
+        else:
+            yield self.event("response.output_text.done", item_id=item_id, output_index=index, content_index=0,
+                             text=text, logprobs=[])
+            yield self.event("response.content_part.done", item_id=item_id, output_index=index, content_index=0,
+                             part=_text_part(text))
+            self.output[index] = self.shaper.message(text)
+        self.open = None
+        yield self.event("response.output_item.done", output_index=index, item=self.output[index])
+
+    def call(self, call: ToolCall) -> Iterator[str]:
+        """A function call as the Responses API streams one: added with its name, its arguments, done."""
+        index, done = len(self.output), self.shaper.call(call)
+        self.output.append(done)
+        yield self.event("response.output_item.added", output_index=index, item=self.shaper.call(call, "in_progress", ""))
+        yield self.event("response.function_call_arguments.delta", item_id=done["id"], output_index=index,
+                         delta=done["arguments"])
+        yield self.event("response.function_call_arguments.done", item_id=done["id"], name=call.name,
+                         output_index=index, arguments=done["arguments"])
+        yield self.event("response.output_item.done", output_index=index, item=done)
 
 
 def event_stream(stream: ChatStream, shaper: Shaper, keep: Keep | None) -> Iterator[str]:
@@ -243,84 +301,34 @@ def event_stream(stream: ChatStream, shaper: Shaper, keep: Keep | None) -> Itera
     an output item for the reasoning (when asked about), the message and each function call, each
     added, its deltas and done, then completed (incomplete when the output ran out of tokens). An
     answer cut off ends with response.failed, after what was generated."""
-    event, output, texts = _Events(), [], {"reasoning": "", "message": ""}
+    writer = _Writer(shaper)
     started = shaper.response(stream.model, "in_progress", []).model_dump(mode="json")
-    yield event("response.created", response=started)
-    yield event("response.in_progress", response=started)
-    current = None
+    yield writer.event("response.created", response=started)
+    yield writer.event("response.in_progress", response=started)
     try:
         for piece in stream:
-            kind = "reasoning" if isinstance(piece, Thought) else "message"
-            if kind == "reasoning" and not shaper.thoughts:
-                continue
-            if current != kind:
-                if current is not None:
-                    yield from _item_done(event, shaper, output, current, texts[current])
-                current = kind
-                yield from _item_added(event, shaper, output, kind)
-            text = piece.text if isinstance(piece, Thought) else piece
-            texts[kind] += text
-            delta = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
-            yield event(delta, item_id=output[-1]["id"], output_index=len(output) - 1, content_index=0, delta=text,
-                        **({} if kind == "reasoning" else {"logprobs": []}))
+            if isinstance(piece, Thought):
+                yield from writer.piece("reasoning", piece.text) if shaper.thoughts else ()
+            else:
+                yield from writer.piece("message", piece)
     except InferGateError as failure:
-        error = ResponseError(code="server_error", message=failure.message)
-        yield event("response.failed", response=shaper.response(stream.model, "failed", output, error=error)
-                    .model_dump(mode="json"))
+        failed = shaper.response(stream.model, "failed", writer.output,
+                                 error=ResponseError(code="server_error", message=failure.message))
+        yield writer.event("response.failed", response=failed.model_dump(mode="json"))
         return
     finally:
         stream.close()
     result = stream.result
     assert result is not None
-    if current == "reasoning" or (current is None and not result.tool_calls):
-        if current is not None:
-            yield from _item_done(event, shaper, output, current, texts[current])
-        current = "message"
-        yield from _item_added(event, shaper, output, "message")
-    if current is not None:
-        yield from _item_done(event, shaper, output, current, texts[current])
+    if writer.open != "message" and not result.tool_calls:  # an answer with no text still has its message
+        yield from writer.opened("message")
+    yield from writer.close()
     for call in result.tool_calls:
-        yield from _call(event, shaper, output, call)
+        yield from writer.call(call)
     final = answer(result, shaper, keep).model_dump(mode="json")
-    final["output"] = output  # the items as they were streamed, the same as the whole answer's
-    yield event("response.incomplete" if final["status"] == "incomplete" else "response.completed", response=final)
-
-
-def _item_added(event: _Events, shaper: Shaper, output: list[dict], kind: str) -> Iterator[str]:
-    item = {**shaper.reasoning(""), "content": []} if kind == "reasoning" else {
-        **shaper.message(""), "status": "in_progress", "content": []}
-    output.append(item)
-    yield event("response.output_item.added", output_index=len(output) - 1, item=item)
-    if kind == "message":
-        yield event("response.content_part.added", item_id=item["id"], output_index=len(output) - 1, content_index=0,
-                    part=_text_part(""))
-
-
-def _item_done(event: _Events, shaper: Shaper, output: list[dict], kind: str, text: str) -> Iterator[str]:
-    index = len(output) - 1
-    item_id = output[index]["id"]
-    if kind == "reasoning":
-        yield event("response.reasoning_text.done", item_id=item_id, output_index=index, content_index=0, text=text)
-        output[index] = shaper.reasoning(text)
-    else:
-        yield event("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=text,
-                    logprobs=[])
-        yield event("response.content_part.done", item_id=item_id, output_index=index, content_index=0,
-                    part=_text_part(text))
-        output[index] = shaper.message(text)
-    yield event("response.output_item.done", output_index=index, item=output[index])
-
-
-def _call(event: _Events, shaper: Shaper, output: list[dict], call: ToolCall) -> Iterator[str]:
-    """A function call as the Responses API streams one: added with its name, its arguments, done."""
-    index, done = len(output), shaper.call(call)
-    output.append(done)
-    yield event("response.output_item.added", output_index=index, item=shaper.call(call, "in_progress", ""))
-    yield event("response.function_call_arguments.delta", item_id=done["id"], output_index=index,
-                delta=done["arguments"])
-    yield event("response.function_call_arguments.done", item_id=done["id"], name=call.name, output_index=index,
-                arguments=done["arguments"])
-    yield event("response.output_item.done", output_index=index, item=done)
+    final["output"] = writer.output  # the items as they were streamed, the same as the whole answer's
+    yield writer.event("response.incomplete" if final["status"] == "incomplete" else "response.completed",
+                       response=final)
 
 
 # -- kept responses ------------------------------------------------------------------

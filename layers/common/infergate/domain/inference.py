@@ -20,6 +20,9 @@ on the same hold (nothing was generated), and the answer says that thinking was 
 which models could not is remembered, so they are asked once.
 """
 
+# Longer than 300 lines: the one path every API's chat takes (plan, meter, ask, settle), streamed or
+# not, with thinking asked for where the model can.
+
 from __future__ import annotations
 
 import json

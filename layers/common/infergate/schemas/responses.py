@@ -5,6 +5,8 @@ Every field is honoured, accepted as a hint that changes no answer, or refused w
 naming it. Tools OpenAI runs itself (web search, file search, computer use ...) are not
 offered to a self-hosted model; `namespace` tools are unpacked into their functions."""
 
+# Longer than 300 lines: the request's shapes and the answer's belong to one API, read together.
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
