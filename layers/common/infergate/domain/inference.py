@@ -218,6 +218,7 @@ class InferenceService:
 
         def thinking(server: ModelServer) -> T:
             nonlocal ignored
+            ignored = plan.task.ignored  # as this server answers: another may have been asked before it
             where = (call.placement.server if call.placement else "", call.model)
             if plan.task.think and where not in self._unthinking:
                 try:
