@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from infergate.domain.admission import Conclusion, LimitState, Verdict
-from infergate.domain.errors import RateLimiterUnavailable
+from infergate.domain.errors import RateLimiterUnavailable, ThinkingUnsupported
 from infergate.domain.ledger import (
     LedgerStatement,
     LoggedRequest,
@@ -27,7 +27,7 @@ from infergate.domain.ledger import (
     Tally,
     UserTally,
 )
-from infergate.domain.model_server import Completion, ModelEntry
+from infergate.domain.model_server import Completion, ModelEntry, Piece, said, thought
 from infergate.domain.periods import day_of
 from infergate.domain.pool import Departure, Holdings, Load, Route, Seat, ServerState, choose
 
@@ -321,48 +321,76 @@ class MemoryLedger:
 
 @dataclass
 class ScriptedAnswer:
-    """A streamed answer: `pieces`, then `final` (by default the model server's counts for them).
-    It notes which pieces were taken from it and whether it was closed early."""
+    """A streamed answer: `pieces` (of text, or Thoughts, as a thinking model streams them first),
+    then `final` (by default the model server's counts for them, every piece a token, thoughts
+    included). It notes which pieces were taken from it and whether it was closed early."""
 
-    pieces: list[str]
+    pieces: list[Piece]
     final: Completion | None = None
-    taken: list[str] = field(default_factory=list)
+    taken: list[Piece] = field(default_factory=list)
     closed: bool = False
     completion: Completion | None = None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Piece]:
         for piece in self.pieces:
             if self.closed:
                 return
             self.taken.append(piece)
             yield piece
         self.completion = self.final or Completion(
-            "smollm2:135m", "".join(self.pieces), prompt_tokens=9, completion_tokens=len(self.pieces),
-            done_reason="stop", pieces=tuple(self.pieces))
+            "smollm2:135m", said(self.pieces), prompt_tokens=9, completion_tokens=len(self.pieces),
+            done_reason="stop", pieces=tuple(self.pieces), thinking=thought(self.pieces))
 
     def close(self) -> None:
         self.closed = self.completion is None
 
 
 @dataclass
+class _RefusedThinking:
+    """A stream whose model cannot think, refused as Ollama refuses it: a 400 read when the
+    stream is first read, before any piece."""
+
+    model: str
+    completion: Completion | None = None
+
+    def __iter__(self) -> Iterator[Piece]:
+        raise ThinkingUnsupported(f"The model '{self.model}' cannot think.", param="thinking")
+        yield  # a generator: nothing is raised until it is read
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
 class ScriptedServer:
     """A model server that answers `completion` (or streams `answer`), or fails with `error`;
-    it notes every call it was asked."""
+    it notes every call it was asked. With `cannot_think`, a call asked to think is refused with
+    ThinkingUnsupported before anything is generated (and before `error`): when asked, as over
+    OpenAI's API, or, for a stream with `refuses_when_read`, when it is first read, as Ollama's
+    400 is."""
 
     completion: Completion | None = None
     error: Exception | None = None
     answer: ScriptedAnswer | None = None
     calls: list[dict] = field(default_factory=list)
+    cannot_think: bool = False
+    refuses_when_read: bool = False
 
     def chat(self, **kwargs) -> Completion:
         self.calls.append(kwargs)
+        if self.cannot_think and kwargs.get("think"):
+            raise ThinkingUnsupported(f"The model '{kwargs.get('model')}' cannot think.", param="thinking")
         if self.error:
             raise self.error
         assert self.completion is not None
         return self.completion
 
-    def stream(self, **kwargs) -> ScriptedAnswer:
+    def stream(self, **kwargs) -> ScriptedAnswer | _RefusedThinking:
         self.calls.append(kwargs)
+        if self.cannot_think and kwargs.get("think"):
+            if self.refuses_when_read:
+                return _RefusedThinking(str(kwargs.get("model")))
+            raise ThinkingUnsupported(f"The model '{kwargs.get('model')}' cannot think.", param="thinking")
         if self.error:
             raise self.error
         assert self.answer is not None
