@@ -22,7 +22,8 @@ FUNCTIONS = {"AuthorizerFunction", "OpsFunction", "RegisterFunction", "ChatFunct
              "KeysFunction", "AdminFunction"}
 # The alarms a bad release sets off; the others are about load or the model server.
 RELEASE_ALARMS = {"FunctionErrorsAlarm", "ApiErrorRateAlarm"}
-CHAT_ROUTES = {"/v1/chat", "/v1/chat/completions"}
+# The routes that stream (functions/chat/chat.py STREAMED).
+CHAT_ROUTES = {"/v1/chat", "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"}
 ENVIRONMENTS = ("dev", "staging", "prod", "localstack")
 
 

@@ -145,16 +145,25 @@ def reported(ignored: Sequence[str]) -> tuple[str, ...]:
 
 
 def input_items(body: ResponsesRequest) -> list[dict]:
-    """The request's input as it is kept and listed: each item with its type, its id and its content as parts."""
+    """The request's input as it is kept and listed: each item with its type, its id, its status and its
+    content as parts, as the API returns items (an assistant's text with its annotations and logprobs,
+    a reasoning item with its summary)."""
     kept = []
     for item in body.items():
         data = item.model_dump(mode="json", exclude_none=True, by_alias=True)
         data.setdefault("type", "message")
         data.setdefault("id", keys.new_id(_ID_PREFIXES.get(data["type"], "item")))
+        data.setdefault("status", "completed")
         if data["type"] == "message" and isinstance(data["content"], str):
             part = "output_text" if data["role"] == "assistant" else "input_text"
-            data["content"] = [{"type": part, "text": data["content"], **({"annotations": []} if
-                                                                           part == "output_text" else {})}]
+            data["content"] = [{"type": part, "text": data["content"]}]
+        if data["type"] == "message":
+            for part in data["content"]:
+                if part["type"] == "output_text":
+                    part.setdefault("annotations", [])
+                    part.setdefault("logprobs", [])
+        if data["type"] == "reasoning":
+            data.setdefault("summary", [])
         kept.append(data)
     return kept
 
