@@ -8,8 +8,9 @@ tests/e2e/test_streaming_over_http.py):
                      the stream ending with the API's own error event saying what was charged
   upstream failure   upstream_error: the same, for a model server that fails mid-answer
 
-Each API (legacy completions, Anthropic's Messages, OpenAI's Responses) is one row of API_STREAMS: the request's body, how its pieces are read, what its final
-usage says, and what its error event looks like; a new API is one more row.
+Each API (legacy completions, Anthropic's Messages, OpenAI's Responses) is one row of API_STREAMS:
+the request's body, how its pieces are read, what its final usage says, and what its error event
+looks like; a new API is one more row.
 """
 
 from __future__ import annotations
