@@ -37,8 +37,8 @@ if str(COMMON_LAYER) not in sys.path:
 
 from pydantic.json_schema import models_json_schema  # noqa: E402
 
-from infergate.api.errors import ERRORS, status_of, type_of  # noqa: E402
 from infergate.api.anthropic import ANTHROPIC_TYPES  # noqa: E402
+from infergate.api.errors import ERRORS, status_of, type_of  # noqa: E402
 from infergate.schemas import accounts, admin, anthropic, chat, completions, keys, ops, responses, usage  # noqa: E402
 from infergate.schemas import openai as oai  # noqa: E402
 from infergate.schemas import openai_answers as answers  # noqa: E402

@@ -29,7 +29,6 @@ from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
 from infergate.domain.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, NotFound, Unauthorized
 from infergate.domain.principal import Operator, Principal
-from infergate.schemas.base import Refused
 from infergate.observability import (
     logger,
     metrics,
@@ -39,6 +38,7 @@ from infergate.observability import (
     request_counted,
     write_access_line,
 )
+from infergate.schemas.base import Refused
 
 if TYPE_CHECKING:
     from infergate.bootstrap import Services

@@ -19,8 +19,8 @@ from infergate.domain.model_server import ModelEntry
 from infergate.domain.tools import tool_use
 from infergate.observability import note
 from infergate.schemas import openai as schemas
-from infergate.schemas.completions import CompletionRequest
 from infergate.schemas.chat import TokenUsage
+from infergate.schemas.completions import CompletionRequest
 from infergate.schemas.openai import ChatCompletionRequest, EmbeddingRequest, NamedToolChoice
 from infergate.schemas.openai_answers import (
     AssistantMessage,

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -27,3 +30,17 @@ class Refused(ValueError):
     def __init__(self, field: str, why: str) -> None:
         super().__init__(f"{field}: {why}")
         self.field = field
+
+
+Unsupported = Mapping[str, tuple[str, Callable[[Any], bool]]]  # field: why, and what asks for nothing
+
+
+def without_unsupported(data: Any, unsupported: Unsupported) -> Any:
+    """A body without the fields it cannot honour, when they ask for nothing (null always does);
+    Refused, naming the first that asks for something."""
+    if not isinstance(data, dict):
+        return data
+    for name, (why, asks_nothing) in unsupported.items():
+        if data.get(name) is not None and not asks_nothing(data[name]):
+            raise Refused(name, why)
+    return {name: value for name, value in data.items() if name not in unsupported}

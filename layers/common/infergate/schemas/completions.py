@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infergate.schemas.base import Closed, Refused, Schema
+from infergate.schemas.base import Closed, Schema, without_unsupported
 from infergate.schemas.chat import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, TokenUsage
 from infergate.schemas.openai import StreamOptions
 
@@ -45,12 +45,7 @@ class CompletionRequest(Closed):
     @model_validator(mode="before")
     @classmethod
     def _nothing_it_cannot_honour(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for name, (why, asks_nothing) in UNSUPPORTED.items():
-            if data.get(name) is not None and not asks_nothing(data[name]):
-                raise Refused(name, why)
-        return {name: value for name, value in data.items() if name not in UNSUPPORTED}
+        return without_unsupported(data, UNSUPPORTED)
 
     @field_validator("prompt")
     @classmethod

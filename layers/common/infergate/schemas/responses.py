@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from infergate.schemas.base import Closed, Refused, Schema
+from infergate.schemas.base import Closed, Refused, Schema, without_unsupported
 from infergate.schemas.openai import _NAME, ImageUrl, JsonSchemaFormat, _schema_the_model_server_takes
 
 MAX_OUTPUT_TOKENS = 128_000
@@ -256,12 +256,7 @@ class ResponsesRequest(Closed):
     @model_validator(mode="before")
     @classmethod
     def _nothing_it_cannot_honour(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for name, (why, asks_nothing) in UNSUPPORTED.items():
-            if data.get(name) is not None and not asks_nothing(data[name]):
-                raise Refused(name, why)
-        return {name: value for name, value in data.items() if name not in UNSUPPORTED}
+        return without_unsupported(data, UNSUPPORTED)
 
     @model_validator(mode="after")
     def _coherent(self) -> ResponsesRequest:
