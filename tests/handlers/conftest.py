@@ -88,6 +88,20 @@ class Api:
 
 
 @pytest.fixture
+def faulty(api, monkeypatch, faulty_ollama_url):
+    """Configures the API against the model server that misbehaves on cue, with `settings` besides
+    (a module may have a `faulty` of its own)."""
+    def configure(**settings: str) -> Api:
+        monkeypatch.setenv("OLLAMA_URL", faulty_ollama_url)
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        reset_instance_state()
+        return api
+
+    return configure
+
+
+@pytest.fixture
 def api(environment) -> Api:
     return Api()
 

@@ -26,7 +26,6 @@ from infergate.domain.tokens import prompt_tokens_upper_bound
 from tests.handlers.conftest import body
 from tests.support.accounting import log_lines
 from tests.support.anthropic_schemas import assert_event
-from tests.support.functions import reset_instance_state
 from tests.support.openai_schemas import assert_conforms
 
 PROMPT = "a b c d"
@@ -157,19 +156,6 @@ def stream(request) -> ApiStream:
 
 
 # -- the harness ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def faulty(api, monkeypatch, faulty_ollama_url):
-    """The API against the model server that misbehaves on cue, with `settings` besides."""
-    def configure(**settings: str):
-        monkeypatch.setenv("OLLAMA_URL", faulty_ollama_url)
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        reset_instance_state()
-        return api
-
-    return configure
 
 
 def pieces(stream: ApiStream, events: Iterable[Event]) -> list[str]:

@@ -9,22 +9,9 @@ from infergate.domain.messages import Message
 from infergate.domain.tokens import prompt_tokens_upper_bound
 from tests.handlers.conftest import body
 from tests.support.accounting import log_lines
-from tests.support.functions import reset_instance_state
 
 PROMPT = "one two three four five six seven eight"
 PROMPT_BOUND = prompt_tokens_upper_bound([Message(role="user", content=PROMPT)])
-
-
-@pytest.fixture
-def faulty(api, monkeypatch, faulty_ollama_url):
-    def configure(**settings: str):
-        monkeypatch.setenv("OLLAMA_URL", faulty_ollama_url)
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        reset_instance_state()
-        return api
-
-    return configure
 
 
 @pytest.mark.parametrize(
