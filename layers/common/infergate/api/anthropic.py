@@ -33,9 +33,9 @@ from infergate.schemas.anthropic import (
     TextBlock,
     TextOut,
     ThinkingOut,
+    TokenCount,
     ToolResultBlock,
     ToolUseBlock,
-    TokenCount,
     ToolUseOut,
     Usage,
 )
@@ -47,9 +47,9 @@ KNOWN_BETAS = ("claude-code-", "interleaved-thinking-", "fine-grained-tool-strea
                "prompt-caching-", "token-efficient-tools-", "output-128k-", "context-1m-", "oauth-", "effort-",
                "tool-search-tool-", "advanced-tool-use-", "structured-outputs-", "web-search-", "web-fetch-",
                "extended-cache-ttl-", "computer-use-", "token-counting-", "redact-thinking-", "model-context-window-",
-               "mid-conversation-tool-changes-", "thinking-token-count-")
+               "mid-conversation-tool-changes-", "thinking-token-count-", "per-turn-control-")
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                   404: "not_found_error", 429: "rate_limit_error", 503: "overloaded_error",
+                   404: "not_found_error", 429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error",
                    529: "overloaded_error"}
 
 
@@ -138,15 +138,19 @@ def _ignored(app: App, body: CountTokensRequest) -> tuple[str, ...]:
         ignored.append("context_management")
     if body.output_config is not None and body.output_config.effort is not None:
         ignored.append("output_config.effort")
+    if any(message.output_config is not None and message.output_config.effort is not None for message in body.messages):
+        ignored.append("messages.output_config.effort")
     if _cache_control(body):
         ignored.append("cache_control")
+    if body.speed == "fast":
+        ignored.append("speed")
     return (*ignored, *_unknown_betas(app))
 
 
 def _cache_control(body: CountTokensRequest) -> bool:
     blocks = [*(body.system if isinstance(body.system, list) else []), *(body.tools or []),
               *(block for message in body.messages for block in message.blocks())]
-    return any(getattr(block, "cache_control", None) is not None for block in blocks)
+    return body.cache_control is not None or any(getattr(block, "cache_control", None) is not None for block in blocks)
 
 
 def _unknown_betas(app: App) -> list[str]:

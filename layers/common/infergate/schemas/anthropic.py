@@ -6,6 +6,8 @@ naming it. Hints a self-hosted model cannot apply (prompt caching's `cache_contr
 management, a thinking budget, tools Anthropic runs itself) are accepted, and the answer says
 which were not applied (api/anthropic.py)."""
 
+# Longer than 300 lines: the request's shapes and the answer's belong to one API, read together.
+
 from __future__ import annotations
 
 import base64
@@ -103,15 +105,28 @@ Block = Annotated[TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | Thin
                   Field(discriminator="type")]
 
 
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+
+
+class TurnConfig(Closed):
+    """A system message's own output_config (the per-turn-control beta): `format` stays top-level only."""
+
+    effort: Effort | None = None  # a hint, as the request's own
+
+
 class MessageParam(Closed):
-    # Claude Code sends a `system` message among the messages (its environment and the tools it defers).
+    # Claude Code sends a `system` message among the messages (its environment and the tools it defers),
+    # with an output_config of its own (its effort for the turn).
     role: Literal["user", "assistant", "system"]
     content: str | list[Block]
+    output_config: TurnConfig | None = None
 
     @model_validator(mode="after")
     def _fits_its_role(self) -> MessageParam:
         blocks = [] if isinstance(self.content, str) else self.content
         kinds = {block.type for block in blocks}
+        if self.role != "system" and self.output_config is not None:
+            raise Refused("output_config", "only a system message carries an output_config of its own")
         if self.role == "system" and kinds - {"text"}:
             raise Refused("content", "a system message holds text blocks only")
         if self.role == "user" and kinds & {"tool_use", "thinking", "redacted_thinking"}:
@@ -195,7 +210,7 @@ class OutputFormat(Closed):
 
 
 class OutputConfig(Closed):
-    effort: Literal["low", "medium", "high", "max"] | None = None  # a hint: how hard to think
+    effort: Effort | None = None  # a hint: how hard to think
     format: OutputFormat | None = None
 
 
@@ -214,6 +229,8 @@ class CountTokensRequest(Closed):
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     context_management: dict[str, Any] | None = None  # a hint: a self-hosted model's context is the server's
+    cache_control: CacheControl | None = None  # a hint: prompt caching, marked once for the whole request
+    speed: Literal["standard", "fast"] | None = None  # a hint: a self-hosted model has one speed
     output_config: OutputConfig | None = None
     output_format: OutputFormat | None = None
     mcp_servers: list[dict[str, Any]] | None = None
