@@ -119,3 +119,29 @@ def test_embeddings_in_float_and_base64(gateway, key):
     # Without an encoding_format the SDK asks for base64 and decodes it itself.
     decoded = client.embeddings.create(model="smollm2:135m", input="hello there")
     assert decoded.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)
+
+
+def test_a_legacy_completion_filling_in_the_middle(gateway, key):
+    client = sdk(gateway, key)
+    asked = {"model": "smollm2:135m", "prompt": "def add(a, b):\n    ", "suffix": "\n    return total"}
+    completion = client.completions.create(**asked, max_tokens=10)
+    assert completion.object == "text_completion" and completion.model == "smollm2:135m"
+    [choice] = completion.choices
+    assert (choice.text, choice.finish_reason) == ("Filling in before: return total", "stop")
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
+    cut = client.completions.create(**asked, max_tokens=3)
+    assert (cut.choices[0].text, cut.choices[0].finish_reason) == ("Filling in before:", "length")
+    charged = completion.usage.total_tokens + cut.usage.total_tokens
+    assert httpx.get(f"{gateway.url}/v1/usage", headers={"x-api-key": key}).json()["tokens_used"] == charged
+
+
+def test_a_streamed_legacy_completion_with_usage(gateway, key):
+    stream = sdk(gateway, key).completions.create(
+        model="smollm2:135m", prompt="def add(a, b):\n    ", suffix="\n    return total", max_tokens=10, stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(choice.text for chunk in chunks for choice in chunk.choices) == "Filling in before: return total"
+    assert [choice.finish_reason for chunk in chunks for choice in chunk.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5
+    standing = httpx.get(f"{gateway.url}/v1/usage", headers={"x-api-key": key}).json()
+    assert (standing["requests"], standing["tokens_used"]) == (1, chunks[-1].usage.total_tokens)
