@@ -97,3 +97,5 @@ def test_quota_exceeded_is_a_429_in_openais_shape(api, monkeypatch):
     assert [r["statusCode"] for r in responses] == [200, 200, 200, 429]
     response = responses[-1]
     assert body(response)["error"]["type"] == "rate_limit_error" and body(response)["error"]["code"] == "quota_exceeded"
+    # Retry-After is when the month ends: the SDKs (OpenAI's, Anthropic's) would sleep that long, so they are told not to.
+    assert int(header(response, "Retry-After")) > 0 and header(response, "x-should-retry") == "false"

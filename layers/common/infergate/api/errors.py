@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infergate.domain.errors import InferGateError, NotFound, RateLimited, Unauthorized
+from infergate.domain.errors import InferGateError, NotFound, QuotaExceeded, RateLimited, Unauthorized
 from infergate.domain.periods import whole_seconds
 from infergate.schemas.errors import ErrorBody, ErrorDetail
 
@@ -123,6 +123,8 @@ def headers_of(error: InferGateError) -> dict[str, str]:
         headers |= rate_limit_headers(error.requests, error.tokens)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, QuotaExceeded):  # Retry-After is the month's end: the SDKs would sleep till then
+        headers["x-should-retry"] = "false"
     if isinstance(error, Unauthorized) and error.challenge:
         headers["WWW-Authenticate"] = error.challenge
     return headers
