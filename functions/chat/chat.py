@@ -1,18 +1,20 @@
-"""The chat routes: InferGate's own POST /v1/chat, and OpenAI's POST /v1/chat/completions,
-POST /v1/embeddings, GET /v1/models and GET /v1/models/{model}. Both chat routes are
-rate-limited, quota-reserved and metered alike, and honour an Idempotency-Key.
+"""The model routes: InferGate's own POST /v1/chat; OpenAI's POST /v1/chat/completions, POST
+/v1/completions, POST /v1/responses (and a kept response's GET, DELETE and input items), POST
+/v1/embeddings, GET /v1/models and GET /v1/models/{model}; Anthropic's POST /v1/messages and
+/v1/messages/count_tokens. Every chat route is rate-limited, quota-reserved and metered alike,
+and honours an Idempotency-Key.
 
-Both chat routes stream (API Gateway's streaming integration, STREAMED): with
-`stream: true` the answer leaves as server-sent events as the model produces
-it, and every other answer on them leaves whole, in a streamed response.
+The chat routes stream (API Gateway's streaming integration, STREAMED): with `stream: true`
+the answer leaves as server-sent events as the model produces it, and every other answer on
+them leaves whole, in a streamed response.
 
-The OpenAI translator is imported by the routes that use it, so a cold start
-serving /v1/chat does not pay for its shapes.
+Each API's translator is imported by the routes that use it, so a cold start serving /v1/chat
+does not pay for the others' shapes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -131,20 +133,12 @@ def responses() -> Response:
     principal = current_principal(app)
     kept = services.kept_responses
     request, task, context = responses.request(app, lambda response_id: kept.get(principal.user_id, response_id))
-
-    def keep(response: Mapping) -> None:
-        if request.store:
-            kept.keep(principal.user_id, response["id"], context=context, input=responses.input_items(request),
-                      response=response)
-
-    def shaper(call_id: str, created) -> responses.Shaper:
-        return responses.Shaper(request, call_id, int(created.timestamp()))
-
+    keep = responses.keeper(request, context, kept, principal.user_id)
     if request.stream:
-        return _streamed(principal, task, lambda stream: responses.event_stream(
-            stream, shaper(stream.id, stream.created), keep), report=responses.reported)
-    return idempotently(app, principal, _answered(principal, task, lambda result: responses.answer(
-        result, shaper(result.id, result.created), keep), report=responses.reported))
+        return _streamed(principal, task, lambda stream: responses.event_stream(stream, request, keep),
+                         report=responses.reported)
+    return idempotently(app, principal, _answered(
+        principal, task, lambda result: responses.answer(result, request, keep), report=responses.reported))
 
 
 @app.get("/v1/responses/<response_id>")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -22,7 +23,7 @@ from infergate.api.streaming import sse
 from infergate.domain import keys
 from infergate.domain.errors import InferGateError, InvalidRequest
 from infergate.domain.inference import ChatResult, ChatStream, ChatTask
-from infergate.domain.kept_responses import KeptResponse
+from infergate.domain.kept_responses import KeptResponse, KeptResponses
 from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.domain.model_server import Thought
 from infergate.domain.tools import tool_use
@@ -178,6 +179,10 @@ class Shaper:
         self.body, self.id, self.created_at = body, f"resp_{response_id}", created_at
         self.thoughts = body.reasoning is not None  # thoughts are shown when reasoning was asked about
 
+    @classmethod
+    def of(cls, body: ResponsesRequest, call_id: str, created: datetime) -> Shaper:
+        return cls(body, call_id, int(created.timestamp()))
+
     def response(self, model: str, status: str, output: list[dict], *, usage: ResponseUsage | None = None,
                  error: ResponseError | None = None) -> ResponseObject:
         body = self.body
@@ -231,8 +236,19 @@ def usage(result: ChatResult) -> ResponseUsage:
                          output_tokens_details=OutputTokensDetails(reasoning_tokens=result.thinking_tokens))
 
 
-def answer(result: ChatResult, shaper: Shaper, keep: Keep | None) -> ResponseObject:
-    response = shaper.finished(result)
+def keeper(body: ResponsesRequest, context: list[dict], kept: KeptResponses, user_id: str) -> Keep | None:
+    """What keeps the answer with its conversation, when the request asks for it (`store`)."""
+    if not body.store:
+        return None
+    return lambda response: kept.keep(user_id, response["id"], context=context, input=input_items(body),
+                                      response=response)
+
+
+def answer(result: ChatResult, body: ResponsesRequest, keep: Keep | None) -> ResponseObject:
+    return _kept(Shaper.of(body, result.id, result.created).finished(result), keep)
+
+
+def _kept(response: ResponseObject, keep: Keep | None) -> ResponseObject:
     if keep is not None:
         keep(response.model_dump(mode="json"))
     return response
@@ -305,11 +321,12 @@ class _Writer:
         yield self.event("response.output_item.done", output_index=index, item=done)
 
 
-def event_stream(stream: ChatStream, shaper: Shaper, keep: Keep | None) -> Iterator[str]:
+def event_stream(stream: ChatStream, body: ResponsesRequest, keep: Keep | None) -> Iterator[str]:
     """The Responses API's events as the model produces the answer: created and in progress, then
     an output item for the reasoning (when asked about), the message and each function call, each
     added, its deltas and done, then completed (incomplete when the output ran out of tokens). An
     answer cut off ends with response.failed, after what was generated."""
+    shaper = Shaper.of(body, stream.id, stream.created)
     writer = _Writer(shaper)
     started = shaper.response(stream.model, "in_progress", []).model_dump(mode="json")
     yield writer.event("response.created", response=started)
@@ -334,7 +351,7 @@ def event_stream(stream: ChatStream, shaper: Shaper, keep: Keep | None) -> Itera
     yield from writer.close()
     for call in result.tool_calls:
         yield from writer.call(call)
-    final = answer(result, shaper, keep).model_dump(mode="json")
+    final = _kept(shaper.finished(result), keep).model_dump(mode="json")
     final["output"] = writer.output  # the items as they were streamed, the same as the whole answer's
     yield writer.event("response.incomplete" if final["status"] == "incomplete" else "response.completed",
                        response=final)
