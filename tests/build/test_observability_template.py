@@ -33,7 +33,7 @@ ACCESS_LOG_VARIABLES = {
 EMF_METRICS = {"TokensCharged", "RateLimited", "TooManyConcurrentRequests", "QuotaExceeded", "QuotaHeldInFlight",
                "UpstreamFailures", "CircuitBreakerOpen", "StreamsClosedByClient"}
 DASHBOARD_ROUTES = {("POST", "/v1/chat"), ("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings"),
-                    ("GET", "/v1/usage")}
+                    ("GET", "/v1/usage"), ("POST", "/v1/completions"), ("POST", "/v1/messages"), ("POST", "/v1/responses")}
 PSEUDO_PARAMETERS = {"AWS::StackName", "AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::URLSuffix"}
 
 
