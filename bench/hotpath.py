@@ -19,6 +19,16 @@ in rounds, the targets' order rotating each round, so the machine's noise
 falls on all of them alike; figures pool the rounds. Overhead pXX is the
 target's pXX latency minus the model server's, in the same scenario.
 
+Then the other API shapes on the same metered path, at c=1 on kept-alive
+connections, one key: POST /v1/chat/completions, /v1/messages (Anthropic) and
+/v1/responses (OpenAI Responses, `store: false`) through each InferGate
+above, the same chat in each one's words (the same prompt, model and max
+tokens, not streamed), beside the model server; one request to each target
+in turn, the order rotating every turn, so that the machine's noise falls on
+all of them alike (--api-seconds for each); overhead p50 and p90 of each, and
+/v1/messages' and /v1/responses' overhead p50 as ratios to
+/v1/chat/completions' in the same run, each judged against 1.1x.
+
 Then it counts the store round trips of 200 chats through `make run`, on
 the wire: InferGate in front of proxies that count each request a client
 sends to Redis or MongoDB (bench/wiretap.py).
@@ -28,9 +38,12 @@ a token every 50 ms, InferGate twice more in front of it (`make run` and
 `make run-lambda`, on the same stores), and POST /v1/chat/completions with
 `stream: true` timed at the client to its first and last token (TTFT,
 TTLT), beside the model server's own streamed /api/chat, and beside the same
-chat not streamed (`stream: false`, the whole answer), c=1, rounds rotating.
+chat not streamed (`stream: false`, the whole answer), c=1, rounds rotating;
+in the same rounds, /v1/messages and /v1/responses streamed through `make
+run`, to their first and last text delta, as ratios to /v1/chat/completions'.
 
     .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm] [--against DIR]
+                                      [--api-seconds 4.5]
                                       [--stream-samples 20] [--stream-only]     (or: make bench)
 """
 
@@ -174,6 +187,7 @@ class Figures:
     p99: float
     worst: float
     errors: dict[str, int]
+    p90: float = float("nan")
 
     @classmethod
     def of(cls, batches: list[Batch]) -> Figures:
@@ -186,6 +200,7 @@ class Figures:
             rps=len(latencies) / sum(batch.seconds for batch in batches),
             p50=statistics.median(latencies) if latencies else float("nan"),
             p99=percentile(latencies, 0.99), worst=max(latencies, default=float("nan")), errors=errors,
+            p90=percentile(latencies, 0.90),
         )
 
 
@@ -339,6 +354,127 @@ def targets(model_url: str, gateways: dict[str, str], keys: list[str]) -> list[T
     return found
 
 
+# -- the other API shapes ------------------------------------------------------------
+
+API_GATEWAYS = ("make run", "make run-lambda")
+API_SCENARIO = Scenario("c=1, 1 key, kept-alive", 1, 1)
+CHAT_COMPLETIONS = "/v1/chat/completions"
+
+
+def api_targets(model_url: str, gateways: dict[str, str], keys: list[str]) -> list[Target]:
+    """The model server (the baseline), then for each of this checkout's InferGates its
+    /v1/chat/completions, /v1/messages and /v1/responses with the same chat (not streamed), one key."""
+    messages = [{"role": "user", "content": PROMPT}]
+    found = [Target("direct", *_host_port(model_url), "/api/chat", json.dumps(
+        {"model": MODEL, "messages": messages, "stream": False, "options": {"num_predict": MAX_TOKENS}}).encode())]
+    bodies = {CHAT_COMPLETIONS: json.dumps({"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS,
+                                            "stream": False}).encode(),
+              **streaming.api_bodies(model=MODEL, prompt=PROMPT, max_tokens=MAX_TOKENS, stream=False)}
+    for gateway in API_GATEWAYS:
+        if gateway in gateways:
+            found.extend(Target(f"{gateway} {path}", *_host_port(gateways[gateway]), path, body, keys[:1])
+                         for path, body in bodies.items())
+    return found
+
+
+def _answers_text(target: Target) -> str:
+    """"" when `target` answers its chat with text in its API's shape, else what it answered."""
+    connection = http.client.HTTPConnection(target.host, target.port, timeout=60)
+    try:
+        connection.request("POST", target.path, body=target.body, headers=target.headers(target.keys[0]))
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    try:
+        reply = json.loads(body)
+        text = {"/api/chat": lambda: reply["message"]["content"],
+                CHAT_COMPLETIONS: lambda: reply["choices"][0]["message"]["content"],
+                "/v1/messages": lambda: reply["content"][0]["text"],
+                "/v1/responses": lambda: reply["output"][-1]["content"][0]["text"]}[target.path]()
+    except (ValueError, KeyError, IndexError, TypeError):
+        text = ""
+    return "" if response.status == 200 and text else f"{response.status} {body[:200]!r}"
+
+
+def api_section(everything: list[Target], seconds: float) -> dict[str, Figures]:
+    """About `seconds` of requests to each target, c=1, each on a kept-alive connection of its own
+    (opened before it is timed): one request to every target in turn, the order rotating every
+    turn; then each target's figures."""
+    for target in everything:
+        if wrong := _answers_text(target):
+            print(f"  warning: {target.name} did not answer its chat with text: {wrong}", flush=True)
+        if target.name != "direct":  # every instance that served the warm-up burst, through this route
+            run_batch(target, Scenario("warm", 8, 1), 0.5)
+    batches = {target.name: Batch() for target in everything}
+    connections: dict[str, http.client.HTTPConnection] = {}
+    stop = time.monotonic() + seconds * len(everything)
+    turn = 0
+    while time.monotonic() < stop:
+        shift = turn % len(everything)
+        for target in everything[shift:] + everything[:shift]:
+            batch, started = batches[target.name], time.perf_counter()
+            try:
+                if target.name not in connections:
+                    connection = http.client.HTTPConnection(target.host, target.port, timeout=60)
+                    connection.connect()
+                    connections[target.name], started = connection, time.perf_counter()
+                connections[target.name].request("POST", target.path, body=target.body,
+                                                 headers=target.headers(target.keys[0]))
+                response = connections[target.name].getresponse()
+                response.read()
+                outcome = "ok" if response.status == 200 else str(response.status)
+            except (OSError, http.client.HTTPException) as error:
+                outcome = type(error).__name__
+                if target.name in connections:
+                    connections.pop(target.name).close()
+            took = time.perf_counter() - started
+            batch.seconds += took
+            if outcome == "ok":
+                batch.latencies.append(took)
+            else:
+                batch.errors[outcome] = batch.errors.get(outcome, 0) + 1
+        turn += 1
+    for connection in connections.values():
+        connection.close()
+    return {target.name: Figures.of([batches[target.name]]) for target in everything}
+
+
+def api_report(figures: dict[str, Figures], seconds: float) -> None:
+    """Each target's overhead p50 and p90, and each API shape's overhead p50 over its gateway's
+    /v1/chat/completions' in the same run, judged against streaming.RATIO_GOAL."""
+    goal = streaming.RATIO_GOAL
+    direct = figures["direct"]
+    width = max(16, *(len(name) for name in figures))
+    print(f"\nAPI shapes, {API_SCENARIO.name} (not streamed; the same prompt, model and max tokens in each; "
+          f"/v1/responses with store false), one request to each target in turn, {seconds:g} s each; "
+          f"req/s: one over the mean latency; x chat: overhead p50 over the same gateway's {CHAT_COMPLETIONS}':")
+    print(f"{'target':<{width}} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'+p50 ms':>8} {'+p90 ms':>8} "
+          f"{'x chat':>7}  errors")
+    for name, found in figures.items():
+        extra = ""
+        if name != "direct":
+            chat = figures[f"{name.rsplit(' ', 1)[0]} {CHAT_COMPLETIONS}"]
+            extra = (f"{found.p50 - direct.p50:>8.1f} {found.p90 - direct.p90:>8.1f} "
+                     f"{(found.p50 - direct.p50) / (chat.p50 - direct.p50):>6.2f}x")
+        print(f"{name:<{width}} {found.rps:>7.1f} {found.p50:>7.1f} {found.p90:>7.1f} {extra:>25}  "
+              f"{sum(found.errors.values()) or ''} {' '.join(f'{k}:{v}' for k, v in found.errors.items())}".rstrip())
+    print()
+    for gateway in API_GATEWAYS:
+        chat = figures.get(f"{gateway} {CHAT_COMPLETIONS}")
+        if chat is None:
+            continue
+        for path in streaming.API_PATHS:
+            found = figures[f"{gateway} {path}"]
+            if found.errors or chat.errors:
+                print(f"{gateway} {path}: errors, no verdict")
+                continue
+            ratio = (found.p50 - direct.p50) / (chat.p50 - direct.p50)
+            print(f"{gateway} {path}: overhead p50 {found.p50 - direct.p50:.1f} ms = {ratio:.2f}x "
+                  f"{CHAT_COMPLETIONS}' {chat.p50 - direct.p50:.1f} ms (p90 {found.p90 - direct.p90:.1f} against "
+                  f"{chat.p90 - direct.p90:.1f} ms): {'within' if ratio <= goal else 'NOT within'} {goal}x")
+
+
 # -- round trips ------------------------------------------------------------------
 
 # Connection set-up and server monitoring, not a chat's work.
@@ -430,7 +566,7 @@ def streaming_section(stack: ExitStack, environment: dict[str, str], logs: Path,
     print(f"\nStreamed chat, POST /v1/chat/completions (direct: /api/chat), medians of {samples} rounds, c=1, "
           f"kept-alive, a token every {streaming.TOKEN_SECONDS * 1000:.0f} ms; TTFT/TTLT: first/last piece of "
           "content at the client; buffered: stream false, whole answer; +: minus direct:")
-    for line in streaming.report(results):
+    for line in streaming.report(results, apis=found):
         print(line)
 
 
@@ -509,6 +645,9 @@ def main() -> int:
     parser.add_argument("--peer", choices=["litellm"], help="also measure this peer gateway")
     parser.add_argument("--runtimes", nargs="+", choices=["workers", "emulator"], default=["workers", "emulator"])
     parser.add_argument("--round-trips", type=int, default=200, help="chats whose store round trips are counted")
+    parser.add_argument("--api-seconds", type=float, default=4.5,
+                        help="per target, of /v1/chat/completions, /v1/messages and /v1/responses at c=1, "
+                        "interleaved request by request (0: none)")
     parser.add_argument("--stream-samples", type=int, default=20,
                         help="rounds of streamed and buffered chats at a token every 50 ms (0: none)")
     parser.add_argument("--stream-only", action="store_true", help="only the streamed chats")
@@ -554,8 +693,14 @@ def main() -> int:
                     batches[target.name].append(run_batch(target, scenario, args.seconds))
             results[scenario.name] = {target.name: Figures.of(batches[target.name]) for target in everything}
             print(f"  {scenario.name}: done", flush=True)
+        shapes = api_targets(model.url, gateways, keys)
+        if args.api_seconds > 0 and len(shapes) > 1:
+            print(f"  API shapes ({', '.join(target.name for target in shapes)}) ...", flush=True)
+            api_figures = api_section(shapes, args.api_seconds)
         report(results)
         verdicts(results)
+        if args.api_seconds > 0 and len(shapes) > 1:
+            api_report(api_figures, args.api_seconds)
 
         print("\n" + exactness(mongo.url, GATEWAY_SETTINGS.get("MONGODB_DB", "infergate")))
         print(f"\nRound trips per chat, by command ({args.round_trips} chats through make run, one key, in a row,"

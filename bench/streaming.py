@@ -14,6 +14,20 @@ of content (not the done line, nor `data: [DONE]`). Buffered (`stream:
 false`) requests are timed from the request to the whole body read. Samples
 run in rounds, one request for each target and mode a round, the order
 rotating each round.
+
+The other API shapes on the same metered path are timed the same way, streamed
+only, through `make run` (`api_targets`): `POST /v1/messages` (Anthropic), whose
+content is the `content_block_delta` events with a `text_delta` (not
+message_start, the ping or content_block_start), and `POST /v1/responses`
+(OpenAI Responses, `store: false`), whose content is the
+`response.output_text.delta` events (not response.created, in_progress or
+output_item.added). `report` gives their TTFT and TTLT as ratios to the same
+gateway's /v1/chat/completions.
+
+`make run`'s server drops a keep-alive connection idle for 5 s; with more
+targets a round is longer than that, so a connection idle for more than
+IDLE_SECONDS is reopened, and every connection is opened before its request
+is timed.
 """
 
 from __future__ import annotations
@@ -25,6 +39,12 @@ import time
 from dataclasses import dataclass, field
 
 TOKEN_SECONDS = 0.05
+# A connection idle longer than this is reopened (untimed) before its next request: the gateway
+# drops one idle for 5 s.
+IDLE_SECONDS = 4.0
+# The API shapes beside /v1/chat/completions, by path: the SSE shape their content comes in.
+API_PATHS = {"/v1/messages": "messages", "/v1/responses": "responses"}
+RATIO_GOAL = 1.1
 
 
 @dataclass
@@ -34,9 +54,11 @@ class StreamTarget:
     port: int
     path: str
     streamed_body: bytes
-    buffered_body: bytes
+    buffered_body: bytes | None  # None: streamed only
     headers: dict[str, str]
-    ndjson: bool  # the model server's /api/chat; else OpenAI's server-sent events
+    ndjson: bool  # the model server's /api/chat; else server-sent events
+    shape: str = "chat"  # of the events: "chat" (chat completions), "messages" or "responses"
+    gateway: str = ""  # for an API shape's target, the gateway whose /v1/chat/completions it is compared with
 
 
 @dataclass
@@ -55,8 +77,9 @@ class Samples:
 
 
 def targets(model_url: str, gateways: dict[str, str], key: str, *, model: str, prompt: str,
-            max_tokens: int) -> list[StreamTarget]:
-    """The model server's own /api/chat, and each gateway's /v1/chat/completions, streamed or not."""
+            max_tokens: int, apis: tuple[str, ...] = ("make run",)) -> list[StreamTarget]:
+    """The model server's own /api/chat, and each gateway's /v1/chat/completions, streamed or not;
+    then, for the gateways in `apis`, /v1/messages and /v1/responses streamed (api_targets)."""
     def at(url: str) -> tuple[str, int]:
         host, port = url.removeprefix("http://").split(":")
         return host, int(port)
@@ -75,22 +98,57 @@ def targets(model_url: str, gateways: dict[str, str], key: str, *, model: str, p
     for name, url in gateways.items():
         found.append(StreamTarget(name, *at(url), "/v1/chat/completions", openai(True), openai(False),
                                   {"Content-Type": "application/json", "x-api-key": key}, ndjson=False))
+    for name, url in gateways.items():
+        if name in apis:
+            found.extend(api_targets(name, url, key, model=model, prompt=prompt, max_tokens=max_tokens))
     return found
 
 
-def _content(unit: bytes, ndjson: bool) -> str:
-    """The content a line (NDJSON) or an event (SSE) carries, "" when none."""
+def api_bodies(*, model: str, prompt: str, max_tokens: int, stream: bool) -> dict[str, bytes]:
+    """The same chat as /v1/chat/completions' body, in each API shape's words: the same prompt,
+    model and token limit; the Responses API's not kept (`store: false`), as a chat is not."""
+    messages = [{"role": "user", "content": prompt}]
+    return {
+        "/v1/messages": json.dumps({"model": model, "max_tokens": max_tokens, "messages": messages,
+                                    "stream": stream}).encode(),
+        "/v1/responses": json.dumps({"model": model, "input": prompt, "max_output_tokens": max_tokens,
+                                     "stream": stream, "store": False}).encode(),
+    }
+
+
+def api_targets(gateway: str, url: str, key: str, *, model: str, prompt: str, max_tokens: int) -> list[StreamTarget]:
+    """`gateway`'s /v1/messages and /v1/responses, streamed only, named "<gateway> <path>"."""
+    host, port = url.removeprefix("http://").split(":")
+    bodies = api_bodies(model=model, prompt=prompt, max_tokens=max_tokens, stream=True)
+    return [StreamTarget(f"{gateway} {path}", host, int(port), path, bodies[path], None,
+                         {"Content-Type": "application/json", "x-api-key": key}, ndjson=False, shape=shape,
+                         gateway=gateway)
+            for path, shape in API_PATHS.items()]
+
+
+def _content(unit: bytes, ndjson: bool, shape: str = "chat") -> str:
+    """The content a line (NDJSON) or an event (SSE) carries, "" when none: for /v1/messages a
+    text_delta's text, for /v1/responses an output_text.delta's delta; an error event raises."""
     if ndjson:
         line = unit.strip()
         return (json.loads(line).get("message") or {}).get("content") or "" if line else ""
-    text = "".join(line[5:].strip() for line in unit.decode().splitlines() if line.startswith("data:"))
+    lines = unit.decode().splitlines()
+    text = "".join(line[5:].strip() for line in lines if line.startswith("data:"))
     if not text or text == "[DONE]":
         return ""
     reply = json.loads(text)
-    if "error" in reply:
-        raise RuntimeError(f"error event: {text[:200]}")
-    choices = reply.get("choices") or []
-    return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+    if shape == "chat":
+        if "error" in reply:
+            raise RuntimeError(f"error event: {text[:200]}")
+        choices = reply.get("choices") or []
+        return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+    kind = next((line[6:].strip() for line in lines if line.startswith("event:")), "") or reply.get("type", "")
+    if kind in ("error", "response.failed"):
+        raise RuntimeError(f"{kind} event: {text[:200]}")
+    if shape == "messages":
+        delta = (reply.get("delta") or {}) if kind == "content_block_delta" else {}
+        return (delta.get("text") or "") if delta.get("type") == "text_delta" else ""
+    return (reply.get("delta") or "") if kind == "response.output_text.delta" else ""
 
 
 def request(connection: http.client.HTTPConnection, target: StreamTarget, *, stream: bool) -> Sample:
@@ -118,11 +176,11 @@ def request(connection: http.client.HTTPConnection, target: StreamTarget, *, str
         pending += data.replace(b"\r\n", b"\n") if not target.ndjson else data
         *units, pending = pending.split(separator)
         for unit in units:
-            if _content(unit, target.ndjson):
+            if _content(unit, target.ndjson, target.shape):
                 sample.first = arrived if sample.first is None else sample.first
                 sample.last, sample.pieces = arrived, sample.pieces + 1
     sample.total = time.perf_counter() - started
-    if pending.strip() and _content(pending, target.ndjson):  # a last unit without its separator
+    if pending.strip() and _content(pending, target.ndjson, target.shape):  # a last unit without its separator
         sample.first = sample.total if sample.first is None else sample.first
         sample.last, sample.pieces = sample.total, sample.pieces + 1
     if sample.first is None:
@@ -131,24 +189,34 @@ def request(connection: http.client.HTTPConnection, target: StreamTarget, *, str
 
 
 def measure(found: list[StreamTarget], samples: int, *, warm: int = 1) -> dict[str, Samples]:
-    """`samples` rounds, each one streamed and one buffered request to every target, c=1, the
-    order rotating each round; `warm` rounds before them are not counted."""
-    runs = [(target, stream) for target in found for stream in (True, False)]
+    """`samples` rounds, each one streamed and one buffered request to every target (streamed
+    only to one without a buffered body), c=1, the order rotating each round; `warm` rounds
+    before them are not counted. A connection is opened, or reopened when it has been idle for
+    IDLE_SECONDS, before its request is timed."""
+    runs = [(target, stream) for target in found for stream in (True, False)
+            if stream or target.buffered_body is not None]
     connections: dict[str, http.client.HTTPConnection] = {}
+    used: dict[str, float] = {}
     results = {target.name: Samples() for target in found}
     for round_ in range(warm + samples):
         shift = round_ % len(runs)
         for target, stream in runs[shift:] + runs[:shift]:
-            if target.name not in connections:
-                connections[target.name] = http.client.HTTPConnection(target.host, target.port, timeout=60)
+            if target.name in connections and time.monotonic() - used[target.name] > IDLE_SECONDS:
+                connections.pop(target.name).close()
             try:
+                if target.name not in connections:
+                    connections[target.name] = http.client.HTTPConnection(target.host, target.port, timeout=60)
+                    connections[target.name].connect()
                 sample = request(connections[target.name], target, stream=stream)
             except (OSError, RuntimeError, ValueError, http.client.HTTPException) as error:
-                connections.pop(target.name).close()
+                if target.name in connections:
+                    connections.pop(target.name).close()
                 if round_ >= warm:
                     outcome = f"{'streamed' if stream else 'buffered'} {type(error).__name__}: {str(error)[:80]}"
                     results[target.name].errors[outcome] = results[target.name].errors.get(outcome, 0) + 1
                 continue
+            finally:
+                used[target.name] = time.monotonic()
             if round_ >= warm:
                 (results[target.name].streamed if stream else results[target.name].buffered).append(sample)
     for connection in connections.values():
@@ -175,12 +243,16 @@ class Medians:
                    ttlt=_median_ms([s.last for s in samples.streamed]),
                    buffered=_median_ms([s.total for s in samples.buffered]),
                    pieces=statistics.median([s.pieces for s in samples.streamed]) if samples.streamed else 0,
-                   samples=min(len(samples.streamed), len(samples.buffered)))
+                   samples=min(len(samples.streamed), len(samples.buffered)) if samples.buffered
+                   else len(samples.streamed))
 
 
-def report(results: dict[str, Samples], *, token_seconds: float = TOKEN_SECONDS) -> list[str]:
-    """The section's lines: per target the medians, per gateway what it adds and the two goals."""
-    medians = {name: Medians.of(samples) for name, samples in results.items()}
+def report(results: dict[str, Samples], *, token_seconds: float = TOKEN_SECONDS,
+           apis: list[StreamTarget] = ()) -> list[str]:
+    """The section's lines: per target the medians, per gateway what it adds and the two goals;
+    then the API shapes' targets (those of `apis` streamed only) against their gateway's chat completions."""
+    shapes = {target.name: target for target in apis if target.buffered_body is None and target.name in results}
+    medians = {name: Medians.of(samples) for name, samples in results.items() if name not in shapes}
     direct = medians["direct"]
     lines = [(f"{'target':<16} {'samples':>7} {'pieces':>6} {'TTFT ms':>8} {'TTLT ms':>8} {'buffered ms':>11} "
               f"{'+TTFT ms':>9} {'+buffered ms':>12}  errors")]
@@ -210,4 +282,42 @@ def report(results: dict[str, Samples], *, token_seconds: float = TOKEN_SECONDS)
         if name != "direct" and figures.ttlt - figures.ttft < spread / 2:
             lines.append(f"  warning: through {name} the pieces arrived within {figures.ttlt - figures.ttft:.0f} ms "
                          f"of each other (the model spreads them over ~{spread:.0f} ms): the stream was buffered")
+    if shapes:
+        lines.extend(api_report({name: results[name] for name in shapes}, list(shapes.values()), medians, spread))
     return lines
+
+
+def api_report(results: dict[str, Samples], apis: list[StreamTarget], medians: dict[str, Medians],
+               spread: float) -> list[str]:
+    """The API shapes' medians, each beside its gateway's /v1/chat/completions in the same rounds:
+    TTFT and TTLT over chat's, the TTFT the gateway adds (minus direct's) over chat's, and whether
+    TTFT is within RATIO_GOAL of chat's."""
+    direct = medians["direct"]
+    lines = ["", "Streamed, the other API shapes beside /v1/chat/completions (same rounds; TTFT: first text "
+                 "delta, TTLT: last; x chat: over the same gateway's /v1/chat/completions):",
+             f"{'target':<26} {'samples':>7} {'pieces':>6} {'TTFT ms':>8} {'TTLT ms':>8} {'+TTFT ms':>9} "
+             f"{'TTFT x chat':>11} {'TTLT x chat':>11} {'+TTFT x chat':>12}  errors"]
+    verdicts = []
+    for target in apis:
+        figures, errors = Medians.of(results[target.name]), results[target.name].errors
+        chat = medians.get(target.gateway)
+        if chat is None or not figures.samples or not chat.samples:
+            lines.append(f"{target.name:<26} {figures.samples:>7}  no samples to compare  "
+                         f"{sum(errors.values()) or ''} {'; '.join(f'{k} x{v}' for k, v in errors.items())}".rstrip())
+            verdicts.append(f"{target.name}: no samples, no verdict")
+            continue
+        ttft, ttlt = figures.ttft / chat.ttft, figures.ttlt / chat.ttlt
+        added = (figures.ttft - direct.ttft) / (chat.ttft - direct.ttft)
+        lines.append(f"{target.name:<26} {figures.samples:>7} {figures.pieces:>6.0f} {figures.ttft:>8.1f} "
+                     f"{figures.ttlt:>8.1f} {figures.ttft - direct.ttft:>9.1f} {ttft:>10.2f}x {ttlt:>10.2f}x "
+                     f"{added:>11.2f}x  {sum(errors.values()) or ''} "
+                     f"{'; '.join(f'{k} x{v}' for k, v in errors.items())}".rstrip())
+        verdicts.append(f"{target.name}: TTFT {figures.ttft:.1f} ms = {ttft:.2f}x {target.gateway} "
+                        f"/v1/chat/completions' {chat.ttft:.1f} ms: "
+                        f"{'within' if ttft <= RATIO_GOAL else 'NOT within'} {RATIO_GOAL}x "
+                        f"(what the gateway adds to it: {figures.ttft - direct.ttft:.1f} against "
+                        f"{chat.ttft - direct.ttft:.1f} ms, {added:.2f}x); TTLT {ttlt:.2f}x")
+        if figures.ttlt - figures.ttft < spread / 2:
+            verdicts.append(f"  warning: through {target.name} the pieces arrived within "
+                            f"{figures.ttlt - figures.ttft:.0f} ms of each other: the stream was buffered")
+    return lines + [""] + verdicts
