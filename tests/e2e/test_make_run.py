@@ -42,8 +42,10 @@ def test_register_chat_usage_and_a_wrong_key(api):
 
         wrong = http.get("/v1/usage", headers={"x-api-key": key[:-2] + "xx"})
         assert wrong.status_code == 401
-        assert wrong.json() == {"error": {"message": "The API key is not valid.", "type": "authentication_error",
-                                          "param": None, "code": "invalid_api_key"}}
+        # API Gateway's own answer, OpenAI's error shape and Anthropic's at once.
+        assert wrong.json() == {"type": "error", "error": {"message": "The API key is not valid.",
+                                                           "type": "authentication_error", "param": None,
+                                                           "code": "invalid_api_key"}}
         assert wrong.headers["x-request-id"]
 
         missing = http.post("/v1/chat", json={"prompt": "hi"})
