@@ -62,3 +62,13 @@ def _record(message: str, **extra) -> logging.LogRecord:
     for name, value in extra.items():
         setattr(record, name, value)
     return record
+
+
+def test_the_userinfo_of_any_url_is_redacted_wherever_it_is():
+    fields = {"metadata": {"url": "https://u:p4ssw0rd@host/x?token=abc", "db": "mongodb+srv://ops:s3cr3t@cluster0/db"},
+              "message": "could not reach redis://:hunter2@10.0.0.5:6379/0 in time"}
+    text = str(redact(fields))
+    assert not any(secret in text for secret in ("p4ssw0rd", "s3cr3t", "hunter2", "ops:", "u:p")), text
+    assert "https://[REDACTED]@host/x" in text and "redis://[REDACTED]@10.0.0.5:6379/0" in text
+    assert redact("write to ada@example.com or see https://example.com/a@b") == (
+        "write to ada@example.com or see https://example.com/a@b"), "an address or a path's @ is not userinfo"

@@ -17,7 +17,8 @@ written, every value whose name says it is a credential (a header, a query
 parameter or a field called authorization, proxy-authorization, api-key,
 x-auth-token, x-amz-security-token, token, secret, password, cookie,
 signature, session, ...) is replaced, and so are API keys, sign-in tokens
-and such name=value pairs inside free text (a message, an exception, a URL).
+and such name=value pairs inside free text (a message, an exception, a URL), and the userinfo of
+any URL (`scheme://user:password@host`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ SECRET_PATTERNS = (
     # A JWT: header.payload.signature, the header always starting {" in base64url.
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[REDACTED JWT]"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + REDACTED),
+    # A URL's userinfo (https://user:password@host, mongodb+srv://user:password@cluster): all of it.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@\"'<>]+@"), r"\1" + REDACTED + "@"),
     (re.compile(rf"(?i)([?&;]\s*{_NAME}=)[^&#\s\"']+"), r"\1" + REDACTED),
     (re.compile(rf"(?i)(\b{_NAME}\b)(['\"]?\s*[:=]\s*['\"]?)(?!\[REDACTED)[^\"'\n&,;}}]+"), r"\1\2" + REDACTED),
 )
