@@ -1,4 +1,4 @@
-"""infergate [--url URL] [--key KEY] [--json] COMMAND ...
+"""infergate [--url URL] [--key KEY] [--json] COMMAND ...   (the options also go after the command)
 
   users list [--email E] [--plan P] [--limit N] [--cursor C]
   users show USER_ID
@@ -31,15 +31,36 @@ from infergate_cli.client import AdminApi, ApiError
 EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_ALLOWED, EXIT_FAILED = 1, 2, 3, 4, 5
 
 
+def _common(*, defaults: bool) -> argparse.ArgumentParser:
+    """--url, --key and --json, which go before the command or after it, as people type them.
+    Only the root has their defaults: a command's copy sets them only when they are given there."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+    common.add_argument("--url", default=default(os.environ.get("INFERGATE_URL")),
+                        help="the gateway's base URL (INFERGATE_URL)")
+    common.add_argument("--key", default=default(os.environ.get("INFERGATE_ADMIN_KEY")),
+                        help="an admin key (INFERGATE_ADMIN_KEY)")
+    common.add_argument("--json", action="store_true", default=default(False), help="print the API's JSON, for scripts")
+    return common
+
+
+class _Commands:
+    """A command's subcommands, each taking the common options too."""
+
+    def __init__(self, parser: argparse.ArgumentParser, dest: str) -> None:
+        self._subparsers, self._common = parser.add_subparsers(dest=dest, required=True), _common(defaults=False)
+
+    def add_parser(self, name: str, **options) -> argparse.ArgumentParser:
+        return self._subparsers.add_parser(name, parents=[self._common], **options)
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="infergate", description="Operate an InferGate gateway.")
-    root.add_argument("--url", default=os.environ.get("INFERGATE_URL"), help="the gateway's base URL (INFERGATE_URL)")
-    root.add_argument("--key", default=os.environ.get("INFERGATE_ADMIN_KEY"), help="an admin key (INFERGATE_ADMIN_KEY)")
-    root.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
-    topics = root.add_subparsers(dest="topic", required=True)
+    root = argparse.ArgumentParser(prog="infergate", description="Operate an InferGate gateway.",
+                                   parents=[_common(defaults=True)])
+    topics = _Commands(root, "topic")
 
     users = topics.add_parser("users", help="users: list, show, set-plan, suspend, reactivate, grant")
-    user_commands = users.add_subparsers(dest="command", required=True)
+    user_commands = _Commands(users, "command")
     listing = user_commands.add_parser("list", help="list or search users")
     listing.add_argument("--email", help="emails starting with this")
     listing.add_argument("--plan")
@@ -56,10 +77,10 @@ def parser() -> argparse.ArgumentParser:
     grant.add_argument("tokens", type=int)
 
     keys = topics.add_parser("keys", help="keys: revoke")
-    keys.add_subparsers(dest="command", required=True).add_parser("revoke", help="revoke any key").add_argument("key_id")
+    _Commands(keys, "command").add_parser("revoke", help="revoke any key").add_argument("key_id")
 
     usage = topics.add_parser("usage", help="usage across users")
-    top = usage.add_subparsers(dest="command", required=True).add_parser("top", help="totals and the heaviest users")
+    top = _Commands(usage, "command").add_parser("top", help="totals and the heaviest users")
     top.add_argument("--period", help="YYYY-MM; this month unless given")
     top.add_argument("--top", type=int, default=10)
 
@@ -69,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--cursor")
 
     admin_key = topics.add_parser("admin-key", help="make an admin key, straight in MongoDB (MONGODB_URI)")
-    create = admin_key.add_subparsers(dest="command", required=True).add_parser("create")
+    create = _Commands(admin_key, "command").add_parser("create")
     create.add_argument("--name", required=True, help="who or what will use it; the audit log names it")
     create.add_argument("--role", choices=["admin", "viewer"], default="admin")
     return root
