@@ -32,6 +32,16 @@ def test_a_new_key_is_shown_once_works_and_is_listed_without_its_secret(api):
     assert not any("api_key" in k or "key_hash" in k for k in listed)
 
 
+def test_a_key_name_that_would_hide_or_spoof_in_a_listing_is_refused(api):
+    account = api.register()
+    for name in ("rtl\u202egnp.exe", "zero\u200bwidth", "bell\x07", "tab\tname", "nbsp\u00a0name", "line\u2028two",
+                 "private\ue000use", "replaced\ufffd"):
+        refused = api.call("POST", "/v1/keys", key=account["api_key"], body={"name": name})
+        assert refused["statusCode"] == 400 and body(refused)["error"]["param"] == "name", (repr(name), body(refused))
+    for name in ("ci runner", "déploiement", "生产 key", "prod-eu_1 (read)"):
+        assert api.call("POST", "/v1/keys", key=account["api_key"], body={"name": name})["statusCode"] == 201, name
+
+
 def test_a_key_needs_no_body_and_refuses_fields_it_cannot_honour(api):
     account = api.register()
     assert api.call("POST", "/v1/keys", key=account["api_key"])["statusCode"] == 201

@@ -4,7 +4,6 @@ as people type them; one given after the command wins over one before it and ove
 from __future__ import annotations
 
 import pytest
-
 from infergate_cli.__main__ import parser
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from infergate.schemas.base import Closed, Schema
+from infergate.schemas.text import hidden
 
 # Scripts that one language writes together: Japanese mixes these, Korean mixes Hangul and Han.
 _SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "CJK": "CJK"}
@@ -19,7 +20,7 @@ def _normalise_email(value: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
     folded = unicodedata.normalize("NFKC", value.strip()).lower()
-    if any(unicodedata.category(char)[0] in "CZ" or char == "\ufffd" for char in folded):
+    if hidden(folded):
         raise ValueError("must be an email address, with no invisible or replacement characters")
     try:
         address = validate_email(folded, check_deliverability=False)

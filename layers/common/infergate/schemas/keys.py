@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from infergate.schemas.base import Closed, Schema
+from infergate.schemas.text import hidden
 
-KeyName = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+def _visible(name: str) -> str:
+    if hidden(name, spaces=True):
+        raise ValueError("may hold no invisible, control or bidirectional characters, and no spaces but ' '")
+    return name
+
+
+# A key's name is read back in listings: nothing in it may hide there, as in an email address.
+KeyName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_visible)]
 
 
 class CreateKeyRequest(Closed):
-    name: str | None = KeyName
+    name: KeyName | None = None
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 
