@@ -7,6 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import jwt
@@ -23,6 +26,19 @@ from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
 from tests.support.identity import AUDIENCE, ISSUER, IdentityProvider, SigningKey
 
 PLANS = plan_catalog(Settings())
+
+
+@contextmanager
+def logged(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records the logger `name` writes meanwhile (InferGate's loggers do not propagate to the root)."""
+    lines: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = lines.append
+    logging.getLogger(name).addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logging.getLogger(name).removeHandler(handler)
 
 
 @pytest.fixture
@@ -120,7 +136,8 @@ def test_a_provider_that_cannot_be_reached_is_503_not_a_refusal(provider):
 
 def test_a_token_holder_becomes_a_user_on_first_use_with_the_plan_it_names(database, redis_client, provider):
     store = MongoAccountStore(database)
-    keyring = Authenticator(store, PLANS, RedisAccountsVersion(redis_client, prefix="infergate:"), tokens=verifier(provider))
+    keyring = Authenticator(store, PLANS, RedisAccountsVersion(redis_client, prefix="infergate:"), tokens=verifier(provider),
+                            claimable=frozenset({"pro"}))
     first = keyring.authenticate(provider.token("carol", email="carol@example.com", infergate_plan="pro"))
     assert isinstance(first, Principal) and first.plan.name == "pro" and first.key_id.startswith("sso_")
     again = keyring.authenticate(provider.token("carol", key=provider.keys[1]))
@@ -151,3 +168,27 @@ def test_tokens_never_reach_a_log_line(provider):
     token = provider.token()
     assert token not in json.dumps(redact({"message": f"token {token} refused", "detail": token}))
     assert jwt.get_unverified_header(token)["kid"]
+
+
+def test_a_token_may_claim_only_the_plans_the_operator_allows(database, redis_client, provider):
+    store = MongoAccountStore(database)
+    version = RedisAccountsVersion(redis_client, prefix="infergate:")
+    by_default = Authenticator(store, PLANS, version, tokens=verifier(provider))
+    with logged("infergate.domain.authentication") as lines:
+        assert by_default.authenticate(provider.token("mallory", infergate_plan="internal")).plan.name == PLANS.default.name
+    assert [(line.getMessage(), line.claimed_plan) for line in lines] == [
+        ("a sign-in token claimed a plan it may not; the default plan is given", "internal")]
+    assert by_default.authenticate(provider.token("oscar", infergate_plan="pro")).plan.name == PLANS.default.name
+    allowed = Authenticator(store, PLANS, version, tokens=verifier(provider), claimable=frozenset({"pro"}))
+    assert allowed.authenticate(provider.token("peggy", infergate_plan="pro")).plan.name == "pro"
+    assert allowed.authenticate(provider.token("trent", infergate_plan="internal")).plan.name == PLANS.default.name
+
+
+@pytest.mark.parametrize("claimed", ["ａｄａ@ｅｘａｍｐｌｅ.com", "z\u200bed@example.com", "@", "a" * 5000 + "@example.com",
+                                     "ivan@ex\u0430mple.com"])
+def test_a_sign_in_keeps_only_an_email_registration_would_take(database, redis_client, provider, claimed):
+    store = MongoAccountStore(database)
+    keyring = Authenticator(store, PLANS, RedisAccountsVersion(redis_client, prefix="infergate:"), tokens=verifier(provider))
+    user = store.find_user(keyring.authenticate(provider.token("sybil", email=claimed)).user_id)
+    # Full-width forms fold to one spelling, as registration folds them; anything else is not kept.
+    assert user.email == ("ada@example.com" if claimed.startswith("ａ") else None), repr(claimed)

@@ -299,8 +299,9 @@ class Services:
 
         failures = RedisFailedAuthentications(self.redis, prefix=self.settings.redis_key_prefix,
                                               per_minute=self.settings.auth_failures_per_minute)
+        claimable = frozenset(filter(None, (name.strip() for name in self.settings.jwt_allowed_plans.split(","))))
         return Authenticator(self.accounts, self.plans, self.accounts_version, tokens=self.token_verifier,
-                             failures=failures)
+                             failures=failures, claimable=claimable)
 
     @cached_property
     def token_verifier(self) -> TokenVerifier | None:

@@ -80,6 +80,8 @@ class Settings(Schema):
     jwt_audience: str = Field("", alias="JWT_AUDIENCE")
     jwt_jwks_url: str = Field("", alias="JWT_JWKS_URL")
     jwt_plan_claim: str = Field("infergate_plan", alias="JWT_PLAN_CLAIM")
+    # The plans a sign-in token's plan claim may grant, comma-separated; the default plan always.
+    jwt_allowed_plans: str = Field("", alias="JWT_ALLOWED_PLANS")
 
     @property
     def single_sign_on(self) -> bool:

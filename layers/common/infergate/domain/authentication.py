@@ -19,6 +19,7 @@ database nothing, and the warm path still reads nothing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +33,8 @@ from infergate.domain.accounts import AccountStore, AccountsVersion, UserRecord
 from infergate.domain.periods import utc_now
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.principal import Operator, Principal, principal_of
+
+log = logging.getLogger(__name__)
 
 REMEMBER_SECONDS = 60.0
 UNKNOWN_KEY_SECONDS = 5.0
@@ -99,8 +102,10 @@ class Authenticator:
     def __init__(self, store: AccountStore, plans: PlanCatalog, version: AccountsVersion, *,
                  tokens: TokenVerifier | None = None, failures: FailedAuthentications | None = None,
                  clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = utc_now,
-                 capacity: int = REMEMBERED_KEYS) -> None:
+                 capacity: int = REMEMBERED_KEYS, claimable: frozenset[str] = frozenset()) -> None:
+        """`claimable`: the plans a sign-in token may claim (JWT_ALLOWED_PLANS); the default plan always."""
         self._store, self._plans, self._version, self._tokens = store, plans, version, tokens
+        self._claimable = claimable | {plans.default.name}
         self._failures = failures
         self._clock, self._now = clock, now
         self._capacity = capacity
@@ -157,7 +162,8 @@ class Authenticator:
             return Refusal(refused.code, refused.message)
         now = self._now()
         identity = f"sso:{claims.issuer} {claims.subject}"
-        user = self._recall(identity, lambda _: identity_user(claims, plans=self._plans, store=self._store, now=now),
+        user = self._recall(identity, lambda _: identity_user(claims, plans=self._plans, store=self._store, now=now,
+                                                              claimable=self._claimable),
                             source)
         # Keys are per credential; a user of sign-in has one: the sign-in.
         return principal_of(f"sso_{user.user_id.removeprefix('usr_')}", user, self._plans, now=now)
@@ -204,11 +210,16 @@ class Authenticator:
         self._seen_version = version
 
 
-def identity_user(claims: Claims, *, plans: PlanCatalog, store: AccountStore, now: datetime) -> UserRecord:
+def identity_user(claims: Claims, *, plans: PlanCatalog, store: AccountStore, now: datetime,
+                  claimable: frozenset[str] = frozenset()) -> UserRecord:
     """The user a verified sign-in token stands for, made on their first request with the plan
-    the token names (the default plan if it names none this gateway has)."""
+    the token names if a token may claim it (`claimable`), else the default plan: a plan claim
+    is the identity provider's word, and an operator decides which plans it may grant."""
     identity = f"{claims.issuer} {claims.subject}"
-    plan = plans.get(claims.plan) if claims.plan else None
+    plan = plans.get(claims.plan) if claims.plan in claimable else None
+    if claims.plan and plan is None:
+        log.warning("a sign-in token claimed a plan it may not; the default plan is given",
+                    extra={"claimed_plan": claims.plan[:64]})
     return store.find_user_by_identity(identity) or store.create_identity_user(UserRecord(
         user_id=keys.new_id("usr"), email=claims.email, plan=(plan or plans.default).name, created_at=now,
         identity=identity,
