@@ -57,9 +57,7 @@ class JwtVerifier:
         except jwt.PyJWTError as error:
             raise TokenRefused("invalid_token", f"The token is not valid here: {_reason(error)}.") from None
         plan = claims.get(self._plan_claim)
-        email = claims.get("email")
-        return Claims(issuer=claims["iss"], subject=str(claims["sub"]),
-                      email=email.strip().lower() if isinstance(email, str) and "@" in email else None,
+        return Claims(issuer=claims["iss"], subject=str(claims["sub"]), email=_email(claims.get("email")),
                       plan=plan if isinstance(plan, str) else None)
 
     def _key(self, kid: str) -> Any:
@@ -86,6 +84,20 @@ class JwtVerifier:
                 return self._keys  # keep using what it published last
             raise ServiceUnavailable("Sign-in tokens cannot be checked right now; retry shortly.", retry_after=1) from None
         return {key.key_id: key.key for key in published.keys if key.key_id}
+
+
+def _email(claimed: Any) -> str | None:
+    """The token's email claim as registration would take it (one spelling per mailbox, nothing
+    invisible, one script a part), or none: a sign-in is not refused for an address it cannot keep."""
+    from infergate.schemas.accounts import normalised_email
+
+    if not isinstance(claimed, str) or len(claimed) > 254:
+        return None
+    try:
+        return normalised_email(claimed)
+    except ValueError:
+        logger.warning("a sign-in token's email claim is not an address registration would take; none is kept")
+        return None
 
 
 def _reason(error: Exception) -> str:

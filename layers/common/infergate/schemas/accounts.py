@@ -12,7 +12,7 @@ from infergate.schemas.text import hidden
 _SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "CJK": "CJK"}
 
 
-def _normalise_email(value: str) -> str:
+def normalised_email(value: str) -> str:
     """One spelling per mailbox: full-width and other compatibility forms folded (NFKC),
     case folded, the domain in its Unicode form. Refused: what is not an address
     (email-validator's syntax rules, without a DNS lookup), invisible or unassigned
@@ -37,7 +37,7 @@ def _scripts(text: str) -> set[str]:
     return {_SCRIPT_FAMILIES.get(name, name) for name in names}
 
 
-Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_normalise_email)]
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(normalised_email)]
 
 
 class RegisterRequest(Closed):
