@@ -100,7 +100,8 @@ OPERATORS_ONLY = ("forbidden",)
 STORES = ("service_unavailable",)
 ADMITTED = ("rate_limited",)
 METERED = ("invalid_request", "prompt_too_large", "model_not_found", "rate_limited", "too_many_concurrent_requests",
-           "quota_held_in_flight", "quota_exceeded", "upstream_error", "service_unavailable", "upstream_timeout")
+           "quota_held_in_flight", "quota_exceeded", "upstream_error", "upstream_busy", "service_unavailable",
+           "upstream_timeout")
 IDEMPOTENT = ("invalid_request", "idempotency_in_progress", "idempotency_key_reused", "service_unavailable")
 
 

@@ -34,7 +34,7 @@ def assert_cost_nothing(api, key: str, database, status: str) -> None:
 @pytest.mark.parametrize(
     ("fault", "status", "code"),
     [
-        ({"mode": "status", "status": 503}, 503, "service_unavailable"),
+        ({"mode": "status", "status": 503}, 503, "upstream_busy"),
         ({"mode": "status", "status": 500}, 502, "upstream_error"),
         ({"mode": "hang", "seconds": 5}, 504, "upstream_timeout"),
         ({"mode": "break", "after_pieces": 0}, 502, "upstream_error"),

@@ -35,6 +35,9 @@ def test_refusals_and_failures_count_under_their_own_families():
         "infergate_quota_exceeded_total"] == 1
     assert prometheus.increments({"route": "/v1/chat", "status": 504, "outcome": "upstream_timeout"})[
         'infergate_upstream_failures_total{kind="timeout"}'] == 1
+    # The model server's own queue full (its 503): on-call's most wanted failure, under its own kind.
+    assert prometheus.increments({"route": "/v1/chat", "status": 503, "outcome": "upstream_busy"})[
+        'infergate_upstream_failures_total{kind="busy"}'] == 1
 
 
 def test_the_exposition_parses_with_cumulative_buckets_and_the_breaker_gauge():

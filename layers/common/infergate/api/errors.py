@@ -69,6 +69,8 @@ ERRORS: dict[str, Kind] = {
                                    "breakers are open); retry after `Retry-After`."),
     "model_busy": Kind(503, "Every server that serves the model was full for as long as the request could wait "
                             "(QUEUE_TIMEOUT_SECONDS); retry after `Retry-After`."),
+    "upstream_busy": Kind(503, "The model server's own queue was full (Ollama's 503, with every server of the pool "
+                               "tried); retry after `Retry-After`."),
     "upstream_timeout": Kind(504, "The model server (or the function) did not finish in time."),
 }
 

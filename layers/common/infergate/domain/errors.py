@@ -114,7 +114,9 @@ class UpstreamTimeout(UpstreamError):
 
 
 class ModelServerBusy(UpstreamError):
-    code = "service_unavailable"
+    """The model server's own queue was full (Ollama's 503): a failure on-call needs to see, by its own name."""
+
+    code = "upstream_busy"
 
 
 class AnswerCutOff(InferGateError):
