@@ -101,7 +101,14 @@ def test_a_replay_has_a_line_of_its_own_marked_replayed(gateway, account):
 
     assert "replayed" not in the_access_line(gateway, first_id)
     replay = the_access_line(gateway, again_id)
-    assert (replay["status"], replay["replayed"]) == (200, True)
+    assert (replay["status"], replay["replayed"], replay["model"]) == (200, True, "smollm2:135m")
+
+    streamed, key = {**body, "stream": True}, {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    send(gateway, "POST", "/v1/chat", key=account["api_key"], json=streamed, headers=key)
+    again_id, again = send(gateway, "POST", "/v1/chat", key=account["api_key"], json=streamed, headers=key)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    replay = the_access_line(gateway, again_id)
+    assert (replay["replayed"], replay["model"]) == (True, "smollm2:135m"), "a streamed replay names its model too"
 
 
 def test_a_stream_is_logged_once_when_it_ends(gateway, account):

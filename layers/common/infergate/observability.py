@@ -145,6 +145,12 @@ def note(**fields: Any) -> None:
         line.update({name: value for name, value in fields.items() if value is not None})
 
 
+def noted(name: str) -> Any:
+    """What the request being answered has noted of `name` so far (None if nothing)."""
+    line = _access_line.get()
+    return None if line is None else line.get(name)
+
+
 def defer_access_line() -> None:
     """The answer goes on after the handler returns (a stream): the line waits for its end."""
     note(_deferred=True)

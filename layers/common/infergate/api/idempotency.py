@@ -34,7 +34,7 @@ from infergate.api.app import App
 from infergate.api.errors import IdempotencyInProgress, IdempotencyKeyReused, rate_limit_headers
 from infergate.api.streaming import EVENT_STREAM
 from infergate.domain.errors import InvalidRequest, ServiceUnavailable
-from infergate.observability import logger
+from infergate.observability import logger, note, noted
 
 if TYPE_CHECKING:
     import redis
@@ -97,10 +97,11 @@ def idempotently(app: App, principal: Principal, respond: Callable[[], Response]
             "content_type": response.headers.get("Content-Type", "application/json"),
             "body": response.body,
             "headers": {**app.context["response_headers"], **_plain_headers(response)},
+            "model": noted("model"),
         }
 
     stored = _waiting(app, lambda: records.run(request=_request(app, principal, key), compute=compute))
-    headers = stored["headers"] if executed else _replay_headers(app, principal, stored["headers"])
+    headers = stored["headers"] if executed else _replay_headers(app, principal, stored)
     return Response(status_code=stored["status"], content_type=stored["content_type"], body=stored["body"], headers=headers)
 
 
@@ -124,6 +125,7 @@ def idempotently_streamed(app: App, principal: Principal, respond: Callable[[], 
     headers = {**app.context["response_headers"], **_plain_headers(response)}  # the context ends with the handler
     streaming.keep_when_complete(lambda body: store.save_success(data=request, result={
         "status": response.status_code, "content_type": EVENT_STREAM, "body": body, "headers": headers,
+        "model": noted("model"),
     }), lambda: _forget(store, request, RuntimeError("the stream was cut off")))
     return response
 
@@ -214,15 +216,17 @@ def _store_unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(f"Requests with an {HEADER} cannot be accepted right now; retry shortly.", retry_after=1)
 
 
-def _replay_headers(app: App, principal: Principal, stored: dict[str, str]) -> dict[str, str]:
-    """The stored headers, marked replayed, with the key's limit counted now: a replay is a request."""
+def _replay_headers(app: App, principal: Principal, stored: dict) -> dict[str, str]:
+    """The stored headers, marked replayed, with the key's limit counted now: a replay is a request,
+    and its access line names the model that answered it first."""
     admission = app.services.gatekeeper.admit(principal)  # RateLimited once the key's limit is reached
-    headers = {name: value for name, value in stored.items() if not name.lower().startswith("x-ratelimit-")}
+    note(model=stored.get("model"))
+    headers = {name: value for name, value in stored["headers"].items() if not name.lower().startswith("x-ratelimit-")}
     return headers | {**rate_limit_headers(admission.requests, admission.tokens), "Idempotent-Replayed": "true"}
 
 
 def _replayed_stream(app: App, principal: Principal, stored: dict) -> Response:
-    return streaming.streamed(iter([stored["body"]]), headers=_replay_headers(app, principal, stored["headers"]))
+    return streaming.streamed(iter([stored["body"]]), headers=_replay_headers(app, principal, stored))
 
 
 def _plain_headers(response: Response) -> dict[str, str]:
