@@ -351,7 +351,8 @@ class Services:
     def idempotency(self) -> Records:
         from infergate.api.idempotency import records
 
-        return records(self.redis, ttl_seconds=self.settings.idempotency_ttl_seconds)
+        return records(self.redis, ttl_seconds=self.settings.idempotency_ttl_seconds,
+                       prefix=self.settings.redis_key_prefix)
 
     @cached_property
     def readiness(self) -> ReadinessCheck:

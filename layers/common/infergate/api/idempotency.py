@@ -58,7 +58,8 @@ class Records:
     store: Any
 
 
-def records(client: redis.Redis, *, ttl_seconds: int) -> Records:
+def records(client: redis.Redis, *, ttl_seconds: int, prefix: str) -> Records:
+    """`prefix`: REDIS_KEY_PREFIX, which every key InferGate writes carries (a Redis ACL may allow no other)."""
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
     from infergate.stores.idempotency_store import RedisIdempotencyStore
@@ -74,10 +75,13 @@ def records(client: redis.Redis, *, ttl_seconds: int) -> Records:
         return compute()
 
     store = RedisIdempotencyStore(client=client)
-    # Streams use the store directly, under the same names, so that one key is one record.
-    store.configure(config, f"{run.__module__}.{run.__qualname__}")
+    # Records are `<prefix>idempotency#<hash>`: Powertools' own name for them (the function's and this
+    # module's) would carry no prefix. Streams use the store directly, under the same name, so that one
+    # key is one record.
+    name = f"{prefix}idempotency"
+    store.configure(config, key_prefix=name)
     return Records(config, idempotent_function(data_keyword_argument="request", config=config,
-                                               persistence_store=store)(run), store)
+                                               persistence_store=store, key_prefix=name)(run), store)
 
 
 def idempotently(app: App, principal: Principal, respond: Callable[[], Response]) -> Response:

@@ -1,0 +1,33 @@
+"""Every key InferGate writes in Redis carries REDIS_KEY_PREFIX, so that a Redis shared with
+others, or an ACL that allows only the prefix (`~infergate:*`), serves it whole."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.handlers.conftest import body
+from tests.support.functions import reset_instance_state
+
+
+def test_every_key_written_carries_the_prefix(api, redis_client, monkeypatch):
+    prefix = f"acl-{uuid.uuid4().hex[:8]}:"
+    monkeypatch.setenv("REDIS_KEY_PREFIX", prefix)
+    reset_instance_state()
+    before = set(redis_client.scan_iter(count=1000))
+
+    key = api.register(f"acl-{uuid.uuid4().hex[:6]}@example.com")["api_key"]
+    chat = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    for stream in (False, True):
+        for _ in range(2):  # the second is a replay of the first
+            response = api.call("POST", "/v1/chat/completions", key=key, body={**chat, "stream": stream},
+                                headers={"Idempotency-Key": f"acl-{stream}"})
+            assert response["statusCode"] == 200, body(response)
+    assert api.call("POST", "/v1/messages", key=key, body={**chat, "max_tokens": 3})["statusCode"] == 200
+    api.call("GET", "/v1/usage", key=key)
+    api.call("GET", "/v1/keys", key=key)
+    api.call("GET", "/v1/usage", key="igk_" + "x" * 40, expect_allowed=False)  # a failed authentication
+
+    written = {name.decode() for name in set(redis_client.scan_iter(count=1000)) - before}
+    assert any("idempotency" in name for name in written), written
+    assert written and all(name.startswith(prefix) for name in written), sorted(
+        name for name in written if not name.startswith(prefix))
