@@ -151,6 +151,20 @@ def test_a_parameter_says_which_setting_it_sets():
 
 
 @pytest.mark.parametrize("variable", sorted(FIELDS))
+def test_a_parameter_has_the_bounds_its_setting_has(variable):
+    """A bound the setting has, its parameter has too: a deploy with a value out of range fails at
+    CloudFormation, before any function would fail its init on it."""
+    parameter = parameter_of(variable)
+    if not parameter:
+        pytest.skip(f"{variable} is not a parameter")
+    spec = document()["Parameters"][parameter]
+    for rule in FIELDS[variable][1].metadata:
+        for bound, attribute in (("MinValue", "ge"), ("MaxValue", "le")):
+            if getattr(rule, attribute, None) is not None:
+                assert spec.get(bound) == getattr(rule, attribute), f"{parameter}'s {bound} should be {getattr(rule, attribute)}"
+
+
+@pytest.mark.parametrize("variable", sorted(FIELDS))
 def test_a_parameter_admits_nothing_at_its_bounds_that_settings_refuses(variable):
     parameter = parameter_of(variable)
     if not parameter:

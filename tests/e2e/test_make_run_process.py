@@ -18,6 +18,7 @@ import pytest
 from devkit.backends import Pidfiles
 
 from tests.support.make_run import Process, RunningApi, start_runner
+from tests.support.paths import ROOT
 
 DEADLINE = 120  # seconds: far beyond what any of this takes on a loaded machine
 
@@ -145,3 +146,15 @@ def test_a_process_given_a_recorded_pid_later_is_left_alone(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_setting_out_of_range_stops_the_runner_before_it_serves_naming_the_setting(tmp_path, mongo_uri, redis_url,
+                                                                                      ollama_url):
+    environment = {**os.environ, "MONGODB_URI": mongo_uri, "REDIS_URL": redis_url, "OLLAMA_URL": ollama_url,
+                   "INFERGATE_DATA_DIR": str(tmp_path / "data"), "PORT": "0", "MAX_CONCURRENT_REQUESTS": "100000"}
+    finished = subprocess.run([sys.executable, "-m", "devkit.run"], cwd=ROOT, env=environment, capture_output=True,
+                              text=True, timeout=DEADLINE)
+    assert finished.returncode == 1, finished.stdout[-2000:]
+    assert "make run: MAX_CONCURRENT_REQUESTS: input should be less than or equal to 10000" in finished.stdout, (
+        finished.stdout[-2000:])
+    assert "listening" not in finished.stdout

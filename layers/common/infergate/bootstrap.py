@@ -79,9 +79,9 @@ class Services:
 
     @cached_property
     def settings(self) -> Settings:
-        from infergate.config import Settings
+        from infergate.config import checked
 
-        return Settings.from_env()
+        return checked()
 
     @cached_property
     def kept(self) -> KeptSettings:
@@ -367,7 +367,9 @@ _instance = Services()
 
 
 def instance() -> Services:
-    """This function instance's services."""
+    """This function instance's services, its settings checked: a function whose settings are out of
+    range fails its init (InvalidSettings names them), rather than every request with a 500."""
+    _instance.settings  # noqa: B018 - read, and so checked, now
     return _instance
 
 

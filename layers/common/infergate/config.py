@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from infergate.domain.plans import Plan, PlanCatalog
 from infergate.domain.pool import OLLAMA, UNBOUNDED, Server
@@ -58,7 +58,7 @@ class Settings(Schema):
     default_monthly_token_quota: int = Field(100_000, ge=0, alias="DEFAULT_MONTHLY_TOKEN_QUOTA")
     rate_limit_rpm: int = Field(60, ge=1, alias="RATE_LIMIT_RPM")
     rate_limit_tpm: int = Field(20_000, ge=1, alias="RATE_LIMIT_TPM")
-    max_concurrent_requests: int = Field(4, ge=1, alias="MAX_CONCURRENT_REQUESTS")
+    max_concurrent_requests: int = Field(4, ge=1, le=10_000, alias="MAX_CONCURRENT_REQUESTS")  # a plan's range
     # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
     plans: str = Field("", alias="PLANS")
     default_plan: str = Field("free", alias="DEFAULT_PLAN")
@@ -96,6 +96,27 @@ class Settings(Schema):
         env = os.environ if env is None else env
         # SAM passes unset optional parameters as empty strings: treat them as unset.
         return cls.model_validate({key: value for key, value in env.items() if value != ""})
+
+
+class InvalidSettings(ValueError):
+    """A setting out of its range, or a plan, pool or alias list that cannot be: named, with its
+    range, never with its value (a setting may hold a credential)."""
+
+
+def checked(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings, checked whole before anything uses them: each in its range, and the plans and
+    aliases they describe. A function's init fails on InvalidSettings, and `make run` will not start."""
+    try:
+        settings = Settings.from_env(env)
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg'].lower()}" for e in error.errors()]
+        raise InvalidSettings("; ".join(problems)) from None
+    try:
+        plan_catalog(settings)
+        aliases(settings)
+    except ValueError as error:
+        raise InvalidSettings(str(error)) from None
+    return settings
 
 
 class _PlanFigures(Schema):
