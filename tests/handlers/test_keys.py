@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.handlers.conftest import after_a_check_interval, body, header
+from tests.support.functions import reset_instance_state
 
 
 def chat(api, key: str) -> dict:
@@ -107,3 +108,33 @@ def test_the_plan_caps_how_many_active_keys_a_user_holds(api, monkeypatch):
     assert api.call("POST", "/v1/keys", key=account["api_key"])["statusCode"] == 201
     refused = api.call("POST", "/v1/keys", key=account["api_key"])
     assert refused["statusCode"] == 409 and body(refused)["error"]["code"] == "too_many_keys"
+
+
+def test_keys_in_their_grace_period_count_against_the_plan(api, monkeypatch):
+    monkeypatch.setenv("PLANS", '{"free": {"max_api_keys": 2}}')
+    reset_instance_state()
+    account = api.register()
+    second = body(api.call("POST", "/v1/keys", key=account["api_key"]))
+    rotated = api.call("POST", f"/v1/keys/{second['key_id']}/rotate", key=account["api_key"], body={"grace_seconds": 3600})
+    assert rotated["statusCode"] == 409 and body(rotated)["error"]["code"] == "too_many_keys", body(rotated)
+    # Without grace the old key stops at once: the successor takes its place.
+    immediate = api.call("POST", f"/v1/keys/{second['key_id']}/rotate", key=account["api_key"], body={"grace_seconds": 0})
+    assert immediate["statusCode"] == 201, body(immediate)
+    assert api.call("POST", "/v1/keys", key=account["api_key"])["statusCode"] == 409
+
+
+def test_a_key_that_stops_working_cannot_make_or_change_keys_that_outlive_it(api):
+    account = api.register()
+    lasting = account["api_key"]
+    rotated = body(api.call("POST", f"/v1/keys/{account['key_id']}/rotate", key=lasting, body={"grace_seconds": 3600}))
+    for leaked in (lasting, body(api.call("POST", "/v1/keys", key=rotated["api_key"], body={"expires_in_days": 1}))["api_key"]):
+        made = api.call("POST", "/v1/keys", key=leaked, body={"name": "mine forever"})
+        assert made["statusCode"] == 403 and body(made)["error"]["code"] == "forbidden", body(made)
+        revoked = api.call("DELETE", f"/v1/keys/{rotated['key_id']}", key=leaked)
+        assert revoked["statusCode"] == 403, body(revoked)
+        again = api.call("POST", f"/v1/keys/{rotated['key_id']}/rotate", key=leaked, body={})
+        assert again["statusCode"] == 403, body(again)
+    # A key may always revoke itself, and a lasting key may change any key.
+    short = body(api.call("POST", "/v1/keys", key=rotated["api_key"], body={"expires_in_days": 1}))
+    assert api.call("DELETE", f"/v1/keys/{short['key_id']}", key=short["api_key"])["statusCode"] == 200
+    assert api.call("DELETE", f"/v1/keys/{account['key_id']}", key=rotated["api_key"])["statusCode"] == 200

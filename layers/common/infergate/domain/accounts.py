@@ -41,6 +41,15 @@ class ApiKeyRecord:
     grace_until: datetime | None = None  # set when rotated: the key works until then
     successor_id: str | None = None
 
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the key stops working by itself (its rotation's grace, or its expiry); None: never."""
+        return self.grace_until or self.expires_at
+
+    def outlives(self, other: ApiKeyRecord) -> bool:
+        """Whether this key may work after `other` has stopped."""
+        return other.ends_at is not None and (self.ends_at is None or self.ends_at > other.ends_at)
+
     def status(self, now: datetime) -> str:
         """active, rotating (replaced, within its grace period), expired or revoked."""
         if self.revoked_at is not None:
@@ -86,6 +95,7 @@ class Rotation(enum.Enum):
     ROTATED = "rotated"
     NOT_FOUND = "not_found"
     NOT_ACTIVE = "not_active"
+    TOO_MANY_KEYS = "too_many_keys"  # the old key's grace and its successor would be one key too many
 
 
 class AccountStore(Protocol):
@@ -110,9 +120,10 @@ class AccountStore(Protocol):
         """Store the key unless its user already has `max_active` active keys (False)."""
 
     def rotate_key(self, key_id: str, user_id: str, successor: ApiKeyRecord, *, grace_until: datetime,
-                   now: datetime) -> Rotation:
+                   now: datetime, max_working: int | None = None) -> Rotation:
         """Replace an active key of the user's by `successor`, the old one working until
-        `grace_until`; at most one successor per key, whatever the concurrency."""
+        `grace_until`; at most one successor per key, whatever the concurrency; TOO_MANY_KEYS if the
+        old key's grace and its successor would make more than `max_working` working keys."""
 
     def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime,
                    audit: Audit | None = None) -> ApiKeyRecord | None:

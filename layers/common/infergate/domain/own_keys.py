@@ -1,6 +1,12 @@
 """A user's own API keys: create, list, rotate (the old key working for a grace period) and
-revoke, with any of the user's working keys. Every revocation and rotation advances the
-accounts version, so that every authorizer instance applies it within a second."""
+revoke. Every revocation and rotation advances the accounts version, so that every authorizer
+instance applies it within a second.
+
+What a key may do to keys: keys in their grace period count against the plan's max_api_keys
+(a rotation that would pass it is refused, unless its grace is none); and a key that stops
+working by itself (one that expires, or is in its rotation's grace period) cannot create a key
+that outlives it, nor revoke or rotate one that does, its own successor included. So a key
+that leaked cannot be turned into one that lasts."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from infergate.domain.accounts import (
     Rotation,
     issue_key,
 )
-from infergate.domain.errors import Conflict, InvalidRequest, NotFound
+from infergate.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from infergate.domain.principal import Principal
 
 DEFAULT_GRACE = timedelta(hours=24)
@@ -44,6 +50,10 @@ class OwnKeys:
         now = self._clock()
         expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
         issued = issue_key(principal.user_id, name=name, now=now, expires_at=expires_at)
+        caller = self._caller(principal)
+        if caller is not None and issued.record.outlives(caller):
+            raise Forbidden(f"This key stops working at {caller.ends_at.isoformat()}; it cannot create a key that "
+                            "outlives it (send expires_in_days within its remaining life, or use a lasting key).")
         most = principal.plan.max_api_keys
         if not self._store.add_key(issued.record, max_active=most, now=now):
             raise Conflict(f"Your plan allows {most} active keys; revoke one first.", code="too_many_keys")
@@ -59,14 +69,20 @@ class OwnKeys:
         grace = DEFAULT_GRACE if grace_seconds is None else timedelta(seconds=grace_seconds)
         if grace > LONGEST_GRACE:
             raise InvalidRequest(f"grace_seconds may be at most {int(LONGEST_GRACE.total_seconds())} (7 days).")
-        old = next((key for key in self._store.keys_of(principal.user_id) if key.key_id == key_id), None)
+        keys = self._store.keys_of(principal.user_id)
+        old = next((key for key in keys if key.key_id == key_id), None)
         if old is None:
             raise _no_key(key_id)
+        self._may_change(principal, old, keys, "rotate")
         now = self._clock()
         successor = issue_key(principal.user_id, name=old.name, now=now, expires_at=old.expires_at)
-        outcome = self._store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now)
+        outcome = self._store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now,
+                                         max_working=principal.plan.max_api_keys)
         if outcome is Rotation.NOT_FOUND:
             raise _no_key(key_id)
+        if outcome is Rotation.TOO_MANY_KEYS:
+            raise Conflict(f"Your plan allows {principal.plan.max_api_keys} working keys, those in a rotation's "
+                           "grace period included; revoke one, or rotate with grace_seconds 0.", code="too_many_keys")
         if outcome is Rotation.NOT_ACTIVE:
             raise Conflict(f"Key {key_id} is not active (it was rotated, revoked or has expired); rotate an active "
                            "key.", code="key_not_active")
@@ -74,12 +90,29 @@ class OwnKeys:
         return successor
 
     def revoke(self, principal: Principal, key_id: str) -> KeyState:
-        now = self._clock()
-        revoked = self._store.revoke_key(_known(key_id), user_id=principal.user_id, now=now)
+        now, key_id = self._clock(), _known(key_id)
+        keys = self._store.keys_of(principal.user_id)
+        target = next((key for key in keys if key.key_id == key_id), None)
+        if target is not None:
+            self._may_change(principal, target, keys, "revoke")
+        revoked = self._store.revoke_key(key_id, user_id=principal.user_id, now=now)
         if revoked is None:
             raise _no_key(key_id)
         self._version.advance()
         return states([revoked], activity=self._activity, now=now)[0]
+
+
+    def _caller(self, principal: Principal, keys: list[ApiKeyRecord] | None = None) -> ApiKeyRecord | None:
+        """The key the request came with (None for a sign-in, which has no key)."""
+        keys = self._store.keys_of(principal.user_id) if keys is None else keys
+        return next((key for key in keys if key.key_id == principal.key_id), None)
+
+    def _may_change(self, principal: Principal, target: ApiKeyRecord, keys: list[ApiKeyRecord], action: str) -> None:
+        """Forbidden if the calling key would change a key that outlives it (itself it always may)."""
+        caller = self._caller(principal, keys)
+        if caller is not None and target.key_id != caller.key_id and target.outlives(caller):
+            raise Forbidden(f"This key stops working at {caller.ends_at.isoformat()}; it cannot {action} "
+                            f"{target.key_id}, which outlives it. Use a lasting key.")
 
 
 def states(records: list[ApiKeyRecord], *, activity: KeyActivity, now: datetime) -> list[KeyState]:

@@ -114,7 +114,7 @@ class MongoAccountStore:
         def add(session: ClientSession) -> bool:
             # Written first, so that two additions for one user conflict and one runs again.
             self._users.update_one({"_id": key.user_id}, {"$inc": {"key_changes": 1}}, session=session)
-            if self._keys.count_documents(_active(key.user_id, now), session=session) >= max_active:
+            if self._keys.count_documents(_working(key.user_id, now), session=session) >= max_active:
                 return False
             self._keys.insert_one(_key_document(key), session=session)
             return True
@@ -123,8 +123,12 @@ class MongoAccountStore:
 
     @unavailable_when_unreachable
     def rotate_key(self, key_id: str, user_id: str, successor: ApiKeyRecord, *, grace_until: datetime,
-                   now: datetime) -> Rotation:
+                   now: datetime, max_working: int | None = None) -> Rotation:
         def rotate(session: ClientSession) -> Rotation:
+            self._users.update_one({"_id": user_id}, {"$inc": {"key_changes": 1}}, session=session)
+            working = self._keys.count_documents(_working(user_id, now), session=session)
+            if max_working is not None and grace_until > now and working >= max_working:
+                return Rotation.TOO_MANY_KEYS
             replaced = self._keys.find_one_and_update(
                 {**_active(user_id, now), "_id": key_id},
                 {"$set": {"grace_until": grace_until, "successor_id": successor.key_id, "rotated_at": now}},
@@ -226,6 +230,13 @@ class RedisAccountsVersion:
             # Instances that cannot read the version forget what they cached anyway; those
             # that can, but read it before this failure, keep the old state until it expires.
             logger.error("accounts version not advanced: Redis unavailable; the change applies as caches expire")
+
+
+def _working(user_id: str, now: datetime) -> dict:
+    """A user's keys that still work at `now`: active ones, and replaced ones within their grace."""
+    return {"user_id": user_id, "revoked_at": None,
+            "$and": [{"$or": [{"grace_until": None}, {"grace_until": {"$gt": now}}]},
+                     {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}]}
 
 
 def _active(user_id: str, now: datetime) -> dict:
