@@ -1,4 +1,4 @@
-"""Credentials and logs: guessing keys is limited per address and costs no lookup; no
+"""Credentials and logs: guessing keys is limited per address, never locking out a valid key; no
 credential reaches a log line, whatever it is called; every line is JSON and carries the
 ids that tie it to the caller and to API Gateway."""
 

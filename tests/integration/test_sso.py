@@ -192,3 +192,17 @@ def test_a_sign_in_keeps_only_an_email_registration_would_take(database, redis_c
     user = store.find_user(keyring.authenticate(provider.token("sybil", email=claimed)).user_id)
     # Full-width forms fold to one spelling, as registration folds them; anything else is not kept.
     assert user.email == ("ada@example.com" if claimed.startswith("ａ") else None), repr(claimed)
+
+
+def test_bad_tokens_are_limited_like_bad_keys_and_a_valid_token_is_never_locked_out(database, redis_client, provider):
+    from infergate.stores.authentication import RedisFailedAuthentications
+
+    failures = RedisFailedAuthentications(redis_client, prefix=f"sso-{provider.jwks_url[-5:]}:", per_minute=3)
+    keyring = Authenticator(MongoAccountStore(database), PLANS, RedisAccountsVersion(redis_client, prefix="infergate:"),
+                            tokens=verifier(provider), failures=failures)
+    source = "203.0.113.9"
+    forged = provider.token("eve", lifetime=-3600)
+    codes = [keyring.authenticate(forged, source=source).code for _ in range(6)]
+    assert codes[:3] == ["token_expired"] * 3 and set(codes[3:]) == {"too_many_failed_authentications"}
+    assert isinstance(keyring.authenticate(provider.token("walter"), source=source), Principal), "a valid token passes"
+    assert keyring.authenticate(forged, source="198.51.100.7").code == "token_expired", "per address"

@@ -82,12 +82,6 @@ class Refusal:
     retry_after: int = 0  # seconds, for a refusal that is a matter of time
 
 
-class _Throttled(Exception):
-    def __init__(self, retry_after_ms: int) -> None:
-        super().__init__(retry_after_ms)
-        self.retry_after = max(1, -(-retry_after_ms // 1000))
-
-
 INVALID_KEY = Refusal("invalid_api_key", "The API key is not valid.")
 EXPIRED_KEY = Refusal("api_key_expired", "The API key has expired; use its successor or create a new key.")
 
@@ -115,23 +109,25 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def authenticate(self, credential: str | None, *, source: str = "") -> Principal | Operator | Refusal:
-        """Who `credential` belongs to, or why it is refused; `source` is the address it came from."""
-        try:
-            found = self._identify(credential, source)
-        except _Throttled as throttled:
-            return Refusal("too_many_failed_authentications",
-                           f"Too many failed authentications from your address; retry in {throttled.retry_after} s.",
-                           retry_after=throttled.retry_after)
-        if isinstance(found, Refusal) and self._failures is not None and source:
-            self._failures.add(source)
-        return found
+        """Who `credential` belongs to, or why it is refused; `source` is the address it came from.
+        A valid key or token is never refused for its address: an address that failed too often
+        gets 429 for its refused credentials only, whatever their kind."""
+        found = self._identify(credential, source)
+        return self.refuse(found, source=source) if isinstance(found, Refusal) else found
 
     def refuse(self, refusal: Refusal, *, source: str = "") -> Refusal:
-        """A credential refused before it was looked at (missing, or of an unknown scheme), counted
-        against `source` like any other."""
-        if self._failures is not None and source:
-            self._failures.add(source)
-        return refusal
+        """A refused credential (or one refused before it was looked at: missing, or of an unknown
+        scheme), counted against `source`; too_many_failed_authentications once it has failed too often."""
+        if self._failures is None or not source:
+            return refusal
+        blocked_ms = self._failures.blocked_for_ms(source)
+        self._failures.add(source)
+        if blocked_ms <= 0:
+            return refusal
+        retry_after = max(1, -(-blocked_ms // 1000))
+        return Refusal("too_many_failed_authentications",
+                       f"Too many failed authentications from your address; retry in {retry_after} s.",
+                       retry_after=retry_after)
 
     def _identify(self, credential: str | None, source: str) -> Principal | Operator | Refusal:
         if credential and keys.is_well_formed(credential):
@@ -176,8 +172,8 @@ class Authenticator:
         return Operator(key_id=found.key_id, name=found.name, role=found.role)
 
     def _recall(self, name: str, read: Callable[[str], Any], source: str) -> Any:
-        """What the store says of `name`, from memory when it was read lately; the store is
-        asked only if `source` has not failed too often lately."""
+        """What the store says of `name`, from memory when it was read lately (an unknown name is
+        remembered too, for a while, so that repeated guesses cost no read)."""
         now = self._clock()
         with self._lock:
             self._forget_if_changed(now)
@@ -185,7 +181,6 @@ class Authenticator:
             if remembered is not None and now < remembered.until:
                 self._remembered.move_to_end(name)
                 return remembered.found
-        self._check_throttle(source)
         found = read(name)
         with self._lock:
             lifetime = REMEMBER_SECONDS if found is not None else UNKNOWN_KEY_SECONDS
@@ -194,11 +189,6 @@ class Authenticator:
             while len(self._remembered) > self._capacity:
                 self._remembered.popitem(last=False)
         return found
-
-    def _check_throttle(self, source: str) -> None:
-        blocked_ms = self._failures.blocked_for_ms(source) if self._failures is not None and source else 0
-        if blocked_ms > 0:
-            raise _Throttled(blocked_ms)
 
     def _forget_if_changed(self, now: float) -> None:
         if now < self._next_check:
