@@ -272,6 +272,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/admin/v1/keys/{key_id}"): Operation(
         "revokeAnyKey", "Revoke any user's key.", "Admin", Auth.ADMIN, admin.RevokedKey,
         errors=joined(OPERATORS_ONLY, ("key_not_found",), STORES)),
+    ("GET", "/admin/v1/admin-keys"): Operation(
+        "listAdminKeys", "Every admin key, never its secret (the admin role only).", "Admin", Auth.ADMIN,
+        admin.AdminKeyList, errors=joined(OPERATORS_ONLY, STORES)),
+    ("POST", "/admin/v1/admin-keys"): Operation(
+        "createAdminKey", "A new admin key (its plaintext shown once), audited.", "Admin", Auth.ADMIN,
+        admin.IssuedAdminKey, status=201, body=admin.CreateAdminKeyRequest,
+        errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES),
+        examples={"an auditor's": {"name": "auditor", "role": "viewer"}}),
+    ("DELETE", "/admin/v1/admin-keys/{key_id}"): Operation(
+        "revokeAdminKey", "Revoke an admin key, audited; every instance refuses it within a second.", "Admin",
+        Auth.ADMIN, admin.AdminKeyView, errors=joined(OPERATORS_ONLY, ("key_not_found",), STORES)),
     ("GET", "/admin/v1/usage"): Operation(
         "usageAcrossUsers", "A month's totals and its heaviest users.", "Admin", Auth.ADMIN, admin.UsageSummary,
         query=admin.UsageSummaryQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),

@@ -9,6 +9,7 @@
   usage top [--period YYYY-MM] [--top N]
   servers
   audit [--limit N] [--cursor C]
+  admin-keys list | admin-keys create --name NAME [--role admin|viewer] | admin-keys revoke KEY_ID
   admin-key create --name NAME [--role admin|viewer]     straight to MongoDB: the first key
 
 The admin API's base URL and key come from --url/--key or INFERGATE_URL and
@@ -89,6 +90,14 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--cursor")
 
+    admin_keys = _Commands(topics.add_parser("admin-keys", help="admin keys: list, create, revoke (audited)"),
+                           "command")
+    admin_keys.add_parser("list", help="every admin key, never a secret")
+    made = admin_keys.add_parser("create", help="a new admin key, shown once")
+    made.add_argument("--name", required=True, help="who or what will use it; the audit log names it")
+    made.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    admin_keys.add_parser("revoke", help="revoke an admin key everywhere within a second").add_argument("key_id")
+
     admin_key = topics.add_parser("admin-key", help="make an admin key, straight in MongoDB (MONGODB_URI)")
     create = _Commands(admin_key, "command").add_parser("create")
     create.add_argument("--name", required=True, help="who or what will use it; the audit log names it")
@@ -120,6 +129,13 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
             return "revoked", api.send("DELETE", f"/admin/v1/keys/{arguments.key_id}")
         case "usage", "top":
             return "usage", api.get("/admin/v1/usage", period=arguments.period, top=arguments.top)
+        case "admin-keys", "list":
+            return "admin_keys", api.get("/admin/v1/admin-keys")
+        case "admin-keys", "create":
+            return "admin_key", api.send("POST", "/admin/v1/admin-keys", {"name": arguments.name,
+                                                                          "role": arguments.role})
+        case "admin-keys", "revoke":
+            return "admin_key", api.send("DELETE", f"/admin/v1/admin-keys/{arguments.key_id}")
         case "servers", _:
             return "servers", api.get("/admin/v1/servers")
         case "audit", _:

@@ -14,6 +14,8 @@ def table(kind: str, reply) -> str:
         "audit": lambda: _audit(reply),
         "servers": lambda: _servers(reply),
         "admin_key": lambda: _admin_key(reply),
+        "admin_keys": lambda: _rows(("KEY", "NAME", "ROLE", "STATUS", "CREATED"), [
+            (k["key_id"], k["name"], k["role"], k["status"], k["created_at"][:19]) for k in reply["data"]]),
     }[kind]()
 
 
@@ -68,6 +70,8 @@ def _servers(listing) -> str:
                    " ".join(m + ("*" if m in s["loaded"] else "") for m in s["models"])) for s in listing["data"]])
 
 
-def _admin_key(created) -> str:
-    return (f"admin key {created['key_id']} ({created['role']}) for {created['name']}:\n\n  {created['api_key']}\n\n"
+def _admin_key(key) -> str:
+    if "api_key" not in key:  # revoked
+        return f"admin key {key['key_id']} ({key['role']}) for {key['name']}: {key['status']}"
+    return (f"admin key {key['key_id']} ({key['role']}) for {key['name']}:\n\n  {key['api_key']}\n\n"
             "It is shown once; InferGate keeps only its hash.")

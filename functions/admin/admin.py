@@ -1,6 +1,6 @@
 """The admin API, for operators with an admin key (`iga_…`): users, their plans, overrides,
-suspension and grants, any key's revocation, usage across users, plans, the model servers, and
-the audit log.
+suspension and grants, any key's revocation, admin keys themselves, usage across users, plans,
+the model servers, and the audit log.
 
 Collaborators: the account store and the audit log (MongoDB), the usage ledger (MongoDB),
 when keys were last used (Redis), and the accounts version, advanced by every change so that
@@ -12,7 +12,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 
 from infergate.api import admin
-from infergate.api.app import create_app, current_operator, lambda_entrypoint
+from infergate.api.app import create_app, current_operator, json_response, lambda_entrypoint
 from infergate.bootstrap import instance
 
 services = instance()
@@ -53,6 +53,23 @@ def grant_tokens(user_id: str) -> Response:
 def revoke_key(key_id: str) -> Response:
     services.administration.revoke_key(current_operator(app), key_id)
     return admin.revoked(key_id)
+
+
+@app.get("/admin/v1/admin-keys")
+def list_admin_keys() -> Response:
+    return admin.admin_keys(services.administration.admin_keys(current_operator(app)))
+
+
+@app.post("/admin/v1/admin-keys")
+def create_admin_key() -> Response:
+    operator = current_operator(app)
+    request = admin.admin_key_request(app)
+    return admin.issued_admin_key(*services.administration.create_admin_key(operator, request.name, request.role))
+
+
+@app.delete("/admin/v1/admin-keys/<key_id>")
+def revoke_admin_key(key_id: str) -> Response:
+    return json_response(admin.admin_key_view(services.administration.revoke_admin_key(current_operator(app), key_id)))
 
 
 @app.get("/admin/v1/usage")

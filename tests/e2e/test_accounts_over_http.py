@@ -193,3 +193,16 @@ def test_no_key_or_token_reaches_a_log_line(gateway, http, provider):
     logged = gateway.output()
     assert "CloudWatchMetrics" in logged  # the functions' own output is here
     assert not [secret for secret in secrets if secret in logged or secret[4:20] in logged]
+
+
+def test_admin_keys_are_managed_from_the_command_line_and_revoked_everywhere(gateway, http):
+    admin = make_admin_key(gateway, "keeper")
+    made = json.loads(cli(gateway, admin, "admin-keys", "create", "--name", "night shift", "--role", "viewer",
+                          "--json").stdout)
+    assert made["api_key"].startswith("iga_")
+    listed = cli(gateway, admin, "admin-keys", "list")
+    assert listed.returncode == 0 and "night shift" in listed.stdout and made["api_key"] not in listed.stdout
+    assert cli(gateway, made["api_key"], "servers").returncode == 0
+    assert cli(gateway, admin, "admin-keys", "revoke", made["key_id"]).returncode == 0
+    holds_everywhere_within_a_second(lambda: http.get("/admin/v1/plans", headers={"x-api-key": made["api_key"]})
+                                     .status_code == 401)

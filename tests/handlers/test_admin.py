@@ -167,3 +167,38 @@ def test_a_request_in_flight_when_its_user_is_suspended_is_charged_once(api, adm
     assert ledger_totals(database, user["user_id"], period_of(utc_now())) == (used, used, 1)
     after_a_check_interval()
     assert chat(api, user["api_key"])["statusCode"] == 403
+
+
+def test_admin_keys_are_made_listed_and_revoked_through_the_api_audited(api, admin_key, viewer_key):
+    made = api.call("POST", "/admin/v1/admin-keys", key=admin_key, body={"name": "on-call", "role": "viewer"})
+    assert made["statusCode"] == 201, body(made)
+    issued = body(made)
+    assert issued["api_key"].startswith("iga_") and (issued["role"], issued["status"]) == ("viewer", "active")
+    assert api.call("GET", "/admin/v1/plans", key=issued["api_key"])["statusCode"] == 200
+
+    listed = body(api.call("GET", "/admin/v1/admin-keys", key=admin_key))["data"]
+    assert {k["name"] for k in listed} == {"ops", "auditor", "on-call"} and not any("api_key" in k for k in listed)
+
+    revoked = api.call("DELETE", f"/admin/v1/admin-keys/{issued['key_id']}", key=admin_key)
+    assert revoked["statusCode"] == 200 and body(revoked)["status"] == "revoked"
+    after_a_check_interval()
+    refused = api.call("GET", "/admin/v1/plans", key=issued["api_key"], expect_allowed=False)
+    assert refused["statusCode"] == 401, "revoked everywhere within a second, as a user's key is"
+
+    trail = [(entry["action"], entry["subject"]) for entry in body(api.call("GET", "/admin/v1/audit", key=admin_key))["data"]]
+    subject = {"type": "admin_key", "id": issued["key_id"]}
+    assert ("create_admin_key", subject) in trail and ("revoke_admin_key", subject) in trail
+    entries = body(api.call("GET", "/admin/v1/audit", key=admin_key))["data"]
+    assert all("key_hash" not in str(entry) for entry in entries), "the audit log never shows a key's hash"
+
+
+def test_only_the_admin_role_touches_admin_keys(api, admin_key, viewer_key):
+    for method, path, payload in (("GET", "/admin/v1/admin-keys", None),
+                                  ("POST", "/admin/v1/admin-keys", {"name": "sneaky", "role": "admin"}),
+                                  ("DELETE", "/admin/v1/admin-keys/adm_0123456789abcdef01234567", None)):
+        refused = api.call(method, path, key=viewer_key, **({"body": payload} if payload else {}))
+        assert refused["statusCode"] == 403 and body(refused)["error"]["code"] == "forbidden", (method, path)
+    missing = api.call("DELETE", "/admin/v1/admin-keys/adm_nobody", key=admin_key)
+    assert missing["statusCode"] == 404 and body(missing)["error"]["code"] == "key_not_found"
+    bad = api.call("POST", "/admin/v1/admin-keys", key=admin_key, body={"name": "x\u202e", "role": "root"})
+    assert bad["statusCode"] == 400

@@ -276,6 +276,14 @@ def test_admin_keys_authenticate_as_operators_with_their_role(store, version):
     assert authenticator(store, version).authenticate(another).code == "invalid_api_key"
 
 
+def test_an_admin_key_made_straight_in_mongodb_is_audited_too(store):
+    record, _ = create_admin_key("first", "admin", store=store, now=NOW)
+    [entry] = [entry for entry in store.audit_log(limit=10, before=None) if entry.subject["id"] == record.key_id]
+    assert (entry.action, entry.actor) == ("create_admin_key", "make admin-key (straight in MongoDB)")
+    assert entry.subject == {"type": "admin_key", "id": record.key_id} and entry.after["name"] == "first"
+    assert "key_hash" not in entry.after
+
+
 def test_users_are_searched_by_email_and_plan_a_page_at_a_time(store, version):
     for name in ("ann", "anna", "bob", "annie"):
         register(store, f"{name}@example.com")

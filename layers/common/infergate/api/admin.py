@@ -11,18 +11,22 @@ from aws_lambda_powertools.event_handler import Response
 
 from infergate.api.accounts import key_view, usage_response
 from infergate.api.app import App, json_response, parse_body, parse_query
-from infergate.domain.accounts import AuditEntry, UserRecord
+from infergate.domain.accounts import AdminKeyRecord, AuditEntry, UserRecord
 from infergate.domain.ledger import PeriodSummary
 from infergate.domain.own_keys import KeyState
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.servers import ServerReport
 from infergate.domain.usage import Standing
 from infergate.schemas.admin import (
+    AdminKeyList,
+    AdminKeyView,
     AuditPage,
     AuditQuery,
     AuditView,
     ChangeUserRequest,
+    CreateAdminKeyRequest,
     GrantRequest,
+    IssuedAdminKey,
     PlanList,
     PlanView,
     RevokedKey,
@@ -80,6 +84,23 @@ def user_page(users: Sequence[UserRecord], *, limit: int) -> Response:
 def user_detail(user: UserRecord, keys: list[KeyState], standing: Standing) -> Response:
     return json_response(UserDetail(**user_view(user).model_dump(), keys=[key_view(key) for key in keys],
                                     usage=usage_response(standing)))
+
+
+def admin_key_request(app: App) -> CreateAdminKeyRequest:
+    return parse_body(app, CreateAdminKeyRequest)
+
+
+def admin_key_view(key: AdminKeyRecord) -> AdminKeyView:
+    return AdminKeyView(key_id=key.key_id, name=key.name, role=key.role, created_at=key.created_at,
+                        revoked_at=key.revoked_at, status="revoked" if key.revoked_at else "active")
+
+
+def admin_keys(keys: Sequence[AdminKeyRecord]) -> Response:
+    return json_response(AdminKeyList(data=[admin_key_view(key) for key in keys]))
+
+
+def issued_admin_key(key: AdminKeyRecord, api_key: str) -> Response:
+    return json_response(IssuedAdminKey(**admin_key_view(key).model_dump(), api_key=api_key), status=201)
 
 
 def revoked(key_id: str) -> Response:

@@ -136,7 +136,13 @@ class AccountStore(Protocol):
     def grant(self, user_id: str, period: str, tokens: int, *, audit: Audit) -> UserRecord | None:
         """Add tokens to a user's quota for `period`, recording the action; None if no such user."""
 
-    def add_admin_key(self, key: AdminKeyRecord) -> None: ...
+    def add_admin_key(self, key: AdminKeyRecord, *, audit: Audit) -> None: ...
+
+    def admin_keys(self) -> list[AdminKeyRecord]:
+        """Every admin key, oldest first."""
+
+    def revoke_admin_key(self, key_id: str, *, now: datetime, audit: Audit) -> AdminKeyRecord | None:
+        """The key, revoked (or as it was, if it was already); None if there is no such key."""
 
     def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None: ...
 

@@ -90,6 +90,26 @@ class Administration:
             raise NotFound(f"There is no key {key_id}.", code="key_not_found")
         self._version.advance()
 
+    def admin_keys(self, operator: Operator) -> list[AdminKeyRecord]:
+        """Every admin key (never a secret): for the admin role only, as making and revoking them are."""
+        _may_change(operator)
+        return self._store.admin_keys()
+
+    def create_admin_key(self, operator: Operator, name: str, role: str) -> tuple[AdminKeyRecord, str]:
+        """An admin key, audited as the operator's doing; its plaintext leaves once."""
+        _may_change(operator)
+        return create_admin_key(name, role, store=self._store, now=self._clock(),
+                                audit=_audit(operator, "create_admin_key"))
+
+    def revoke_admin_key(self, operator: Operator, key_id: str) -> AdminKeyRecord:
+        """Revoke an admin key; every instance refuses it within a second."""
+        _may_change(operator)
+        revoked = self._store.revoke_admin_key(key_id, now=self._clock(), audit=_audit(operator, "revoke_admin_key"))
+        if revoked is None:
+            raise NotFound(f"There is no admin key {key_id}.", code="key_not_found")
+        self._version.advance()
+        return revoked
+
     def _changed(self, user_id: str, changed: UserRecord | None) -> UserRecord:
         """The user as changed, once every instance is told; NotFound if there was no such user."""
         if changed is None:
@@ -98,14 +118,20 @@ class Administration:
         return changed
 
 
-def create_admin_key(name: str, role: str, *, store: AccountStore, now: datetime) -> tuple[AdminKeyRecord, str]:
-    """An operator's key for the admin API: the plaintext leaves once. (`make admin-key` makes the first.)"""
+# Who made an admin key straight in MongoDB, as the audit log names it.
+BOOTSTRAP = Audit(actor="make admin-key (straight in MongoDB)", action="create_admin_key")
+
+
+def create_admin_key(name: str, role: str, *, store: AccountStore, now: datetime,
+                     audit: Audit = BOOTSTRAP) -> tuple[AdminKeyRecord, str]:
+    """An operator's key for the admin API, audited: the plaintext leaves once. (`make admin-key`
+    makes the first, straight in MongoDB; the admin API the others.)"""
     if role not in ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}.")
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}.", param="role")
     api_key = keys.new_api_key(keys.ADMIN_PREFIX)
     record = AdminKeyRecord(key_id=keys.new_id("adm"), key_hash=keys.hash_key(api_key), name=name, role=role,
                             created_at=now)
-    store.add_admin_key(record)
+    store.add_admin_key(record, audit=audit)
     return record, api_key
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from infergate.schemas.base import Closed, Schema
-from infergate.schemas.keys import KeyView
+from infergate.schemas.keys import KeyName, KeyView
 from infergate.schemas.usage import Period, UsageResponse
 
 _ID = re.compile(r"^[a-z]{3}_[0-9a-f]{1,64}$")
@@ -100,6 +100,30 @@ class ChangeUserRequest(Closed):
 
 class GrantRequest(Closed):
     tokens: int = Field(ge=1, le=10**12)
+
+
+class AdminKeyView(Schema):
+    """An admin key, never its secret."""
+
+    key_id: str
+    name: str
+    role: Literal["admin", "viewer"]
+    created_at: datetime
+    revoked_at: datetime | None
+    status: Literal["active", "revoked"]
+
+
+class AdminKeyList(Schema):
+    data: list[AdminKeyView]
+
+
+class IssuedAdminKey(AdminKeyView):
+    api_key: str = Field(description="The key itself (iga_...), shown this once.")
+
+
+class CreateAdminKeyRequest(Closed):
+    name: KeyName = Field(description="Who or what will use it; the audit log names it.")
+    role: Literal["admin", "viewer"] = "admin"
 
 
 class RevokedKey(Schema):
