@@ -55,7 +55,8 @@ def _streamed(principal, task, events: Callable[..., Iterator[str]], *, report: 
     def respond() -> Response:
         seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000 - STREAM_MARGIN_SECONDS
         stream = services.inference.stream(principal, task, request_id=app.context["request_id"],
-                                           timeout=max(1.0, seconds_left), on_admitted=with_limit_headers(app))
+                                           timeout=max(1.0, seconds_left), on_admitted=with_limit_headers(app),
+                                           watch=services.authenticator.watch(principal))
         report_ignored(app, report(stream.ignored))
         return streamed(events(stream), complete=lambda: stream.result is not None)
 

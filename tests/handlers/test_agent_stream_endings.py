@@ -252,3 +252,36 @@ def test_a_model_server_failing_mid_stream_ends_it_with_its_error_event_and_char
     assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == ("upstream_error", PROMPT_BOUND, 2)
     assert tokens == PROMPT_BOUND + 2
     assert cut_message(tokens) in message
+
+
+@pytest.mark.parametrize("withdrawal", ["suspend", "revoke"])
+def test_a_stream_whose_caller_is_suspended_or_whose_key_is_revoked_ends_charged_what_it_produced(
+    faulty, faults, database, withdrawal,
+):
+    from infergate.domain.administration import create_admin_key
+    from infergate.domain.periods import utc_now
+    from infergate.stores.accounts import MongoAccountStore
+
+    api = faulty()
+    account = api.register()
+    spare = body(api.call("POST", "/v1/keys", key=account["api_key"]))
+    admin = create_admin_key("ops", "admin", store=MongoAccountStore(database), now=utc_now())[1]
+    stream = API_STREAMS[0]
+    faults(mode="trickle", piece_seconds=0.4)
+    streamed = api.invoke("POST", "/v1/completions", key=spare["api_key"], body={**stream.body, "prompt": "a " * 30})
+    read: list[Event] = []
+    for chunk in streamed:
+        read += events_of(chunk.decode())
+        if len(pieces(stream, read)) == 1:
+            if withdrawal == "suspend":
+                changed = api.call("PATCH", f"/admin/v1/users/{account['user_id']}", key=admin,
+                                   body={"status": "suspended"})
+            else:
+                changed = api.call("DELETE", f"/v1/keys/{spare['key_id']}", key=account["api_key"])
+            assert changed["statusCode"] == 200, body(changed)
+    code = "account_suspended" if withdrawal == "suspend" else "invalid_api_key"
+    message = stream.error(read, code)
+    received = len(pieces(stream, read))
+    assert 1 <= received < 33, "ended mid-answer (33 pieces at 0.4 s each), within seconds of the change"
+    [line] = [line for line in log_lines(database) if line["status"] == code]
+    assert line["completion_tokens"] >= received and cut_message(line["total_tokens"]) in message

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from infergate.domain import keys
 from infergate.domain.accounts import AccountStore, AccountsVersion, UserRecord
+from infergate.domain.model_server import CutOff
 from infergate.domain.periods import utc_now
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.principal import Operator, Principal, principal_of
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 REMEMBER_SECONDS = 60.0
 UNKNOWN_KEY_SECONDS = 5.0
+# How often a streaming answer asks whether its caller was suspended or its key revoked meanwhile.
+WATCH_SECONDS = 2.0
 # A change (a revoked key, a new plan, a suspension) reaches every instance within this.
 VERSION_CHECK_SECONDS = 0.5
 REMEMBERED_KEYS = 4096
@@ -114,6 +117,40 @@ class Authenticator:
         gets 429 for its refused credentials only, whatever their kind."""
         found = self._identify(credential, source)
         return self.refuse(found, source=source) if isinstance(found, Refusal) else found
+
+    def watch(self, principal: Principal, *, every: float = WATCH_SECONDS) -> Callable[[], CutOff | None]:
+        """What a stream asks between its pieces: why its caller may no longer be answered (the
+        account suspended, the key revoked or expired), or None. It reads the accounts version at
+        most every `every` seconds, and the account itself only when that has moved."""
+        seen, next_at = self._version.read(), self._clock() + every
+
+        def ended() -> CutOff | None:
+            nonlocal seen, next_at
+            now = self._clock()
+            if now < next_at:
+                return None
+            next_at = now + every
+            version = self._version.read()
+            if version is not None and version == seen:
+                return None
+            seen = version
+            return self._withdrawn(principal)
+
+        return ended
+
+    def _withdrawn(self, principal: Principal) -> CutOff | None:
+        user = self._store.find_user(principal.user_id)
+        if user is None or user.status == "suspended":
+            return CutOff("account_suspended", "The account was suspended while the answer streamed.")
+        if principal.key_id.startswith("sso_"):
+            return None
+        key = next((key for key in self._store.keys_of(principal.user_id) if key.key_id == principal.key_id), None)
+        status = key.status(self._now()) if key is not None else "revoked"
+        if status == "revoked":
+            return CutOff("invalid_api_key", "The API key was revoked while the answer streamed.")
+        if status == "expired":
+            return CutOff("api_key_expired", "The API key expired while the answer streamed.")
+        return None
 
     def refuse(self, refusal: Refusal, *, source: str = "") -> Refusal:
         """A refused credential (or one refused before it was looked at: missing, or of an unknown

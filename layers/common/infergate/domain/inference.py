@@ -49,6 +49,7 @@ from infergate.domain.tokens import (
 from infergate.domain.tools import ToolUse
 
 Admitted = Callable[[Admission], None]
+Watch = Callable[[], CutOff | None]  # why the caller may no longer be answered, if they may not
 T = TypeVar("T")
 
 
@@ -155,10 +156,11 @@ class InferenceService:
             return self._settled(call, replace(plan, ignored=ignored), completion)
 
     def stream(self, principal: Principal, task: ChatTask, *, request_id: str, on_admitted: Admitted = _unheard,
-               timeout: float | None = None) -> ChatStream:
+               timeout: float | None = None, watch: Watch | None = None) -> ChatStream:
         """The chat, streamed: admitted, held and asked before this returns, so that a failure
         before the answer starts is raised here, as for `chat`. `timeout`: the most seconds the
-        answer may take, when the caller's own limit is shorter than the model server's."""
+        answer may take, when the caller's own limit is shorter than the model server's; `watch`:
+        asked between pieces why the caller may no longer be answered (a suspension, a revoked key)."""
         plan = self._plan(principal, task)
         seconds = self._stream_seconds if timeout is None else min(timeout, self._stream_seconds)
         call = self.meter.open(principal, plan.estimate(request_id, principal.user_id), on_admitted,
@@ -177,7 +179,7 @@ class InferenceService:
             raise
         plan = replace(plan, ignored=ignored)
         return ChatStream(call, answer, _chained(first, pieces), show=not task.tools.forced, created=created,
-                          ignored=ignored, finish=lambda completion: self._settled(call, plan, completion))
+                          ignored=ignored, finish=lambda completion: self._settled(call, plan, completion), watch=watch)
 
     def embed(self, principal: Principal, task: EmbeddingTask, *, request_id: str,
               on_admitted: Admitted = _unheard) -> EmbeddingResult:
@@ -277,16 +279,19 @@ class ChatStream:
     and charges what it generated. `ignored`: what the request asked that is not applied."""
 
     def __init__(self, call: MeteredCall, answer: AnswerStream, pieces: Iterator[Piece], *, show: bool,
-                 created: datetime, ignored: tuple[str, ...], finish: Callable[[Completion], ChatResult]) -> None:
+                 created: datetime, ignored: tuple[str, ...], finish: Callable[[Completion], ChatResult],
+                 watch: Watch | None = None) -> None:
         self.id, self.model, self.created, self.ignored = call.id, call.model, created, ignored
         self.result: ChatResult | None = None
         self._call, self._answer, self._pieces, self._show, self._finish = call, answer, pieces, show, finish
+        self._watch = watch
         self._received: list[Piece] = []
 
     def __iter__(self) -> Iterator[Piece]:
         try:
             for piece in self._pieces:
                 self._received.append(piece)
+                self._still_answered()
                 if self._show:  # a forced call's pieces are its arguments, given whole
                     yield piece
             assert self._answer.completion is not None, "an answer that ended has its completion"
@@ -297,6 +302,15 @@ class ChatStream:
             self._call.close(error)
             raise
         self._call.close()
+
+    def _still_answered(self) -> None:
+        """AnswerCutOff, once what was generated is charged, if the caller may no longer be answered."""
+        withdrawn = self._watch() if self._watch is not None else None
+        if withdrawn is not None:
+            self._answer.close()
+            cut = Completion.partial(self.model, self._received, withdrawn)
+            charge = self._call.cut(Usage(cut.model, cut.prompt_tokens, cut.completion_tokens), withdrawn)
+            raise AnswerCutOff(withdrawn, charged=charge.tokens)
 
     def close(self) -> None:
         """Ends the stream: if the answer has not ended, the model server stops and what it
