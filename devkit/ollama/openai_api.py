@@ -79,40 +79,45 @@ class OpenAIRoutes:
                                        for index, text in enumerate(texts)],
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    def _openai_chat(self) -> None:
+    def _openai_request(self) -> tuple[dict, str] | None:
+        """The body and the model it names, or None once an error has answered for them."""
         body = self._read_json()
         if body is None:
-            return
+            return None
         model = body.get("model")
         if model not in self.server.models:
-            return self._openai_error(404, model or "")
-        fault = self.server.take_fault()
-        if fault and self._misbehave(fault, model, openai=True):
-            return
+            self._openai_error(404, model or "")
+            return None
+        return body, model
+
+    def _in_a_slot(self, model: str, answer) -> None:
+        """`answer()` in one of the model's slots, or 503 when its line is full."""
         try:
             with self.server.capacity.slot(model):
-                self._openai_answer(body, model, fault)
+                answer()
         except self.server.Busy:
             self._openai_error(503)
 
-    def _openai_completion(self) -> None:
-        body = self._read_json()
-        if body is None:
+    def _openai_chat(self) -> None:
+        if (asked := self._openai_request()) is None:
             return
-        model = body.get("model")
-        if model not in self.server.models:
-            return self._openai_error(404, model or "")
+        body, model = asked
+        fault = self.server.take_fault()
+        if fault and self._misbehave(fault, model, openai=True):
+            return
+        self._in_a_slot(model, lambda: self._openai_answer(body, model, fault))
+
+    def _openai_completion(self) -> None:
+        if (asked := self._openai_request()) is None:
+            return
+        body, model = asked
         prompt = body.get("prompt")
         if prompt is not None and not isinstance(prompt, str):  # Ollama reads one string, as its Go struct says
             return self._openai_error(400, model, "json: cannot unmarshal {} into Go struct field "
                                       "CompletionRequest.prompt of type string".format(_json_kind(prompt)))
         if refusal := self._refusal(model, suffix=body.get("suffix")):
             return self._openai_error(400, model, refusal)
-        try:
-            with self.server.capacity.slot(model):
-                self._openai_completion_answer(body, model)
-        except self.server.Busy:
-            self._openai_error(503)
+        self._in_a_slot(model, lambda: self._openai_completion_answer(body, model))
 
     def _openai_completion_answer(self, body: dict, model: str) -> None:
         """What /api/generate answers for the same prompt and suffix; an empty prompt only loads
