@@ -41,6 +41,7 @@ REMEMBER_SECONDS = 60.0
 UNKNOWN_KEY_SECONDS = 5.0
 # How often a streaming answer asks whether its caller was suspended or its key revoked meanwhile.
 WATCH_SECONDS = 2.0
+_UNREAD = object()  # a stream's accounts version before it has read one
 # A change (a revoked key, a new plan, a suspension) reaches every instance within this.
 VERSION_CHECK_SECONDS = 0.5
 REMEMBERED_KEYS = 4096
@@ -120,9 +121,11 @@ class Authenticator:
 
     def watch(self, principal: Principal, *, every: float = WATCH_SECONDS) -> Callable[[], CutOff | None]:
         """What a stream asks between its pieces: why its caller may no longer be answered (the
-        account suspended, the key revoked or expired), or None. It reads the accounts version at
-        most every `every` seconds, and the account itself only when that has moved."""
-        seen, next_at = self._version.read(), self._clock() + every
+        account suspended, the key revoked or expired), or None. Nothing is read in the first
+        `every` seconds (a short answer costs no round trip); then the account once, and after that
+        the accounts version every `every` seconds, the account again only when the version moved."""
+        seen: int | None | object = _UNREAD
+        next_at = self._clock() + every
 
         def ended() -> CutOff | None:
             nonlocal seen, next_at
