@@ -48,7 +48,8 @@ ERRORS: dict[str, Kind] = {
     "user_not_found": Kind(404, "There is no such user."),
     "conflict": Kind(409, "The request conflicts with the state of what it names."),
     "email_already_registered": Kind(409, "An account with this email exists."),
-    "too_many_keys": Kind(409, "The plan's `max_api_keys` active keys are in use; revoke one first."),
+    "too_many_keys": Kind(409, "The plan's `max_api_keys` working keys (those in a rotation's grace period "
+                               "included) are in use; revoke one first."),
     "key_not_active": Kind(409, "The key was rotated, revoked or has expired; rotate an active key."),
     "idempotency_in_progress": Kind(409, "A request with this Idempotency-Key is still being answered; retry shortly."),
     "request_too_large": Kind(413, "The body is larger than the deployment's MAX_REQUEST_BYTES."),

@@ -117,7 +117,8 @@ class AccountStore(Protocol):
     def keys_of(self, user_id: str) -> list[ApiKeyRecord]: ...
 
     def add_key(self, key: ApiKeyRecord, *, max_active: int, now: datetime) -> bool:
-        """Store the key unless its user already has `max_active` active keys (False)."""
+        """Store the key unless its user already has `max_active` working keys, active or in a
+        rotation's grace period (False)."""
 
     def rotate_key(self, key_id: str, user_id: str, successor: ApiKeyRecord, *, grace_until: datetime,
                    now: datetime, max_working: int | None = None) -> Rotation:

@@ -56,7 +56,8 @@ class OwnKeys:
                             "outlives it (send expires_in_days within its remaining life, or use a lasting key).")
         most = principal.plan.max_api_keys
         if not self._store.add_key(issued.record, max_active=most, now=now):
-            raise Conflict(f"Your plan allows {most} active keys; revoke one first.", code="too_many_keys")
+            raise Conflict(f"Your plan allows {most} working keys, those in a rotation's grace period included; "
+                           "revoke one first.", code="too_many_keys")
         return issued
 
     def list(self, principal: Principal) -> list[KeyState]:
@@ -100,7 +101,6 @@ class OwnKeys:
             raise _no_key(key_id)
         self._version.advance()
         return states([revoked], activity=self._activity, now=now)[0]
-
 
     def _caller(self, principal: Principal, keys: list[ApiKeyRecord] | None = None) -> ApiKeyRecord | None:
         """The key the request came with (None for a sign-in, which has no key)."""
