@@ -307,19 +307,20 @@ class ChatStream:
         """AnswerCutOff, once what was generated is charged, if the caller may no longer be answered."""
         withdrawn = self._watch() if self._watch is not None else None
         if withdrawn is not None:
-            self._answer.close()
-            cut = Completion.partial(self.model, self._received, withdrawn)
-            charge = self._call.cut(Usage(cut.model, cut.prompt_tokens, cut.completion_tokens), withdrawn)
-            raise AnswerCutOff(withdrawn, charged=charge.tokens)
+            raise AnswerCutOff(withdrawn, charged=self._stopped(withdrawn))
 
     def close(self) -> None:
         """Ends the stream: if the answer has not ended, the model server stops and what it
         generated is charged, as client_closed."""
         if not self._call.ended:
-            self._answer.close()
-            cut = Completion.partial(self.model, self._received, READER_GONE)
-            self._call.cut(Usage(cut.model, cut.prompt_tokens, cut.completion_tokens), READER_GONE)
+            self._stopped(READER_GONE)
         self._call.close()
+
+    def _stopped(self, why: CutOff) -> int:
+        """Stops the model server mid-answer and charges what it generated, for `why`: the tokens charged."""
+        self._answer.close()
+        cut = Completion.partial(self.model, self._received, why)
+        return self._call.cut(Usage(cut.model, cut.prompt_tokens, cut.completion_tokens), why).tokens
 
 
 def _question(call: MeteredCall, plan: _Plan) -> dict[str, Any]:
