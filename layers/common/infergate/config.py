@@ -57,6 +57,8 @@ class Settings(Schema):
     max_request_bytes: int = Field(4_194_304, ge=1024, le=6_000_000, alias="MAX_REQUEST_BYTES")
     default_monthly_token_quota: int = Field(100_000, ge=0, alias="DEFAULT_MONTHLY_TOKEN_QUOTA")
     rate_limit_rpm: int = Field(60, ge=1, alias="RATE_LIMIT_RPM")
+    # Requests per minute per user, across all their keys; 0: twice RATE_LIMIT_RPM.
+    rate_limit_user_rpm: int = Field(0, ge=0, alias="RATE_LIMIT_USER_RPM")
     rate_limit_tpm: int = Field(20_000, ge=1, alias="RATE_LIMIT_TPM")
     max_concurrent_requests: int = Field(4, ge=1, le=10_000, alias="MAX_CONCURRENT_REQUESTS")  # a plan's range
     # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
@@ -126,6 +128,7 @@ class _PlanFigures(Schema):
 
     monthly_token_quota: int | None = None
     rate_limit_rpm: int | None = None
+    rate_limit_user_rpm: int | None = None
     rate_limit_tpm: int | None = None
     max_output_tokens: int | None = None
     max_api_keys: int | None = None
@@ -136,10 +139,11 @@ def plan_catalog(settings: Settings) -> PlanCatalog:
     """The plans: `free` from the settings' figures, `pro` built in, and what PLANS adds or changes."""
     plans = {
         "free": Plan(name="free", monthly_token_quota=settings.default_monthly_token_quota,
-                     rate_limit_rpm=settings.rate_limit_rpm, rate_limit_tpm=settings.rate_limit_tpm,
-                     max_output_tokens=1024, max_concurrent_requests=settings.max_concurrent_requests),
-        "pro": Plan(name="pro", monthly_token_quota=5_000_000, rate_limit_rpm=600, rate_limit_tpm=200_000,
-                    max_output_tokens=4096, max_concurrent_requests=16),
+                     rate_limit_rpm=settings.rate_limit_rpm, rate_limit_user_rpm=settings.rate_limit_user_rpm,
+                     rate_limit_tpm=settings.rate_limit_tpm, max_output_tokens=1024,
+                     max_concurrent_requests=settings.max_concurrent_requests),
+        "pro": Plan(name="pro", monthly_token_quota=5_000_000, rate_limit_rpm=600, rate_limit_user_rpm=1200,
+                    rate_limit_tpm=200_000, max_output_tokens=4096, max_concurrent_requests=16),
     }
     if settings.plans.strip():
         try:

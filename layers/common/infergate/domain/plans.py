@@ -2,9 +2,14 @@
 may override any of its figures for one user.
 
 The catalog is built from settings (config.plan_catalog): `free` takes its figures from
-DEFAULT_MONTHLY_TOKEN_QUOTA, RATE_LIMIT_RPM, RATE_LIMIT_TPM and MAX_CONCURRENT_REQUESTS,
-`pro` has built-in figures, and PLANS adds plans or changes any of them. A change applies
-to every user on the plan at their next request.
+DEFAULT_MONTHLY_TOKEN_QUOTA, RATE_LIMIT_RPM, RATE_LIMIT_USER_RPM, RATE_LIMIT_TPM and
+MAX_CONCURRENT_REQUESTS, `pro` has built-in figures, and PLANS adds plans or changes any of
+them. A change applies to every user on the plan at their next request.
+
+Requests per minute are held twice: per key (`rate_limit_rpm`) and per user across all their
+keys (`rate_limit_user_rpm`), so that a user's limit does not grow with their keys, those in a
+rotation's grace period included. A plan that does not say gets twice its per-key figure; it is never
+below the per-key figure.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 RANGES: Mapping[str, tuple[int, int | None]] = {
     "monthly_token_quota": (0, None),
     "rate_limit_rpm": (1, None),
+    "rate_limit_user_rpm": (1, None),
     "rate_limit_tpm": (1, None),
     "max_output_tokens": (1, 4096),
     "max_api_keys": (1, 1000),
@@ -37,8 +43,14 @@ class Plan:
     max_output_tokens: int
     max_api_keys: int = 10
     max_concurrent_requests: int = 4
+    rate_limit_user_rpm: int = 0  # 0: twice `rate_limit_rpm`; never below it
 
     def __post_init__(self) -> None:
+        if type(self.rate_limit_rpm) is int and type(self.rate_limit_user_rpm) is int:
+            # One key may always use its own figure: an operator raising a user's per-key limit
+            # raises their own at least as far.
+            across = self.rate_limit_user_rpm or 2 * self.rate_limit_rpm
+            object.__setattr__(self, "rate_limit_user_rpm", max(across, self.rate_limit_rpm))
         for name, (least, most) in RANGES.items():
             value = getattr(self, name)
             if type(value) is not int:

@@ -148,7 +148,8 @@ class UsageSummary(Schema):
 class PlanView(Schema):
     name: str
     monthly_token_quota: int
-    rate_limit_rpm: int
+    rate_limit_rpm: int  # per key
+    rate_limit_user_rpm: int  # per user, across their keys
     rate_limit_tpm: int
     max_output_tokens: int
     max_api_keys: int
