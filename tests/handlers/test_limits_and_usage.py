@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from devkit.backends import free_port
 
-from tests.handlers.conftest import body, header
+from tests.handlers.conftest import body, header, received
 from tests.support.functions import reset_instance_state
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
@@ -127,3 +128,57 @@ def test_every_request_is_counted_once_admitted_refused_or_malformed(api, settin
     ]
     assert statuses == [200, 429, 400, 200]
     assert total() == before + 1 + len(statuses)
+
+
+def test_a_users_requests_per_minute_hold_across_all_their_keys(api, settings):
+    """More keys, or keys kept alive by a rotation's grace period, do not add up to more requests."""
+    settings(RATE_LIMIT_RPM="3", RATE_LIMIT_USER_RPM="4")
+    account = api.register()
+    first = account["api_key"]
+    rotated = api.call("POST", f"/v1/keys/{account['key_id']}/rotate", key=first, body={"grace_seconds": 600})
+    second = body(rotated)["api_key"]  # the user's 1st request of 4; the first key's 1st of 3
+
+    assert api.call("GET", "/v1/usage", key=first)["statusCode"] == 200  # 2 of 4; 2 of 3
+    nearer = api.call("GET", "/v1/usage", key=second)  # 3 of 4; 1 of 3
+    assert [header(nearer, "X-RateLimit-Limit"), header(nearer, "X-RateLimit-Remaining")] == ["4", "1"], (
+        "the headers speak of the limit nearest its end")
+    assert api.call("GET", "/v1/usage", key=first)["statusCode"] == 200  # 4 of 4; 3 of 3
+    refused = api.call("GET", "/v1/usage", key=second)  # its own key has 2 left, the user none
+    assert refused["statusCode"] == 429
+    assert "4 requests per minute across your keys" in body(refused)["error"]["message"]
+    assert header(refused, "X-RateLimit-Remaining") == "0"
+
+
+STREAM = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+
+
+def in_flight(api, key: str, count: int) -> list:
+    """`count` streams admitted and not yet read: requests in flight until they are."""
+    streams = [api.invoke("POST", "/v1/chat/completions", key=key, body=STREAM) for _ in range(count)]
+    assert [stream.prelude["statusCode"] for stream in streams] == [200] * count
+    return streams
+
+
+def assert_one_more_is_refused_until_one_ends(api, key: str, streams: list) -> None:
+    refused = api.call("POST", "/v1/chat/completions", key=key, body=STREAM)
+    assert refused["statusCode"] == 429, refused
+    assert body(refused)["error"]["code"] == "too_many_concurrent_requests"
+    received(streams.pop())
+    assert api.call("POST", "/v1/chat/completions", key=key, body=STREAM)["statusCode"] == 200
+    for stream in streams:
+        received(stream)
+
+
+def test_requests_in_flight_hold_with_redis_away(api, settings):
+    key = api.register()["api_key"]
+    settings(MAX_CONCURRENT_REQUESTS="2", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_FAIL_OPEN="true")
+    assert_one_more_is_refused_until_one_ends(api, key, in_flight(api, key, 2))
+
+
+def test_requests_in_flight_hold_when_redis_loses_its_data(api, settings, redis_client):
+    prefix = f"lost-{uuid.uuid4().hex[:8]}:"
+    settings(MAX_CONCURRENT_REQUESTS="2", REDIS_KEY_PREFIX=prefix)
+    key = api.register(f"{prefix[:-1]}@example.com")["api_key"]
+    streams = in_flight(api, key, 2)
+    redis_client.delete(*redis_client.scan_iter(match=f"{prefix}*", count=1000))  # a failover to an empty replica
+    assert_one_more_is_refused_until_one_ends(api, key, streams)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infergate.domain.ledger import RequestOutcome, Reservation, UsageLedger
+from infergate.domain.ledger import HoldsFull, RequestOutcome, Reservation, UsageLedger
 from infergate.stores.usage import MongoUsageLedger
 from tests.support.fakes import MemoryLedger
 
@@ -89,6 +89,39 @@ def test_an_abandoned_reservation_frees_itself_when_it_expires(ledger):
     later = NOW + timedelta(minutes=3)
     assert ledger.usage("usr_1", "2026-11", now=later).tokens_reserved == 0
     assert ledger.reserve(wanted("r2", 500, now=later), minimum=500, quota=1000, now=later).tokens == 500
+
+
+def test_a_user_holds_at_most_most_held_reservations_each_freed_as_it_ends_or_expires(ledger):
+    """The holds are the user's requests in flight: the plan's concurrency limit, held here too."""
+    first = ledger.reserve(wanted("a", 10), minimum=1, quota=1000, now=NOW, most_held=2)
+    assert ledger.reserve(wanted("b", 10), minimum=1, quota=1000, now=NOW, most_held=2)
+    with pytest.raises(HoldsFull):
+        ledger.reserve(wanted("c", 10), minimum=1, quota=1000, now=NOW, most_held=2)
+    assert ledger.reserve(wanted("other", 10, user="usr_2"), minimum=1, quota=1000, now=NOW, most_held=2)
+
+    ledger.release(first, outcome(0, 0, status="cancelled"))
+    assert ledger.reserve(wanted("c", 10), minimum=1, quota=1000, now=NOW, most_held=2)
+    later = NOW + timedelta(minutes=3)  # "b" and "c" never ended: their holds expire
+    assert ledger.reserve(wanted("d", 10, now=later), minimum=1, quota=1000, now=later, most_held=1)
+
+
+def test_concurrent_reservations_never_hold_more_than_most_held(ledger):
+    granted, refused, lock = [], [], threading.Lock()
+
+    def one(index: int) -> None:
+        try:
+            held = ledger.reserve(wanted(f"r{index}", 10), minimum=1, quota=10**6, now=NOW, most_held=3)
+        except HoldsFull:
+            held = None
+        with lock:
+            (granted if held else refused).append(index)
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(granted), len(refused)) == (3, 17)
 
 
 def test_a_request_that_outlived_its_reservation_is_still_charged_once(ledger):

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from infergate.domain.admission import Conclusion, LimitState, Verdict
 from infergate.domain.errors import RateLimiterUnavailable, ThinkingUnsupported
 from infergate.domain.ledger import (
+    ANY_NUMBER_HELD,
+    HoldsFull,
     LedgerStatement,
     LoggedRequest,
     PeriodSummary,
@@ -247,13 +249,16 @@ class MemoryLedger:
                 for hold_id, tokens in self._start_held.items()})
         return self._months[key]
 
-    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
+                most_held: int = ANY_NUMBER_HELD) -> Reservation | None:
         with self._lock:
             month = self._month(reservation.user_id, reservation.period)
             if reservation.reservation_id in month.holds:
                 return None
             month.holds = {i: hold for i, hold in month.holds.items() if hold.expires_at > now}
             room = quota - month.used - sum(hold.tokens for hold in month.holds.values())
+            if len(month.holds) >= most_held:
+                raise HoldsFull(most_held)
             if room < minimum:
                 return None
             granted = replace(reservation, tokens=min(reservation.tokens, room))

@@ -1,4 +1,4 @@
-"""Who may make a request now: requests per minute per key, tokens per minute per user,
+"""Who may make a request now: requests per minute per key and per user, tokens per minute per user,
 chats in flight per user, registrations per hour per source IP, and, for a call to a model
 server, which server takes it (domain/pool.py).
 
@@ -9,8 +9,8 @@ slot on a server or its place in line. Concluding it is one more: the tokens it 
 replace its worst case, its slots are given back, and its server's breaker hears how it did.
 
 When Redis cannot be asked, RATE_LIMIT_FAIL_OPEN decides for API requests: admit (logged and
-counted) or refuse with 503. Quota is enforced in MongoDB either way, and without the pool's
-counts a request goes to the first server of its route. Registrations always fail closed:
+counted) or refuse with 503. Quota and the requests in flight are held in MongoDB either way
+(domain/meter.py), and without the pool's counts a request goes to the first server of its route. Registrations always fail closed:
 each one is a new quota, so an unlimited run of them is never let through.
 """
 
@@ -138,7 +138,9 @@ class Gatekeeper:
         it is refused (BreakerOpen, or ModelUnavailable in a pool) while every server of the
         route is unhealthy."""
         plan = principal.plan
-        limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", plan.rate_limit_rpm, MINUTE_MS, 1)}
+        limits = {"requests per minute": Limit(f"rpm:{principal.key_id}", plan.rate_limit_rpm, MINUTE_MS, 1),
+                  "requests per minute across your keys": Limit(f"urpm:{principal.user_id}", plan.rate_limit_user_rpm,
+                                                                MINUTE_MS, 1)}
         if tokens:
             limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", plan.rate_limit_tpm, MINUTE_MS, tokens)
         slots = Slots(f"slots:{principal.user_id}", plan.max_concurrent_requests, self._lease_ms) if route else None
@@ -159,6 +161,14 @@ class Gatekeeper:
         except RateLimiterUnavailable:
             log.warning("token count not corrected: rate limiter unavailable")
 
+    def too_many_in_flight(self, limit: int, admission: Admission | None = None) -> TooManyConcurrentRequests:
+        """The refusal of a request beyond the `limit` its user's plan allows in flight."""
+        self._telemetry.count("TooManyConcurrentRequests")
+        return TooManyConcurrentRequests(
+            f"You have {limit} requests in flight, as many as your plan allows at once; retry when one has "
+            "finished.", retry_after=1, limit="concurrency", requests=admission.requests if admission else None,
+            tokens=admission.tokens if admission else None)
+
     @staticmethod
     def unavailable(route: Route, retry_ms: int) -> ServiceUnavailable:
         """The refusal of a request none of whose servers may be asked for `retry_ms`."""
@@ -171,37 +181,36 @@ class Gatekeeper:
 
     def _check(self, named: dict[str, Limit], *, key_id: str = "", slots: Slots | None = None,
                route: Route | None = None, fail_open: bool | None = None) -> Admission:
-        """`named` maps each limit to how a refusal names it; the first is the requests limit.
-        `fail_open`, when given, overrides RATE_LIMIT_FAIL_OPEN."""
+        """`named` maps each limit to how a refusal names it: requests limits, then, for a request
+        that asks for tokens, the tokens limit. `fail_open`, when given, overrides RATE_LIMIT_FAIL_OPEN."""
         limits = list(named.values())
+        token_limit = limits[-1] if limits[-1].kind == "tpm" else None
         ticket = keys.new_id("rl")
         try:
             verdict = self._store.admit(limits, ticket=ticket, key_id=key_id, slots=slots, route=route)
         except RateLimiterUnavailable as error:
             fail_open = self._fail_open if fail_open is None else fail_open
-            return self._unchecked(ticket, limits, slots, route, fail_open=fail_open, error=error)
+            return self._unchecked(ticket, token_limit, slots, route, fail_open=fail_open, error=error)
         if verdict.unavailable_ms and route is not None:
             self._telemetry.count("CircuitBreakerOpen")
             raise self.unavailable(route, verdict.unavailable_ms)
+        counted = len(limits) - (token_limit is not None)
         admission = Admission(
             ticket,
-            requests=verdict.states[0],
-            tokens=verdict.states[1] if len(limits) > 1 else None,
-            token_limit=limits[1] if len(limits) > 1 else None,
+            # The requests limit nearest its end is the one a client must heed: its headers say it.
+            requests=min(verdict.states[:counted], key=lambda state: state.remaining),
+            tokens=verdict.states[-1] if token_limit else None,
+            token_limit=token_limit,
             slots=slots if verdict.allowed else None,
             seat=verdict.seat if verdict.allowed else None,
         )
         if verdict.slots_full:
-            self._telemetry.count("TooManyConcurrentRequests")
-            raise TooManyConcurrentRequests(
-                f"You have {slots.limit} requests in flight, as many as your plan allows at once; "  # type: ignore[union-attr]
-                "retry when one has finished.", retry_after=1, limit="concurrency", requests=admission.requests,
-                tokens=admission.tokens)
+            raise self.too_many_in_flight(slots.limit, admission)  # type: ignore[union-attr]
         if not verdict.allowed:
             raise self._refusal(named, verdict, admission)
         return admission
 
-    def _unchecked(self, ticket: str, limits: list[Limit], slots: Slots | None, route: Route | None, *,
+    def _unchecked(self, ticket: str, token_limit: Limit | None, slots: Slots | None, route: Route | None, *,
                    fail_open: bool, error: RateLimiterUnavailable) -> Admission:
         """The request, admitted unchecked while Redis cannot be asked, or refused if failing closed."""
         self._telemetry.count("RateLimiterUnavailable")
@@ -212,7 +221,7 @@ class Gatekeeper:
         # The script may have run and only its reply been lost: concluding takes back whatever
         # it counted (the slots, the worst case), and is a no-op if it never ran.
         seat = Seat(unchecked_placement(route)) if route is not None else None
-        return Admission(ticket, token_limit=limits[1] if len(limits) > 1 else None, slots=slots, seat=seat)
+        return Admission(ticket, token_limit=token_limit, slots=slots, seat=seat)
 
     def _refusal(self, named: dict[str, Limit], verdict: Verdict, admission: Admission) -> RateLimited:
         retry_after = max(1, whole_seconds(verdict.retry_after_ms))

@@ -109,10 +109,24 @@ class PeriodSummary:
     top: list[UserTally]
 
 
+# A user's holds are their requests in flight; with no limit given, any number may be held.
+ANY_NUMBER_HELD = 1_000_000
+
+
+class HoldsFull(Exception):
+    """The user already holds as many reservations as they may: their plan's requests in flight."""
+
+    def __init__(self, most_held: int) -> None:
+        super().__init__(f"{most_held} reservations held")
+        self.most_held = most_held
+
+
 class UsageLedger(Protocol):
-    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
+                most_held: int = ANY_NUMBER_HELD) -> Reservation | None:
         """Hold as much of `reservation.tokens` as remains of `quota`, atomically: the
-        reservation as held, or None if less than `minimum` remains."""
+        reservation as held, or None if less than `minimum` remains. HoldsFull if the user
+        holds `most_held` unexpired reservations already."""
 
     def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
         """Charge the outcome's tokens (never more than the reservation holds, so never beyond

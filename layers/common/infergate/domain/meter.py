@@ -42,7 +42,7 @@ from infergate.domain.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
-from infergate.domain.ledger import RequestOutcome, Reservation, UsageLedger
+from infergate.domain.ledger import HoldsFull, RequestOutcome, Reservation, UsageLedger
 from infergate.domain.model_policy import ModelPolicy
 from infergate.domain.model_server import CLIENT_CLOSED, CutOff
 from infergate.domain.periods import period_end, period_of
@@ -130,12 +130,19 @@ class Meter:
     def _reserve(self, principal: Principal, estimate: Estimate) -> Reservation:
         """Hold the request's worst case, capped to what remains of the quota but not below its
         minimum; else QuotaHeldInFlight if the user's requests in flight hold what this one
-        needs, or QuotaExceeded if it is spent."""
+        needs, or QuotaExceeded if it is spent; TooManyConcurrentRequests if the user's plan allows
+        no more requests in flight."""
         now = self.clock()
         wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), estimate.worst_case,
                              now + self.reservation_ttl)
-        quota = principal.quota_for(wanted.period)
-        reservation = self.ledger.reserve(wanted, minimum=estimate.minimum, quota=quota, now=now)
+        quota, in_flight = principal.quota_for(wanted.period), principal.plan.max_concurrent_requests
+        try:
+            # The ledger holds the concurrency limit too, where Redis's slots cannot (Redis away, or
+            # its data lost): each hold is a request in flight.
+            reservation = self.ledger.reserve(wanted, minimum=estimate.minimum, quota=quota, now=now,
+                                              most_held=in_flight)
+        except HoldsFull:
+            raise self.gatekeeper.too_many_in_flight(in_flight) from None
         if reservation is not None:
             return reservation
         spent = self.ledger.usage(principal.user_id, wanted.period, now=now).tokens_used

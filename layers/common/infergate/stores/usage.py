@@ -9,11 +9,14 @@ bookkeeping made secantusdb's per-write cost grow by half a millisecond for
 every 20 s of load).
 
 Reserving is one guarded update: the hold is added only if `committed` leaves
-room for the request's worst case. When it does not (the quota is nearly
-spent, or expired holds still count), a second guarded update drops the
-expired holds, counts again, and holds what remains if that is at least the
-minimum the request needs. An abandoned reservation therefore frees itself
-with no job to run.
+room for the request's worst case and the user holds fewer than `most_held`
+reservations. When it does not (the quota is nearly spent, or expired holds
+still count), a second guarded update drops the expired holds, counts again,
+and holds what remains if that is at least the minimum the request needs and
+a hold is free. An abandoned reservation therefore frees itself with no job
+to run. The holds are the user's requests in flight: counting them here holds
+the plan's concurrency limit whatever becomes of Redis's slots (stores/
+limits.py), at no cost in round trips.
 
 Settling (or releasing) is one guarded update too. Only while the request's
 hold is in the document, so at most once, it drops the hold, charges the
@@ -44,6 +47,8 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from infergate.domain.ledger import (
+    ANY_NUMBER_HELD,
+    HoldsFull,
     LedgerStatement,
     PeriodSummary,
     PeriodUsage,
@@ -80,46 +85,58 @@ class MongoUsageLedger:
     # -- reserving ----------------------------------------------------------
 
     @unavailable_when_unreachable
-    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+    def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
+                most_held: int = ANY_NUMBER_HELD) -> Reservation | None:
         try:
-            return self._reserve(reservation, minimum=minimum, quota=quota, now=now)
+            return self._reserve(reservation, minimum=minimum, quota=quota, now=now, most_held=most_held)
         except ConnectionFailure:
             # Once more, unless the first attempt reached the server before the connection failed.
             held = self._held(reservation)
             if held is not None:
                 return replace(reservation, tokens=held)
-            return self._reserve(reservation, minimum=minimum, quota=quota, now=now)
+            return self._reserve(reservation, minimum=minimum, quota=quota, now=now, most_held=most_held)
 
-    def _reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime) -> Reservation | None:
+    def _reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
+                 most_held: int) -> Reservation | None:
         document_id = month_id(reservation.user_id, reservation.period)
         hold = {"id": reservation.reservation_id, "tokens": reservation.tokens, "expires_at": reservation.expires_at}
         whole = self._usage.update_one(
             {"_id": document_id, "committed": {"$lte": quota - reservation.tokens},
-             "reservations.id": {"$ne": reservation.reservation_id}},
+             "reservations.id": {"$ne": reservation.reservation_id},
+             f"reservations.{most_held - 1}": {"$exists": False}},  # fewer than most_held, expired or not
             {"$inc": {"committed": reservation.tokens}, "$push": {"reservations": hold}, "$set": {"updated_at": now}},
         )
         if whole.matched_count:
             return reservation
-        held = self._reserve_what_remains(document_id, reservation, minimum=minimum, quota=quota, now=now)
+        remains = {"minimum": minimum, "quota": quota, "now": now, "most_held": most_held}
+        held = self._reserve_what_remains(document_id, reservation, **remains)
         if held is None:
             # Too little remains, or this is the month's first request. The guarded update
             # does not upsert (an upsert that loses a race cannot tell "did not fit" from
             # "applied" on every server): the month is created on its own, and tried again.
             self._create_month(reservation, now)
-            held = self._reserve_what_remains(document_id, reservation, minimum=minimum, quota=quota, now=now)
+            held = self._reserve_what_remains(document_id, reservation, **remains)
+        if held is None and self._holds(document_id, now) >= most_held:
+            raise HoldsFull(most_held)
         return None if held is None else replace(reservation, tokens=held)
 
+    def _holds(self, document_id: str, now: datetime) -> int:
+        """How many unexpired reservations the month holds: read only once one is refused."""
+        document = self._usage.find_one({"_id": document_id}, {"reservations.expires_at": 1}) or {}
+        return sum(1 for hold in document.get("reservations", ()) if hold["expires_at"] > now)
+
     def _reserve_what_remains(self, document_id: str, reservation: Reservation, *, minimum: int, quota: int,
-                              now: datetime) -> int | None:
+                              now: datetime, most_held: int) -> int | None:
         """Drop expired holds, then hold as much of the worst case as remains, if at least
-        `minimum` does. The tokens held, or None."""
+        `minimum` does and fewer than `most_held` holds are left. The tokens held, or None."""
         used = {"$ifNull": ["$tokens_used", 0]}
         room = {"$subtract": [quota, {"$add": [used, sum_of_tokens("$_holds")]}]}
         tokens = {"$min": [reservation.tokens, "$_room"]}
         hold = {"id": reservation.reservation_id, "tokens": tokens, "expires_at": reservation.expires_at}
         document = self._usage.find_one_and_update(
-            {"_id": document_id, "reservations.id": {"$ne": reservation.reservation_id}, "$expr": {"$gte": [
-                {"$subtract": [quota, {"$add": [used, sum_of_tokens(unexpired(now))]}]}, minimum]}},
+            {"_id": document_id, "reservations.id": {"$ne": reservation.reservation_id}, "$expr": {"$and": [
+                {"$gte": [{"$subtract": [quota, {"$add": [used, sum_of_tokens(unexpired(now))]}]}, minimum]},
+                {"$lt": [{"$size": unexpired(now)}, most_held]}]}},
             [
                 {"$set": {"_holds": unexpired(now)}},
                 {"$set": {"_room": room}},
