@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 
 from tests.handlers.conftest import body, header
 from tests.support.functions import reset_instance_state
@@ -96,3 +98,26 @@ def test_replays_count_under_the_keys_request_limit_with_current_headers(api, mo
     assert body(replays[2])["error"]["code"] == "rate_limited" and header(replays[2], "Retry-After")
     assert len(log_lines(database)) == 1, "replays are answered, not charged"
 
+
+
+def lose_redis_data(redis_client, prefix: str) -> None:
+    """What a failover to an empty replica, or a FLUSHALL, does to this gateway's keys."""
+    names = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    assert names, "the gateway wrote to Redis"
+    redis_client.delete(*names)
+
+
+def test_a_retry_after_redis_lost_its_data_is_still_a_replay_charged_once(api, redis_client, monkeypatch):
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"lost-{uuid.uuid4().hex[:8]}:")
+    reset_instance_state()
+    key = api.register(f"lost-{uuid.uuid4().hex[:6]}@example.com")["api_key"]
+    chat = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}
+    for stream in (False, True):
+        request = {"key": key, "body": {**chat, "stream": stream}, "headers": {"Idempotency-Key": f"lost-{stream}"}}
+        first = api.call("POST", "/v1/chat/completions", **request)
+        lose_redis_data(redis_client, os.environ["REDIS_KEY_PREFIX"])
+        again = api.call("POST", "/v1/chat/completions", **request)
+        assert first["statusCode"] == again["statusCode"] == 200
+        assert header(again, "Idempotent-Replayed") == "true", f"stream={stream}: answered again"
+        assert again["body"] == first["body"]
+    assert usage(api, key)["requests"] == 2, "each answered once, charged once"

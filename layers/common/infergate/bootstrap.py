@@ -351,8 +351,7 @@ class Services:
     def idempotency(self) -> Records:
         from infergate.api.idempotency import records
 
-        return records(self.redis, ttl_seconds=self.settings.idempotency_ttl_seconds,
-                       prefix=self.settings.redis_key_prefix)
+        return records(self.database, ttl_seconds=self.settings.idempotency_ttl_seconds)
 
     @cached_property
     def readiness(self) -> ReadinessCheck:

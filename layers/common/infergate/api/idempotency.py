@@ -1,6 +1,7 @@
 """`Idempotency-Key`: a retried request is answered once and charged once.
 
-Powertools Idempotency, persisted in Redis, keyed by the caller's user, the
+Powertools Idempotency, persisted in MongoDB beside the ledger (stores/idempotency_store.py:
+a record Redis lost would let a retry be charged twice), keyed by the caller's user, the
 route and the key, and checked against a hash of the body: the same key with
 the same body gets the first response back (same id, marked
 `Idempotent-Replayed: true`), with another body it gets 422. A replay counts
@@ -37,7 +38,7 @@ from infergate.domain.errors import InvalidRequest, ServiceUnavailable
 from infergate.observability import logger, note, noted
 
 if TYPE_CHECKING:
-    import redis
+    from pymongo.database import Database
 
     from infergate.domain.principal import Principal
 
@@ -58,11 +59,10 @@ class Records:
     store: Any
 
 
-def records(client: redis.Redis, *, ttl_seconds: int, prefix: str) -> Records:
-    """`prefix`: REDIS_KEY_PREFIX, which every key InferGate writes carries (a Redis ACL may allow no other)."""
+def records(database: Database, *, ttl_seconds: int) -> Records:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
-    from infergate.stores.idempotency_store import RedisIdempotencyStore
+    from infergate.stores.idempotency_store import MongoIdempotencyStore
 
     config = IdempotencyConfig(
         event_key_jmespath="[scope, key]",
@@ -74,11 +74,11 @@ def records(client: redis.Redis, *, ttl_seconds: int, prefix: str) -> Records:
     def run(request: dict, compute: Callable[[], dict]) -> dict:
         return compute()
 
-    store = RedisIdempotencyStore(client=client)
-    # Records are `<prefix>idempotency#<hash>`: Powertools' own name for them (the function's and this
-    # module's) would carry no prefix. Streams use the store directly, under the same name, so that one
-    # key is one record.
-    name = f"{prefix}idempotency"
+    store = MongoIdempotencyStore(database)
+    # Records are `idempotency#<hash>`, not Powertools' own name (the function's and this module's), which
+    # would change with the code. Streams use the store directly, under the same name, so that one key is
+    # one record.
+    name = "idempotency"
     store.configure(config, key_prefix=name)
     return Records(config, idempotent_function(data_keyword_argument="request", config=config,
                                                persistence_store=store, key_prefix=name)(run), store)

@@ -27,6 +27,7 @@ AUDIT_LOG = "audit_log"
 USAGE = "usage"
 REQUEST_LOG = "request_log"
 RESPONSES = "responses"
+IDEMPOTENCY = "idempotency"
 
 # The most any one store call may take, retries and transactions included: a MongoDB that
 # is down or hung costs a request this, then 503, never the function's own timeout.
@@ -77,6 +78,8 @@ def ensure_indexes(database: Database) -> None:
                                        name="user_period_seq")
     # Kept responses go when their retention ends (stores/responses.py).
     database[RESPONSES].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")
+    # So do Idempotency-Key records (stores/idempotency_store.py).
+    database[IDEMPOTENCY].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")
 
 
 P = ParamSpec("P")
