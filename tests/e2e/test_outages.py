@@ -1,9 +1,11 @@
 """Outages fail fast, the same way everywhere: Redis and MongoDB are hung (SIGSTOP) and resumed
-(SIGCONT) under load; no request outlasts its store's bound, registration never fails open,
-nothing is lost or counted twice, and every log line stays JSON."""
+(SIGCONT) under load, and Redis loses its data (FLUSHALL) under load; no request outlasts its
+store's bound, registration never fails open, no limit held by MongoDB is lifted, nothing is
+lost or counted twice, and every log line stays JSON."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -12,8 +14,10 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 import pytest
+import redis
 
 from infergate.stores.mongo import CALL_SECONDS
+from tests.support import services
 from tests.support.accounting import log_lines
 from tests.support.stack import TIGHT
 from tests.support.waiting import wait_for
@@ -24,10 +28,13 @@ WITHIN_SECONDS = CALL_SECONDS + 3
 
 @pytest.fixture(scope="module")
 def own(gateway_of):
-    """A gateway with stores of its own: they are stopped and resumed here."""
+    """A gateway with stores of its own: they are stopped, resumed and flushed here. Its model
+    takes a moment per token, so that streams overlap."""
     # Limits out of the load's way: what is measured here is time and accounting.
-    return gateway_of("outages", own_stores=True, **{**TIGHT, "RATE_LIMIT_RPM": "100000", "RATE_LIMIT_TPM": "100000000",
-                                                     "MAX_CONCURRENT_REQUESTS": "100"})
+    with services.model_server("--token-delay", "0.01") as model_url:
+        yield gateway_of("outages", own_stores=True, model_url=model_url,
+                         **{**TIGHT, "RATE_LIMIT_RPM": "100000", "RATE_LIMIT_TPM": "100000000",
+                            "MAX_CONCURRENT_REQUESTS": "100"})
 
 
 @contextmanager
@@ -139,6 +146,76 @@ def test_a_hung_mongodb_fails_requests_fast_and_loses_nothing(own):
     key_ids = {account["key_id"] for account in accounts}
     lines = [line for line in log_lines(own.database()) if line["key_id"] in key_ids]
     assert sum(line["total_tokens"] for line in lines) == charged
+
+
+class Stream(NamedTuple):
+    status: int
+    code: str | None  # the error's, for a refusal
+    first: float  # time.monotonic() when its first event arrived
+    last: float  # and when it ended
+    tokens: int  # as its usage event reported them
+
+
+def streams_of(own, key: str, until: threading.Event, into: list[Stream]) -> None:
+    body = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "flush"}], "max_tokens": 20,
+            "stream": True, "stream_options": {"include_usage": True}}
+    with own.client(timeout=120) as http:
+        while not until.is_set():
+            with http.stream("POST", "/v1/chat/completions", json=body, headers={"x-api-key": key}) as response:
+                if response.status_code != 200:
+                    response.read()
+                    into.append(Stream(response.status_code, response.json()["error"]["code"], 0, 0, 0))
+                    continue
+                first, tokens = None, 0
+                for line in response.iter_lines():
+                    first = first or time.monotonic()
+                    if line.startswith("data: {") and '"usage":{' in line.replace(" ", ""):
+                        tokens = json.loads(line[6:])["usage"]["total_tokens"]
+                into.append(Stream(200, None, first, time.monotonic(), tokens))
+
+
+def most_at_once(streams: list[Stream]) -> int:
+    """The most answered streams that were open at one moment, as their reader saw them (each
+    inside the time its slot was held, so never more than were held)."""
+    edges = sorted([(s.first, 1) for s in streams if s.status == 200] + [(s.last, -1) for s in streams if s.status == 200])
+    most = open_ = 0
+    for _, step in edges:
+        open_ += step
+        most = max(most, open_)
+    return most
+
+
+def test_a_flush_of_redis_under_load_lifts_no_concurrency_limit_and_charges_no_retry_twice(own):
+    with own.client() as http:
+        account, other = own.register(http), own.register(http)
+        changed = http.patch(f"/admin/v1/users/{account['user_id']}", headers=own.admin(),
+                             json={"overrides": {"max_concurrent_requests": 3}})
+        assert changed.status_code == 200, changed.text
+        retry = {"json": {"prompt": "once only", "max_tokens": 5},
+                 "headers": {"x-api-key": other["api_key"], "Idempotency-Key": "flush-1"}}
+        first = http.post("/v1/chat", **retry)
+    stop, answers = threading.Event(), []
+    threads = [threading.Thread(target=streams_of, args=(own, account["api_key"], stop, answers)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: sum(a.status == 200 for a in answers) >= 6, what="streams before the flush")
+        redis.Redis.from_url(own.redis.url).flushall()  # a failover to an empty replica does the same
+        flushed = len(answers)
+        wait_for(lambda: sum(a.status == 200 for a in answers[flushed:]) >= 12, what="streams after the flush")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    with own.client() as http:
+        again = http.post("/v1/chat", **retry)
+        tokens_used = http.get("/v1/usage", headers={"x-api-key": account["api_key"]}).json()["tokens_used"]
+        others = http.get("/v1/usage", headers={"x-api-key": other["api_key"]}).json()
+    assert most_at_once(answers) <= 3, "the plan allows 3 in flight, Redis's data or not"
+    assert {a.code for a in answers if a.status != 200} == {"too_many_concurrent_requests"}
+    assert tokens_used == sum(a.tokens for a in answers), "every stream charged what it reported, once"
+    assert first.status_code == again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json() and others["requests"] == 1, "the retry was answered, not charged again"
 
 
 def test_every_log_line_written_through_the_outages_is_json(own):
