@@ -1,7 +1,8 @@
 """The OpenAI-compatible side of the development model server, as vLLM, llama.cpp's
 llama-server and Ollama itself serve it: GET /v1/models, POST /v1/chat/completions (streamed as
 server-sent events, with usage when `stream_options.include_usage` asks, tools and
-`response_format`), POST /v1/completions (legacy completions: a `prompt`, and a `suffix` to fill
+`response_format`; the counts so far in every chunk when `stream_options.continuous_usage_stats`
+asks, as vLLM sends them, or `timings_per_token`, as llama-server does), POST /v1/completions (legacy completions: a `prompt`, and a `suffix` to fill
 in the middle, as /api/generate answers them) and POST /v1/embeddings. The same engine answers as
 on /api/chat, so the same conversation costs the same tokens either way; the same faults strike
 chats (POST /_devkit/faults), and completions no more than /api/generate.
@@ -154,8 +155,7 @@ class OpenAIRoutes:
             return self._openai_error(400, model, f"{model} does not support tools")
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return self._openai_stream(completion_id, model, generation, include_usage, fault)
+            return self._openai_stream(completion_id, model, generation, _counting(body), fault)
         text = "".join(generation.pieces)
         message: dict[str, Any] = {"role": "assistant", "content": text or (None if generation.tool_calls else "")}
         if generation.tool_calls:
@@ -165,15 +165,18 @@ class OpenAIRoutes:
                                                            "finish_reason": _finish(generation)}],
                               "usage": _usage(generation)})
 
-    def _openai_stream(self, completion_id: str, model: str, generation: Generation, include_usage: bool,
+    def _openai_stream(self, completion_id: str, model: str, generation: Generation, counting: frozenset[str],
                        fault: dict | None) -> None:
+        """`counting`: what the request asked to be told of the counts (_counting)."""
         self._start_events()
         mode = fault.get("mode") if fault else None
         breaks_after = int(fault.get("after_pieces", 1)) if mode in ("break", "drop", "stall") else None
+        generated = 0
 
         def chunk(delta: dict, finish: str | None = None, **extra: Any) -> None:
             self._event({"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                         "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+                         "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                         **_so_far(generation.prompt_tokens, generated, counting), **extra})
 
         chunk({"role": "assistant", "content": ""})
         for index, text in enumerate(generation.pieces):
@@ -189,11 +192,12 @@ class OpenAIRoutes:
                 else:
                     self._event({"error": {"message": "the engine died mid-answer", "type": "internal_server_error"}})
                     return self._end_events()
+            generated += 1
             chunk({"content": text})
         for index, call in enumerate(_calls(generation)):
             chunk({"tool_calls": [{"index": index, **call}]})
         chunk({}, _finish(generation))
-        if include_usage:
+        if "include_usage" in counting:
             self._event({"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
                          "model": model, "choices": [], "usage": _usage(generation)})
         self._event("[DONE]")
@@ -235,6 +239,26 @@ def _calls(generation: Generation) -> list[dict]:
 
 def _finish(generation: Generation) -> str:
     return "tool_calls" if generation.tool_calls else generation.done_reason
+
+
+def _counting(body: dict) -> frozenset[str]:
+    """What a streamed chat asks to be told of its counts: `include_usage` (at the end),
+    `continuous_usage_stats` (vLLM: in every chunk), `timings_per_token` (llama-server: its timings
+    in every chunk)."""
+    options = body.get("stream_options") or {}
+    asked = {name for name in ("include_usage", "continuous_usage_stats") if options.get(name)}
+    return frozenset(asked | ({"timings_per_token"} if body.get("timings_per_token") else set()))
+
+
+def _so_far(prompt_tokens: int, generated: int, counting: frozenset[str]) -> dict:
+    """A chunk's counts so far, as the request asked for them."""
+    extra: dict[str, Any] = {}
+    if {"include_usage", "continuous_usage_stats"} <= counting:
+        extra["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": generated,
+                          "total_tokens": prompt_tokens + generated}
+    if "timings_per_token" in counting:  # llama-server: prompt_n were evaluated, cache_n came from its cache
+        extra["timings"] = {"prompt_n": prompt_tokens, "cache_n": 0, "predicted_n": generated}
+    return extra
 
 
 def _usage(generation: Generation) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from infergate.domain.errors import InvalidRequest, ModelNotFound, ModelServerBusy, UpstreamError
 from infergate.domain.messages import Message, Tool, ToolCall
-from infergate.domain.pool import OPENAI, Server
+from infergate.domain.pool import LLAMA_CPP, OPENAI, VLLM, Server
 from infergate.llm.catalog import SharedCatalog
 from infergate.llm.client import HttpModelServer
 from infergate.llm.connections import ModelServerConnections
@@ -25,9 +25,9 @@ WEATHER = Tool("weather", "The weather in a city.", {"type": "object", "properti
                                                        "required": ["city"]})
 
 
-def openai(url: str, *, api_key: str = "", **timeouts: float) -> HttpModelServer:
+def openai(url: str, *, api_key: str = "", kind: str = OPENAI, **timeouts: float) -> HttpModelServer:
     connections = ModelServerConnections(url, connect_timeout=1, api_key=api_key, ping_path="/v1/models")
-    return HttpModelServer(connections, OpenAIWire(), **{"timeout": 5, "stall_timeout": 5, **timeouts})
+    return HttpModelServer(connections, OpenAIWire(kind), **{"timeout": 5, "stall_timeout": 5, **timeouts})
 
 
 def test_a_whole_answer_is_charged_the_servers_own_usage(ollama_url):
@@ -48,6 +48,26 @@ def test_a_streamed_answer_arrives_piece_by_piece_then_its_usage(ollama_url):
     assert "".join(pieces) == "You said: what is two plus two" and len(pieces) > 1
     assert answer.completion.completion_tokens == len(pieces) and answer.completion.prompt_tokens == 16
     assert answer.completion.done_reason == "stop"
+
+
+@pytest.mark.parametrize("kind", [VLLM, LLAMA_CPP])
+def test_a_server_that_counts_as_it_answers_gives_a_cut_answer_its_prompts_real_count(faulty_ollama_url, faults, kind):
+    faults("break", after_pieces=3)
+    answer = openai(faulty_ollama_url, kind=kind).stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50,
+                                                          request_id="c")
+    pieces = list(answer)
+    assert len(pieces) == 3 and answer.completion.cut is not None
+    assert answer.completion.prompt_tokens == 16, "the count the server said while answering, not the bound"
+
+
+def test_a_plain_openai_server_is_sent_no_field_it_may_refuse(faulty_ollama_url, faults):
+    faults("break", after_pieces=3)
+    answer = openai(faulty_ollama_url).stream(model="smollm2:135m", messages=MESSAGES, max_tokens=50, request_id="p")
+    list(answer)
+    assert answer.completion.cut is not None and answer.completion.prompt_tokens is None
+    sent = [r for r in httpx.get(f"{faulty_ollama_url}/_devkit/requests").json() if r.get("x-request-id") == "p"]
+    assert sent and all(r["body"]["stream_options"] == {"include_usage": True} and "timings_per_token" not in r["body"]
+                        for r in sent)
 
 
 def test_a_tool_call_and_its_result_go_both_ways(ollama_url):

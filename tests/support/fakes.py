@@ -335,6 +335,7 @@ class ScriptedAnswer:
     taken: list[Piece] = field(default_factory=list)
     closed: bool = False
     completion: Completion | None = None
+    prompt_tokens: int | None = None  # the prompt's count, as a server that says it while answering would
 
     def __iter__(self) -> Iterator[Piece]:
         for piece in self.pieces:
@@ -357,6 +358,7 @@ class _RefusedThinking:
 
     model: str
     completion: Completion | None = None
+    prompt_tokens: int | None = None
 
     def __iter__(self) -> Iterator[Piece]:
         raise ThinkingUnsupported(f"The model '{self.model}' cannot think.", param="thinking")

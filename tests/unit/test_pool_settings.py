@@ -33,7 +33,7 @@ def test_a_list_alone_names_the_servers_with_their_slots_weights_models_and_keys
     ([{"name": "a", "url": "http://user:hunter2@10.0.0.1", "slots": 0}], "0.slots"),
     ([{"name": "a b", "url": "http://user:hunter2@10.0.0.1"}], "0.name"),
     ([{"name": "a", "url": "ftp://user:hunter2@10.0.0.1"}], "0.url"),
-    ([{"name": "a", "url": "http://user:hunter2@h", "kind": "vllm"}], "0.kind"),
+    ([{"name": "a", "url": "http://user:hunter2@h", "kind": "tgi"}], "0.kind"),
     ([{"name": "a", "url": "http://user:hunter2@h", "secret": "x"}], "0.secret"),
     ([{"name": "a", "url": "http://x"}, {"name": "b", "url": "http://user:hunter2@h", "weight": -1}], "1.weight"),
 ])

@@ -187,7 +187,7 @@ class Services:
         # A lone server is given a second chance to connect; in a pool, another server is asked instead.
         retries = CONNECT_RETRIES if len(self.addresses) == 1 else 0
         return {address.server.name: HttpModelServer(
-            self.connections[address.server.name], OllamaWire() if address.server.kind == OLLAMA else OpenAIWire(),
+            self.connections[address.server.name], OllamaWire() if address.server.kind == OLLAMA else OpenAIWire(address.server.kind),
             timeout=settings.ollama_timeout, stream_timeout=settings.ollama_stream_timeout,
             stall_timeout=settings.ollama_stall_timeout, connect_retries=retries) for address in self.addresses}
 

@@ -162,7 +162,7 @@ class _ServerEntry(Schema):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(pattern=r"^https?://[^\s]+$")
-    kind: Literal["ollama", "openai"] = OLLAMA
+    kind: Literal["ollama", "openai", "vllm", "llama.cpp"] = OLLAMA
     slots: int | None = Field(None, ge=1, le=UNBOUNDED)
     weight: float = Field(1.0, gt=0, le=1000)
     models: list[str] | None = Field(None, min_length=1)

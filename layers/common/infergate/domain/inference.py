@@ -319,7 +319,7 @@ class ChatStream:
     def _stopped(self, why: CutOff) -> int:
         """Stops the model server mid-answer and charges what it generated, for `why`: the tokens charged."""
         self._answer.close()
-        cut = Completion.partial(self.model, self._received, why)
+        cut = Completion.partial(self.model, self._received, why, prompt_tokens=self._answer.prompt_tokens)
         return self._call.cut(Usage(cut.model, cut.prompt_tokens, cut.completion_tokens), why).tokens
 
 

@@ -67,10 +67,10 @@ class Completion:
     thinking: str = ""  # what the model thought first, when it was asked to think
 
     @classmethod
-    def partial(cls, model: str, pieces: Sequence[Piece], cut: CutOff) -> Completion:
-        """An answer that ended after `pieces`, for `cut`: a piece for each token generated,
-        and no prompt count (Ollama sends it only with the end of an answer)."""
-        return cls(model=model, content=said(pieces), prompt_tokens=None, completion_tokens=len(pieces),
+    def partial(cls, model: str, pieces: Sequence[Piece], cut: CutOff, *, prompt_tokens: int | None = None) -> Completion:
+        """An answer that ended after `pieces`, for `cut`: a piece for each token generated, and
+        the prompt's count if the server said it while answering (Ollama says it only at the end)."""
+        return cls(model=model, content=said(pieces), prompt_tokens=prompt_tokens, completion_tokens=len(pieces),
                    done_reason=None, pieces=tuple(pieces), cut=cut, thinking=thought(pieces))
 
 
@@ -93,6 +93,7 @@ class AnswerStream(Protocol):
     with its cut)."""
 
     completion: Completion | None
+    prompt_tokens: int | None  # the prompt's count, if the server has said it while answering
 
     def __iter__(self) -> Iterator[Piece]: ...
 

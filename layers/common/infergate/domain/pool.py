@@ -23,6 +23,9 @@ from infergate.domain.messages import Message
 from infergate.domain.model_server import ModelEntry
 
 OLLAMA, OPENAI = "ollama", "openai"
+# OpenAI-compatible servers that say, as they answer, how many tokens the prompt took: asked to,
+# a cut answer is charged that count rather than the prompt's bound.
+VLLM, LLAMA_CPP = "vllm", "llama.cpp"
 # A server given no number of slots (the one-server shorthand) is never held back by the gateway.
 UNBOUNDED = 1_000_000
 
@@ -32,7 +35,7 @@ class Server:
     """A model server as the operator configured it."""
 
     name: str
-    kind: str = OLLAMA  # "ollama" (its native API) or "openai" (any OpenAI-compatible server)
+    kind: str = OLLAMA  # "ollama" (its native API), "openai" (any OpenAI-compatible server), "vllm", "llama.cpp"
     slots: int = UNBOUNDED  # requests it serves at once: the gateway never sends it more
     weight: float = 1.0  # its share of the load against the others'
     models: tuple[str, ...] | None = None  # the models it serves, when said; else discovered

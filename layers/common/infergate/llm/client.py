@@ -54,6 +54,7 @@ class Answer:
     def __init__(self) -> None:
         self.pieces: list[Piece] = []
         self.last_piece_at = 0.0
+        self.prompt_tokens: int | None = None  # as the server said while answering, if it did
 
     def add(self, piece: Piece) -> None:
         self.pieces.append(piece)
@@ -71,7 +72,8 @@ class Answer:
 
     def cut(self, model: str, failure: UpstreamError) -> Completion:
         """What arrived, ended by `failure`: charged for what was generated, then its error given."""
-        return Completion.partial(model, self.pieces, CutOff(failure.code, failure.message, failure.server_unwell))
+        return Completion.partial(model, self.pieces, CutOff(failure.code, failure.message, failure.server_unwell),
+                                  prompt_tokens=self.prompt_tokens)
 
 
 def embedding_of(vectors: Any, model: str, inputs: int, prompt_tokens: Any) -> Embedding:
@@ -116,9 +118,13 @@ class _Unreachable(Exception):
 class _Streamed:
     """An answer as it arrives (the domain's AnswerStream): its pieces, then its completion."""
 
-    def __init__(self, events: Generator[Piece | Completion, None, None]) -> None:
-        self._events = events
+    def __init__(self, events: Generator[Piece | Completion, None, None], answer: Answer) -> None:
+        self._events, self._answer = events, answer
         self.completion: Completion | None = None
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return self._answer.prompt_tokens
 
     def __iter__(self) -> Iterator[Piece]:
         # Read to the exchange's end, past its completion, so that its connection goes back for reuse.
@@ -180,15 +186,15 @@ class HttpModelServer:
         `timeout` if the caller has less time. Closed early, the connection closes and the server stops."""
         body = self._wire.chat_body(model, messages, max_tokens, options, tools, answer_format, think=think,
                                     suffix=suffix)
-        path = self._wire.chat_path(suffix)
+        path, answer = self._wire.chat_path(suffix), Answer()
         return _Streamed(self._stream(path, body, model, request_id,
-                                      Deadline(self._within(self._stream_timeout, timeout))))
+                                      Deadline(self._within(self._stream_timeout, timeout)), answer), answer)
 
-    def _stream(self, path: str, body: bytes, model: str, request_id: str,
-                deadline: Deadline) -> Generator[Piece | Completion, None, None]:
+    def _stream(self, path: str, body: bytes, model: str, request_id: str, deadline: Deadline,
+                answer: Answer) -> Generator[Piece | Completion, None, None]:
         for attempt in range(self._connect_retries + 1):
             try:
-                yield from self._exchange(path, body, model, request_id, deadline)
+                yield from self._exchange(path, body, model, request_id, deadline, answer)
                 return
             except _Unreachable:  # raised before any piece: the stream can start afresh
                 self._pause_before_retry(attempt, deadline)
@@ -223,9 +229,9 @@ class HttpModelServer:
         logger.warning("model server unreachable; retrying", extra={"attempt": attempt + 1})
         time.sleep(pause)
 
-    def _exchange(self, path: str, body: bytes, model: str, request_id: str,
-                  deadline: Deadline) -> Generator[Piece | Completion, None, None]:
-        answer = Answer()
+    def _exchange(self, path: str, body: bytes, model: str, request_id: str, deadline: Deadline,
+                  answer: Answer) -> Generator[Piece | Completion, None, None]:
+        """`answer`: what arrives, kept from the first attempt on (none arrives before a retry)."""
         with self._lent(deadline) as lent:
             try:
                 response = lent.send(path, body, request_id)

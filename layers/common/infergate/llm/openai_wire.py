@@ -4,7 +4,11 @@ server-sent events, its usage asked for with `stream_options.include_usage`; `PO
 /v1/embeddings`; and what each error status means.
 
 A server that sends no usage (one that ignores `include_usage`) is charged a token per piece
-of the answer and the prompt's held bound, as an answer cut off is.
+of the answer and the prompt's held bound, as an answer cut off is. vLLM and llama-server can
+say the prompt's count as they answer (vLLM's `stream_options.continuous_usage_stats`,
+llama-server's `timings_per_token`): a server configured as one of them is asked to, so that an
+answer cut off is charged the prompt's real count. Other servers are not sent these fields,
+which a strict server (OpenAI's own) refuses.
 
 A fill-in-the-middle (a prompt and a `suffix`) goes to `POST /v1/completions`, which
 llama-server and vLLM serve. OpenAI's API has no way to ask a model to think: `think` is
@@ -29,6 +33,7 @@ from infergate.domain.errors import (
 )
 from infergate.domain.messages import Message, Tool, ToolCall
 from infergate.domain.model_server import Completion, Embedding
+from infergate.domain.pool import LLAMA_CPP, OPENAI, VLLM
 from infergate.domain.tools import new_call_id
 from infergate.llm.client import Answer, embedding_of
 
@@ -39,19 +44,24 @@ _IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8":
 class OpenAIWire:
     embed_path = "/v1/embeddings"
 
+    def __init__(self, kind: str = OPENAI) -> None:
+        """`kind`: the server's (domain/pool.py), which says how it can count as it answers."""
+        self._counting = _COUNTING.get(kind, {})
+
     @staticmethod
     def chat_path(suffix: str | None) -> str:
         return "/v1/chat/completions" if suffix is None else "/v1/completions"
 
-    @staticmethod
-    def chat_body(model: str, messages: list[Message], max_tokens: int, options: dict | None, tools: Sequence[Tool],
-                  answer_format: str | Mapping[str, Any] | None, *, think: bool = False,
+    def chat_body(self, model: str, messages: list[Message], max_tokens: int, options: dict | None,
+                  tools: Sequence[Tool], answer_format: str | Mapping[str, Any] | None, *, think: bool = False,
                   suffix: str | None = None) -> bytes:
         if think:
             raise ThinkingUnsupported(f"The model '{model}' cannot be asked to think over OpenAI's API.", param="thinking")
         # The options are OpenAI's own sampling fields (temperature, top_p, seed, stop, penalties).
         request: dict[str, Any] = {**(options or {}), "model": model, "stream": True,
                                    "stream_options": {"include_usage": True}, "max_tokens": max_tokens}
+        for field, value in self._counting.items():
+            request[field] = {**request[field], **value} if isinstance(value, dict) else value
         if suffix is not None:
             request |= {"prompt": messages[-1].content, "suffix": suffix}
         else:
@@ -87,6 +97,7 @@ class OpenAIWire:
             if "error" in chunk:
                 raise UpstreamError(f"The model server failed while answering: {_message_of(chunk)}")
             served, usage = chunk.get("model") or served, chunk.get("usage") or usage
+            answer.prompt_tokens = _prompt_so_far(chunk, answer.prompt_tokens)
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 finish = choice.get("finish_reason") or finish
@@ -127,6 +138,24 @@ class OpenAIWire:
         if status in (401, 403):
             return UpstreamError("The model server refused the gateway's credentials (MODEL_SERVERS' api_key).")
         return UpstreamError(f"The model server answered {status}: {message or 'no detail'}")
+
+
+# What a server of each kind is sent so that it says the prompt's count as it answers.
+_COUNTING: dict[str, dict[str, Any]] = {
+    VLLM: {"stream_options": {"continuous_usage_stats": True}},
+    LLAMA_CPP: {"timings_per_token": True},
+}
+
+
+def _prompt_so_far(chunk: dict, known: int | None) -> int | None:
+    """The prompt's tokens as a chunk reports them: its usage (vLLM, and any server's last chunk),
+    or llama-server's timings (tokens evaluated, and those its cache already held)."""
+    usage, timings = chunk.get("usage"), chunk.get("timings")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        return usage["prompt_tokens"]
+    if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+        return timings["prompt_n"] + int(timings.get("cache_n") or 0)
+    return known
 
 
 def _message(message: Message) -> dict[str, Any]:

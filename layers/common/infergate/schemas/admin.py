@@ -165,7 +165,7 @@ class ServerView(Schema):
     """A model server of the pool, as operators see it; never its URL, which may hold credentials."""
 
     name: str
-    kind: Literal["ollama", "openai"]
+    kind: Literal["ollama", "openai", "vllm", "llama.cpp"]
     healthy: bool  # it answered its last discovery and its breaker is not open
     breaker: Literal["closed", "open", "half_open"]
     models: list[str]  # configured, or as discovery last found them
