@@ -14,6 +14,12 @@ refused before a byte of the body is read, and a chunked body is read up to
 `max_body` and no further. A refused body is never read; the connection is
 closed after the refusal, once the client has had a moment to read it. A
 client that goes away mid-request or mid-response is nothing to report.
+
+A development server, but not one a slow client can hold: a request's line and
+headers must arrive within `header_seconds` (a client sending a byte every few
+seconds, under the idle timeout, is cut off there), and at most
+`max_connections` are open at once, each holding a thread; one more is answered
+503 and closed at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +64,18 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.body_unread = False
+
+    def handle_one_request(self) -> None:
+        self.server.reading(self)  # from the first byte awaited: an idle keep-alive ends sooner, at `timeout`
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.read(self)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.server.read(self)  # they are in: the body and the answer take what they take
+        return parsed
 
     def finish(self) -> None:
         super().finish()  # flushes the response
@@ -181,6 +200,51 @@ def _linger(connection: socket.socket) -> None:
 class Server(ThreadingHTTPServer):
     # The kernel caps this at net.core.somaxconn (4096 on current Linux).
     request_queue_size = 1024
+    max_connections = 1024
+    header_seconds = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open = threading.BoundedSemaphore(self.max_connections)
+        self._reading: dict[Handler, float] = {}  # requests whose line and headers are still arriving
+        self._reading_lock = threading.Lock()
+        threading.Thread(target=self._cut_off_slow_headers, name="header-deadline", daemon=True).start()
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        if not self._open.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._open.release()
+
+    def reading(self, handler: Handler) -> None:
+        with self._reading_lock:
+            self._reading[handler] = time.monotonic() + self.header_seconds
+
+    def read(self, handler: Handler) -> None:
+        with self._reading_lock:
+            self._reading.pop(handler, None)
+
+    def _cut_off_slow_headers(self) -> None:
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._reading_lock:
+                late = [handler for handler, deadline in self._reading.items() if deadline < now]
+            for handler in late:
+                try:
+                    handler.connection.shutdown(socket.SHUT_RDWR)  # its pending read ends at once
+                except OSError:
+                    pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that closed or reset its connection mid-request or mid-response, or went
