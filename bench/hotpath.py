@@ -42,6 +42,9 @@ chat not streamed (`stream: false`, the whole answer), c=1, rounds rotating;
 in the same rounds, /v1/messages and /v1/responses streamed through `make
 run`, to their first and last text delta, as ratios to /v1/chat/completions'.
 
+And what a prompt is charged where the model server does not count it, against
+the truth, in bytes and by the model's tokenizer (bench/bounds.py).
+
     .venv/bin/python bench/hotpath.py [--seconds 3] [--rounds 3] [--peer litellm] [--against DIR]
                                       [--api-seconds 4.5]
                                       [--stream-samples 20] [--stream-only]     (or: make bench)
@@ -70,6 +73,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "layers" / "common")]
 
+import bounds  # noqa: E402
 import streaming  # noqa: E402
 from devkit import backends  # noqa: E402
 from wiretap import Wiretap, mongo_commands, redis_commands  # noqa: E402
@@ -709,6 +713,7 @@ def main() -> int:
             print(f"  {name:<28} {per_chat:.2f}")
         if args.stream_samples > 0:
             streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
+        bounds.report()
     return 0
 
 

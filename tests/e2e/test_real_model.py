@@ -9,6 +9,7 @@ import pytest
 from infergate.domain.messages import Message
 from infergate.domain.tokens import prompt_tokens_upper_bound
 from tests.support.make_run import start_make_run
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.model
 
@@ -46,5 +47,33 @@ def test_a_chat_through_smollm2_is_answered_and_metered(tmp_path):
             assert structured.status_code == 200, structured.text
             place = json.loads(structured.json()["choices"][0]["message"]["content"])
             assert set(place) == {"city", "country"} and all(isinstance(value, str) for value in place.values())
+
+            a_prompt_counted_by_the_models_tokenizer_fits_and_a_cut_answer_is_charged_by_it(http, running)
     finally:
         running.stop()
+
+
+def a_prompt_counted_by_the_models_tokenizer_fits_and_a_cut_answer_is_charged_by_it(http, running):
+    """`make run` names the bundled model's tokenizer (MODEL_TOKENIZERS): a prompt of 6,000 emoji
+    (24,000 bytes, 18,000 tokens) fits the free plan's 20,000 tokens a request, and an answer cut off
+    before Ollama's count arrives is charged the tokenizer's bound, not the bytes'."""
+    key = http.post("/v1/register", json={"email": "tokenizer@example.com"}).json()["api_key"]
+    headers = {"x-api-key": key}
+    emoji = http.post("/v1/chat", json={"prompt": "😀" * 6000, "max_tokens": 1}, headers=headers)
+    assert emoji.status_code == 200, emoji.text
+
+    spent = http.get("/v1/usage", headers=headers).json()["tokens_used"]
+    content = "日本語のテキストです。" * 30
+    chat = {"model": "smollm2:135m", "messages": [{"role": "user", "content": content}], "max_tokens": 64,
+            "stream": True}
+    with http.stream("POST", "/v1/chat/completions", json=chat, headers=headers) as stream:
+        assert stream.status_code == 200
+        next(stream.iter_lines())  # the answer has begun: the reader leaves
+
+    def charged() -> int:
+        return http.get("/v1/usage", headers=headers).json()["tokens_used"] - spent
+
+    wait_for(lambda: charged() > 0, what="the cut answer charged")
+    as_bytes = prompt_tokens_upper_bound([Message(role="user", content=content)])
+    by_tokenizer = as_bytes - len(content.encode()) + 570  # SmolLM2 counts this text as 570 tokens
+    assert by_tokenizer <= charged() <= by_tokenizer + 64 < as_bytes, (charged(), by_tokenizer, as_bytes)

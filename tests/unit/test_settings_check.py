@@ -13,6 +13,8 @@ from infergate.config import InvalidSettings, checked
     ({"OLLAMA_TIMEOUT": "60"}, "OLLAMA_TIMEOUT: input should be less than or equal to 28"),
     ({"PLANS": '{"team": {"max_output_tokens": 99999}}'}, "PLANS is not valid"),
     ({"MODEL_ALIASES": '{"chat": []}'}, "MODEL_ALIASES is not valid"),
+    ({"MODEL_TOKENIZERS": '["a"]'}, "MODEL_TOKENIZERS is not valid"),
+    ({"MODEL_TOKENIZERS": '{"llama3": "/nowhere/tokenizer.json"}'}, "no readable file for llama3"),
 ])
 def test_a_setting_out_of_range_is_named_with_its_range(env, named):
     with pytest.raises(InvalidSettings) as refused:
@@ -28,3 +30,12 @@ def test_a_value_is_never_repeated_in_the_refusal():
 
 def test_settings_in_range_pass():
     assert checked({"MAX_CONCURRENT_REQUESTS": "10000"}).max_concurrent_requests == 10_000
+
+
+def test_a_tokenizer_named_by_a_readable_file_passes_under_its_models_tagged_name(tmp_path):
+    from infergate.config import tokenizer_paths
+
+    named = tmp_path / "tokenizer.json"
+    named.write_text("{}")
+    settings = checked({"MODEL_TOKENIZERS": f'{{"llama3": "{named}"}}'})
+    assert tokenizer_paths(settings) == {"llama3:latest": str(named)}

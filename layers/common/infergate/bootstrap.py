@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from infergate.domain.registration import Registrar
     from infergate.domain.servers import ServerReports
     from infergate.domain.telemetry import Telemetry
+    from infergate.domain.tokens import Tokenizers
     from infergate.domain.usage import UsageReports
     from infergate.llm.connections import ModelServerConnections
     from infergate.prometheus import RequestMetrics
@@ -276,7 +277,19 @@ class Services:
 
         settings = self.settings
         return InferenceService(self.meter, self.servers, chat_seconds=settings.ollama_timeout,
-                                stream_seconds=settings.ollama_stream_timeout)
+                                stream_seconds=settings.ollama_stream_timeout, tokenizers=self.tokenizers)
+
+    @cached_property
+    def tokenizers(self) -> Tokenizers:
+        from functools import partial
+
+        from infergate.config import aliases, tokenizer_paths
+        from infergate.domain.tokens import Tokenizers
+        from infergate.llm.tokenizer import load
+
+        settings = self.settings
+        return Tokenizers({model: partial(load, path) for model, path in tokenizer_paths(settings).items()},
+                          default=settings.ollama_model, aliases=aliases(settings))
 
     @cached_property
     def kept_responses(self) -> KeptResponses:

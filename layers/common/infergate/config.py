@@ -61,6 +61,9 @@ class Settings(Schema):
     rate_limit_user_rpm: int = Field(0, ge=0, alias="RATE_LIMIT_USER_RPM")
     rate_limit_tpm: int = Field(20_000, ge=1, alias="RATE_LIMIT_TPM")
     max_concurrent_requests: int = Field(4, ge=1, le=10_000, alias="MAX_CONCURRENT_REQUESTS")  # a plan's range
+    # Each model's tokenizer, as JSON: {"llama3.1:8b": "/opt/tokenizers/llama3.json"} (Hugging Face's
+    # tokenizer.json): its prompts are counted by it before the model sees them, rather than in bytes.
+    model_tokenizers: str = Field("", alias="MODEL_TOKENIZERS")
     # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
     plans: str = Field("", alias="PLANS")
     default_plan: str = Field("free", alias="DEFAULT_PLAN")
@@ -116,6 +119,7 @@ def checked(env: Mapping[str, str] | None = None) -> Settings:
     try:
         plan_catalog(settings)
         aliases(settings)
+        tokenizer_paths(settings)
     except ValueError as error:
         raise InvalidSettings(str(error)) from None
     return settings
@@ -203,6 +207,22 @@ def aliases(settings: Settings) -> dict[str, list[str]]:
         return TypeAdapter(dict[str, Annotated[list[str], Field(min_length=1)]]).validate_json(settings.model_aliases)
     except ValueError as error:
         raise ValueError(f"MODEL_ALIASES is not valid: {error}") from None
+
+
+def tokenizer_paths(settings: Settings) -> dict[str, str]:
+    """MODEL_TOKENIZERS: each model (`name:tag`) and the file of its tokenizer, which must be readable."""
+    from infergate.domain.model_policy import canonical
+
+    if not settings.model_tokenizers.strip():
+        return {}
+    try:
+        named = TypeAdapter(dict[str, Annotated[str, Field(min_length=1)]]).validate_json(settings.model_tokenizers)
+    except ValueError:
+        raise ValueError("MODEL_TOKENIZERS is not valid: it must be a JSON object of model names to file paths") from None
+    unreadable = sorted(model for model, path in named.items() if not os.access(path, os.R_OK) or os.path.isdir(path))
+    if unreadable:
+        raise ValueError(f"MODEL_TOKENIZERS is not valid: no readable file for {', '.join(unreadable)}")
+    return {canonical(model): path for model, path in named.items()}
 
 
 def _fields_at_fault(error: ValueError) -> str:

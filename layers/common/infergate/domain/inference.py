@@ -43,8 +43,10 @@ from infergate.domain.tokens import (
     DEFAULT_MAX_TOKENS,
     TEMPLATE_TOKENS_PER_MESSAGE,
     TEMPLATE_TOKENS_PER_REQUEST,
+    Tokenizers,
     embedding_tokens_upper_bound,
     prompt_tokens_upper_bound,
+    utf8_bytes,
 )
 from infergate.domain.tools import ToolUse
 
@@ -139,10 +141,12 @@ class _Plan:
 
 class InferenceService:
     def __init__(self, meter: Meter, servers: Mapping[str, ModelServer], *, chat_seconds: float,
-                 stream_seconds: float) -> None:
+                 stream_seconds: float, tokenizers: Tokenizers | None = None) -> None:
         """`servers`: each model server of the pool, by name; `chat_seconds` (`stream_seconds`):
-        the most a chat or an embedding (a streamed chat) may take, waiting for a slot included."""
+        the most a chat or an embedding (a streamed chat) may take, waiting for a slot included;
+        `tokenizers`: how each model's prompts are counted before it sees them (bytes by default)."""
         self.meter, self.servers = meter, servers
+        self.tokenizers = tokenizers or Tokenizers({}, default="", aliases={})
         self._chat_seconds, self._stream_seconds = chat_seconds, stream_seconds
         self._unthinking: set[tuple[str, str]] = set()  # (server, model): asked to think, it could not
 
@@ -184,9 +188,9 @@ class InferenceService:
     def embed(self, principal: Principal, task: EmbeddingTask, *, request_id: str,
               on_admitted: Admitted = _unheard) -> EmbeddingResult:
         """Embeddings of the task's inputs, metered as prompt tokens against the same quota and limits."""
-        bound = embedding_tokens_upper_bound(task.inputs)
+        bound = embedding_tokens_upper_bound(task.inputs, count=self.tokenizers.count_for(task.model))
         self._fits_one_request(principal, bound, f"These {len(task.inputs)} input(s) are "
-                               f"{sum(len(text.encode()) for text in task.inputs)} bytes of UTF-8")
+                               f"{sum(len(text.encode()) for text in task.inputs)} bytes of UTF-8", model=task.model)
         estimate = Estimate(request_id, task.model, task.end_user, bound, worst_case=bound, minimum=bound)
         with self.meter.open(principal, estimate, on_admitted, seconds=self._chat_seconds) as call:
             embedding = self._asked(call, lambda server: server.embed(
@@ -196,10 +200,10 @@ class InferenceService:
             call.settle(Usage(embedding.model, prompt_tokens, 0))
             return EmbeddingResult(call.id, embedding.model, embedding.vectors, prompt_tokens)
 
-    @staticmethod
-    def prompt_bound(task: ChatTask) -> int:
+    def prompt_bound(self, task: ChatTask) -> int:
         """The tokens a chat's prompt is held as: an upper bound of what the model will count."""
-        return prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra())
+        return prompt_tokens_upper_bound(task.messages, extra=task.prompt_extra(),
+                                         count=self.tokenizers.count_for(task.model))
 
     def _asked(self, call: MeteredCall, ask: Callable[[ModelServer], T]) -> T:
         """What `ask` gets of the call's server; if that server fails before answering, of the
@@ -237,18 +241,21 @@ class InferenceService:
         prompt_bound = self.prompt_bound(task)
         size = sum(len(message.content.encode()) for message in task.messages)
         ceiling = self._fits_one_request(principal, prompt_bound, f"This prompt is {size} bytes of UTF-8 in "
-                                         f"{len(task.messages)} message(s)", answer=1)
+                                         f"{len(task.messages)} message(s)", answer=1, model=task.model)
         max_tokens = min(task.max_tokens or DEFAULT_MAX_TOKENS, principal.plan.max_output_tokens, ceiling - prompt_bound)
         return _Plan(task, prompt_bound, max_tokens)
 
-    def _fits_one_request(self, principal: Principal, bound: int, what: str, *, answer: int = 0) -> int:
+    def _fits_one_request(self, principal: Principal, bound: int, what: str, *, answer: int = 0,
+                          model: str | None = None) -> int:
         """The most one request of the principal's may cost, the lesser of its tokens per minute
         and its monthly quota; PromptTooLarge, opening with `what`, if a prompt of `bound` tokens
         and an answer of `answer` do not fit in it."""
         ceiling = min(principal.quota_for(period_of(self.meter.clock())), principal.plan.rate_limit_tpm)
         if bound + answer > ceiling:
+            counted = ("counted by the model's tokenizer" if self.tokenizers.count_for(model) is not utf8_bytes
+                       else "a token covers at least one byte")
             raise PromptTooLarge(
-                f"{what}, so it may take up to {bound} tokens (a token covers at least one byte; each message "
+                f"{what}, so it may take up to {bound} tokens ({counted}; each message "
                 f"or input adds {TEMPLATE_TOKENS_PER_MESSAGE} and each request {TEMPLATE_TOKENS_PER_REQUEST}). Your "
                 f"plan allows {ceiling} tokens per request: the lesser of its tokens per minute and its monthly quota."
             )
