@@ -3,7 +3,6 @@ kept until it expires, and a first attempt that ran out of time giving its key u
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -15,6 +14,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from infergate.stores.idempotency_store import MongoIdempotencyStore
+from tests.support.concurrency import at_once
 
 
 def store_of(database, *, expires_after_seconds: int = 3600) -> MongoIdempotencyStore:
@@ -29,22 +29,16 @@ def request() -> dict:
 
 
 def test_one_instance_takes_a_key_and_the_others_find_it_taken(database):
-    data, taken, lock = request(), [], threading.Lock()
+    data = request()
 
-    def take() -> None:
+    def take() -> bool:
         try:
             store_of(database).save_inprogress(data=data, remaining_time_in_millis=60_000)
         except IdempotencyItemAlreadyExistsError:
-            return
-        with lock:
-            taken.append(True)
+            return False
+        return True
 
-    threads = [threading.Thread(target=take) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert taken == [True]
+    assert sorted(at_once(8, take)) == [False] * 7 + [True]
 
 
 def test_a_completed_record_keeps_its_answer_and_its_body_check(database):

@@ -6,12 +6,14 @@ reply lost on the wire) is tests/integration/test_usage_ledger.py's."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from infergate.domain.ledger import HoldsFull, RequestOutcome, Reservation, UsageLedger
 from infergate.stores.usage import MongoUsageLedger
+from tests.support.concurrency import at_once
 from tests.support.fakes import MemoryLedger
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -106,22 +108,13 @@ def test_a_user_holds_at_most_most_held_reservations_each_freed_as_it_ends_or_ex
 
 
 def test_concurrent_reservations_never_hold_more_than_most_held(ledger):
-    granted, refused, lock = [], [], threading.Lock()
-
-    def one(index: int) -> None:
+    def one() -> bool:
         try:
-            held = ledger.reserve(wanted(f"r{index}", 10), minimum=1, quota=10**6, now=NOW, most_held=3)
+            return ledger.reserve(wanted(uuid.uuid4().hex, 10), minimum=1, quota=10**6, now=NOW, most_held=3) is not None
         except HoldsFull:
-            held = None
-        with lock:
-            (granted if held else refused).append(index)
+            return False
 
-    threads = [threading.Thread(target=one, args=(index,)) for index in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert (len(granted), len(refused)) == (3, 17)
+    assert sorted(at_once(20, one)) == [False] * 17 + [True] * 3
 
 
 def test_a_request_that_outlived_its_reservation_is_still_charged_once(ledger):

@@ -8,15 +8,12 @@ connection fails, rather than through the server's retryable writes (whose
 bookkeeping made secantusdb's per-write cost grow by half a millisecond for
 every 20 s of load).
 
-Reserving is one guarded update: the hold is added only if `committed` leaves
-room for the request's worst case and the user holds fewer than `most_held`
-reservations. When it does not (the quota is nearly spent, or expired holds
-still count), a second guarded update drops the expired holds, counts again,
-and holds what remains if that is at least the minimum the request needs and
-a hold is free. An abandoned reservation therefore frees itself with no job
-to run. The holds are the user's requests in flight: counting them here holds
-the plan's concurrency limit whatever becomes of Redis's slots (stores/
-limits.py), at no cost in round trips.
+Reserving is one guarded update: the hold is added only if `committed` leaves room for the
+request's worst case and the user holds fewer than `most_held` reservations (their requests in
+flight: the plan's concurrency limit holds here whatever Redis loses, at no extra round trip).
+When it does not (the quota is nearly spent, or expired holds still count), a second guarded
+update drops the expired holds, counts again, and holds what remains if that is at least the
+minimum the request needs and a hold is free. An abandoned reservation frees itself.
 
 Settling (or releasing) is one guarded update too. Only while the request's
 hold is in the document, so at most once, it drops the hold, charges the
