@@ -106,6 +106,15 @@ def test_a_client_trickling_its_headers_is_cut_off_at_the_header_deadline(guarde
     assert connection.getresponse().read() == b"/fast", "a prompt client is still served"
 
 
+def test_a_kept_alive_connection_idle_past_the_header_deadline_is_still_served(guarded):
+    connection = http.client.HTTPConnection(*guarded.server_address[:2], timeout=10)
+    connection.request("GET", "/first")
+    assert connection.getresponse().read() == b"/first"
+    time.sleep(guarded.header_seconds + 1)  # idle, between requests: the idle timeout's to end, not the deadline's
+    connection.request("GET", "/second")
+    assert connection.getresponse().read() == b"/second"
+
+
 def test_connections_beyond_the_cap_are_answered_503_at_once(guarded):
     held = [socket.create_connection(guarded.server_address[:2], timeout=10) for _ in range(3)]
     wait_for(lambda: len(guarded._connections) == 3, what="the three connections accepted")

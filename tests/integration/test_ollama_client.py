@@ -18,6 +18,7 @@ from infergate.llm.client import HttpModelServer
 from infergate.llm.connections import ModelServerConnections
 from infergate.llm.discovery import discover
 from infergate.llm.ollama_wire import OllamaWire
+from tests.support.waiting import wait_for
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="what is two plus two")]
 
@@ -199,3 +200,41 @@ def test_nothing_that_may_have_reached_ollama_is_retried(faulty_ollama_url, faul
     else:  # cut off after a piece: returned with what was generated, and why it ended
         assert completion.cut.code in {"upstream_error", "upstream_timeout"} and completion.completion_tokens == 1
     assert connections.attempts == 1
+
+
+def test_a_kept_alive_connection_the_server_has_closed_is_not_lent_again():
+    """A server (or a proxy before it) that closes idle connections sooner than the client would
+    reuse them: the next request goes on a new connection, not into a 502."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+
+    def serve() -> None:
+        for _ in range(2):
+            connection, _ = listener.accept()
+            connection.recv(65536)
+            connection.sendall(answer)
+            connection.close()  # its idle timeout, at once
+
+    threading.Thread(target=serve, daemon=True).start()
+    connections = ModelServerConnections(f"http://127.0.0.1:{port}", connect_timeout=2)
+    first = connections.take()
+    first.request("GET", "/")
+    response = first.getresponse()
+    assert response.read() == b"ok"
+    connections.give_back(first, response)
+    wait_for(lambda: _closed(first), what="the server closing the idle connection")
+    second = connections.take()
+    assert second is not first
+    second.request("GET", "/")
+    assert second.getresponse().read() == b"ok"
+    listener.close()
+
+
+def _closed(connection) -> bool:
+    import select
+
+    return bool(select.select([connection.sock], [], [], 0)[0])

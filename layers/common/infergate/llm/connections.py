@@ -10,6 +10,7 @@ an error, or that the server means to close, is not lent again.
 from __future__ import annotations
 
 import http.client
+import select
 import threading
 import time
 from urllib.parse import urlsplit
@@ -42,7 +43,7 @@ class ModelServerConnections:
         with self._lock:
             while self._idle:
                 since, connection = self._idle.pop()
-                if now - since < IDLE_SECONDS:
+                if now - since < IDLE_SECONDS and not _closed_by_the_server(connection):
                     return connection
                 connection.close()
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
@@ -78,3 +79,13 @@ class ModelServerConnections:
                 self._idle.append((time.monotonic(), connection))
         else:
             connection.close()
+
+
+def _closed_by_the_server(connection: http.client.HTTPConnection) -> bool:
+    """Whether the far end has closed an idle connection (or sent what it should not have): it
+    reads as ready with nothing owed. A request sent on it would fail, and a chat be lost as a
+    502 that counts against the server's breaker, though the server is well."""
+    if connection.sock is None:
+        return True
+    readable, _, _ = select.select([connection.sock], [], [], 0)
+    return bool(readable)
