@@ -14,6 +14,16 @@ CHECKOV := .checkov
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
+# The processor `make build` builds the functions for (template.yaml's Architecture parameter): empty
+# builds the template's default, arm64, which a deploy runs on; ARCH=x86_64 builds for x86_64, and
+# `make deploy ARCH=x86_64` deploys that. The dependencies layer's compiled packages are built for it,
+# so a build runs only on its own processor: what runs the build on this machine (make test,
+# run-lambda, bench) builds for this machine's processor instead, whatever ARCH says.
+ARCH ?=
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+ifneq ($(findstring Architecture=,$(OVERRIDES)),)
+$(error make deploy: give the architecture as ARCH=..., which the build is made for too, not in OVERRIDES)
+endif
 
 .PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart admin-key openapi smoke sam-local-env localstack-deploy checkov clean
 
@@ -30,8 +40,8 @@ help:
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make checkov   checkov's policy checks over template.yaml (.checkov.yaml says what is skipped, and why)"
-	@echo "make build     sam build"
-	@echo "make deploy [ENV=dev|staging|prod] [OVERRIDES='Key=value ...']   sam build, then a release"
+	@echo "make build [ARCH=x86_64]   sam build, for arm64 (the template's Architecture) unless ARCH says"
+	@echo "make deploy [ENV=dev|staging|prod] [ARCH=x86_64] [OVERRIDES='Key=value ...']   sam build, then a release"
 
 $(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (3.12 for sam build)"; exit 1; }
@@ -52,6 +62,9 @@ $(LAMBDA_RUNTIME)/.installed: requirements-lambda-runtime.txt
 	$(LAMBDA_RUNTIME)/bin/python -m pip install --quiet --upgrade pip
 	$(LAMBDA_RUNTIME)/bin/python -m pip install --quiet -r requirements-lambda-runtime.txt
 	@touch $@
+
+# The built functions run on this machine: built for its processor (ARCH, above).
+run-lambda bench test: override ARCH := $(HOST_ARCH)
 
 run-lambda: build $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m devkit.run --runtime emulator $(if $(SERVERS),--servers $(SERVERS))
@@ -100,7 +113,8 @@ validate: $(BIN)/.installed
 	$(BIN)/sam validate --lint
 
 build: $(BIN)/.installed
-	$(BIN)/sam build
+	@case "$(ARCH)" in ""|arm64|x86_64) ;; *) echo "ARCH is arm64 or x86_64 (empty: the template's default), not $(ARCH)"; exit 2;; esac
+	$(BIN)/sam build $(if $(ARCH),--parameter-overrides Architecture=$(ARCH))
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -137,7 +151,7 @@ test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installe
 # A release (devkit/release.py): the build deployed with samconfig.toml's ENV environment and
 # OVERRIDES on top, every function's version named after the release's fingerprint.
 deploy: build
-	$(BIN)/python -m devkit.release --config-env $(or $(ENV),default) $(OVERRIDES)
+	$(BIN)/python -m devkit.release --config-env $(or $(ENV),default) $(OVERRIDES) $(if $(ARCH),Architecture=$(ARCH))
 
 clean:
 	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e $(CHECKOV)
