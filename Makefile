@@ -25,7 +25,7 @@ ifneq ($(findstring Architecture=,$(OVERRIDES)),)
 $(error make deploy: give the architecture as ARCH=..., which the build is made for too, not in OVERRIDES)
 endif
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart admin-key openapi smoke sam-local-env localstack-deploy checkov clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi smoke sam-local-env localstack-deploy checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -34,6 +34,7 @@ help:
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy; AGAINST=dir: another checkout)"
 	@echo "make bench-pool   a pool of four model servers: throughput, spread, failover (PEER=litellm: beside LiteLLM's router)"
+	@echo "make cost      what a million requests cost on AWS, today's settings beside ARGS' (bench/cost.py)"
 	@echo "make smoke API_URL=...   a short end-to-end check of any running InferGate [API_KEY=...]"
 	@echo "make sam-local-env   the env-vars file for sam local start-api (Docker users)"
 	@echo "make localstack-deploy   deploy to a running LocalStack, then make smoke against it [LOCALSTACK_URL=...]"
@@ -102,6 +103,11 @@ admin-key: $(BIN)/.installed
 # The OpenAPI document GET /openapi.json serves, from the table in devkit/openapi.py and the models.
 openapi: $(BIN)/.installed
 	$(BIN)/python -m devkit.openapi
+
+# What one million requests cost on AWS (bench/prices.json: published prices, with their sources),
+# today's settings beside an alternative: make cost ARGS='--chat-memory 256 --architecture x86_64 --mix 90:10'
+cost: $(BIN)/.installed
+	$(BIN)/python bench/cost.py $(ARGS)
 
 coldstart: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python bench/coldstart.py $(if $(AGAINST),--against $(AGAINST))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -48,7 +49,9 @@ BASELINES = ROOT / "bench" / "coldstart"
 def build(template_path: Path, build_dir: Path, *, root: Path = ROOT) -> template.Template:
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{SAM.parent}:{os.environ['PATH']}"}
     subprocess.run(
-        [str(SAM), "build", "--template", str(template_path), "--build-dir", str(build_dir), "--base-dir", str(template_path.parent)],
+        [str(SAM), "build", "--template", str(template_path), "--build-dir", str(build_dir), "--base-dir", str(template_path.parent),
+         # Built for this machine, whatever the template deploys to: the functions start here.
+         "--parameter-overrides", f"Architecture={'arm64' if platform.machine().lower() in ('aarch64', 'arm64') else 'x86_64'}"],
         cwd=root, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )
     return template.load(build_dir / "template.yaml")

@@ -1,3 +1,7 @@
+# Longer than 300 lines: one run, end to end, on one set of backends and targets: the scenarios,
+# their report and verdicts, the API shapes and the store round trips share its targets and
+# figures; what stands on its own is elsewhere (LiteLLM: litellm_peer.py, streamed chats:
+# streaming.py, the wire counters: wiretap.py, prompt bounds: bounds.py).
 """Benchmark: what the gateway adds to a model call, and how it holds up when one key (or many)
 sends many requests at once.
 
@@ -6,8 +10,13 @@ model server answering 16 tokens at once), then InferGate twice on the same
 backends: as `make run` serves it (functions in worker processes) and as
 `make run-lambda` does (sam build's output under the Lambda runtime emulator).
 With `--peer litellm` (`make bench PEER=litellm`) it also installs and starts
-LiteLLM's proxy, configured as close to InferGate's work as it allows (see
-`litellm_config`). With `--against DIR` (`make bench AGAINST=DIR`) it also
+LiteLLM's proxy twice, each configured as close to InferGate's work as it
+allows (bench/litellm_peer.py): through its `ollama_chat/` provider against
+the model server's native /api/chat, and through its `openai/` provider
+against the server's OpenAI-compatible /v1. Both are measured in the same
+rounds and both are printed; the faster of the two (requests/s, geometric
+mean over the scenarios) is the peer the verdicts compare InferGate with,
+by name. With `--against DIR` (`make bench AGAINST=DIR`) it also
 starts InferGate from another checkout (a git worktree of the commit before a
 change, say; `make -C DIR build` first for make run-lambda), on the same
 backends, and prints this one's figures as ratios to that one's.
@@ -17,7 +26,12 @@ whose answer is 16 tokens. "direct" is the model server itself (POST /api/chat,
 not streamed), the baseline every overhead is measured against. Batches run
 in rounds, the targets' order rotating each round, so the machine's noise
 falls on all of them alike; figures pool the rounds. Overhead pXX is the
-target's pXX latency minus the model server's, in the same scenario.
+target's pXX latency minus the model server's, in the same scenario (and the
+same rounds). Each scenario's first round is also shown apart from its warm
+rounds (the rounds after it): what a change of concurrency calls on (function
+instances left idle by the scenario before, or new ones, cold) lands in the
+first round, and the warm rounds' overhead p99 is judged against 3x their
+overhead p50.
 
 Then the other API shapes on the same metered path, at c=1 on kept-alive
 connections, one key: POST /v1/chat/completions, /v1/messages (Anthropic) and
@@ -53,9 +67,9 @@ the truth, in bytes and by the model's tokenizer (bench/bounds.py).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
+import math
 import os
 import secrets
 import statistics
@@ -74,16 +88,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "layers" / "common")]
 
 import bounds  # noqa: E402
+import litellm_peer  # noqa: E402
 import streaming  # noqa: E402
 from devkit import backends  # noqa: E402
+
+# bench/pool.py takes LiteLLM's settings and key check from here, with start_litellm below.
+from litellm_peer import LITELLM_SETTINGS, litellm_auth, litellm_config  # noqa: E402,F401
 from wiretap import Wiretap, mongo_commands, redis_commands  # noqa: E402
 
 MODEL = "smollm2:135m"
 PROMPT = "Please tell me a short story about a brave little robot who learns to paint"  # 14 words: 16 tokens back
 MAX_TOKENS = 32
 KEYS = 32
-LITELLM = "litellm[proxy]==1.108.7"
-LITELLM_VENV = ROOT / ".bench" / "litellm"
 # Limits far above what the benchmark sends: every request is checked, none refused.
 GATEWAY_SETTINGS = {
     "DEFAULT_MONTHLY_TOKEN_QUOTA": str(10**12), "RATE_LIMIT_RPM": str(10**7), "RATE_LIMIT_TPM": str(10**10),
@@ -135,6 +151,11 @@ class Batch:
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def add(self, latencies: list[float], errors: dict[str, int]) -> None:
+        self.latencies.extend(latencies)
+        for outcome, count in errors.items():
+            self.errors[outcome] = self.errors.get(outcome, 0) + count
+
 
 def run_batch(target: Target, scenario: Scenario, seconds: float) -> Batch:
     """A closed loop of `scenario.concurrency` clients for `seconds`; client i uses key i mod keys."""
@@ -165,9 +186,7 @@ def run_batch(target: Target, scenario: Scenario, seconds: float) -> Batch:
             if not scenario.keep_alive and connection is not None:
                 connection.close()
         with lock:
-            batch.latencies.extend(mine)
-            for outcome, count in errors.items():
-                batch.errors[outcome] = batch.errors.get(outcome, 0) + count
+            batch.add(mine, errors)
 
     began = time.monotonic()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(scenario.concurrency)]
@@ -218,7 +237,7 @@ def wait_for(url: str, process: subprocess.Popen, what: str, timeout: float) -> 
         try:
             host, port = url.removeprefix("http://").split(":")
             connection = http.client.HTTPConnection(host, int(port), timeout=2)
-            connection.request("GET", "/health" if "litellm" not in what else "/health/liveliness")
+            connection.request("GET", "/health")
             if connection.getresponse().status == 200:
                 return
         except OSError:
@@ -258,85 +277,16 @@ def register(url: str, count: int) -> list[str]:
     return keys
 
 
-def litellm_auth(workdir: Path, keys: list[str]) -> None:
-    """LiteLLM's custom_auth hook: a key check per request against an in-memory table of SHA-256
-    hashes, each key with a requests/min limit its parallel request limiter counts in Redis."""
-    hashes = {hashlib.sha256(key.encode()).hexdigest(): {"rpm_limit": 10**7} for key in keys}
-    (workdir / "bench_auth.py").write_text(f'''import hashlib
-
-from litellm.proxy._types import ProxyException, UserAPIKeyAuth
-
-KEYS = {hashes!r}
-
-
-async def user_api_key_auth(request, api_key):
-    digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
-    if digest not in KEYS:
-        raise ProxyException(message="invalid api key", type="auth_error", param="api_key", code=401)
-    return UserAPIKeyAuth(api_key=digest, token=digest, rpm_limit=KEYS[digest]["rpm_limit"])
-''')
-
-
-# What every LiteLLM configuration here shares: the key check, Redis for its counters, no spend
-# or error logs (it has no database).
-LITELLM_SETTINGS = """general_settings:
-  custom_auth: bench_auth.user_api_key_auth
-  coordination_redis:
-    host: 127.0.0.1
-    port: {redis_port}
-  disable_spend_logs: true
-  disable_error_logs: true
-litellm_settings:
-  telemetry: false
-  set_verbose: false
-"""
-
-
-def litellm_config(workdir: Path, model_url: str, redis_port: int, keys: list[str]) -> None:
-    """LiteLLM's proxy doing as much of InferGate's work as it can without a database: a key
-    check per request and per-key requests/min counted in Redis (litellm_auth), in front of the
-    same model server over Ollama's /api/chat. The model's price is given, so it does no
-    cost-map lookups."""
-    litellm_auth(workdir, keys)
-    (workdir / "config.yaml").write_text(f"""model_list:
-  - model_name: {MODEL}
-    litellm_params:
-      model: ollama_chat/{MODEL}
-      api_base: {model_url}
-      input_cost_per_token: 0.0000001
-      output_cost_per_token: 0.0000001
-""" + LITELLM_SETTINGS.format(redis_port=redis_port))
-
-
 def start_litellm(stack: ExitStack, model_url: str, keys: list[str], logs: Path,
                   configure: Callable[[Path, int], None] | None = None) -> str:
-    """LiteLLM's proxy (installed once); `configure(workdir, redis_port)` writes its config, by
-    default litellm_config's."""
-    if not (LITELLM_VENV / "bin" / "litellm").exists():
-        print(f"Installing {LITELLM} into {LITELLM_VENV.relative_to(ROOT)} (once; about two minutes) ...", flush=True)
-        with open(logs / "litellm-install.log", "w") as log:
-            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, stdout=log, stderr=log)
-            subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", LITELLM], check=True, stdout=log, stderr=log)
-    peer_redis = backends.start_redis()
-    stack.callback(peer_redis.stop)
-    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="litellm-")))
-    redis_port = int(peer_redis.url.rsplit(":", 1)[1].split("/")[0])
-    (configure or (lambda folder, port: litellm_config(folder, model_url, port, keys)))(workdir, redis_port)
-    port = backends.free_port()
-    environment = {
-        **os.environ, "PYTHONPATH": str(workdir), "LITELLM_MASTER_KEY": f"sk-{secrets.token_hex(16)}",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "NO_DOCS": "True",
-        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
-    }
-    log = stack.enter_context(open(logs / f"litellm-{port}.log", "w"))
-    process = subprocess.Popen(
-        [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
-         "--port", str(port), "--num_workers", "1"], cwd=workdir, env=environment, stdout=log, stderr=subprocess.STDOUT,
-    )
-    stack.callback(lambda: (process.terminate(), process.wait(60)))
-    url = f"http://127.0.0.1:{port}"
-    wait_for(url, process, "litellm", 180)
-    return url
+    """LiteLLM's proxy (bench/litellm_peer.py) in front of the model server at `model_url`, by
+    default through its `ollama_chat/` provider; `configure(workdir, redis_port)` writes another
+    config (bench/pool.py's router)."""
+    return litellm_peer.start(stack, logs, configure or litellm_config("ollama_chat", MODEL, model_url, keys))
+
+
+def litellm_name(provider: str) -> str:
+    return f"litellm {provider}/"
 
 
 def targets(model_url: str, gateways: dict[str, str], keys: list[str]) -> list[Target]:
@@ -348,13 +298,13 @@ def targets(model_url: str, gateways: dict[str, str], keys: list[str]) -> list[T
     found = [Target("direct", *at(model_url), "/api/chat", json.dumps(
         {"model": MODEL, "messages": messages, "stream": False, "options": {"num_predict": MAX_TOKENS}}).encode())]
     for name, url in gateways.items():
-        if name != "litellm":
+        if name.startswith("litellm "):
+            found.append(Target(name, *at(url), "/v1/chat/completions",
+                                json.dumps({"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS}).encode(),
+                                keys, header="authorization"))
+        else:
             found.append(Target(name, *at(url), "/v1/chat", json.dumps({"prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode(),
                                 keys))
-    if "litellm" in gateways:
-        found.append(Target("litellm", *at(gateways["litellm"]), "/v1/chat/completions",
-                            json.dumps({"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS}).encode(),
-                            keys, header="authorization"))
     return found
 
 
@@ -417,22 +367,8 @@ def api_section(everything: list[Target], seconds: float) -> dict[str, Figures]:
     while time.monotonic() < stop:
         shift = turn % len(everything)
         for target in everything[shift:] + everything[:shift]:
-            batch, started = batches[target.name], time.perf_counter()
-            try:
-                if target.name not in connections:
-                    connection = http.client.HTTPConnection(target.host, target.port, timeout=60)
-                    connection.connect()
-                    connections[target.name], started = connection, time.perf_counter()
-                connections[target.name].request("POST", target.path, body=target.body,
-                                                 headers=target.headers(target.keys[0]))
-                response = connections[target.name].getresponse()
-                response.read()
-                outcome = "ok" if response.status == 200 else str(response.status)
-            except (OSError, http.client.HTTPException) as error:
-                outcome = type(error).__name__
-                if target.name in connections:
-                    connections.pop(target.name).close()
-            took = time.perf_counter() - started
+            batch = batches[target.name]
+            outcome, took = _timed_request(target, connections)
             batch.seconds += took
             if outcome == "ok":
                 batch.latencies.append(took)
@@ -442,6 +378,26 @@ def api_section(everything: list[Target], seconds: float) -> dict[str, Figures]:
     for connection in connections.values():
         connection.close()
     return {target.name: Figures.of([batches[target.name]]) for target in everything}
+
+
+def _timed_request(target: Target, connections: dict[str, http.client.HTTPConnection]) -> tuple[str, float]:
+    """One request to `target` on its kept-alive connection in `connections` (opened first, untimed,
+    where there is none): its outcome ("ok" or what went wrong) and its seconds."""
+    started = time.perf_counter()
+    try:
+        if target.name not in connections:
+            connection = http.client.HTTPConnection(target.host, target.port, timeout=60)
+            connection.connect()
+            connections[target.name], started = connection, time.perf_counter()
+        connections[target.name].request("POST", target.path, body=target.body, headers=target.headers(target.keys[0]))
+        response = connections[target.name].getresponse()
+        response.read()
+        outcome = "ok" if response.status == 200 else str(response.status)
+    except (OSError, http.client.HTTPException) as error:
+        outcome = type(error).__name__
+        if target.name in connections:
+            connections.pop(target.name).close()
+    return outcome, time.perf_counter() - started
 
 
 def api_report(figures: dict[str, Figures], seconds: float) -> None:
@@ -588,6 +544,94 @@ def report(results: dict[str, dict[str, Figures]]) -> None:
             print(f"{scenario:<30} {name:<{width}} {figures.rps:>7.1f} {figures.p50:>7.1f} {figures.p99:>7.1f} "
                   f"{figures.worst:>7.1f} {extra:>17}  {sum(figures.errors.values()) or ''} "
                   f"{' '.join(f'{k}:{v}' for k, v in figures.errors.items())}")
+    peer, others = faster_litellm(results)
+    if peer is not None:
+        print(f"\nThe faster LiteLLM configuration, the peer the verdicts compare InferGate with: {peer} "
+              f"({litellm_speed(results, peer):.1f} requests/s, geometric mean over the scenarios; "
+              + ", ".join(f"{other} {litellm_speed(results, other):.1f}" for other in others) + ")")
+
+
+# The warm rounds' overhead p99 is to stay within this many times their overhead p50.
+WARM_GOAL = 3.0
+
+
+def phases(batches: list[Batch]) -> tuple[Figures, Figures | None]:
+    """A target's figures in a scenario's first round, and in the rounds after it (None with one round)."""
+    return Figures.of(batches[:1]), (Figures.of(batches[1:]) if len(batches) > 1 else None)
+
+
+def spread(figures: Figures, direct: Figures) -> tuple[float, float, float]:
+    """Overhead p50 and p99 (over `direct`'s), and p99 over p50: nan where that means nothing, an
+    overhead p50 not above 0 or a p99 below 0 (the model server's own p99 above the target's)."""
+    p50, p99 = figures.p50 - direct.p50, figures.p99 - direct.p99
+    return p50, p99, (p99 / p50 if p50 > 0 and p99 >= 0 else float("nan"))
+
+
+def phase_cells(figures: Figures | None, direct: Figures | None, overhead: bool) -> str:
+    """p50, p99, and with `overhead` +p50, +p99 and their ratio, of one phase; blanks where there are none."""
+    if figures is None or direct is None or math.isnan(figures.p50):  # no such round, or nothing answered 200
+        return f"{'-':>7} {'-':>7} " + (f"{'-':>8} {'-':>8} {'-':>6}" if overhead else " " * 24)
+    cells = f"{figures.p50:>7.1f} {figures.p99:>7.1f} "
+    if not overhead:
+        return cells + " " * 24
+    p50, p99, ratio = spread(figures, direct)
+    return cells + f"{p50:>8.1f} {p99:>8.1f} {_ratio(ratio):>6}"
+
+
+def rounds_report(measured: dict[str, dict[str, list[Batch]]]) -> None:
+    """Per scenario and target, the first round's figures beside the warm rounds' (pooled): the
+    first round at a scenario is where a change of concurrency shows."""
+    rounds = len(next(iter(next(iter(measured.values())).values())))
+    width = max(16, *(len(name) for by_target in measured.values() for name in by_target))
+    warm = f"rounds 2 to {rounds}, pooled" if rounds > 2 else "round 2" if rounds == 2 else "none: --rounds 1"
+    print(f"\nEach scenario's first round apart from its warm rounds ({warm}); "
+          "+: overhead, minus direct's in the same rounds; x: +p99 over +p50:")
+    phase = f"{'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>8} {'+p99 ms':>8} {'x':>6}"
+    print(f"{'':<30} {'':<{width}} {'first round':^40} | {'warm rounds':^40}")
+    print(f"{'scenario':<30} {'target':<{width}} {phase} | {phase}  errors first/warm")
+    for scenario, by_target in measured.items():
+        first_direct, warm_direct = phases(by_target["direct"])
+        for name, batches in by_target.items():
+            first, warm = phases(batches)
+            errors = [sum(figures.errors.values()) for figures in (first, warm) if figures is not None]
+            cells = [phase_cells(figures, direct, name != "direct")
+                     for figures, direct in ((first, first_direct), (warm, warm_direct))]
+            print(f"{scenario:<30} {name:<{width}} {cells[0]} | {cells[1]}  "
+                  f"{'/'.join(map(str, errors)) if any(errors) else ''}".rstrip())
+
+
+def warm_verdicts(measured: dict[str, dict[str, list[Batch]]]) -> None:
+    """Per target, the warm rounds' overhead p99 over their overhead p50 in each scenario, judged
+    against WARM_GOAL; and the first round's overhead p99 over the warm rounds', as it is."""
+    print()
+    for name in (name for name in next(iter(measured.values())) if name != "direct"):
+        ratios, firsts = {}, []
+        for scenario, by_target in measured.items():
+            (first, warm), (first_direct, warm_direct) = phases(by_target[name]), phases(by_target["direct"])
+            if warm is None or warm_direct is None:
+                print(f"{name}: no warm rounds (--rounds 1), no verdict")
+                break
+            ratios[scenario] = spread(warm, warm_direct)[2]
+            warm_p99 = spread(warm, warm_direct)[1]
+            firsts.append(spread(first, first_direct)[1] / warm_p99 if warm_p99 > 0 else float("nan"))
+        else:
+            print(f"{name}: warm rounds' overhead p99/p50 per scenario " + ", ".join(map(_ratio, ratios.values()))
+                  + f": {_warm_verdict(ratios)}; first round's overhead p99 over the warm rounds' "
+                  + ", ".join(map(_ratio, firsts)))
+
+
+def _ratio(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def _warm_verdict(ratios: dict[str, float]) -> str:
+    """Within WARM_GOAL or not, naming the scenarios over it, and those without a verdict (nan)."""
+    over = [f"{scenario} {ratio:.2f}" for scenario, ratio in ratios.items() if ratio > WARM_GOAL]
+    unjudged = [scenario for scenario, ratio in ratios.items() if math.isnan(ratio)]
+    verdict = f"NOT within {WARM_GOAL:g}x ({'; '.join(over)})" if over else f"within {WARM_GOAL:g}x"
+    if unjudged:
+        verdict += f", no verdict in {'; '.join(unjudged)} (nothing answered, or an overhead p50 or p99 below 0)"
+    return verdict
 
 
 def verdicts(results: dict[str, dict[str, Figures]]) -> None:
@@ -612,15 +656,44 @@ def verdicts(results: dict[str, dict[str, Figures]]) -> None:
         print("make run-lambda against make run, per scenario: overhead p50 " + ", ".join(f"{r:.2f}x" for r in slower)
               + "; requests/s " + ", ".join(f"1/{r:.2f}" for r in fewer))
     against(results)
-    if "litellm" in results[SCENARIOS[0].name]:
-        for gateway in ("make run", "make run-lambda"):
-            if gateway not in results[SCENARIOS[0].name]:
-                continue
-            print(f"{gateway} vs litellm: overhead p50 at c=1 "
-                  f"{overhead('c=1, 1 key, kept-alive', gateway) / overhead('c=1, 1 key, kept-alive', 'litellm'):.2f}x; "
-                  f"throughput c=8 one key "
-                  f"{results['c=8, 1 key'][gateway].rps / results['c=8, 1 key']['litellm'].rps:.2f}x; "
-                  f"c=32 32 keys {results['c=32, 32 keys'][gateway].rps / results['c=32, 32 keys']['litellm'].rps:.2f}x")
+    peer_verdicts(results)
+
+
+def litellm_speed(results: dict[str, dict[str, Figures]], name: str) -> float:
+    """`name`'s requests/s over the scenarios: their geometric mean."""
+    return statistics.geometric_mean([max(results[s.name][name].rps, 1e-9) for s in SCENARIOS])
+
+
+def faster_litellm(results: dict[str, dict[str, Figures]]) -> tuple[str | None, list[str]]:
+    """The faster of the LiteLLM configurations measured (litellm_speed), the peer InferGate is
+    compared with, and the others; (None, []) without any."""
+    names = sorted((name for name in results[SCENARIOS[0].name] if name.startswith("litellm ")),
+                   key=lambda name: litellm_speed(results, name), reverse=True)
+    return (names[0], names[1:]) if names else (None, [])
+
+
+def peer_verdicts(results: dict[str, dict[str, Figures]]) -> None:
+    """The faster LiteLLM configuration against the other, per scenario; then each InferGate against
+    the faster: below 1 for overhead and above 1 for requests/s are InferGate's way."""
+    peer, others = faster_litellm(results)
+    if peer is None:
+        return
+
+    def overhead(scenario: str, target: str) -> float:
+        return results[scenario][target].p50 - results[scenario]["direct"].p50
+
+    for other in others:
+        rps = [results[s.name][peer].rps / max(results[s.name][other].rps, 1e-9) for s in SCENARIOS]
+        slower = [overhead(s.name, peer) / overhead(s.name, other) for s in SCENARIOS]
+        print(f"{peer} against {other}, per scenario: requests/s " + ", ".join(f"{r:.2f}x" for r in rps)
+              + "; overhead p50 " + ", ".join(f"{r:.2f}x" for r in slower))
+    for gateway in ("make run", "make run-lambda"):
+        if gateway not in results[SCENARIOS[0].name]:
+            continue
+        print(f"{gateway} vs {peer}: overhead p50 at c=1 "
+              f"{overhead('c=1, 1 key, kept-alive', gateway) / overhead('c=1, 1 key, kept-alive', peer):.2f}x; "
+              f"throughput c=8 one key {results['c=8, 1 key'][gateway].rps / results['c=8, 1 key'][peer].rps:.2f}x; "
+              f"c=32 32 keys {results['c=32, 32 keys'][gateway].rps / results['c=32, 32 keys'][peer].rps:.2f}x")
 
 
 def against(results: dict[str, dict[str, Figures]]) -> None:
@@ -642,11 +715,11 @@ def revision(root: Path) -> str:
                           check=True).stdout.strip()
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per batch")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--peer", choices=["litellm"], help="also measure this peer gateway")
+    parser.add_argument("--rounds", type=int, default=3, help="per scenario: the first, then the warm ones")
+    parser.add_argument("--peer", choices=["litellm"], help="also measure this peer gateway (LiteLLM: both providers)")
     parser.add_argument("--runtimes", nargs="+", choices=["workers", "emulator"], default=["workers", "emulator"])
     parser.add_argument("--round-trips", type=int, default=200, help="chats whose store round trips are counted")
     parser.add_argument("--api-seconds", type=float, default=4.5,
@@ -656,8 +729,61 @@ def main() -> int:
                         help="rounds of streamed and buffered chats at a token every 50 ms (0: none)")
     parser.add_argument("--stream-only", action="store_true", help="only the streamed chats")
     parser.add_argument("--against", type=Path, help="another checkout, measured beside this one on the same backends")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def start_gateways(stack: ExitStack, args: argparse.Namespace, environment: dict[str, str],
+                   logs: Path) -> tuple[dict[str, str], list[str]]:
+    """Each InferGate asked for (and its --against twin), and with --peer litellm LiteLLM's proxy
+    through each of its providers, by name: their URLs; and the keys registered for them."""
+    gateways = {}
+    for runtime in args.runtimes:
+        name = "make run" if runtime == "workers" else "make run-lambda"
+        print(f"Starting InferGate ({name}) ...", flush=True)
+        gateways[name] = start_gateway(stack, runtime, environment, logs)
+        if args.against:
+            print(f"Starting InferGate ({name}) from {args.against} ...", flush=True)
+            gateways[f"{name} @{revision(args.against)}"] = start_gateway(
+                stack, runtime, environment, logs, name=f"{runtime}-against", root=args.against.resolve())
+    keys = register(next(iter(gateways.values())), KEYS)
+    if args.peer == "litellm":
+        model_url = environment["OLLAMA_URL"]
+        for provider in litellm_peer.PROVIDERS:
+            print(f"Starting LiteLLM's proxy ({provider}/) ...", flush=True)
+            gateways[litellm_name(provider)] = start_litellm(stack, model_url, keys, logs,
+                                                             litellm_config(provider, MODEL, model_url, keys))
+    return gateways, keys
+
+
+def measure(everything: list[Target], rounds: int, seconds: float) -> dict[str, dict[str, list[Batch]]]:
+    """Every scenario in `rounds` rounds, a batch of each target a round, the targets' order
+    rotating round by round: the batches, by scenario and target, in the order they ran."""
+    measured: dict[str, dict[str, list[Batch]]] = {}
+    for scenario in SCENARIOS:
+        batches: dict[str, list[Batch]] = {target.name: [] for target in everything}
+        for round_ in range(rounds):
+            shift = round_ % len(everything)
+            for target in everything[shift:] + everything[:shift]:
+                batches[target.name].append(run_batch(target, scenario, seconds))
+        measured[scenario.name] = batches
+        print(f"  {scenario.name}: done", flush=True)
+    return measured
+
+
+def after_scenarios(stack: ExitStack, args: argparse.Namespace, environment: dict[str, str], logs: Path) -> None:
+    """Exactness, the store round trips, the streamed chats and the prompt bounds."""
+    print("\n" + exactness(environment["MONGODB_URI"], GATEWAY_SETTINGS.get("MONGODB_DB", "infergate")))
+    print(f"\nRound trips per chat, by command ({args.round_trips} chats through make run, one key, in a row,"
+          " counted on the wire):")
+    for name, per_chat in sorted(round_trips(stack, environment, logs, args.round_trips).items()):
+        print(f"  {name:<28} {per_chat:.2f}")
+    if args.stream_samples > 0:
+        streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
+    bounds.report()
+
+
+def main() -> int:
+    args = parse_args()
     with ExitStack() as stack:
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="infergate-bench-")))
         mongo, cache = backends.start_mongo(":memory:"), backends.start_redis()
@@ -669,51 +795,25 @@ def main() -> int:
         if args.stream_only:
             streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
             return 0
-        gateways = {}
-        for runtime in args.runtimes:
-            name = "make run" if runtime == "workers" else "make run-lambda"
-            print(f"Starting InferGate ({name}) ...", flush=True)
-            gateways[name] = start_gateway(stack, runtime, environment, logs)
-            if args.against:
-                print(f"Starting InferGate ({name}) from {args.against} ...", flush=True)
-                gateways[f"{name} @{revision(args.against)}"] = start_gateway(
-                    stack, runtime, environment, logs, name=f"{runtime}-against", root=args.against.resolve())
-        keys = register(next(iter(gateways.values())), KEYS)
-        if args.peer == "litellm":
-            print("Starting LiteLLM's proxy ...", flush=True)
-            gateways["litellm"] = start_litellm(stack, model.url, keys, logs)
-
+        gateways, keys = start_gateways(stack, args, environment, logs)
         everything = targets(model.url, gateways, keys)
         print("Warming up (every function instance a burst needs) ...", flush=True)
         for target in everything:
             run_batch(target, SCENARIOS[-1], 3.0)
-
-        results: dict[str, dict[str, Figures]] = {}
-        for scenario in SCENARIOS:
-            batches: dict[str, list[Batch]] = {target.name: [] for target in everything}
-            for round_ in range(args.rounds):
-                order = everything[round_ % len(everything):] + everything[:round_ % len(everything)]
-                for target in order:
-                    batches[target.name].append(run_batch(target, scenario, args.seconds))
-            results[scenario.name] = {target.name: Figures.of(batches[target.name]) for target in everything}
-            print(f"  {scenario.name}: done", flush=True)
+        measured = measure(everything, args.rounds, args.seconds)
+        results = {scenario: {name: Figures.of(batches) for name, batches in by_target.items()}
+                   for scenario, by_target in measured.items()}
         shapes = api_targets(model.url, gateways, keys)
         if args.api_seconds > 0 and len(shapes) > 1:
             print(f"  API shapes ({', '.join(target.name for target in shapes)}) ...", flush=True)
             api_figures = api_section(shapes, args.api_seconds)
         report(results)
+        rounds_report(measured)
         verdicts(results)
+        warm_verdicts(measured)
         if args.api_seconds > 0 and len(shapes) > 1:
             api_report(api_figures, args.api_seconds)
-
-        print("\n" + exactness(mongo.url, GATEWAY_SETTINGS.get("MONGODB_DB", "infergate")))
-        print(f"\nRound trips per chat, by command ({args.round_trips} chats through make run, one key, in a row,"
-              " counted on the wire):")
-        for name, per_chat in sorted(round_trips(stack, environment, logs, args.round_trips).items()):
-            print(f"  {name:<28} {per_chat:.2f}")
-        if args.stream_samples > 0:
-            streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
-        bounds.report()
+        after_scenarios(stack, args, environment, logs)
     return 0
 
 
