@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -199,6 +200,80 @@ def start_redis(*, log: IO[Any] | None = None, port: int | None = None, pidfiles
     process = _spawn(command, stdout=log or subprocess.DEVNULL, stderr=log or subprocess.DEVNULL)
     return _started(Service("redis-server", f"redis://127.0.0.1:{port}/0", process, signal.SIGTERM, log, pidfiles),
                     port, 20)
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster on this machine: redis-server's own cluster mode, `nodes` masters, no replicas.
+    Its `url` names one node; a cluster client finds the others (REDIS_CLUSTER=true)."""
+
+    nodes: list[Service]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(folder: Path, *, masters: int = 3, log: IO[Any] | None = None,
+                        pidfiles: Pidfiles | None = None) -> RedisCluster:
+    """`masters` redis-servers in cluster mode, their slots shared out by `redis-cli --cluster create`;
+    returned once every node says the cluster is ok. `folder` keeps each node's cluster config."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise RuntimeError("redis-server and redis-cli are needed for a Redis Cluster (apt-get install redis-server)")
+    folder.mkdir(parents=True, exist_ok=True)
+    nodes = []
+    for port in _cluster_ports(masters):
+        command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                   "--cluster-enabled", "yes", "--cluster-config-file", str(folder / f"nodes-{port}.conf"),
+                   "--cluster-node-timeout", "5000", "--protected-mode", "yes"]
+        process = _spawn(command, stdout=log or subprocess.DEVNULL, stderr=log or subprocess.DEVNULL, cwd=folder)
+        nodes.append(_started(Service("redis-server (cluster)", f"redis://127.0.0.1:{port}/0", process, signal.SIGTERM,
+                                      log, pidfiles), port, 20))
+    cluster = RedisCluster(nodes)
+    addresses = [node.url.removeprefix("redis://").removesuffix("/0") for node in nodes]
+    created = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                             capture_output=True, text=True, timeout=60)
+    if created.returncode != 0:
+        cluster.stop()
+        raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]}{created.stderr[-500:]}")
+    _wait_for_cluster(cli, addresses)
+    return cluster
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Ports whose cluster bus (the port + 10000) is a port too, and free."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randint(20000, 40000)
+        if port not in chosen and _free(port) and _free(port + 10000):
+            chosen.append(port)
+    return chosen
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_cluster(cli: str, addresses: list[str], timeout: float = 30) -> None:
+    """Returns once every node reports cluster_state:ok (slots assigned and agreed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [subprocess.run([cli, "-h", host, "-p", port, "cluster", "info"], capture_output=True, text=True,
+                                 timeout=10).stdout for host, port in (address.split(":") for address in addresses)]
+        if all("cluster_state:ok" in state for state in states):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the Redis Cluster did not come up")
 
 
 def start_model_server(

@@ -4,7 +4,8 @@ Starts what the API needs unless told where to find it (MONGODB_URI,
 REDIS_URL, MODEL_SERVERS or OLLAMA_URL), serves template.yaml's API on
 127.0.0.1:$PORT (default 3000), and on Ctrl-C or SIGTERM lets requests in
 flight finish, then stops everything it started. `--servers N` (make run
-SERVERS=N) starts N local model servers and routes across them as a pool.
+SERVERS=N) starts N local model servers and routes across them as a pool;
+REDIS_CLUSTER=N starts a Redis Cluster of N masters rather than one Redis.
 
 Each function runs in as many instances as its requests in flight need, as
 Lambda scales it, up to DEVKIT_MAX_INSTANCES (64) each.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -124,6 +126,14 @@ def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles, se
 
     if os.environ.get("REDIS_URL"):
         urls["REDIS_URL"] = os.environ["REDIS_URL"]
+    elif masters := cluster_masters():
+        say(f"Starting a Redis Cluster of {masters} masters ...")
+        folder = DATA / "redis-cluster"
+        shutil.rmtree(folder, ignore_errors=True)  # a node keeps its last cluster's map: each run makes a new one
+        cluster = backends.start_redis_cluster(folder, masters=masters, pidfiles=pidfiles,
+                                               log=stack.enter_context(open(logs / "redis.log", "a")))
+        stack.callback(cluster.stop)
+        urls |= {"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true"}
     else:
         say("Starting Redis ...")
         redis = backends.start_redis(log=stack.enter_context(open(logs / "redis.log", "a")), pidfiles=pidfiles)
@@ -144,6 +154,16 @@ def start_backends(stack: ExitStack, logs: Path, pidfiles: backends.Pidfiles, se
         urls["OLLAMA_URL"] = start_model_servers(stack, logs, pidfiles, 1)[0]["url"]
         urls |= bundled_model_tokenizer()
     return urls
+
+
+def cluster_masters() -> int:
+    """REDIS_CLUSTER=<n> (n masters, 3 or more) asks for a local Redis Cluster; true or false is the setting."""
+    asked = os.environ.get("REDIS_CLUSTER", "")
+    if not asked.isdigit():
+        return 0
+    if int(asked) < 3:
+        raise RuntimeError("REDIS_CLUSTER=<n> starts a Redis Cluster of n masters: n must be 3 or more")
+    return int(asked)
 
 
 def bundled_model_tokenizer() -> dict[str, str]:

@@ -25,7 +25,7 @@ def mongo_uri() -> Iterator[str]:
 def mongo_client(mongo_uri: str) -> Iterator[pymongo.MongoClient]:
     from infergate.stores.mongo import connect
 
-    client = connect(mongo_uri)
+    client = connect(mongo_uri, maxPoolSize=32)  # the tests' threads stand for many instances at once
     yield client
     client.close()
 
@@ -54,6 +54,25 @@ def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
     client.flushdb()  # the suite's own server: nobody else's data is here
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory) -> Iterator[str]:
+    with services.redis_cluster_url(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
+@pytest.fixture(params=["server", "cluster"])
+def redis_target(request) -> services.RedisTarget:
+    """Each of the suite's Redises in turn: a single server, then a cluster of three masters, flushed."""
+    if request.param == "cluster":
+        target = services.RedisTarget(request.getfixturevalue("redis_cluster_url"), cluster=True)
+    else:
+        target = services.RedisTarget(request.getfixturevalue("redis_url"), cluster=False)
+    client = target.client()
+    client.flushall()
+    client.close()
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import pytest
 from devkit.backends import free_port
 
 from infergate.stores.pool import BREAKER
+from infergate.stores.redis_keys import pool as pool_keys
 from tests.handlers.conftest import body, header
 from tests.support import services
 from tests.support.accounting import log_lines
@@ -93,7 +94,7 @@ def test_repeated_failures_open_the_breaker_which_answers_503_at_once(
 
     faults(count=0)  # the server recovers
     # Retry-After's promise, by the clock the breaker decides by: its open period is over.
-    services.wait_for_redis_time(redis_client, int(redis_client.hget(f"infergate:{BREAKER}ollama", "until")))
+    services.wait_for_redis_time(redis_client, int(redis_client.hget(pool_keys("infergate:") + BREAKER + "ollama", "until")))
     probe = faulty.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})
     assert probe["statusCode"] == 200
     assert faulty.call("POST", "/v1/chat", key=key, body={"prompt": "hi"})["statusCode"] == 200

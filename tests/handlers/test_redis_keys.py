@@ -30,3 +30,19 @@ def test_every_key_written_carries_the_prefix(api, redis_client, monkeypatch):
     written = {name.decode() for name in set(redis_client.scan_iter(count=1000)) - before}
     assert written and all(name.startswith(prefix) for name in written), sorted(
         name for name in written if not name.startswith(prefix))
+
+
+def script_calls(redis_client) -> int:
+    stats = redis_client.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def test_a_chat_costs_two_scripts_in_redis_its_metrics_included(api, redis_client):
+    key = api.register(f"trips-{uuid.uuid4().hex[:6]}@example.com")["api_key"]
+    chat = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    for stream in (False, True):
+        api.call("POST", "/v1/chat/completions", key=key, body={**chat, "stream": stream})  # its scripts loaded
+        before = script_calls(redis_client)
+        answered = api.call("POST", "/v1/chat/completions", key=key, body={**chat, "stream": stream})
+        assert answered["statusCode"] == 200
+        assert script_calls(redis_client) - before == 2, f"stream={stream}: admission, then conclusion with metrics"

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+from redis.cluster import RedisCluster
+
 from infergate.domain.admission import Conclusion, Limit, Slots
 from infergate.domain.pool import Departure, Placement
 from infergate.stores.limits import RedisLimitStore
@@ -17,15 +20,28 @@ KEYS = RouteKeys("infergate:", lease_ms=60_000, probe_ms=5_000, failures=3, open
 
 
 def instance(client) -> RedisLimitStore:
-    return RedisLimitStore(client, KEYS, prefix="infergate:")
+    return RedisLimitStore(client, KEYS, prefix="infergate:", clustered=isinstance(client, RedisCluster))
+
+@pytest.fixture
+def redis_client(redis_target):
+    """A single server's, then a cluster's: every rule here holds on both."""
+    client = redis_target.client()
+    yield client
+    client.close()
+
+
+
+def owner(slots: Slots) -> str:
+    """The user whose slots they are: `slots:<user>`."""
+    return slots.key.removeprefix("slots:")
 
 
 def admit(store: RedisLimitStore, ticket: str, slots: Slots, *, rpm: int = 1000):
-    return store.admit([Limit("rpm:key_1", rpm, 60_000, 1)], ticket=ticket, slots=slots, route=ALONE)
+    return store.admit([Limit("rpm:key_1", rpm, 60_000, 1)], subject=owner(slots), ticket=ticket, slots=slots, route=ALONE)
 
 
 def free(store: RedisLimitStore, ticket: str, slots: Slots) -> None:
-    store.conclude(Conclusion(ticket, None, 0, slots, Departure(Placement("ollama", "smollm2:135m"), True, 5)))
+    store.conclude(Conclusion(ticket, owner(slots), None, 0, slots, Departure(Placement("ollama", "smollm2:135m"), True, 5)))
 
 
 def test_n_requests_in_flight_across_instances_and_the_next_is_refused_without_being_counted(redis_client):
@@ -88,7 +104,7 @@ def test_a_slot_whose_admission_reply_was_lost_is_freed_when_the_request_is_conc
             raise RateLimiterUnavailable("rate limiter unavailable: TimeoutError")
 
     store = instance(redis_client)
-    lossy = ReplyLost(redis_client, KEYS, prefix="infergate:")
+    lossy = ReplyLost(redis_client, KEYS, prefix="infergate:", clustered=isinstance(redis_client, RedisCluster))
     who = Principal(user_id="usr_lost", key_id="key_lost", plan=Plan(
         name="free", monthly_token_quota=10**6, rate_limit_rpm=100, rate_limit_tpm=10**6, max_output_tokens=100,
         max_concurrent_requests=1))

@@ -30,8 +30,9 @@ MINIMUM = prompt_tokens_upper_bound(task(REQUEST).messages) + 1  # the least a c
 
 
 @pytest.mark.parametrize("quota", [300, 3000])
-def test_fifty_concurrent_chats_never_overspend_and_leave_counter_equal_to_log(database, mongo_uri, redis_url, ollama_url, quota):
-    services = build_services(mongo_uri, database.name, redis_url, ollama_url)
+def test_fifty_concurrent_chats_never_overspend_and_leave_counter_equal_to_log(database, mongo_uri, redis_target,
+                                                                               ollama_url, quota):
+    services = build_services(mongo_uri, database.name, redis_target.url, ollama_url, redis_cluster=redis_target.cluster)
     who = principal(quota=quota)
     results = at_once(50, lambda: chat_once(services, who, REQUEST))
 
@@ -61,16 +62,16 @@ def test_chats_from_many_processes_hold_the_same_invariants(database, mongo_uri,
     assert counter == log_sum == sum(tokens for _, tokens in results)
 
 
-def test_n_plus_k_concurrent_requests_against_a_limit_of_n_admit_exactly_n(database, mongo_uri, redis_url, ollama_url):
-    services = build_services(mongo_uri, database.name, redis_url, ollama_url)
+def test_n_plus_k_concurrent_requests_against_a_limit_of_n_admit_exactly_n(database, mongo_uri, redis_target, ollama_url):
+    services = build_services(mongo_uri, database.name, redis_target.url, ollama_url, redis_cluster=redis_target.cluster)
     who = principal(quota=10_000_000, rpm=20, key="key_burst")
     results = at_once(30, lambda: chat_once(services, who, ChatRequest(prompt="hi", max_tokens=3)))
     assert sum(status == "ok" for status, _ in results) == 20
     assert sum(status == "rate_limited" for status, _ in results) == 10
 
 
-def test_tokens_per_minute_hold_under_concurrency(database, mongo_uri, redis_url, ollama_url):
-    services = build_services(mongo_uri, database.name, redis_url, ollama_url)
+def test_tokens_per_minute_hold_under_concurrency(database, mongo_uri, redis_target, ollama_url):
+    services = build_services(mongo_uri, database.name, redis_target.url, ollama_url, redis_cluster=redis_target.cluster)
     # Each chat is admitted for its worst case (171 + 60 = 231 tokens): 4 fit in 1000.
     who = principal(quota=10_000_000, tpm=1000, user="usr_tpm", key="key_tpm")
     results = at_once(12, lambda: chat_once(services, who, REQUEST))

@@ -8,26 +8,39 @@ from __future__ import annotations
 import threading
 
 import pytest
-import redis
 
 from infergate.domain.pool import Candidate, Choice, Departure, Placement, PoolStore, Route
 from infergate.stores.pool import WAKE, RedisPool, RouteKeys
+from infergate.stores.redis_keys import pool as pool_keys
+from tests.support import services
 from tests.support.fakes import MemoryPool
 from tests.support.waiting import wait_for
 
 PREFIX = "pooltest:"
 
 
-def redis_pool(client: redis.Redis, *, failures: int = 3, open_ms: int = 60_000) -> RedisPool:
+@pytest.fixture
+def redis_client(redis_target):
+    """A single server's, then a cluster's: every rule here holds on both."""
+    client = redis_target.client()
+    yield client
+    client.close()
+
+
+def redis_pool(client, *, failures: int = 3, open_ms: int = 60_000) -> RedisPool:
     keys = RouteKeys(PREFIX, lease_ms=60_000, probe_ms=60_000, failures=failures, open_ms=open_ms)
     return RedisPool(client, keys, prefix=PREFIX)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis cluster"])
 def pool(request) -> PoolStore:
     if request.param == "memory":
         return MemoryPool(failures=3, open_ms=60_000)
-    return redis_pool(request.getfixturevalue("redis_client"))
+    cluster = request.param == "redis cluster"
+    client = services.RedisTarget(request.getfixturevalue("redis_cluster_url" if cluster else "redis_url"),
+                                  cluster=cluster).client()
+    client.flushall()
+    return redis_pool(client)
 
 
 def route(*servers: tuple[str, int, bool], model: str = "m", fallback: tuple[str, list] | None = None) -> Route:
@@ -131,9 +144,9 @@ def test_a_servers_last_minute_is_reported(pool):
 
 # -- Redis alone ----------------------------------------------------------------------
 
-def test_many_instances_at_once_never_put_more_on_a_server_than_its_slots(redis_client, redis_url):
+def test_many_instances_at_once_never_put_more_on_a_server_than_its_slots(redis_client, redis_target):
     wanted = route(("a", 3, True), ("b", 2, False))
-    instances = [redis_pool(redis.Redis.from_url(redis_url)) for _ in range(6)]
+    instances = [redis_pool(redis_target.client()) for _ in range(6)]
     seats, barrier, lock = [], threading.Barrier(30), threading.Lock()
 
     def take(n: int) -> None:
@@ -158,7 +171,7 @@ def test_a_freed_slot_wakes_the_first_in_line(redis_client):
     placed(pool, wanted, "holder")
     assert pool.place(wanted, ticket="waiter").waiting
     free(pool, "a", "holder")
-    assert redis_client.llen(f"{PREFIX}{WAKE}waiter") == 1
+    assert redis_client.llen(pool_keys(PREFIX) + WAKE + "waiter") == 1
     pool.wait("waiter", 5)  # returns at once: it was woken
     assert placed(pool, wanted, "waiter") == "a"
 

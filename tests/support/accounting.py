@@ -22,6 +22,7 @@ from infergate.domain.principal import Principal
 from infergate.schemas.chat import ChatRequest
 from infergate.stores import mongo
 from infergate.stores.mongo import ensure_indexes
+from infergate.stores.redis_client import connect
 from infergate.stores.usage import MongoUsageLedger
 
 
@@ -33,15 +34,18 @@ def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str
 
 
 def build_services(mongo_uri: str, database: str, redis_url: str, ollama_url: str,
-                   clock: Callable[[], datetime] = utc_now, *, redis_key_prefix: str | None = None) -> Services:
+                   clock: Callable[[], datetime] = utc_now, *, redis_key_prefix: str | None = None,
+                   redis_cluster: bool = False) -> Services:
+    """The composition root over the given stores, as many threads' instance (pools of 64)."""
     settings = Settings.from_env({
         "OLLAMA_URL": ollama_url, "RATE_LIMIT_FAIL_OPEN": "false", "OLLAMA_TIMEOUT": "20", "OLLAMA_CONNECT_TIMEOUT": "2",
         # Limits and breaker of this service's own, so that no test trips another's.
-        "REDIS_KEY_PREFIX": redis_key_prefix or f"test:{uuid.uuid4().hex}:",
+        "REDIS_KEY_PREFIX": redis_key_prefix or f"test:{uuid.uuid4().hex}:", "REDIS_CLUSTER": str(redis_cluster).lower(),
     })
     db = mongo.connect(mongo_uri, maxPoolSize=64)[database]
     ensure_indexes(db)
-    return Services(settings, database=db, redis=redis.Redis.from_url(redis_url, max_connections=64), clock=clock)
+    client = connect(redis_url, cluster=True) if redis_cluster else redis.Redis.from_url(redis_url, max_connections=64)
+    return Services(settings, database=db, redis=client, clock=clock)
 
 
 def chat_once(services: Services, who: Principal, request: ChatRequest) -> tuple[str, int]:

@@ -171,7 +171,7 @@ class MemoryLimitStore:
     conclusions: list[Conclusion] = field(default_factory=list)
     in_flight: dict[str, set[str]] = field(default_factory=dict)  # slots taken, by their key
 
-    def admit(self, limits, *, ticket, key_id="", slots=None, route=None) -> Verdict:
+    def admit(self, limits, *, ticket, subject, key_id="", slots=None, route=None) -> Verdict:
         if self.unavailable:
             raise RateLimiterUnavailable("down")
         if route is not None and all(self.pool._breaker(name)[0] == "open" for name in route.servers()):

@@ -3,7 +3,8 @@
 MongoDB: a secantusdb server, unless TEST_MONGODB_URI names one to use
 instead (any MongoDB replica set; each test then gets its own database,
 dropped afterwards). Redis: always a redis-server of the suite's own, so a
-flush never touches someone else's data. The model server: the
+flush never touches someone else's data; and a Redis Cluster of three masters
+(redis-server's own cluster mode) for the suites that run against both. The model server: the
 Ollama-compatible server in its deterministic mode.
 """
 
@@ -12,8 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import redis
 from devkit import backends
 
 from tests.support.waiting import wait_for
@@ -39,6 +43,29 @@ def redis_url() -> Iterator[str]:
         yield service.url
     finally:
         service.stop()
+
+
+@contextmanager
+def redis_cluster_url(folder: Path) -> Iterator[str]:
+    cluster = backends.start_redis_cluster(folder)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A Redis of the suite's own, a single server or a cluster, as REDIS_URL and REDIS_CLUSTER name it."""
+
+    url: str
+    cluster: bool
+
+    def client(self) -> redis.Redis:
+        """A client of it, configured as InferGate's are; flushing it touches nobody else's data."""
+        from infergate.stores.redis_client import connect
+
+        return connect(self.url, cluster=self.cluster)
 
 
 @contextmanager

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from infergate.readiness import ReadinessCheck
     from infergate.secret_store import KeptSettings
     from infergate.stores.counters import RedisCounters
+    from infergate.stores.limits import RedisLimitStore
     from infergate.stores.pool import RouteKeys
 
 # How long a readiness check waits for each dependency.
@@ -123,7 +124,7 @@ class Services:
     def redis(self) -> redis.Redis:
         from infergate.stores.redis_client import connect
 
-        return connect(self.redis_url())
+        return connect(self.redis_url(), cluster=self.settings.redis_cluster)
 
     @cached_property
     def addresses(self) -> list[ServerAddress]:
@@ -235,13 +236,18 @@ class Services:
         return plan_catalog(self.settings)
 
     @cached_property
-    def gatekeeper(self) -> Gatekeeper:
-        from infergate.domain.admission import Gatekeeper
+    def limit_store(self) -> RedisLimitStore:
         from infergate.stores.limits import RedisLimitStore
 
         settings = self.settings
-        store = RedisLimitStore(self.redis, self.route_keys, prefix=settings.redis_key_prefix)
-        return Gatekeeper(store, fail_open=settings.rate_limit_fail_open,
+        return RedisLimitStore(self.redis, self.route_keys, prefix=settings.redis_key_prefix,
+                               clustered=settings.redis_cluster)
+
+    @cached_property
+    def gatekeeper(self) -> Gatekeeper:
+        from infergate.domain.admission import Gatekeeper
+
+        return Gatekeeper(self.limit_store, fail_open=self.settings.rate_limit_fail_open,
                           lease_seconds=self.route_keys.lease_ms / 1000, telemetry=self.telemetry)
 
     @cached_property
@@ -358,7 +364,7 @@ class Services:
     def request_metrics(self) -> RequestMetrics:
         from infergate.prometheus import RequestMetrics
 
-        return RequestMetrics(self.counters)
+        return RequestMetrics(self.counters, self.limit_store)
 
     @cached_property
     def idempotency(self) -> Records:

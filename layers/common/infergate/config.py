@@ -67,6 +67,8 @@ class Settings(Schema):
     # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
     plans: str = Field("", alias="PLANS")
     default_plan: str = Field("free", alias="DEFAULT_PLAN")
+    # REDIS_URL names a node of a Redis Cluster (ElastiCache Serverless, or cluster mode enabled).
+    redis_cluster: bool = Field(False, alias="REDIS_CLUSTER")
     # When Redis cannot be asked, admit requests (true) or refuse them with 503 (false).
     rate_limit_fail_open: bool = Field(True, alias="RATE_LIMIT_FAIL_OPEN")
     register_limit_per_hour: int = Field(20, ge=1, alias="REGISTER_RATE_LIMIT_PER_HOUR")

@@ -35,6 +35,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
+from infergate.stores.held import hold
+
 if TYPE_CHECKING:
     from infergate.domain.ledger import RequestOutcome
 
@@ -134,7 +136,9 @@ def record_access_lines_with(recorder: Callable[[dict[str, Any]], None]) -> None
 
 
 def open_access_line(**fields: Any) -> None:
-    """Starts the access line of the request that has just arrived."""
+    """Starts the access line of the request that has just arrived. Its conclusions wait for the
+    line's metrics, to reach Redis with them in one script (stores/held.py)."""
+    hold()
     _access_line.set({"_started": time.monotonic(), **{name: value for name, value in fields.items() if value is not None}})
 
 

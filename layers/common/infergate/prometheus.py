@@ -1,7 +1,8 @@
 """Request metrics in Prometheus' text exposition format, shared by every function instance.
 
 Each request's access line becomes a handful of increments (`increments`),
-which its function adds to one Redis hash in one script call; GET
+which its function adds to one Redis hash in one script call (a chat's, in the
+script that concludes it: stores/held.py); GET
 /metrics renders the hash (`render`). Keys are the exposition's own series
 (`infergate_requests_total{route="/v1/chat",status="200"}`). A histogram
 observation adds to its own bucket only (a request writes a handful of
@@ -21,6 +22,7 @@ from infergate.observability import logger
 if TYPE_CHECKING:
     from infergate.domain.pool import ServerState
     from infergate.stores.counters import RedisCounters
+    from infergate.stores.limits import RedisLimitStore
 
 # Seconds: from a cached answer to a long streamed one.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -47,13 +49,16 @@ LIMITS = {"rate_limited": "rate", "too_many_concurrent_requests": "concurrency",
 class RequestMetrics:
     """Every request, counted in the metrics every instance shares; never fails the request."""
 
-    def __init__(self, counters: RedisCounters) -> None:
-        self._counters = counters
+    def __init__(self, counters: RedisCounters, limits: RedisLimitStore) -> None:
+        self._counters, self._limits = counters, limits
 
     def record(self, line: Mapping[str, Any]) -> None:
-        """Adds a request's access line to the shared metrics."""
+        """Adds a request's access line to the shared metrics: with its held conclusions, if it has
+        any (stores/held.py), in the same script."""
+        added = increments(line)
         try:
-            self._counters.add(increments(line))
+            if not self._limits.conclude_held(added):
+                self._counters.add(added)
         except ServiceUnavailable as error:
             logger.warning("request metrics not recorded: Redis unavailable", extra={"error": _cause(error)})
 

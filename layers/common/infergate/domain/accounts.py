@@ -162,8 +162,8 @@ class AccountsVersion(Protocol):
 
 
 class KeyActivity(Protocol):
-    def last_used(self, key_ids: Sequence[str]) -> Mapping[str, datetime]:
-        """When each of the keys was last used, for those that have been; empty if unknown."""
+    def last_used(self, user_id: str, key_ids: Sequence[str]) -> Mapping[str, datetime]:
+        """When each of the user's keys was last used, for those that have been; empty if unknown."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from infergate.domain import keys
@@ -90,6 +90,7 @@ class Conclusion:
     """How an admitted request ended, for the limits and the pool."""
 
     ticket: str
+    subject: str  # whose request it was (Admission.subject)
     token_limit: Limit | None  # the limit whose count becomes `tokens`
     tokens: int
     slots: Slots | None = None  # whose slot the request held, to free it
@@ -97,12 +98,13 @@ class Conclusion:
 
 
 class LimitStore(Protocol):
-    def admit(self, limits: Sequence[Limit], *, ticket: str, key_id: str = "", slots: Slots | None = None,
-              route: Route | None = None) -> Verdict:
+    def admit(self, limits: Sequence[Limit], *, ticket: str, subject: str, key_id: str = "",
+              slots: Slots | None = None, route: Route | None = None) -> Verdict:
         """Count the request in the request total and note that `key_id` was used; refuse it if
         every server of `route` is unhealthy; then, if it fits every limit and a slot is free,
         count `ticket` under all of them, give it the slot and seat it on a server of `route` (or
-        in line), atomically; else do none of it. Raises RateLimiterUnavailable if it cannot ask."""
+        in line), atomically; else do none of it. `subject`: whose request it is (a user, an address),
+        whose state lies together. Raises RateLimiterUnavailable if it cannot ask."""
 
     def conclude(self, conclusion: Conclusion) -> None:
         """Correct the token count, free the slots and tell the server's breaker, in one step."""
@@ -113,6 +115,7 @@ class Admission:
     """A request let through, with the limits' standing (for the response's rate-limit headers)."""
 
     ticket: str
+    subject: str  # whose request: a user's id, or a registration's source
     requests: LimitState | None = None
     tokens: LimitState | None = None
     token_limit: Limit | None = None  # to correct the token count once the real one is known
@@ -144,11 +147,11 @@ class Gatekeeper:
         if tokens:
             limits["tokens per minute"] = Limit(f"tpm:{principal.user_id}", plan.rate_limit_tpm, MINUTE_MS, tokens)
         slots = Slots(f"slots:{principal.user_id}", plan.max_concurrent_requests, self._lease_ms) if route else None
-        return self._check(limits, key_id=principal.key_id, slots=slots, route=route)
+        return self._check(limits, principal.user_id, key_id=principal.key_id, slots=slots, route=route)
 
     def admit_registration(self, source_ip: str, *, per_hour: int) -> Admission:
         return self._check({"registrations per hour from one address": Limit(f"register:{source_ip}", per_hour, HOUR_MS, 1)},
-                           fail_open=False)
+                           f"register:{source_ip}", fail_open=False)
 
     def conclude(self, admission: Admission, *, tokens: int, departure: Departure | None = None) -> None:
         """Count the tokens a request really used in place of its worst case, give back its
@@ -157,7 +160,8 @@ class Gatekeeper:
         if correction is None and departure is None and admission.slots is None:
             return  # nothing to tell
         try:
-            self._store.conclude(Conclusion(admission.ticket, correction, tokens, admission.slots, departure))
+            self._store.conclude(Conclusion(admission.ticket, admission.subject, correction, tokens, admission.slots,
+                                            departure))
         except RateLimiterUnavailable:
             log.warning("token count not corrected: rate limiter unavailable")
 
@@ -179,7 +183,7 @@ class Gatekeeper:
         return ModelUnavailable(f"Every server of model '{route.asked}' is failing; the gateway is giving them a "
                                 f"rest. Retry in {retry_after} s.", retry_after=retry_after)
 
-    def _check(self, named: dict[str, Limit], *, key_id: str = "", slots: Slots | None = None,
+    def _check(self, named: dict[str, Limit], subject: str, *, key_id: str = "", slots: Slots | None = None,
                route: Route | None = None, fail_open: bool | None = None) -> Admission:
         """`named` maps each limit to how a refusal names it: requests limits, then, for a request
         that asks for tokens, the tokens limit. `fail_open`, when given, overrides RATE_LIMIT_FAIL_OPEN."""
@@ -187,16 +191,18 @@ class Gatekeeper:
         token_limit = limits[-1] if limits[-1].kind == "tpm" else None
         ticket = keys.new_id("rl")
         try:
-            verdict = self._store.admit(limits, ticket=ticket, key_id=key_id, slots=slots, route=route)
+            verdict = self._store.admit(limits, ticket=ticket, subject=subject, key_id=key_id, slots=slots, route=route)
         except RateLimiterUnavailable as error:
             fail_open = self._fail_open if fail_open is None else fail_open
-            return self._unchecked(ticket, token_limit, slots, route, fail_open=fail_open, error=error)
+            return self._unchecked(Admission(ticket, subject, token_limit=token_limit, slots=slots), route,
+                                   fail_open=fail_open, error=error)
         if verdict.unavailable_ms and route is not None:
             self._telemetry.count("CircuitBreakerOpen")
             raise self.unavailable(route, verdict.unavailable_ms)
         counted = len(limits) - (token_limit is not None)
         admission = Admission(
             ticket,
+            subject,
             # The requests limit nearest its end is the one a client must heed: its headers say it.
             requests=min(verdict.states[:counted], key=lambda state: state.remaining),
             tokens=verdict.states[-1] if token_limit else None,
@@ -210,8 +216,8 @@ class Gatekeeper:
             raise self._refusal(named, verdict, admission)
         return admission
 
-    def _unchecked(self, ticket: str, token_limit: Limit | None, slots: Slots | None, route: Route | None, *,
-                   fail_open: bool, error: RateLimiterUnavailable) -> Admission:
+    def _unchecked(self, unchecked: Admission, route: Route | None, *, fail_open: bool,
+                   error: RateLimiterUnavailable) -> Admission:
         """The request, admitted unchecked while Redis cannot be asked, or refused if failing closed."""
         self._telemetry.count("RateLimiterUnavailable")
         if not fail_open:
@@ -220,8 +226,7 @@ class Gatekeeper:
         log.warning("rate limiter unavailable; admitting the request (RATE_LIMIT_FAIL_OPEN=true)")
         # The script may have run and only its reply been lost: concluding takes back whatever
         # it counted (the slots, the worst case), and is a no-op if it never ran.
-        seat = Seat(unchecked_placement(route)) if route is not None else None
-        return Admission(ticket, token_limit=token_limit, slots=slots, seat=seat)
+        return replace(unchecked, seat=Seat(unchecked_placement(route)) if route is not None else None)
 
     def _refusal(self, named: dict[str, Limit], verdict: Verdict, admission: Admission) -> RateLimited:
         retry_after = max(1, whole_seconds(verdict.retry_after_ms))

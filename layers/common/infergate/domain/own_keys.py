@@ -118,7 +118,7 @@ class OwnKeys:
 def states(records: list[ApiKeyRecord], *, activity: KeyActivity, now: datetime) -> list[KeyState]:
     """Keys as they stand at `now`, oldest first, with when each was last used."""
     ordered = sorted(records, key=lambda key: key.created_at)
-    last_used = activity.last_used([key.key_id for key in ordered])
+    last_used = activity.last_used(ordered[0].user_id, [key.key_id for key in ordered]) if ordered else {}
     return [KeyState(key, key.status(now), last_used.get(key.key_id)) for key in ordered]
 
 

@@ -12,15 +12,16 @@ import redis
 from infergate.domain.errors import ServiceUnavailable
 from infergate.domain.model_server import ModelEntry
 from infergate.domain.pool import Holdings
+from infergate.stores.redis_keys import pool as pool_keys
 
-HOLDINGS = "pool:holdings"  # under the key prefix
-REFRESHING = "pool:holdings:refreshing"
+HOLDINGS = "holdings"  # under the pool's tag
+REFRESHING = "holdings:refreshing"
 _AT = "_at"  # the field holding when the holdings were found (epoch ms)
 
 
 class RedisHoldings:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self._client, self._key, self._lock = client, prefix + HOLDINGS, prefix + REFRESHING
+        self._client, self._key, self._lock = client, pool_keys(prefix) + HOLDINGS, pool_keys(prefix) + REFRESHING
 
     def read(self) -> tuple[dict[str, Holdings], float] | None:
         try:

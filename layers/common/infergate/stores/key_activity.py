@@ -10,20 +10,21 @@ import redis
 
 from infergate.observability import logger
 from infergate.stores.limits import LAST_USED
+from infergate.stores.redis_keys import shard
 
 
 class RedisKeyActivity:
-    """When each API key was last used, as admission records it (at most once a minute a key)."""
+    """When each API key was last used, as admission records it (at most once a minute a key),
+    in its user's shard."""
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self._client = client
-        self._last_used = prefix + LAST_USED
+        self._client, self._prefix = client, prefix
 
-    def last_used(self, key_ids: Sequence[str]) -> dict[str, datetime]:
+    def last_used(self, user_id: str, key_ids: Sequence[str]) -> dict[str, datetime]:
         if not key_ids:
             return {}
         try:
-            stamps = self._client.hmget(self._last_used, list(key_ids))
+            stamps = self._client.hmget(shard(self._prefix, user_id) + LAST_USED, list(key_ids))
         except redis.RedisError:
             logger.warning("when keys were last used is unknown: Redis unavailable")
             return {}

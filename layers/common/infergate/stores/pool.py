@@ -18,8 +18,8 @@ Each server's breaker is a hash, as the single breaker was: closed, open for `op
 half-open with one probe at a time. Its last minute of requests (latency, success) is a sorted
 set, for operators.
 
-The wake lists are the only keys a script names itself rather than being given: they carry
-the key prefix, so they share its hash slot wherever the prefix names one.
+Every key of the pool's lies under one hash tag (stores/redis_keys.py), the wake lists too,
+which are the only keys a script names itself rather than being given.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import redis
 from infergate.domain.errors import RateLimiterUnavailable
 from infergate.domain.pool import Departure, Placement, Route, Seat, ServerState
 from infergate.stores.lua import NOW, POOL, RELEASE
+from infergate.stores.redis_keys import pool as pool_keys
 from infergate.tracing import span
 
-# Under the key prefix.
+# Under the pool's tag (stores/redis_keys.py).
 BREAKER = "breaker:server:"
 IN_FLIGHT = "pool:inflight:"
 WAITING = "pool:waiting:"
@@ -49,7 +50,7 @@ WAKE_SECONDS = 0.25  # a waiter asks again at least this often, woken or not
 CONVERSATION_MS = 600_000  # how long a conversation is remembered to have gone to a server
 
 # KEYS and ARGV: a route's (POOL), from 1. The seat, as `place` gives it.
-_PLACE = """
+PLACE = """
 local route = read_route(1, 1)
 local full, retry = survey(route, ARGV[#ARGV])
 return place(route, ARGV[#ARGV], full, retry)
@@ -62,7 +63,7 @@ leave_lines(route, ARGV[#ARGV])
 """
 
 # KEYS: RELEASE's. ARGV: RELEASE's.
-_RELEASE = "return release(1, 1)"
+RELEASED = "return release(1, 1)"
 
 # KEYS: per server its breaker, requests in flight and last minute. Per server: breaker state,
 # requests in flight, then the last minute's members.
@@ -84,7 +85,7 @@ class RouteKeys:
     and RELEASE read them."""
 
     def __init__(self, prefix: str, *, lease_ms: int, probe_ms: int, failures: int, open_ms: int) -> None:
-        self._prefix = prefix
+        self._prefix = pool_keys(prefix)
         self.lease_ms, self.probe_ms, self.failures, self.open_ms = lease_ms, probe_ms, failures, open_ms
 
     def route(self, route: Route, exclude: Sequence[str] = ()) -> tuple[list[str], list[str | int | float]]:
@@ -129,10 +130,10 @@ def seat_of(kind: int, server: bytes | str, model: bytes | str, probe: int, retr
 
 class RedisPool:
     def __init__(self, client: redis.Redis, keys: RouteKeys, *, prefix: str) -> None:
-        self._client, self._keys, self._prefix = client, keys, prefix
-        self._place = client.register_script(NOW + POOL + _PLACE)
+        self._client, self._keys, self._prefix = client, keys, pool_keys(prefix)
+        self._place = client.register_script(NOW + POOL + PLACE)
         self._leave = client.register_script(NOW + POOL + _LEAVE)
-        self._release = client.register_script(NOW + RELEASE + _RELEASE)
+        self._release = client.register_script(NOW + RELEASE + RELEASED)
         self._states = client.register_script(NOW + _STATES)
 
     def place(self, route: Route, *, ticket: str, exclude: Sequence[str] = ()) -> Seat:

@@ -70,14 +70,20 @@ def _failing_fast(base: type, outage: _Outage) -> type:
     return FailFastConnection
 
 
-def connect(url: str) -> redis.Redis:
-    client = redis.Redis.from_url(
-        url,
-        socket_connect_timeout=TIMEOUT_SECONDS,
-        socket_timeout=TIMEOUT_SECONDS,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
-    )
+def connect(url: str, *, cluster: bool = False) -> redis.Redis:
+    """A client of the Redis at `url` (`rediss://` for TLS, a password or ElastiCache's auth
+    token in it); with `cluster`, of the Redis Cluster that node belongs to, which the client
+    maps itself (a connection per master). Either way an instance uses one connection at a time
+    per server: Lambda serves one request at a time."""
+    options = {"socket_connect_timeout": TIMEOUT_SECONDS, "socket_timeout": TIMEOUT_SECONDS,
+               "health_check_interval": 30, "retry": Retry(NoBackoff(), 1)}
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        tls = url.startswith("rediss://")
+        base = redis.SSLConnection if tls else redis.Connection
+        return RedisCluster.from_url(url, connection_class=_failing_fast(base, _Outage()), **options)
+    client = redis.Redis.from_url(url, **options)
     pool = client.connection_pool
     pool.connection_class = _failing_fast(pool.connection_class, _Outage())
     return client
