@@ -25,7 +25,7 @@ ifneq ($(findstring Architecture=,$(OVERRIDES)),)
 $(error make deploy: give the architecture as ARCH=..., which the build is made for too, not in OVERRIDES)
 endif
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi smoke sam-local-env localstack-deploy checkov clean
+.PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi settings-schema smoke sam-local-env localstack-deploy checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -40,6 +40,7 @@ help:
 	@echo "make localstack-deploy   deploy to a running LocalStack, then make smoke against it [LOCALSTACK_URL=...]"
 	@echo "make admin-key NAME=ops [ROLE=viewer]   an admin key, straight in MongoDB (MONGODB_URI, or make run's)"
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
+	@echo "make settings-schema   regenerate the settings' validator each function's init runs (layers/common/infergate/settings.schema.json)"
 	@echo "make checkov   checkov's policy checks over template.yaml (.checkov.yaml says what is skipped, and why)"
 	@echo "make build [ARCH=x86_64]   sam build, for arm64 (the template's Architecture) unless ARCH says"
 	@echo "make deploy [ENV=dev|staging|prod] [ARCH=x86_64] [OVERRIDES='Key=value ...']   sam build, then a release"
@@ -103,6 +104,10 @@ admin-key: $(BIN)/.installed
 # The OpenAPI document GET /openapi.json serves, from the table in devkit/openapi.py and the models.
 openapi: $(BIN)/.installed
 	$(BIN)/python -m devkit.openapi
+
+# Settings' validator as pydantic compiles it, which each function's init runs without importing pydantic.
+settings-schema: $(BIN)/.installed
+	$(BIN)/python -m devkit.settings_schema
 
 # What one million requests cost on AWS (bench/prices.json: published prices, with their sources),
 # today's settings beside an alternative: make cost ARGS='--chat-memory 256 --architecture x86_64 --mix 90:10'

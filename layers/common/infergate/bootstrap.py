@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from infergate.api.idempotency import Records
-    from infergate.config import ServerAddress, Settings
+    from infergate.config import CheckedSettings, ServerAddress, Settings
     from infergate.domain.accounts import AccountStore, AccountsVersion, KeyActivity
     from infergate.domain.administration import Administration
     from infergate.domain.admission import Gatekeeper
@@ -80,7 +80,7 @@ class Services:
     # -- settings and clients ------------------------------------------------------------
 
     @cached_property
-    def settings(self) -> Settings:
+    def settings(self) -> Settings | CheckedSettings:
         from infergate.config import checked
 
         return checked()

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import ValidationError
 
 from infergate.api.caller import caller_from, refusal_from
 from infergate.api.errors import RequestTooLarge, body_of, headers_of, rate_limit_headers, status_for
@@ -38,7 +37,6 @@ from infergate.observability import (
     request_counted,
     write_access_line,
 )
-from infergate.schemas.base import Refused
 
 if TYPE_CHECKING:
     from infergate.bootstrap import Services
@@ -121,6 +119,7 @@ def parse_query(app: App, schema: type[S]) -> S:
 
 
 def _validated(validate: Callable[[Any], S], data: Any) -> S:
+    from pydantic import ValidationError  # imported already, by the schema that validates
     try:
         return validate(data)
     except ValidationError as error:
@@ -137,6 +136,7 @@ _UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none
 def _field_at_fault(errors: Any) -> str | None:
     """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content); a
     validator's Refused names the field within where it ran."""
+    from infergate.schemas.base import Refused  # imported already, by the schema that refused
     errors = list(errors)
     # Of a union's branches, the one a validator refused names the field; else the first error does.
     for error in [*(e for e in errors if isinstance((e.get("ctx") or {}).get("error"), Refused)), *errors[:1]]:

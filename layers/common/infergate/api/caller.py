@@ -7,13 +7,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
-
-from pydantic import TypeAdapter
+from typing import TYPE_CHECKING, Any
 
 from infergate.domain.errors import InferGateError
 from infergate.domain.plans import Plan
 from infergate.domain.principal import Operator, Principal
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 USER, OPERATOR = "user", "operator"
 # A caller refused for a while (too many failed authentications, or a store that is down):
@@ -56,5 +57,7 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
 
 @functools.cache
 def _adapter(kind: type) -> TypeAdapter:
-    # Built on first use, not at import: cold starts pay only for what they use.
+    # Built on first use, not at import, and pydantic imported with it: cold starts pay only for what they use.
+    from pydantic import TypeAdapter
+
     return TypeAdapter(kind)

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 from infergate.api.app import App, parse_body
 from infergate.api.streaming import error_event, sse
 from infergate.domain.errors import InferGateError
-from infergate.schemas.chat import ChatDelta, ChatRequest, ChatResponse, TokenUsage
 
 if TYPE_CHECKING:
     from infergate.domain.inference import ChatResult, ChatStream, ChatTask
+    from infergate.schemas.chat import ChatRequest, ChatResponse, TokenUsage
 
 
 def request(app: App) -> tuple[ChatTask, bool]:
     """The chat the body asks for, and whether it wants the answer streamed."""
+    from infergate.schemas.chat import ChatRequest  # with the first chat, not at init
+
     body = parse_body(app, ChatRequest)
     return task(body), body.stream
 
@@ -35,11 +37,15 @@ def task(body: ChatRequest) -> ChatTask:
 
 
 def usage(result: ChatResult) -> TokenUsage:
+    from infergate.schemas.chat import TokenUsage
+
     return TokenUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                       total_tokens=result.total_tokens)
 
 
 def response(result: ChatResult) -> ChatResponse:
+    from infergate.schemas.chat import ChatResponse
+
     return ChatResponse(id=result.id, model=result.model, response=result.content, usage=usage(result))
 
 
@@ -47,6 +53,8 @@ def event_stream(stream: ChatStream) -> Iterator[str]:
     """A `delta` event per piece of the answer as the model produces it, then `done` with the
     whole answer and its usage (the body of a chat not streamed). An answer cut off ends with
     an `error` event instead, after what was generated."""
+    from infergate.schemas.chat import ChatDelta
+
     try:
         for piece in stream:
             yield sse(ChatDelta(content=piece).model_dump_json(), event="delta")

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from infergate.domain.errors import InferGateError, NotFound, QuotaExceeded, RateLimited, Unauthorized
 from infergate.domain.periods import whole_seconds
-from infergate.schemas.errors import ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
     from infergate.domain.admission import LimitState
+    from infergate.schemas.errors import ErrorBody
 
 
 @dataclass(frozen=True)
@@ -147,5 +147,7 @@ def rate_limit_headers(requests: LimitState | None, tokens: LimitState | None) -
 
 def body_of(error: InferGateError) -> ErrorBody:
     """`error` as every error response's body says it."""
+    from infergate.schemas.errors import ErrorBody, ErrorDetail  # with the first error answered, not at init
+
     return ErrorBody(error=ErrorDetail(message=error.message, type=type_of(status_for(error)), param=error.param,
                                        code=error.code))
