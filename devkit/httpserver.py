@@ -70,8 +70,7 @@ class Handler(BaseHTTPRequestHandler):
         # The header deadline runs from the request's first byte: a kept-alive connection idle
         # between requests is the idle timeout's (`timeout`) to end, not the deadline's. (A client
         # that pipelines requests, which no common client does, waits for that timeout here.)
-        readable, _, _ = select.select([self.connection], [], [], self.timeout)
-        if not readable:
+        if not _readable(self.connection, self.timeout):
             self.close_connection = True
             return
         self.server.reading(self)
@@ -189,6 +188,14 @@ class Handler(BaseHTTPRequestHandler):
         if len(line) > self.max_line:
             raise BodyRefused(400, "A chunk-size line or trailer field is too long.")
         return line
+
+
+def _readable(sock: socket.socket, seconds: float | None) -> bool:
+    """Whether `sock` has something to read (or has been closed) within `seconds` (None: waits).
+    poll, not select: a busy server's descriptors pass select's limit of 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(None if seconds is None else seconds * 1000))
 
 
 def _linger(connection: socket.socket) -> None:

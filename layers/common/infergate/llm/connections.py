@@ -87,5 +87,6 @@ def _closed_by_the_server(connection: http.client.HTTPConnection) -> bool:
     502 that counts against the server's breaker, though the server is well."""
     if connection.sock is None:
         return True
-    readable, _, _ = select.select([connection.sock], [], [], 0)
-    return bool(readable)
+    poller = select.poll()  # not select: a descriptor past 1024 is beyond it
+    poller.register(connection.sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
