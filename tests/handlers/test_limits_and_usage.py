@@ -182,3 +182,18 @@ def test_requests_in_flight_hold_when_redis_loses_its_data(api, settings, redis_
     streams = in_flight(api, key, 2)
     redis_client.delete(*redis_client.scan_iter(match=f"{prefix}*", count=1000))  # a failover to an empty replica
     assert_one_more_is_refused_until_one_ends(api, key, streams)
+
+
+@pytest.mark.model
+def test_a_prompt_the_bytes_would_refuse_fits_when_the_models_tokenizer_counts_it(api, settings, tmp_path):
+    """6,000 emoji: 24,000 bytes, but 18,000 of SmolLM2's tokens, within the free plan's 20,000 a request."""
+    from devkit.tokenizer_export import smollm2_tokenizer
+
+    key = api.register()["api_key"]
+    chat = {"prompt": "😀" * 6000, "max_tokens": 1}
+    refused = api.call("POST", "/v1/chat", key=key, body=chat)
+    assert refused["statusCode"] == 400 and body(refused)["error"]["code"] == "prompt_too_large"
+    assert "a token covers at least one byte" in body(refused)["error"]["message"]
+
+    settings(MODEL_TOKENIZERS=f'{{"smollm2:135m": "{smollm2_tokenizer(tmp_path)}"}}')
+    assert api.call("POST", "/v1/chat", key=key, body=chat)["statusCode"] == 200
