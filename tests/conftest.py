@@ -75,6 +75,14 @@ def redis_target(request) -> services.RedisTarget:
     return target
 
 
+@pytest.fixture
+def redis_on_both(redis_target) -> Iterator[redis_lib.Redis]:
+    """A client of each of the suite's Redises in turn (redis_target), as InferGate configures them."""
+    client = redis_target.client()
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def ollama_url() -> Iterator[str]:
     with services.model_server() as url:

@@ -22,13 +22,11 @@ KEYS = RouteKeys("infergate:", lease_ms=60_000, probe_ms=5_000, failures=3, open
 def instance(client) -> RedisLimitStore:
     return RedisLimitStore(client, KEYS, prefix="infergate:", clustered=isinstance(client, RedisCluster))
 
-@pytest.fixture
-def redis_client(redis_target):
-    """A single server's, then a cluster's: every rule here holds on both."""
-    client = redis_target.client()
-    yield client
-    client.close()
 
+@pytest.fixture
+def redis_client(redis_on_both):
+    """A single server's, then a cluster's: every rule here holds on both."""
+    return redis_on_both
 
 
 def owner(slots: Slots) -> str:

@@ -30,13 +30,11 @@ def store(client) -> RedisLimitStore:
     keys = RouteKeys("infergate:", lease_ms=30_000, probe_ms=5_000, failures=3, open_ms=400)
     return RedisLimitStore(client, keys, prefix="infergate:", clustered=isinstance(client, RedisCluster))
 
-@pytest.fixture
-def redis_client(redis_target):
-    """A single server's, then a cluster's: every rule here holds on both."""
-    client = redis_target.client()
-    yield client
-    client.close()
 
+@pytest.fixture
+def redis_client(redis_on_both):
+    """A single server's, then a cluster's: every rule here holds on both."""
+    return redis_on_both
 
 
 def rpm(key: str, limit: int, window_ms: int = 60_000) -> Limit:

@@ -20,11 +20,9 @@ PREFIX = "pooltest:"
 
 
 @pytest.fixture
-def redis_client(redis_target):
+def redis_client(redis_on_both):
     """A single server's, then a cluster's: every rule here holds on both."""
-    client = redis_target.client()
-    yield client
-    client.close()
+    return redis_on_both
 
 
 def redis_pool(client, *, failures: int = 3, open_ms: int = 60_000) -> RedisPool:
