@@ -1,7 +1,8 @@
 """A request's conclusions (stores/limits.py), held until its metrics are written, so that both
 reach Redis in one script: a chat costs two round trips to Redis, its admission and this,
-metrics included. A request's handler holds them from its start (api/app.py); anything that
-concludes outside one (a test, a job) concludes at once. Nothing here imports a driver, so the
+metrics included. A request's access line holds them from its start (observability.
+open_access_line), and writing it sends them (prometheus.RequestMetrics.record); anything that
+concludes outside a request (a test, a job) concludes at once. Nothing here imports a driver, so the
 cold path pays nothing for it."""
 
 from __future__ import annotations
