@@ -200,3 +200,14 @@ def test_chat_completions_accept_the_service_tiers_that_ask_nothing_and_name_eve
         assert response["statusCode"] == 400 and body(response)["error"]["param"] == field, (field, body(response))
     required = api.call("POST", "/v1/chat/completions", key=key, body={**chat, "tool_choice": "required"})
     assert body(required)["error"]["param"] == "tool_choice"
+
+
+def test_an_ignored_hint_named_from_the_body_reaches_the_header_percent_encoded(api):
+    """A hosted tool's name is the client's: InferGate-Ignored carries it whole and ASCII (a header
+    that cannot be encoded would cut the connection before any answer)."""
+    key = api.register("ignored-header@example.com")["api_key"]
+    counted = api.call("POST", "/v1/messages/count_tokens", key=key, body={
+        "model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "get_weather", "input_schema": {}}, {"name": "Ā, x\r\ny", "type": "web_search_20250305"}]})
+    assert counted["statusCode"] == 200, counted["body"]
+    assert header(counted, "InferGate-Ignored") == "tools.%C4%80%2C%20x%0D%0Ay"

@@ -14,9 +14,9 @@ cold start more than the rest of its code.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -26,6 +26,7 @@ from infergate.api.caller import caller_from, refusal_from
 from infergate.api.errors import RequestTooLarge, body_of, headers_of, rate_limit_headers, status_for
 from infergate.api.request_id import HEADER as REQUEST_ID_HEADER
 from infergate.api.request_id import request_id_of
+from infergate.api.validation import validated
 from infergate.domain.errors import AccountSuspended, Forbidden, InferGateError, InvalidRequest, NotFound, Unauthorized
 from infergate.domain.principal import Operator, Principal
 from infergate.observability import (
@@ -109,55 +110,13 @@ def parse_body(app: App, schema: type[S], *, optional: bool = False) -> S:
     limit = app.services.settings.max_request_bytes
     if len(body) > limit // 4 and len(body.encode()) > limit:  # a character is at most 4 bytes
         raise RequestTooLarge(f"The request body may be at most {limit} bytes (MAX_REQUEST_BYTES).")
-    return _validated(lambda data: schema.model_validate_json(data, strict=True),
+    return validated(lambda data: schema.model_validate_json(data, strict=True),
                       "{}" if optional and not body.strip() else body)
 
 
 def parse_query(app: App, schema: type[S]) -> S:
     """The query string as `schema`, or 400 invalid_request saying what is wrong."""
-    return _validated(schema.model_validate, app.current_event.query_string_parameters or {})
-
-
-def _validated(validate: Callable[[Any], S], data: Any) -> S:
-    from pydantic import ValidationError  # imported already, by the schema that validates
-    try:
-        return validate(data)
-    except ValidationError as error:
-        raise InvalidRequest(describe_validation_errors(error.errors()), param=_field_at_fault(error.errors())) from None
-
-
-_FIELD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
-
-
-# What pydantic adds to a location to say which member of a union it tried (or a tag: a tool's kind): not a field.
-_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "custom", "built_in", "unknown"})
-
-
-def _field_at_fault(errors: Any) -> str | None:
-    """The first invalid field's path, as OpenAI's `param` gives it (messages.0.content); a
-    validator's Refused names the field within where it ran."""
-    from infergate.schemas.base import Refused  # imported already, by the schema that refused
-    errors = list(errors)
-    # Of a union's branches, the one a validator refused names the field; else the first error does.
-    for error in [*(e for e in errors if isinstance((e.get("ctx") or {}).get("error"), Refused)), *errors[:1]]:
-        parts = [str(part) for part in error.get("loc", ()) if _FIELD.match(str(part))]
-        refused = (error.get("ctx") or {}).get("error")
-        if isinstance(refused, Refused):
-            parts.append(refused.field)
-        return ".".join(part for part in parts if part not in _UNION_MEMBERS) or None
-    return None
-
-
-def describe_validation_errors(errors: Any) -> str:
-    """A short, human sentence naming each bad field, never echoing the input itself."""
-    parts = []
-    for error in list(errors)[:5]:
-        if error.get("type") == "json_invalid":
-            return "The request body must be valid JSON."
-        location = ".".join(str(part) for part in error.get("loc", ()) if _FIELD.match(str(part)))
-        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-        parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts) or "The request is invalid."
+    return validated(schema.model_validate, app.current_event.query_string_parameters or {})
 
 
 def add_response_headers(app: App, headers: dict[str, str]) -> None:
@@ -169,10 +128,12 @@ IGNORED_HEADER = "InferGate-Ignored"
 
 
 def report_ignored(app: App, ignored: tuple[str, ...]) -> None:
-    """What the request asked that is not applied (hints a self-hosted model cannot honour), named
-    as its fields are, in the InferGate-Ignored header and on the access line."""
+    """What the request asked that is not applied (hints a self-hosted model cannot honour), named as its
+    fields are, in the InferGate-Ignored header (percent-encoded: a name, a tool's, may come from the body)
+    and on the access line."""
     if ignored:
-        add_response_headers(app, {IGNORED_HEADER: ", ".join(dict.fromkeys(ignored))})
+        add_response_headers(app, {IGNORED_HEADER: ", ".join(quote(name, safe="-._~:/[]@!$&'()*+;=") for name in
+                                                             dict.fromkeys(ignored))})
         note(ignored=list(dict.fromkeys(ignored)))
 
 
