@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pytest
@@ -151,8 +152,6 @@ def test_a_hung_mongodb_fails_requests_fast_and_loses_nothing(own):
 class Stream(NamedTuple):
     status: int
     code: str | None  # the error's, for a refusal
-    first: float  # time.monotonic() when its first event arrived
-    last: float  # and when it ended
     tokens: int  # as its usage event reported them
 
 
@@ -164,25 +163,41 @@ def streams_of(own, key: str, until: threading.Event, into: list[Stream]) -> Non
             with http.stream("POST", "/v1/chat/completions", json=body, headers={"x-api-key": key}) as response:
                 if response.status_code != 200:
                     response.read()
-                    into.append(Stream(response.status_code, response.json()["error"]["code"], 0, 0, 0))
+                    into.append(Stream(response.status_code, response.json()["error"]["code"], 0))
                     continue
-                first, tokens = None, 0
+                tokens = 0
                 for line in response.iter_lines():
-                    first = first or time.monotonic()
                     if line.startswith("data: {") and '"usage":{' in line.replace(" ", ""):
                         tokens = json.loads(line[6:])["usage"]["total_tokens"]
-                into.append(Stream(200, None, first, time.monotonic(), tokens))
+                into.append(Stream(200, None, tokens))
 
 
-def most_at_once(streams: list[Stream]) -> int:
-    """The most answered streams that were open at one moment, as their reader saw them (each
-    inside the time its slot was held, so never more than were held)."""
-    edges = sorted([(s.first, 1) for s in streams if s.status == 200] + [(s.last, -1) for s in streams if s.status == 200])
-    most = open_ = 0
-    for _, step in edges:
-        open_ += step
-        most = max(most, open_)
-    return most
+class InFlight:
+    """Samples, until stopped, how many requests of one user are in flight as the gateway holds them:
+    the reservations in the user's month (each request in flight holds one until it is settled).
+    What its readers see cannot say it: a reader may see a stream end after the next one began."""
+
+    def __init__(self, own, user_id: str) -> None:
+        from infergate.domain.periods import period_of
+        from infergate.stores.usage_documents import month_id
+
+        self.most, self._stop = 0, threading.Event()
+        self._month = own.database()["usage"], month_id(user_id, period_of(datetime.now(UTC)))
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        usage, month = self._month
+        while not self._stop.is_set():
+            document = usage.find_one({"_id": month}, {"reservations": 1}) or {}
+            self.most = max(self.most, len(document.get("reservations", ())))
+
+    def __enter__(self) -> InFlight:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def test_a_flush_of_redis_under_load_lifts_no_concurrency_limit_and_charges_no_retry_twice(own):
@@ -196,22 +211,23 @@ def test_a_flush_of_redis_under_load_lifts_no_concurrency_limit_and_charges_no_r
         first = http.post("/v1/chat", **retry)
     stop, answers = threading.Event(), []
     threads = [threading.Thread(target=streams_of, args=(own, account["api_key"], stop, answers)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: sum(a.status == 200 for a in answers) >= 6, what="streams before the flush")
-        redis.Redis.from_url(own.redis.url).flushall()  # a failover to an empty replica does the same
-        flushed = len(answers)
-        wait_for(lambda: sum(a.status == 200 for a in answers[flushed:]) >= 12, what="streams after the flush")
-    finally:
-        stop.set()
+    with InFlight(own, account["user_id"]) as in_flight:
         for thread in threads:
-            thread.join()
+            thread.start()
+        try:
+            wait_for(lambda: sum(a.status == 200 for a in answers) >= 6, what="streams before the flush")
+            redis.Redis.from_url(own.redis.url).flushall()  # a failover to an empty replica does the same
+            flushed = len(answers)
+            wait_for(lambda: sum(a.status == 200 for a in answers[flushed:]) >= 12, what="streams after the flush")
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
     with own.client() as http:
         again = http.post("/v1/chat", **retry)
         tokens_used = http.get("/v1/usage", headers={"x-api-key": account["api_key"]}).json()["tokens_used"]
         others = http.get("/v1/usage", headers={"x-api-key": other["api_key"]}).json()
-    assert most_at_once(answers) <= 3, "the plan allows 3 in flight, Redis's data or not"
+    assert in_flight.most <= 3, "the plan allows 3 in flight, Redis's data or not"
     assert {a.code for a in answers if a.status != 200} == {"too_many_concurrent_requests"}
     assert tokens_used == sum(a.tokens for a in answers), "every stream charged what it reported, once"
     assert first.status_code == again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
