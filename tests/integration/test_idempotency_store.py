@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from infergate.stores.idempotency_store import MongoIdempotencyStore
 from tests.support.concurrency import at_once
+from tests.support.waiting import wait_for
 
 
 def store_of(database, *, expires_after_seconds: int = 3600) -> MongoIdempotencyStore:
@@ -62,7 +63,8 @@ def test_an_expired_record_is_absent_and_its_key_free(database):
     data, store = request(), store_of(database, expires_after_seconds=1)
     store.save_inprogress(data=data, remaining_time_in_millis=60_000)
     store.save_success(data=data, result={"status": 200})
-    time.sleep(2.1)  # the record's expiry, in whole seconds, must pass: a fact of time, not a hoped-for event
+    expiration = database["idempotency"].find_one()["expiration"]  # whole seconds
+    wait_for(lambda: int(time.time()) > expiration, timeout=30, what="the record's expiry to pass")
     with pytest.raises(IdempotencyItemNotFoundError):
         store_of(database).get_record(data=data)
     store_of(database).save_inprogress(data=data, remaining_time_in_millis=60_000)
