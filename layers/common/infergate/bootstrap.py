@@ -124,7 +124,14 @@ class Services:
     def redis(self) -> redis.Redis:
         from infergate.stores.redis_client import connect
 
-        return connect(self.redis_url(), cluster=self.settings.redis_cluster)
+        return connect(self.redis_url(), cluster=self.redis_clustered)
+
+    @cached_property
+    def redis_clustered(self) -> bool:
+        """REDIS_CLUSTER, or a URL that names an ElastiCache cluster endpoint."""
+        from infergate.stores.redis_client import names_a_cluster
+
+        return self.settings.redis_cluster or names_a_cluster(self.redis_url())
 
     @cached_property
     def addresses(self) -> list[ServerAddress]:
@@ -241,7 +248,7 @@ class Services:
 
         settings = self.settings
         return RedisLimitStore(self.redis, self.route_keys, prefix=settings.redis_key_prefix,
-                               clustered=settings.redis_cluster)
+                               clustered=self.redis_clustered)
 
     @cached_property
     def gatekeeper(self) -> Gatekeeper:

@@ -70,6 +70,16 @@ def _failing_fast(base: type, outage: _Outage) -> type:
     return FailFastConnection
 
 
+def names_a_cluster(url: str) -> bool:
+    """Whether `url` is an ElastiCache endpoint that only a cluster client can use: a cluster-mode
+    cluster's configuration endpoint (clustercfg.…) or a serverless cache (….serverless.…), which
+    runs in cluster mode only. REDIS_CLUSTER=true says the same of any other cluster."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith(".cache.amazonaws.com") and (host.startswith("clustercfg.") or ".serverless." in host)
+
+
 def connect(url: str, *, cluster: bool = False) -> redis.Redis:
     """A client of the Redis at `url` (`rediss://` for TLS, a password or ElastiCache's auth
     token in it); with `cluster`, of the Redis Cluster that node belongs to, which the client
