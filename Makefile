@@ -25,12 +25,13 @@ ifneq ($(findstring Architecture=,$(OVERRIDES)),)
 $(error make deploy: give the architecture as ARCH=..., which the build is made for too, not in OVERRIDES)
 endif
 
-.PHONY: help run run-lambda test unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi settings-schema smoke sam-local-env localstack-deploy checkov clean
+.PHONY: help run run-lambda test test-cluster unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi settings-schema smoke sam-local-env localstack-deploy checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
 	@echo "make run-lambda   the same, from sam build's output under the Lambda runtime emulator"
 	@echo "make test      validate and build the SAM template, then run the whole test suite"
+	@echo "make test-cluster  the whole suite with its Redis a Redis Cluster of three masters"
 	@echo "make unit      unit tests only (no services)"
 	@echo "make bench     gateway overhead and throughput (PEER=litellm: beside LiteLLM's proxy; AGAINST=dir: another checkout)"
 	@echo "make bench-pool   a pool of four model servers: throughput, spread, failover (PEER=litellm: beside LiteLLM's router)"
@@ -156,8 +157,21 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 checkov: $(CHECKOV)/.installed
 	LOG_LEVEL=WARNING $(CHECKOV)/bin/checkov --config-file .checkov.yaml -f template.yaml --compact
 
+# The suites that hold Redis's state (limits, slots, breakers, counters, idempotency, metrics),
+# run a second time with the suite's Redis a cluster of three masters: every gateway and
+# service they start then runs on it. `make test-cluster` runs every suite that way.
+CLUSTER_SUITES := tests/handlers tests/integration/test_accounts_store.py tests/integration/test_crash_recovery.py \
+	tests/integration/test_concurrent_accounting.py tests/integration/test_store_outages.py \
+	$(addprefix tests/e2e/test_,access_log.py accounts_over_http.py authorizer_instances.py fairness.py \
+	idempotency_and_readiness.py make_run.py outages.py pool.py prometheus_metrics.py quota_answers.py smoke.py \
+	store_connections.py streaming_over_http.py)
+
 test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(CHECKOV)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_REDIS_CLUSTER=true $(BIN)/python -m pytest -p no:cacheprovider $(CLUSTER_SUITES) $(PYTEST_ARGS)
+
+test-cluster: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(CHECKOV)/.installed model-runtime build
+	TEST_REDIS_CLUSTER=true $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A release (devkit/release.py): the build deployed with samconfig.toml's ENV environment and
 # OVERRIDES on top, every function's version named after the release's fingerprint.

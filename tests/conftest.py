@@ -50,8 +50,8 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
-    client = redis_lib.Redis.from_url(redis_url)
-    client.flushdb()  # the suite's own server: nobody else's data is here
+    client = services.redis_client_of(redis_url)
+    client.flushall()  # the suite's own server (or cluster): nobody else's data is here
     yield client
     client.close()
 
@@ -68,7 +68,7 @@ def redis_target(request) -> services.RedisTarget:
     if request.param == "cluster":
         target = services.RedisTarget(request.getfixturevalue("redis_cluster_url"), cluster=True)
     else:
-        target = services.RedisTarget(request.getfixturevalue("redis_url"), cluster=False)
+        target = services.RedisTarget(request.getfixturevalue("redis_url"), cluster=services.redis_is_cluster())
     client = target.client()
     client.flushall()
     client.close()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from devkit import backends
 
+from tests.support import services
 from tests.support.make_run import start_make_run
 from tests.support.stack import TIGHT, Stack
 
@@ -28,7 +29,7 @@ def _starter(tmp_path_factory, mongo_uri: str, redis_url: str, ollama_url: str,
         environment = {"MONGODB_URI": stores[0], "MONGODB_DB": database, "REDIS_URL": stores[1], "OLLAMA_URL": model,
                        # Limits and the breaker of its own, whatever else shares the Redis.
                        "REDIS_KEY_PREFIX": f"e2e:{name}:{folder.name}:", "INFERGATE_DATA_DIR": str(folder / "data"),
-                       **settings}
+                       "REDIS_CLUSTER": str(services.redis_is_cluster() and not own_stores).lower(), **settings}
         try:
             api = start_make_run(environment, folder / f"make-{target}.log", target=target)
         except BaseException:

@@ -21,6 +21,7 @@ from infergate.domain.registration import Registration
 from infergate.domain.registration import register as new_account
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
 from infergate.stores.key_activity import RedisKeyActivity
+from tests.support import services
 from tests.support.lambda_events import authorizer_event
 from tests.support.paths import ROOT
 from tests.support.spreading import answers_asked_after
@@ -52,6 +53,7 @@ def authorizers(database, wiretap, redis_url, redis_client):
     spec = template.load(ROOT / "template.yaml").functions["AuthorizerFunction"]
     environment = {**spec.environment, "MONGODB_URI": f"mongodb://127.0.0.1:{wiretap.port}/?directConnection=true",
                    "MONGODB_DB": database.name, "REDIS_URL": redis_url, "POWERTOOLS_TRACE_DISABLED": "true",
+                   "REDIS_CLUSTER": str(services.redis_is_cluster()).lower(),
                    # A revoked key is refused over and over here: the failed-authentication limit is another test's.
                    "AUTH_FAILURES_PER_MINUTE": "1000000"}
     instances = [WorkerInstance(spec, environment) for _ in range(2)]

@@ -10,6 +10,7 @@ from devkit import template
 
 from infergate.domain.authentication import VERSION_CHECK_SECONDS
 from infergate.runtime import StreamedResponse
+from tests.support import services
 from tests.support.functions import LambdaContext, load_handler, reset_instance_state
 from tests.support.lambda_events import authorizer_event, handler_context, proxy_event
 from tests.support.paths import ROOT
@@ -22,6 +23,7 @@ def environment(monkeypatch, database, redis_client, redis_url, mongo_uri, ollam
         "MONGODB_URI": mongo_uri,
         "MONGODB_DB": database.name,
         "REDIS_URL": redis_url,
+        "REDIS_CLUSTER": str(services.redis_is_cluster()).lower(),
         "OLLAMA_URL": ollama_url,
         "OLLAMA_MODEL": "smollm2:135m",
         "DEFAULT_MONTHLY_TOKEN_QUOTA": "100000",

@@ -25,6 +25,7 @@ from infergate.domain.registration import register as new_account
 from infergate.stores.accounts import MongoAccountStore, RedisAccountsVersion
 from infergate.stores.key_activity import RedisKeyActivity
 from infergate.stores.mongo import ensure_indexes
+from tests.support import services
 from tests.support.concurrency import at_once
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -343,7 +344,7 @@ def test_two_instances_honour_a_revocation_a_plan_change_and_a_suspension_within
     alice, bob, carol = (register(store, f"{name}@example.com") for name in ("alice", "bob", "carol"))
     clock = Clock()
     # Two instances: each its own memory and its own Redis connection.
-    instances = [authenticator(store, RedisAccountsVersion(redis_lib.Redis.from_url(redis_url), prefix="infergate:"), clock)
+    instances = [authenticator(store, RedisAccountsVersion(services.redis_client_of(redis_url), prefix="infergate:"), clock)
                  for _ in range(2)]
     for instance in instances:
         assert instance.authenticate(alice.key.api_key).plan.name == "free"

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 import pymongo
 import pytest
-import redis
 
 from infergate.schemas.chat import ChatRequest
 from infergate.stores.redis_keys import shard
 from infergate.stores.usage import MongoUsageLedger
+from tests.support import services
 from tests.support.accounting import build_services, chat_once, ledger_totals, log_lines, principal
 
 CRASHED = 86
@@ -90,7 +90,7 @@ def test_a_crash_after_each_step_loses_nothing_and_counts_nothing_twice(step, da
 
     # Tokens per minute: the dead request counts its worst case until the window moves past it
     # (the key expires with the window); a request that concluded counts what it used.
-    tokens_per_minute = redis.Redis.from_url(redis_url)
+    tokens_per_minute = services.redis_client_of(redis_url)
     window = shard(prefix, user) + f"rl:tpm:{user}"
     counted = [int(member.rsplit(b":", 1)[1]) for member in tokens_per_minute.zrange(window, 0, -1)]
     if step == "concluded":

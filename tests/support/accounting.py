@@ -24,6 +24,7 @@ from infergate.stores import mongo
 from infergate.stores.mongo import ensure_indexes
 from infergate.stores.redis_client import connect
 from infergate.stores.usage import MongoUsageLedger
+from tests.support import services
 
 
 def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str = "usr_load", key: str = "key_load",
@@ -35,8 +36,10 @@ def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str
 
 def build_services(mongo_uri: str, database: str, redis_url: str, ollama_url: str,
                    clock: Callable[[], datetime] = utc_now, *, redis_key_prefix: str | None = None,
-                   redis_cluster: bool = False) -> Services:
-    """The composition root over the given stores, as many threads' instance (pools of 64)."""
+                   redis_cluster: bool | None = None) -> Services:
+    """The composition root over the given stores, as many threads' instance (pools of 64); on a
+    cluster if `redis_cluster`, or by default if the suite's Redis is one."""
+    redis_cluster = services.redis_is_cluster() if redis_cluster is None else redis_cluster
     settings = Settings.from_env({
         "OLLAMA_URL": ollama_url, "RATE_LIMIT_FAIL_OPEN": "false", "OLLAMA_TIMEOUT": "20", "OLLAMA_CONNECT_TIMEOUT": "2",
         # Limits and breaker of this service's own, so that no test trips another's.

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from devkit.backends import free_port, port_open
 
+from tests.support import services
 from tests.support.paths import ROOT
 
 
@@ -112,6 +113,8 @@ def _start(command: list[str], environment: dict[str, str], log: Path, ready_tim
     for name in ("MONGODB_URI", "REDIS_URL", "OLLAMA_URL"):
         if name not in environment:
             env.pop(name, None)
+    if "REDIS_URL" in environment and "REDIS_CLUSTER" not in environment:
+        env["REDIS_CLUSTER"] = str(services.redis_is_cluster()).lower()  # the suite's Redis, a cluster or not
     handle = log.open("w")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     running = RunningApi(process, f"http://127.0.0.1:{port}", log)

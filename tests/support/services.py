@@ -6,11 +6,15 @@ dropped afterwards). Redis: always a redis-server of the suite's own, so a
 flush never touches someone else's data; and a Redis Cluster of three masters
 (redis-server's own cluster mode) for the suites that run against both. The model server: the
 Ollama-compatible server in its deterministic mode.
+
+TEST_REDIS_CLUSTER=true makes the suite's Redis a cluster of three masters instead: every test
+and every gateway the suite starts then runs on it (`make test-cluster`).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,8 +40,17 @@ def mongo_url() -> Iterator[str]:
         service.stop()
 
 
+def redis_is_cluster() -> bool:
+    """Whether the suite's Redis is a cluster (TEST_REDIS_CLUSTER)."""
+    return os.environ.get("TEST_REDIS_CLUSTER", "").lower() in {"1", "true", "yes"}
+
+
 @contextmanager
 def redis_url() -> Iterator[str]:
+    if redis_is_cluster():
+        with tempfile.TemporaryDirectory(prefix="redis-cluster-") as folder, redis_cluster_url(Path(folder)) as url:
+            yield url
+        return
     service = backends.start_redis()
     try:
         yield service.url
@@ -66,6 +79,11 @@ class RedisTarget:
         from infergate.stores.redis_client import connect
 
         return connect(self.url, cluster=self.cluster)
+
+
+def redis_client_of(url: str) -> redis.Redis:
+    """A client of the suite's Redis at `url`, a cluster's if the suite's Redis is one."""
+    return RedisTarget(url, cluster=redis_is_cluster()).client()
 
 
 @contextmanager
