@@ -61,11 +61,14 @@ def mongo_commands(stream: bytearray) -> list[str]:
 
 
 class Wiretap:
-    def __init__(self, target: tuple[str, int], parse: Callable[[bytearray], list[str]]) -> None:
+    def __init__(self, target: tuple[str, int], parse: Callable[[bytearray], list[str]], *,
+                 listener: socket.socket | None = None) -> None:
+        """A proxy to `target` on a port of its own, or on `listener`, a bound socket it listens on."""
         self._target, self._parse = target, parse
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = listener or socket.create_server(("127.0.0.1", 0))
+        self._listener.listen()
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 

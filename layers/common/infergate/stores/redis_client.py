@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 TIMEOUT_SECONDS = 0.5
@@ -70,6 +73,55 @@ def _failing_fast(base: type, outage: _Outage) -> type:
     return FailFastConnection
 
 
+def _cluster_client(url: str, options: dict):
+    """A RedisCluster, or, if no node answers now, a stand-in that makes one on a later call."""
+    from redis.cluster import RedisCluster
+
+    outage = _Outage()
+    base = redis.SSLConnection if url.startswith("rediss://") else redis.Connection
+    make = partial(RedisCluster.from_url, url, connection_class=_failing_fast(base, outage), **options)
+    try:
+        return make()
+    except RedisClusterException:
+        outage.begin()
+        return _ClusterToBe(make, outage)
+
+
+class _ClusterToBe:
+    """A Redis Cluster that could not be reached when the instance started: a RedisCluster asks a
+    node for the slot map as it is made. Until one answers, each call fails as a call to a down
+    Redis does (ConnectionError, at once during an outage), so that the request is refused or let
+    through as RATE_LIMIT_FAIL_OPEN says, and the instance is not lost."""
+
+    def __init__(self, make: Callable[[], redis.Redis], outage: _Outage) -> None:
+        self._make, self._outage, self._made = make, outage, None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        return getattr(self._client(), name)
+
+    def register_script(self, script: str):
+        """A script called through this stand-in: the stores register theirs as they are made."""
+        from redis.commands.core import Script
+
+        return Script(self, script)
+
+    def get_encoder(self):
+        """The encoder a Script hashes its text with: the clients' default."""
+        return redis.connection.Encoder(encoding="utf-8", encoding_errors="strict", decode_responses=False)
+
+    def _client(self) -> redis.Redis:
+        with self._lock:
+            if self._made is None:
+                self._outage.check()
+                try:
+                    self._made = self._make()
+                except RedisClusterException as error:
+                    self._outage.begin()
+                    raise redis.ConnectionError(str(error)) from None
+            return self._made
+
+
 def names_a_cluster(url: str) -> bool:
     """Whether `url` is an ElastiCache endpoint that only a cluster client can use: a cluster-mode
     cluster's configuration endpoint (clustercfg.…) or a serverless cache (….serverless.…), which
@@ -88,11 +140,7 @@ def connect(url: str, *, cluster: bool = False) -> redis.Redis:
     options = {"socket_connect_timeout": TIMEOUT_SECONDS, "socket_timeout": TIMEOUT_SECONDS,
                "health_check_interval": 30, "retry": Retry(NoBackoff(), 1)}
     if cluster:
-        from redis.cluster import RedisCluster
-
-        tls = url.startswith("rediss://")
-        base = redis.SSLConnection if tls else redis.Connection
-        return RedisCluster.from_url(url, connection_class=_failing_fast(base, _Outage()), **options)
+        return _cluster_client(url, options)
     client = redis.Redis.from_url(url, **options)
     pool = client.connection_pool
     pool.connection_class = _failing_fast(pool.connection_class, _Outage())
