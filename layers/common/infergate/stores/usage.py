@@ -70,6 +70,8 @@ from infergate.stores.usage_documents import (
 # Lines a journal gathers before they move to `request_log`: fewer means more archive
 # writes; more means a larger document for every update of the month to rewrite.
 ARCHIVE_EVERY = 16
+# Times a refused reservation is tried again when its month shows that a request finished meanwhile.
+_RETRIES = 3
 _DUPLICATE_KEY = 11000
 
 
@@ -113,14 +115,25 @@ class MongoUsageLedger:
             # "applied" on every server): the month is created on its own, and tried again.
             self._create_month(reservation, now)
             held = self._reserve_what_remains(document_id, reservation, **remains)
-        if held is None and self._holds(document_id, now) >= most_held:
-            raise HoldsFull(most_held)
+        for _ in range(_RETRIES):
+            if held is not None:
+                return replace(reservation, tokens=held)
+            holds, room = self._standing(document_id, quota, now)
+            if holds >= most_held:
+                raise HoldsFull(most_held)
+            if room < minimum:
+                return None
+            # Refused, yet a hold is free and room enough remains: a request of the user's
+            # finished in between. Refused for the wrong reason, it is tried again.
+            held = self._reserve_what_remains(document_id, reservation, **remains)
         return None if held is None else replace(reservation, tokens=held)
 
-    def _holds(self, document_id: str, now: datetime) -> int:
-        """How many unexpired reservations the month holds: read only once one is refused."""
-        document = self._usage.find_one({"_id": document_id}, {"reservations.expires_at": 1}) or {}
-        return sum(1 for hold in document.get("reservations", ()) if hold["expires_at"] > now)
+    def _standing(self, document_id: str, quota: int, now: datetime) -> tuple[int, int]:
+        """How many unexpired reservations the month holds, and what room they leave of `quota`:
+        read only once a reservation is refused, to tell why."""
+        document = self._usage.find_one({"_id": document_id}, {"reservations": 1, "tokens_used": 1}) or {}
+        holds = [hold for hold in document.get("reservations", ()) if hold["expires_at"] > now]
+        return len(holds), quota - document.get("tokens_used", 0) - sum(hold["tokens"] for hold in holds)
 
     def _reserve_what_remains(self, document_id: str, reservation: Reservation, *, minimum: int, quota: int,
                               now: datetime, most_held: int) -> int | None:
