@@ -289,6 +289,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/admin/v1/plans"): Operation(
         "listPlans", "The plans and their figures.", "Admin", Auth.ADMIN, admin.PlanList,
         errors=joined(OPERATORS_ONLY, STORES)),
+    ("GET", "/admin/v1/prices"): Operation(
+        "listPrices", "What each model's tokens cost (MODEL_PRICES), in millionths of the currency.", "Admin",
+        Auth.ADMIN, admin.PriceList, errors=joined(OPERATORS_ONLY, STORES)),
     ("GET", "/admin/v1/servers"): Operation(
         "listServers", "The model servers of the pool: health, breaker, models, load and last minute.", "Admin",
         Auth.ADMIN, admin.ServerList, errors=joined(OPERATORS_ONLY, STORES)),

@@ -8,6 +8,7 @@
   keys revoke KEY_ID
   usage top [--period YYYY-MM] [--top N]
   servers
+  prices
   audit [--limit N] [--cursor C]
   admin-keys list | admin-keys create --name NAME [--role admin|viewer] | admin-keys revoke KEY_ID
   admin-key create --name NAME [--role admin|viewer]     straight to MongoDB: the first key
@@ -86,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--top", type=int, default=10)
 
     topics.add_parser("servers", help="the model servers: health, breaker, models, load")
+    topics.add_parser("prices", help="what each model's tokens cost (MODEL_PRICES)")
     audit = topics.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--cursor")
@@ -138,6 +140,8 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
             return "admin_key", api.send("DELETE", f"/admin/v1/admin-keys/{arguments.key_id}")
         case "servers", _:
             return "servers", api.get("/admin/v1/servers")
+        case "prices", _:
+            return "prices", api.get("/admin/v1/prices")
         case "audit", _:
             return "audit", api.get("/admin/v1/audit", limit=arguments.limit, cursor=arguments.cursor)
     raise AssertionError("argparse admits no other command")

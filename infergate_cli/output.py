@@ -13,6 +13,9 @@ def table(kind: str, reply) -> str:
         "usage": lambda: _usage(reply),
         "audit": lambda: _audit(reply),
         "servers": lambda: _servers(reply),
+        "prices": lambda: _rows(("MODEL", f"INPUT {reply['currency']}/M", f"OUTPUT {reply['currency']}/M"), [
+            (model, _money(price["input_per_million_micros"]), _money(price["output_per_million_micros"]))
+            for model, price in sorted(reply["prices"].items())]),
         "admin_key": lambda: _admin_key(reply),
         "admin_keys": lambda: _rows(("KEY", "NAME", "ROLE", "STATUS", "CREATED"), [
             (k["key_id"], k["name"], k["role"], k["status"], k["created_at"][:19]) for k in reply["data"]]),
@@ -50,9 +53,17 @@ def _user(user) -> str:
 
 
 def _usage(summary) -> str:
-    head = f"{summary['period']}: {summary['tokens_used']} tokens, {summary['requests']} requests, {summary['users']} users"
-    return head + "\n\n" + _rows(("USER", "TOKENS", "REQUESTS"),
-                                 [(t["user_id"], t["tokens"], t["requests"]) for t in summary["top"]])
+    head = (f"{summary['period']}: {summary['tokens_used']} tokens, {summary['requests']} requests, "
+            f"{summary['users']} users, {_money(summary['cost_micros'])} {summary['currency']}")
+    return head + "\n\n" + _rows(("USER", "TOKENS", "REQUESTS", f"COST {summary['currency']}"),
+                                 [(t["user_id"], t["tokens"], t["requests"], _money(t["cost_micros"]))
+                                  for t in summary["top"]])
+
+
+def _money(micros: int) -> str:
+    """Micros as the currency's units, every digit kept: 1234567 is 1.234567."""
+    whole, part = divmod(micros, 1_000_000)
+    return f"{whole}.{part:06d}"
 
 
 def _audit(page) -> str:

@@ -1,6 +1,6 @@
 """The admin API, for operators with an admin key (`iga_…`): users, their plans, overrides,
 suspension and grants, any key's revocation, admin keys themselves, usage across users, plans,
-the model servers, and the audit log.
+prices, the model servers, and the audit log.
 
 Collaborators: the account store and the audit log (MongoDB), the usage ledger (MongoDB),
 when keys were last used (Redis), and the accounts version, advanced by every change so that
@@ -76,13 +76,19 @@ def revoke_admin_key(key_id: str) -> Response:
 def usage_summary() -> Response:
     current_operator(app)
     query = admin.summary_query(app)
-    return admin.summary(services.usage.summary(query.period, top=query.top))
+    return admin.summary(services.usage.summary(query.period, top=query.top), currency=services.settings.currency)
 
 
 @app.get("/admin/v1/plans")
 def plans() -> Response:
     current_operator(app)
     return admin.plans(services.plans)
+
+
+@app.get("/admin/v1/prices")
+def prices() -> Response:
+    current_operator(app)
+    return admin.prices(services.prices, currency=services.settings.currency)
 
 
 @app.get("/admin/v1/servers")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from infergate.domain.ledger import HoldsFull, RequestOutcome, Reservation, UsageLedger
+from infergate.domain.prices import FREE, Price
 from infergate.stores.usage import MongoUsageLedger
 from tests.support.concurrency import at_once
 from tests.support.fakes import MemoryLedger
@@ -53,6 +55,36 @@ def test_settling_charges_the_real_count_and_logs_it(ledger):
     assert (line.reservation_id, line.prompt_tokens, line.completion_tokens, line.charged, line.status, line.seq) == (
         "r1", 20, 30, 50, "ok", 1)
     assert logged(ledger) == (50, 50)
+
+
+def test_each_request_costs_its_charge_at_its_price_and_every_total_is_the_sum_of_those(ledger):
+    eight_b, seventy_b = Price(150_000, 600_000), Price(900_000, 900_000)
+    asked = [("r1", 123, 45, "llama3.1:8b", eight_b), ("r2", 10, 0, "llama3.1:8b", eight_b),
+             ("r3", 1000, 250, "llama3.1:70b", seventy_b), ("r4", 7, 3, "tiny:latest", FREE)]
+    for rid, prompt, completion, model, price in asked:
+        held = ledger.reserve(wanted(rid, 2000), minimum=1, quota=100_000, now=NOW)
+        ledger.settle(held, replace(outcome(prompt, completion, model=model), price=price), quota=100_000)
+    failed = ledger.reserve(wanted("r5", 2000), minimum=1, quota=100_000, now=NOW)
+    ledger.release(failed, replace(outcome(0, 0, status="upstream_error", model="llama3.1:70b"), price=seventy_b))
+
+    costs = {"r1": 45, "r2": 2, "r3": 1125, "r4": 0, "r5": 0}  # 45.45, 1.5 (half up), 1125, free, failed
+    statement = ledger.statement("usr_1", "2026-11")
+    assert {line.reservation_id: line.cost_micros for line in statement.log} == costs
+    assert statement.cost_micros == sum(costs.values()) == 1172
+    usage = ledger.usage("usr_1", "2026-11", now=NOW)
+    assert usage.cost_micros == 1172
+    assert {model: tally.cost_micros for model, tally in usage.by_model.items()} == {
+        "llama3.1:8b": 47, "llama3.1:70b": 1125, "tiny:latest": 0}
+    assert usage.by_day["2026-11-28"].cost_micros == 1172
+    summary = ledger.period_summary("2026-11", top=5)
+    assert summary.cost_micros == 1172 and summary.top[0].cost_micros == 1172
+
+
+def test_a_charge_short_of_the_use_costs_only_what_was_charged(ledger):
+    held = ledger.reserve(wanted("r1", 100), minimum=1, quota=1000, now=NOW)
+    charged = ledger.settle(held, replace(outcome(80, 70), price=Price(1_000_000, 2_000_000)), quota=1000)
+    assert charged == 100
+    assert ledger.statement("usr_1", "2026-11").cost_micros == 80 + 2 * 20  # the prompt first, then 20 generated
 
 
 def test_a_released_reservation_costs_nothing_but_is_logged(ledger):

@@ -215,6 +215,7 @@ class _Month:
     requests: int = 0
     by_model: dict[str, Tally] = field(default_factory=dict)
     by_day: dict[str, Tally] = field(default_factory=dict)
+    cost: int = 0  # micros
 
 
 class MemoryLedger:
@@ -291,29 +292,32 @@ class MemoryLedger:
         return next((line for line in month.lines if line.reservation_id == reservation_id), None)
 
     def _record(self, month: _Month, reservation: Reservation, outcome: RequestOutcome, charge: int) -> None:
-        counted = outcome.status == "ok" or charge > 0
+        counted = outcome.counted(charge)
+        cost = outcome.cost_micros(charge) if counted else 0
         month.lines.append(LoggedRequest(
             reservation.reservation_id, len(month.lines) + 1, outcome.request_id, outcome.key_id, outcome.model,
             outcome.status, outcome.prompt_tokens if counted else 0, outcome.completion_tokens if counted else 0,
-            charge, outcome.at))
+            charge, outcome.at, cost))
         self.log.append((outcome, charge))
         if counted:
             month.used += charge
+            month.cost += cost
             month.requests += 1
             for tallies, key in ((month.by_model, outcome.model), (month.by_day, day_of(outcome.at))):
                 earlier = tallies.get(key, Tally(0, 0))
-                tallies[key] = Tally(earlier.tokens + charge, earlier.requests + 1)
+                tallies[key] = Tally(earlier.tokens + charge, earlier.requests + 1, earlier.cost_micros + cost)
 
     def usage(self, user_id: str, period: str, *, now: datetime) -> PeriodUsage:
         with self._lock:
             month = self._months.get((user_id, period)) or _Month(0, {})
             reserved = sum(hold.tokens for hold in month.holds.values() if hold.expires_at > now)
-            return PeriodUsage(period, month.used, reserved, month.requests, dict(month.by_model), dict(month.by_day))
+            return PeriodUsage(period, month.used, reserved, month.requests, dict(month.by_model), dict(month.by_day),
+                               month.cost)
 
     def statement(self, user_id: str, period: str) -> LedgerStatement:
         with self._lock:
             month = self._months.get((user_id, period)) or _Month(0, {})
-            return LedgerStatement(month.used, tuple(month.lines))
+            return LedgerStatement(month.used, tuple(month.lines), month.cost)
 
     def period_summary(self, period: str, *, top: int) -> PeriodSummary:
         with self._lock:
@@ -321,7 +325,8 @@ class MemoryLedger:
             heaviest = sorted(months, key=lambda pair: (-pair[1].used, pair[0]))[:top]
             return PeriodSummary(period, sum(month.used for _, month in months),
                                  sum(month.requests for _, month in months), len(months),
-                                 [UserTally(user, month.used, month.requests) for user, month in heaviest])
+                                 [UserTally(user, month.used, month.requests, month.cost) for user, month in heaviest],
+                                 sum(month.cost for _, month in months))
 
 
 @dataclass

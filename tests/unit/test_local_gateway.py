@@ -63,6 +63,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("DELETE", "/admin/v1/admin-keys/{key_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/usage"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/plans"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("GET", "/admin/v1/prices"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/servers"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/audit"): ("AdminFunction", "ApiKeyAuthorizer"),
     }

@@ -14,6 +14,13 @@ from infergate.config import InvalidSettings, checked
     ({"PLANS": '{"team": {"max_output_tokens": 99999}}'}, "PLANS is not valid"),
     ({"MODEL_ALIASES": '{"chat": []}'}, "MODEL_ALIASES is not valid"),
     ({"MODEL_TOKENIZERS": '["a"]'}, "MODEL_TOKENIZERS is not valid"),
+    ({"MODEL_PRICES": '{"llama3": {"input_per_million_micros": 0.5, "output_per_million_micros": 1}}'},
+     "MODEL_PRICES is not valid: llama3.input_per_million_micros: Input should be a valid integer"),
+    ({"MODEL_PRICES": '{"llama3": {"input_per_million_micros": 1}}'},
+     "MODEL_PRICES is not valid: llama3.output_per_million_micros: Field required"),
+    ({"MODEL_PRICES": '{"llama3": {"input_per_million_micros": -1, "output_per_million_micros": 1}}'},
+     "llama3.input_per_million_micros: Input should be greater than or equal to 0"),
+    ({"CURRENCY": "dollars"}, "CURRENCY: string should match pattern"),
     ({"MODEL_TOKENIZERS": '{"llama3": "/nowhere/tokenizer.json"}'}, "no readable file for llama3"),
 ])
 def test_a_setting_out_of_range_is_named_with_its_range(env, named):

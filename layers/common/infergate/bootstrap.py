@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from infergate.domain.own_keys import OwnKeys
     from infergate.domain.plans import PlanCatalog
     from infergate.domain.pool import Catalog, PoolStore
+    from infergate.domain.prices import PriceList
     from infergate.domain.registration import Registrar
     from infergate.domain.servers import ServerReports
     from infergate.domain.telemetry import Telemetry
@@ -282,7 +283,13 @@ class Services:
         # A reservation outlives the longest stream, so that a live request always finds it.
         ttl = max(RESERVATION_TTL, timedelta(seconds=self.settings.ollama_stream_timeout + 60))
         return Meter(self.gatekeeper, self.ledger, self.models, self.dispatcher, self.telemetry, clock=self.clock,
-                     reservation_ttl=ttl)
+                     reservation_ttl=ttl, prices=self.prices)
+
+    @cached_property
+    def prices(self) -> PriceList:
+        from infergate.config import price_list
+
+        return price_list(self.settings)
 
     @cached_property
     def inference(self) -> InferenceService:
@@ -357,7 +364,7 @@ class Services:
     def usage(self) -> UsageReports:
         from infergate.domain.usage import UsageReports
 
-        return UsageReports(self.ledger, self.plans, clock=self.clock)
+        return UsageReports(self.ledger, self.plans, clock=self.clock, currency=self.settings.currency)
 
     @cached_property
     def administration(self) -> Administration:

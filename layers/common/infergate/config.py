@@ -1,6 +1,6 @@
 """Settings read once from the environment (each also a SAM parameter), and what is parsed
 from them: the plans (PLANS and the figures of the default plan), the pool of model servers
-(MODEL_SERVERS, or OLLAMA_URL alone) and the model aliases (MODEL_ALIASES).
+(MODEL_SERVERS, or OLLAMA_URL alone), the model aliases (MODEL_ALIASES) and prices (MODEL_PRICES).
 
 `Settings` (infergate.settings_model) declares them with pydantic. A function instance checks
 its own at init (`checked`) with the validator pydantic compiles from that declaration, kept as
@@ -23,6 +23,7 @@ from infergate.domain.plans import Plan, PlanCatalog
 
 if TYPE_CHECKING:
     from infergate.domain.pool import Server
+    from infergate.domain.prices import PriceList
     from infergate.settings_model import Settings
 
 # Settings' validator as pydantic compiles it: the model's fields (core schema) and its config.
@@ -97,6 +98,7 @@ def checked(env: Mapping[str, str] | None = None) -> CheckedSettings:
         plan_catalog(settings)
         aliases(settings)
         tokenizer_paths(settings)
+        price_list(settings)
     except ValueError as error:
         raise InvalidSettings(str(error)) from None
     return settings
@@ -168,6 +170,24 @@ def aliases(settings: Settings | CheckedSettings) -> dict[str, list[str]]:
         return TypeAdapter(dict[str, Annotated[list[str], Field(min_length=1)]]).validate_json(settings.model_aliases)
     except ValueError as error:
         raise ValueError(f"MODEL_ALIASES is not valid: {error}") from None
+
+
+def price_list(settings: Settings | CheckedSettings) -> PriceList:
+    """MODEL_PRICES: each model's or alias's price per million tokens, in whole micros."""
+    from infergate.domain.prices import Price, PriceList
+
+    if not settings.model_prices.strip():
+        return PriceList()
+    from pydantic import TypeAdapter
+
+    from infergate.settings_model import PriceEntry
+
+    try:
+        entries = TypeAdapter(dict[str, PriceEntry]).validate_json(settings.model_prices)
+    except ValueError as error:
+        raise ValueError(f"MODEL_PRICES is not valid: {_fields_at_fault(error)}") from None
+    return PriceList({model: Price(entry.input_per_million_micros, entry.output_per_million_micros)
+                      for model, entry in entries.items()})
 
 
 def tokenizer_paths(settings: Settings | CheckedSettings) -> dict[str, str]:

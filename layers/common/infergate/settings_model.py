@@ -63,6 +63,11 @@ class Settings(SettingsRules, Schema):
     # Each model's tokenizer, as JSON: {"llama3.1:8b": "/opt/tokenizers/llama3.json"} (Hugging Face's
     # tokenizer.json): its prompts are counted by it before the model sees them, rather than in bytes.
     model_tokenizers: str = Field("", alias="MODEL_TOKENIZERS")
+    # What each model's (or alias's) tokens cost, in micro-units of CURRENCY per million tokens, as
+    # JSON: {"llama3.1:8b": {"input_per_million_micros": 150000, "output_per_million_micros": 600000}}.
+    model_prices: str = Field("", alias="MODEL_PRICES")
+    # The operator's currency, which every *_micros figure counts millionths of (ISO 4217).
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", alias="CURRENCY")
     # Plans beyond the defaults, as JSON: {"pro": {"monthly_token_quota": ..., "rate_limit_rpm": ...}, ...}
     plans: str = Field("", alias="PLANS")
     default_plan: str = Field("free", alias="DEFAULT_PLAN")
@@ -108,6 +113,15 @@ class PlanFigures(Schema):
     max_output_tokens: int | None = None
     max_api_keys: int | None = None
     max_concurrent_requests: int | None = None
+
+
+class PriceEntry(Schema):
+    """One model's price as MODEL_PRICES gives it: whole micros per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_million_micros: int = Field(ge=0, le=10**12, strict=True)
+    output_per_million_micros: int = Field(ge=0, le=10**12, strict=True)
 
 
 class ServerEntry(Schema):

@@ -65,7 +65,13 @@ def usage_response(standing: Standing) -> UsageResponse:
         token_quota=standing.token_quota,
         tokens_remaining=standing.tokens_remaining,
         requests=usage.requests,
+        cost_micros=usage.cost_micros,
+        currency=standing.currency,
         resets_at=standing.resets_at,
-        by_model={name: Tally(tokens=t.tokens, requests=t.requests) for name, t in usage.by_model.items()},
-        by_day={day: Tally(tokens=t.tokens, requests=t.requests) for day, t in sorted(usage.by_day.items())},
+        by_model={name: _tally(t) for name, t in usage.by_model.items()},
+        by_day={day: _tally(t) for day, t in sorted(usage.by_day.items())},
     )
+
+
+def _tally(tally) -> Tally:
+    return Tally(tokens=tally.tokens, requests=tally.requests, cost_micros=tally.cost_micros)

@@ -15,6 +15,7 @@ from infergate.domain.accounts import AdminKeyRecord, AuditEntry, UserRecord
 from infergate.domain.ledger import PeriodSummary
 from infergate.domain.own_keys import KeyState
 from infergate.domain.plans import PlanCatalog
+from infergate.domain.prices import PriceList
 from infergate.domain.servers import ServerReport
 from infergate.domain.usage import Standing
 from infergate.schemas.admin import (
@@ -29,6 +30,7 @@ from infergate.schemas.admin import (
     IssuedAdminKey,
     PlanList,
     PlanView,
+    PriceView,
     RevokedKey,
     ServerList,
     ServerView,
@@ -41,6 +43,7 @@ from infergate.schemas.admin import (
     UserView,
     cursor_of,
 )
+from infergate.schemas.admin import PriceList as PriceListView
 
 T = TypeVar("T")
 
@@ -107,10 +110,19 @@ def revoked(key_id: str) -> Response:
     return json_response(RevokedKey(key_id=key_id))
 
 
-def summary(summary: PeriodSummary) -> Response:
+def summary(summary: PeriodSummary, *, currency: str) -> Response:
     return json_response(UsageSummary(
         period=summary.period, tokens_used=summary.tokens_used, requests=summary.requests, users=summary.users,
-        top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests) for t in summary.top]))
+        cost_micros=summary.cost_micros, currency=currency,
+        top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests, cost_micros=t.cost_micros)
+             for t in summary.top]))
+
+
+def prices(prices: PriceList, *, currency: str) -> Response:
+    return json_response(PriceListView(currency=currency, prices={
+        name: PriceView(input_per_million_micros=price.input_per_million_micros,
+                        output_per_million_micros=price.output_per_million_micros)
+        for name, price in prices.named().items()}))
 
 
 def plans(catalog: PlanCatalog) -> Response:

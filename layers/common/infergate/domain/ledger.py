@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from infergate.domain.prices import FREE, Price
+
 
 @dataclass(frozen=True)
 class Reservation:
@@ -40,6 +42,7 @@ class RequestOutcome:
     detail: str | None = None  # what went wrong, for a request that failed
     end_user: str | None = None  # OpenAI's `user`: who, behind a shared key, asked
     servers: tuple[str, ...] = ()  # every model server the request was sent to, in order: the last answered
+    price: Price = FREE  # what its model's tokens cost (MODEL_PRICES)
 
     @property
     def server(self) -> str | None:
@@ -50,11 +53,21 @@ class RequestOutcome:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def counted(self, charge: int) -> bool:
+        """Whether the request counts as one that used the model: it succeeded, or was cut off
+        after the model had generated tokens, which are charged."""
+        return self.status == "ok" or charge > 0
+
+    def cost_micros(self, charge: int) -> int:
+        """What `charge` of its tokens cost, in micros: worked out once, here, for every total."""
+        return self.price.cost_of_charge(self.prompt_tokens, self.completion_tokens, charge)
+
 
 @dataclass(frozen=True)
 class Tally:
     tokens: int
     requests: int
+    cost_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class PeriodUsage:
     requests: int
     by_model: dict[str, Tally]
     by_day: dict[str, Tally]
+    cost_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class LoggedRequest:
     completion_tokens: int
     charged: int
     at: datetime
+    cost_micros: int = 0  # what `charged` cost
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ class LedgerStatement:
 
     tokens_used: int
     log: tuple[LoggedRequest, ...]
+    cost_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,7 @@ class UserTally:
     user_id: str
     tokens: int
     requests: int
+    cost_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,7 @@ class PeriodSummary:
     requests: int
     users: int
     top: list[UserTally]
+    cost_micros: int = 0
 
 
 # A user's holds are their requests in flight; with no limit given, any number may be held.

@@ -47,6 +47,7 @@ from infergate.domain.model_policy import ModelPolicy
 from infergate.domain.model_server import CLIENT_CLOSED, CutOff
 from infergate.domain.periods import period_end, period_of
 from infergate.domain.pool import Departure, Placement, Route
+from infergate.domain.prices import PriceList
 from infergate.domain.principal import Principal
 from infergate.domain.telemetry import Telemetry
 
@@ -91,9 +92,10 @@ class Charge:
 class Meter:
     def __init__(self, gatekeeper: Gatekeeper, ledger: UsageLedger, models: ModelPolicy, dispatcher: Dispatcher,
                  telemetry: Telemetry, *, clock: Callable[[], datetime],
-                 reservation_ttl: timedelta = RESERVATION_TTL) -> None:
+                 reservation_ttl: timedelta = RESERVATION_TTL, prices: PriceList | None = None) -> None:
         self.gatekeeper, self.ledger, self.models, self.dispatcher = gatekeeper, ledger, models, dispatcher
         self.telemetry, self.clock, self.reservation_ttl = telemetry, clock, reservation_ttl
+        self.prices = prices or PriceList()
 
     def open(self, principal: Principal, estimate: Estimate,
              on_admitted: Callable[[Admission], None] = lambda admission: None, *, seconds: float) -> MeteredCall:
@@ -289,7 +291,7 @@ class MeteredCall:
             model=model, status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             latency_ms=int((time.monotonic() - self._started) * 1000),  # the model's part of the request
             at=self._meter.clock(), detail=detail, end_user=self._estimate.end_user,
-            servers=tuple(self.seating.servers),
+            servers=tuple(self.seating.servers), price=self._meter.prices.of(self._estimate.model, model),
         )
         self._meter.telemetry.ended(outcome)
         return outcome

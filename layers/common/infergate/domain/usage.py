@@ -22,6 +22,7 @@ class Standing:
     usage: PeriodUsage
     token_quota: int
     resets_at: datetime
+    currency: str = "USD"  # what the usage's *_micros count millionths of
 
     @property
     def period(self) -> str:
@@ -37,15 +38,17 @@ class Standing:
 
 
 class UsageReports:
-    def __init__(self, ledger: UsageLedger, plans: PlanCatalog, *, clock: Callable[[], datetime]) -> None:
-        self._ledger, self._plans, self._clock = ledger, plans, clock
+    def __init__(self, ledger: UsageLedger, plans: PlanCatalog, *, clock: Callable[[], datetime],
+                 currency: str = "USD") -> None:
+        self._ledger, self._plans, self._clock, self._currency = ledger, plans, clock, currency
 
     def of(self, principal: Principal, period: str | None = None) -> Standing:
         """The caller's standing this month, or in a past month when `period` (YYYY-MM) names one."""
         now = self._clock()
         period = _begun(period, now=now)
         usage = self._ledger.usage(principal.user_id, period, now=now)
-        return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period))
+        return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period),
+                        currency=self._currency)
 
     def of_user(self, user: UserRecord) -> Standing:
         """A user's standing this month, as an operator sees it."""
@@ -53,7 +56,7 @@ class UsageReports:
         period = period_of(now)
         quota = plan_of(user, self._plans).monthly_token_quota + user.grants.get(period, 0)
         return Standing(usage=self._ledger.usage(user.user_id, period, now=now), token_quota=quota,
-                        resets_at=period_end(period))
+                        resets_at=period_end(period), currency=self._currency)
 
     def summary(self, period: str | None, *, top: int) -> PeriodSummary:
         """Every user's use of a month (this one unless `period` names a past one), and the heaviest users."""

@@ -135,14 +135,27 @@ class UserUsage(Schema):
     user_id: str
     tokens: int
     requests: int
+    cost_micros: int
 
 
 class UsageSummary(Schema):
     period: str
     tokens_used: int
     requests: int
+    cost_micros: int = Field(description="What the month's tokens cost, in millionths of `currency`.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
     users: int
     top: list[UserUsage]
+
+
+class PriceView(Schema):
+    input_per_million_micros: int = Field(description="Millionths of `currency` per million prompt tokens.")
+    output_per_million_micros: int = Field(description="Millionths of `currency` per million generated tokens.")
+
+
+class PriceList(Schema):
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    prices: dict[str, PriceView] = Field(description="MODEL_PRICES: by model or alias; any other model costs 0.")
 
 
 class PlanView(Schema):

@@ -29,6 +29,7 @@ class UsageQuery(Schema):
 class Tally(Schema):
     tokens: int
     requests: int
+    cost_micros: int = Field(description="What the tokens cost, in millionths of `currency` (MODEL_PRICES).")
 
 
 class UsageResponse(Schema):
@@ -38,6 +39,9 @@ class UsageResponse(Schema):
     token_quota: int
     tokens_remaining: int
     requests: int
+    cost_micros: int = Field(description="What `tokens_used` cost, in millionths of `currency`: each request's cost "
+                                         "rounded half up to a whole micro once, then summed.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
     resets_at: datetime
     by_model: dict[str, Tally]
     by_day: dict[str, Tally]

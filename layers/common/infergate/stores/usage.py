@@ -1,3 +1,5 @@
+# Longer than 300 lines: reserving, settling, archiving and reading keep one document's invariants
+# together (committed, the holds, the journal's numbering); apart, each would restate the others'.
 """Monthly token accounting in MongoDB, one document per user per month (its shape:
 stores/usage_documents.py), no transactions.
 
@@ -276,6 +278,7 @@ class MongoUsageLedger:
             requests=document.get("requests", 0),
             by_model=tallies(document, "models", legacy="by_model", decode=model_name),
             by_day=tallies(document, "days", legacy="by_day"),
+            cost_micros=document.get("cost_micros", 0),
         )
 
     @unavailable_when_unreachable
@@ -283,13 +286,15 @@ class MongoUsageLedger:
         totals = next(self._usage.aggregate([
             {"$match": {"period": period}},
             {"$group": {"_id": None, "tokens": {"$sum": "$tokens_used"}, "requests": {"$sum": "$requests"},
-                        "users": {"$sum": 1}}},
-        ]), {"tokens": 0, "requests": 0, "users": 0})
-        heaviest = self._usage.find({"period": period}, {"user_id": 1, "tokens_used": 1, "requests": 1}).sort(
-            [("tokens_used", -1), ("_id", 1)]).limit(top)
+                        "cost": {"$sum": "$cost_micros"}, "users": {"$sum": 1}}},
+        ]), {"tokens": 0, "requests": 0, "cost": 0, "users": 0})
+        heaviest = self._usage.find({"period": period}, {"user_id": 1, "tokens_used": 1, "requests": 1,
+                                                         "cost_micros": 1}).sort([("tokens_used", -1), ("_id", 1)]).limit(top)
         return PeriodSummary(
             period=period, tokens_used=totals["tokens"], requests=totals["requests"], users=totals["users"],
-            top=[UserTally(month["user_id"], month.get("tokens_used", 0), month.get("requests", 0)) for month in heaviest],
+            top=[UserTally(month["user_id"], month.get("tokens_used", 0), month.get("requests", 0),
+                           month.get("cost_micros", 0)) for month in heaviest],
+            cost_micros=totals["cost"],
         )
 
     @unavailable_when_unreachable
@@ -297,7 +302,7 @@ class MongoUsageLedger:
         # The month's document first: every line numbered up to its `entries` is then either
         # in its journal or, copied before it left the journal, in request_log.
         document = self._usage.find_one({"_id": month_id(user_id, period)},
-                                        {"tokens_used": 1, "entries": 1, "journal": 1}) or {}
+                                        {"tokens_used": 1, "cost_micros": 1, "entries": 1, "journal": 1}) or {}
         lines = {line["_id"]: line for line in self._log.find({
             "user_id": user_id, "period": period,
             # Lines logged before lines were numbered have no `seq`.
@@ -306,6 +311,7 @@ class MongoUsageLedger:
         for line in numbered(document):
             lines.setdefault(line["_id"], line)
         logged = sorted((logged_request(line) for line in lines.values()), key=lambda entry: entry.seq)
-        return LedgerStatement(tokens_used=document.get("tokens_used", 0), log=tuple(logged))
+        return LedgerStatement(tokens_used=document.get("tokens_used", 0), log=tuple(logged),
+                               cost_micros=document.get("cost_micros", 0))
 
 

@@ -3,9 +3,10 @@ lines of its request log, and the readings made of them (stores/usage.py writes 
 
   {_id: "<user_id>:<YYYY-MM>", user_id, period,
    tokens_used, committed,                  committed = tokens_used + every hold listed below
+   cost_micros,                             what tokens_used cost (domain/prices.py)
    requests, entries,                       requests that succeeded; log lines written
    reservations: [{id, tokens, expires_at}, ...],
-   models: {<model>: {tokens, requests}}, days: {<YYYY-MM-DD>: {tokens, requests}},
+   models: {<model>: {tokens, requests, cost_micros}}, days: {<YYYY-MM-DD>: {...the same}},
    journal: [<request log line>, ...]}      the newest lines of the request log
 """
 
@@ -42,22 +43,17 @@ def sum_of_tokens(holds: str) -> dict:
 def counts(outcome: RequestOutcome, charge: int) -> dict[str, int]:
     """What recording `outcome` adds to the month's counters and tallies."""
     counts = {"entries": 1}
-    if charged(outcome, charge):
-        model, day = f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}"
-        counts |= {"tokens_used": charge, "requests": 1, f"{model}.tokens": charge, f"{model}.requests": 1,
-                   f"{day}.tokens": charge, f"{day}.requests": 1}
+    if outcome.counted(charge):
+        cost = outcome.cost_micros(charge)
+        counts |= {"tokens_used": charge, "requests": 1, "cost_micros": cost}
+        for tally in (f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}"):
+            counts |= {f"{tally}.tokens": charge, f"{tally}.requests": 1, f"{tally}.cost_micros": cost}
     return counts
-
-
-def charged(outcome: RequestOutcome, charge: int) -> bool:
-    """Whether a request counts as one that used the model: it succeeded, or was cut off
-    after the model had generated tokens, which are charged."""
-    return outcome.status == "ok" or charge > 0
 
 
 def log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> dict:
     """One request in the log. `total_tokens` is what was charged: the log sums to the counter."""
-    counted = charged(outcome, charge)
+    counted = outcome.counted(charge)
     line: dict[str, Any] = {
         "_id": reservation.reservation_id,
         "request_id": outcome.request_id,
@@ -68,6 +64,7 @@ def log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> 
         "prompt_tokens": outcome.prompt_tokens if counted else 0,
         "completion_tokens": outcome.completion_tokens if counted else 0,
         "total_tokens": charge,
+        "cost_micros": outcome.cost_micros(charge) if counted else 0,
         "reserved_tokens": reservation.tokens,
         "latency_ms": outcome.latency_ms,
         "created_at": outcome.at,
@@ -94,11 +91,12 @@ def numbered(document: dict) -> list[dict]:
 
 def tallies(document: dict, field: str, *, legacy: str, decode=lambda key: key) -> dict[str, Tally]:
     """Tallies by key; months recorded before tallies were maps keep theirs in a list."""
-    tallies = {decode(key): Tally(value.get("tokens", 0), value.get("requests", 0))
+    tallies = {decode(key): Tally(value.get("tokens", 0), value.get("requests", 0), value.get("cost_micros", 0))
                for key, value in (document.get(field) or {}).items()}
     for entry in document.get(legacy) or []:
         earlier = tallies.get(entry["key"], Tally(0, 0))
-        tallies[entry["key"]] = Tally(earlier.tokens + entry["tokens"], earlier.requests + entry["requests"])
+        tallies[entry["key"]] = Tally(earlier.tokens + entry["tokens"], earlier.requests + entry["requests"],
+                                      earlier.cost_micros)
     return tallies
 
 
@@ -114,4 +112,5 @@ def logged_request(line: dict) -> LoggedRequest:
         completion_tokens=line["completion_tokens"],
         charged=line["total_tokens"],
         at=line["created_at"],
+        cost_micros=line.get("cost_micros", 0),
     )
