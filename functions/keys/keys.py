@@ -22,7 +22,8 @@ app = create_app(services)
 def create_key() -> Response:
     principal = admitted_principal(app)  # who asks first: a refused caller is refused, whatever the body
     request = accounts.key_request(app)
-    return accounts.issued(services.keys.create(principal, name=request.name, expires_in_days=request.expires_in_days))
+    return accounts.issued(services.keys.create(principal, name=request.name, expires_in_days=request.expires_in_days,
+                                                allowed_models=request.allowed_models))
 
 
 @app.get("/v1/keys")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -122,7 +122,9 @@ def plan_catalog(settings: Settings | CheckedSettings) -> PlanCatalog:
         try:
             for name, given in TypeAdapter(dict[str, PlanFigures]).validate_json(settings.plans).items():
                 figures = given.model_dump(exclude_none=True)
-                plans[name] = plans[name].with_figures(figures) if name in plans else Plan(name=name, **figures)
+                models = figures.pop("allowed_models", None)
+                plan = plans[name].with_figures(figures) if name in plans else Plan(name=name, **figures)
+                plans[name] = replace(plan, allowed_models=tuple(models)) if models else plan
         except (ValueError, TypeError) as error:  # pydantic's ValidationError and InvalidPlan are ValueErrors
             raise ValueError(f"PLANS is not valid: {error}") from None
     return PlanCatalog(plans, settings.default_plan)
@@ -196,7 +198,7 @@ def tokenizer_paths(settings: Settings | CheckedSettings) -> dict[str, str]:
         return {}
     from pydantic import Field, TypeAdapter
 
-    from infergate.domain.model_policy import canonical
+    from infergate.domain.model_names import canonical
 
     try:
         named = TypeAdapter(dict[str, Annotated[str, Field(min_length=1)]]).validate_json(settings.model_tokenizers)

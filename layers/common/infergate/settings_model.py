@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from infergate.config import SettingsRules
 from infergate.domain.pool import OLLAMA, UNBOUNDED
-from infergate.schemas.base import Schema
+from infergate.schemas.base import ModelName, Schema
 
 
 class Settings(SettingsRules, Schema):
@@ -113,6 +113,7 @@ class PlanFigures(Schema):
     max_output_tokens: int | None = None
     max_api_keys: int | None = None
     max_concurrent_requests: int | None = None
+    allowed_models: list[ModelName] | None = Field(None, min_length=1)  # the models (or aliases) it may use
 
 
 class PriceEntry(Schema):

@@ -38,7 +38,8 @@ def rotation_request(app: App) -> RotateKeyRequest:
 def key_view(key: KeyState) -> KeyView:
     record = key.record
     return KeyView(key_id=record.key_id, name=record.name, prefix=record.prefix, created_at=record.created_at,
-                   last_used_at=key.last_used_at, expires_at=record.grace_until or record.expires_at, status=key.status)
+                   last_used_at=key.last_used_at, expires_at=record.grace_until or record.expires_at, status=key.status,
+                   allowed_models=None if record.allowed_models is None else list(record.allowed_models))
 
 
 def issued(key: IssuedKey, *, replaces: str | None = None) -> Response:

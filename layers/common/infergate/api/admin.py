@@ -126,8 +126,10 @@ def prices(prices: PriceList, *, currency: str) -> Response:
 
 
 def plans(catalog: PlanCatalog) -> Response:
-    return json_response(PlanList(data=[PlanView(**plan.figures(), name=plan.name, default=plan.name == catalog.default.name)
-                                        for plan in catalog.all()]))
+    return json_response(PlanList(data=[
+        PlanView(**plan.figures(), name=plan.name, default=plan.name == catalog.default.name,
+                 allowed_models=None if plan.allowed_models is None else list(plan.allowed_models))
+        for plan in catalog.all()]))
 
 
 def servers(reports: Sequence[ServerReport]) -> Response:

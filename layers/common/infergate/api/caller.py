@@ -1,16 +1,16 @@
 """Who is calling, as it travels from the authorizer to the handlers in API Gateway's
 `requestContext.authorizer` map: flat scalars, every value a string when it arrives. A
-user's plan travels as its name and its figures, each under its own key."""
+user's plan travels as its name and its figures, each under its own key; the models they may use
+as one comma-separated string."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from infergate.domain.errors import InferGateError
-from infergate.domain.plans import Plan
+from infergate.domain.plans import FIGURES, Plan
 from infergate.domain.principal import Operator, Principal
 
 if TYPE_CHECKING:
@@ -26,9 +26,10 @@ REFUSED = "refused"
 def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bool]:
     if isinstance(caller, Operator):
         return {"kind": OPERATOR, "key_id": caller.key_id, "name": caller.name, "role": caller.role}
+    models = {} if caller.allowed_models is None else {"allowed_models": ",".join(sorted(caller.allowed_models))}
     return {"kind": USER, "user_id": caller.user_id, "key_id": caller.key_id, "plan": caller.plan.name,
             **caller.plan.figures(), "suspended": caller.suspended, "granted_tokens": caller.granted_tokens,
-            "granted_period": caller.granted_period}
+            "granted_period": caller.granted_period, **models}
 
 
 def refused_context(error: InferGateError, *, status: int) -> dict[str, str | int]:
@@ -48,10 +49,12 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
     """The caller in `context`, or ValueError (KeyError) if it does not hold one."""
     if context.get("kind", USER) != USER:
         return _adapter(Operator).validate_python({name: context[name] for name in ("key_id", "name", "role")})
-    figures = {field.name: context[field.name] for field in fields(Plan) if field.name in context}
+    figures = {name: context[name] for name in FIGURES if name in context}
     plan = _adapter(Plan).validate_python({**figures, "name": context["plan"]})
+    models = context.get("allowed_models")  # model names hold no comma; absent: any model
     return _adapter(Principal).validate_python({
         "user_id": context["user_id"], "key_id": context["key_id"], "plan": plan,
+        "allowed_models": None if models is None else frozenset(filter(None, str(models).split(","))),
         **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})
 
 

@@ -41,6 +41,7 @@ ERRORS: dict[str, Kind] = {
     "forbidden": Kind(403, "This key may not do this: an admin key on a user's route, a user's key on the admin API, "
                            "or a viewer's admin key asking for a change."),
     "account_suspended": Kind(403, "The account is suspended; its keys are refused until an operator reactivates it."),
+    "model_not_allowed": Kind(403, "The plan or the key may not use the model `param` names (their `allowed_models`)."),
     "not_found": Kind(404, "No such route."),
     "key_not_found": Kind(404, "There is no such key (or it is another user's)."),
     "response_not_found": Kind(404, "No response of that id is kept for this user (another user's, deleted, expired, "

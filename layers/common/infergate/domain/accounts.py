@@ -40,6 +40,7 @@ class ApiKeyRecord:
     revoked_at: datetime | None = None
     grace_until: datetime | None = None  # set when rotated: the key works until then
     successor_id: str | None = None
+    allowed_models: tuple[str, ...] | None = None  # the models (or aliases) it alone may use; None: any
 
     @property
     def ends_at(self) -> datetime | None:
@@ -174,8 +175,10 @@ class IssuedKey:
     api_key: str
 
 
-def issue_key(user_id: str, *, name: str | None, now: datetime, expires_at: datetime | None = None) -> IssuedKey:
+def issue_key(user_id: str, *, name: str | None, now: datetime, expires_at: datetime | None = None,
+              allowed_models: tuple[str, ...] | None = None) -> IssuedKey:
     api_key = keys.new_api_key()
     record = ApiKeyRecord(key_id=keys.new_id("key"), user_id=user_id, key_hash=keys.hash_key(api_key), created_at=now,
-                          name=name, prefix=keys.shown_prefix(api_key), expires_at=expires_at)
+                          name=name, prefix=keys.shown_prefix(api_key), expires_at=expires_at,
+                          allowed_models=allowed_models)
     return IssuedKey(record, api_key)

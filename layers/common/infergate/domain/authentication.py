@@ -189,7 +189,7 @@ class Authenticator:
             return INVALID_KEY
         if status == "expired":
             return EXPIRED_KEY
-        return principal_of(key.key_id, user, self._plans, now=now)
+        return principal_of(key.key_id, user, self._plans, now=now, key_models=key.allowed_models)
 
     def _token(self, token: str, source: str) -> Principal | Refusal:
         try:

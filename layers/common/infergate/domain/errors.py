@@ -53,6 +53,14 @@ class AccountSuspended(Forbidden):
     code = "account_suspended"
 
 
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+    @classmethod
+    def naming(cls, model: str) -> ModelNotAllowed:
+        return cls(f"Model '{model}' is not among the models your plan or key may use.", param="model")
+
+
 class NotFound(InferGateError):
     code = "not_found"
 

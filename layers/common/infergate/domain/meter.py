@@ -36,6 +36,7 @@ from infergate.domain.admission import Admission, Gatekeeper
 from infergate.domain.dispatch import Dispatcher, healthy_after
 from infergate.domain.errors import (
     InferGateError,
+    ModelNotAllowed,
     ModelNotFound,
     QuotaExceeded,
     QuotaHeldInFlight,
@@ -102,6 +103,8 @@ class Meter:
         """The request's model resolved, the request admitted, its worst case held and a server's
         slot given it; the call may take `seconds` from now, waiting for that slot included; `on_admitted`
         hears of the admission before anything else can refuse it. Nothing held if this raises."""
+        if not principal.may_use(named := estimate.model or self.models.default):
+            raise ModelNotAllowed.naming(named)  # before anything is counted: nothing was asked of a model
         try:
             route = self.models.route(estimate.model, conversation=estimate.conversation, continued=estimate.continued)
         except ModelNotFound:
@@ -130,10 +133,8 @@ class Meter:
         return call
 
     def _reserve(self, principal: Principal, estimate: Estimate) -> Reservation:
-        """Hold the request's worst case, capped to what remains of the quota but not below its
-        minimum; else QuotaHeldInFlight if the user's requests in flight hold what this one
-        needs, or QuotaExceeded if it is spent; TooManyConcurrentRequests if the user's plan allows
-        no more requests in flight."""
+        """Hold the request's worst case, capped to what remains of the quota but not below its minimum;
+        else QuotaHeldInFlight (held by requests in flight), QuotaExceeded or TooManyConcurrentRequests."""
         now = self.clock()
         wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), estimate.worst_case,
                              now + self.reservation_ttl)

@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from infergate.domain.errors import ModelNotFound, UpstreamError
+from infergate.domain.model_names import canonical
 from infergate.domain.model_server import ModelEntry
 from infergate.domain.pool import Candidate, Catalog, Choice, Holdings, Route, Server
-
-
-def canonical(name: str) -> str:
-    return name if ":" in name else f"{name}:latest"
 
 
 class ModelPolicy:

@@ -25,7 +25,7 @@ from infergate.domain.accounts import (
     issue_key,
 )
 from infergate.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from infergate.domain.principal import Principal
+from infergate.domain.principal import Principal, allowed_by_all
 
 DEFAULT_GRACE = timedelta(hours=24)
 LONGEST_GRACE = timedelta(days=7)
@@ -46,10 +46,18 @@ class OwnKeys:
                  clock: Callable[[], datetime]) -> None:
         self._store, self._version, self._activity, self._clock = store, version, activity, clock
 
-    def create(self, principal: Principal, *, name: str | None, expires_in_days: int | None) -> IssuedKey:
+    def create(self, principal: Principal, *, name: str | None, expires_in_days: int | None,
+               allowed_models: list[str] | None = None) -> IssuedKey:
+        """A new key; with `allowed_models`, one that may use only those. A key made with a key
+        that may use only some models may use no more than it."""
         now = self._clock()
         expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
-        issued = issue_key(principal.user_id, name=name, now=now, expires_at=expires_at)
+        models = allowed_by_all(allowed_models, principal.allowed_models)
+        if allowed_models is not None and models != allowed_by_all(allowed_models):
+            raise Forbidden("allowed_models names a model the key making it may not use: a key may allow no more "
+                            f"than {', '.join(sorted(principal.allowed_models or ()))}.", param="allowed_models")
+        issued = issue_key(principal.user_id, name=name, now=now, expires_at=expires_at,
+                           allowed_models=None if models is None else tuple(sorted(models)))
         caller = self._caller(principal)
         if caller is not None and issued.record.outlives(caller):
             raise Forbidden(f"This key stops working at {caller.ends_at.isoformat()}; it cannot create a key that "
@@ -76,7 +84,8 @@ class OwnKeys:
             raise _no_key(key_id)
         self._may_change(principal, old, keys, "rotate")
         now = self._clock()
-        successor = issue_key(principal.user_id, name=old.name, now=now, expires_at=old.expires_at)
+        successor = issue_key(principal.user_id, name=old.name, now=now, expires_at=old.expires_at,
+                              allowed_models=old.allowed_models)
         outcome = self._store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now,
                                          max_working=principal.plan.max_api_keys)
         if outcome is Rotation.NOT_FOUND:

@@ -44,6 +44,7 @@ class Plan:
     max_api_keys: int = 10
     max_concurrent_requests: int = 4
     rate_limit_user_rpm: int = 0  # 0: twice `rate_limit_rpm`; never below it
+    allowed_models: tuple[str, ...] | None = None  # the models (or aliases) it may use; None: any
 
     def __post_init__(self) -> None:
         if type(self.rate_limit_rpm) is int and type(self.rate_limit_user_rpm) is int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from infergate.domain.model_names import canonical
+
 MILLION = 1_000_000
 
 
@@ -35,23 +37,19 @@ class Price:
 FREE = Price(0, 0)
 
 
-def _canonical(name: str) -> str:
-    return name if ":" in name else f"{name}:latest"
-
-
 class PriceList:
     """MODEL_PRICES: the price of each model or alias named; any other costs nothing."""
 
     def __init__(self, prices: Mapping[str, Price] | None = None) -> None:
         self._named = dict(prices or {})
-        self._prices = {_canonical(name): price for name, price in self._named.items()}
+        self._prices = {canonical(name): price for name, price in self._named.items()}
 
     def of(self, requested: str | None, model: str) -> Price:
         """The price of a request that named `requested` (an alias, or None for the default) and
         was answered by `model`: the alias's price if it has one, else the model's."""
         for name in (requested, model):
-            if name and _canonical(name) in self._prices:
-                return self._prices[_canonical(name)]
+            if name and canonical(name) in self._prices:
+                return self._prices[canonical(name)]
         return FREE
 
     def named(self) -> dict[str, Price]:

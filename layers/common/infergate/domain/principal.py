@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from infergate.domain.model_names import canonical
 from infergate.domain.periods import period_of
 from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
 
@@ -28,10 +30,25 @@ class Principal:
     suspended: bool = False
     granted_tokens: int = 0  # extra tokens an operator granted for `granted_period`
     granted_period: str = ""
+    allowed_models: frozenset[str] | None = None  # what both the plan and the key allow, `name:tag`; None: any
 
     def quota_for(self, period: str) -> int:
         """Tokens the user may be charged in `period` (YYYY-MM)."""
         return self.plan.monthly_token_quota + (self.granted_tokens if period == self.granted_period else 0)
+
+    def may_use(self, model: str) -> bool:
+        """Whether the request may name `model` (a model or an alias)."""
+        return self.allowed_models is None or canonical(model) in self.allowed_models
+
+
+def allowed_by_all(*lists: Iterable[str] | None) -> frozenset[str] | None:
+    """The models every list allows (a list that is None allows any), as `name:tag`."""
+    allowed = None
+    for names in lists:
+        if names is not None:
+            listed = frozenset(canonical(name) for name in names)
+            allowed = listed if allowed is None else allowed & listed
+    return allowed
 
 
 @dataclass(frozen=True)
@@ -62,9 +79,12 @@ def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
         return plan
 
 
-def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime) -> Principal:
-    """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now."""
+def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime,
+                 key_models: Iterable[str] | None = None) -> Principal:
+    """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now;
+    `key_models`: the models the key alone may use."""
     period = period_of(now)
-    return Principal(user_id=user.user_id, key_id=key_id, plan=plan_of(user, plans),
+    plan = plan_of(user, plans)
+    return Principal(user_id=user.user_id, key_id=key_id, plan=plan,
                      suspended=user.status == "suspended", granted_tokens=user.grants.get(period, 0),
-                     granted_period=period)
+                     granted_period=period, allowed_models=allowed_by_all(plan.allowed_models, key_models))

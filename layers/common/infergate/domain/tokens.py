@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from infergate.domain.messages import Message
-from infergate.domain.model_policy import canonical
+from infergate.domain.model_names import canonical
 
 log = logging.getLogger(__name__)
 

@@ -167,6 +167,7 @@ class PlanView(Schema):
     max_output_tokens: int
     max_api_keys: int
     max_concurrent_requests: int
+    allowed_models: list[str] | None = Field(description="The models (or aliases) it may use; null: any.")
     default: bool
 
 

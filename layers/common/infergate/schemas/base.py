@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Schema(BaseModel):
@@ -44,3 +44,7 @@ def without_unsupported(data: Any, unsupported: Unsupported) -> Any:
         if data.get(name) is not None and not asks_nothing(data[name]):
             raise Refused(name, why)
     return {name: value for name, value in data.items() if name not in unsupported}
+
+
+# A model's (or an alias's) name where a list of them is given: never a comma, which joins them.
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]

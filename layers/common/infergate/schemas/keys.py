@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from infergate.schemas.base import Closed, Schema
+from infergate.schemas.base import Closed, ModelName, Schema
 from infergate.schemas.text import hidden
 
 
@@ -24,6 +24,10 @@ KeyName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_vis
 class CreateKeyRequest(Closed):
     name: KeyName | None = None
     expires_in_days: int | None = Field(None, ge=1, le=3650)
+    allowed_models: list[ModelName] | None = Field(
+        None, min_length=1, max_length=100,
+        description="The models (or aliases) the key may use; any other is refused with 403 model_not_allowed. "
+                    "A key made with a key that has such a list may use no more than it.")
 
 
 class RotateKeyRequest(Closed):
@@ -38,6 +42,7 @@ class KeyView(Schema):
     last_used_at: datetime | None
     expires_at: datetime | None
     status: Literal["active", "rotating", "expired", "revoked"]
+    allowed_models: list[str] | None = Field(None, description="The models it may use, `name:tag`; null: any.")
 
 
 class IssuedKeyView(KeyView):

@@ -310,7 +310,8 @@ def _shown_user(document: dict) -> dict:
 def _key_document(key: ApiKeyRecord) -> dict:
     return {"_id": key.key_id, "user_id": key.user_id, "key_hash": key.key_hash, "created_at": key.created_at,
             "name": key.name, "prefix": key.prefix, "expires_at": key.expires_at, "revoked_at": key.revoked_at,
-            "grace_until": key.grace_until, "successor_id": key.successor_id}
+            "grace_until": key.grace_until, "successor_id": key.successor_id,
+            **({"allowed_models": list(key.allowed_models)} if key.allowed_models is not None else {})}
 
 
 def _key_record(document: dict) -> ApiKeyRecord:
@@ -319,6 +320,7 @@ def _key_record(document: dict) -> ApiKeyRecord:
         created_at=document["created_at"], name=document.get("name"), prefix=document.get("prefix", ""),
         expires_at=document.get("expires_at"), revoked_at=document.get("revoked_at"),
         grace_until=document.get("grace_until"), successor_id=document.get("successor_id"),
+        allowed_models=tuple(document["allowed_models"]) if document.get("allowed_models") is not None else None,
     )
 
 
