@@ -251,7 +251,9 @@ class MemoryLedger:
         return self._months[key]
 
     def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
-                most_held: int = ANY_NUMBER_HELD) -> Reservation | None:
+                most_held: int = ANY_NUMBER_HELD, worst=None) -> Reservation | None:
+        if reservation.levels:
+            raise NotImplementedError("levels (teams) are held by the MongoDB ledger alone")
         with self._lock:
             month = self._month(reservation.user_id, reservation.period)
             if reservation.reservation_id in month.holds:
@@ -293,7 +295,7 @@ class MemoryLedger:
 
     def _record(self, month: _Month, reservation: Reservation, outcome: RequestOutcome, charge: int) -> None:
         counted = outcome.counted(charge)
-        cost = outcome.cost_micros(charge) if counted else 0
+        cost = outcome.cost_micros(charge, held=reservation.micros) if counted else 0
         month.lines.append(LoggedRequest(
             reservation.reservation_id, len(month.lines) + 1, outcome.request_id, outcome.key_id, outcome.model,
             outcome.status, outcome.prompt_tokens if counted else 0, outcome.completion_tokens if counted else 0,

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from infergate.domain.prices import FREE, Price
+from infergate.domain.prices import FREE, NOTHING, Price, WorstCost
+
+
+@dataclass(frozen=True)
+class Level:
+    """A limit a request must fit under beyond its user's own quota: its team's month (`kind`
+    "team"), with a token quota and a budget in micros, either of them None for none."""
+
+    kind: str
+    id: str
+    token_quota: int | None
+    budget_micros: int | None
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,29 @@ class Reservation:
     period: str
     tokens: int
     expires_at: datetime
+    micros: int | None = None  # the most its tokens may cost; None: not held, and not capped
+    levels: tuple[Level, ...] = ()  # held at each of these too, as much as the user's hold
+
+
+class LevelRefused(Exception):
+    """A level (a team) cannot hold what the request needs: its `limit` ("tokens" or "budget") is
+    spent, or, when `in_flight`, held by requests in flight."""
+
+    def __init__(self, level: Level, limit: str, *, in_flight: bool, remaining: int) -> None:
+        super().__init__(f"{level.kind} {level.id}: {limit}")
+        self.level, self.limit, self.in_flight, self.remaining = level, limit, in_flight, remaining
+
+
+@dataclass(frozen=True)
+class LevelUsage:
+    """A level's month: what it was charged, and what its requests in flight hold."""
+
+    period: str
+    tokens_used: int
+    cost_micros: int
+    tokens_reserved: int
+    micros_reserved: int
+    requests: int
 
 
 @dataclass(frozen=True)
@@ -58,9 +92,11 @@ class RequestOutcome:
         after the model had generated tokens, which are charged."""
         return self.status == "ok" or charge > 0
 
-    def cost_micros(self, charge: int) -> int:
-        """What `charge` of its tokens cost, in micros: worked out once, here, for every total."""
-        return self.price.cost_of_charge(self.prompt_tokens, self.completion_tokens, charge)
+    def cost_micros(self, charge: int, *, held: int | None = None) -> int:
+        """What `charge` of its tokens cost, in micros, never more than `held` (what its reservation
+        held for them): worked out once, here, for every total."""
+        cost = self.price.cost_of_charge(self.prompt_tokens, self.completion_tokens, charge)
+        return cost if held is None else min(cost, held)
 
 
 @dataclass(frozen=True)
@@ -141,10 +177,11 @@ class HoldsFull(Exception):
 
 class UsageLedger(Protocol):
     def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
-                most_held: int = ANY_NUMBER_HELD) -> Reservation | None:
+                most_held: int = ANY_NUMBER_HELD, worst: WorstCost = NOTHING) -> Reservation | None:
         """Hold as much of `reservation.tokens` as remains of `quota`, atomically: the
         reservation as held, or None if less than `minimum` remains. HoldsFull if the user
-        holds `most_held` unexpired reservations already."""
+        holds `most_held` unexpired reservations already. The same is held at each of the
+        reservation's levels; LevelRefused, with nothing held anywhere, if one cannot."""
 
     def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
         """Charge the outcome's tokens (never more than the reservation holds, so never beyond
@@ -160,3 +197,6 @@ class UsageLedger(Protocol):
         """The counter and the request log as of one instant: the log's charges sum to the counter."""
 
     def period_summary(self, period: str, *, top: int) -> PeriodSummary: ...
+
+    def level_usage(self, level: Level, period: str, *, now: datetime) -> LevelUsage:
+        """A level's month (a team's), as charged and held."""

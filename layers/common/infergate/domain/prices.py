@@ -9,7 +9,7 @@ any order. A model with no price costs 0 and is still counted in tokens.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from infergate.domain.model_names import canonical
@@ -33,8 +33,32 @@ class Price:
         prompt = min(prompt_tokens, charged)
         return self.cost(prompt, min(completion_tokens, charged - prompt))
 
+    def most_for(self, prompt_bound: int, completion_bound: int, tokens: int) -> int:
+        """The most `tokens` of a request can cost, its prompt at most `prompt_bound` and its answer at
+        most `completion_bound`: the dearer side first. What a budget holds for it."""
+        if self.output_per_million_micros >= self.input_per_million_micros:
+            completion = min(completion_bound, tokens)
+            return self.cost(min(prompt_bound, tokens - completion), completion)
+        prompt = min(prompt_bound, tokens)
+        return self.cost(prompt, min(completion_bound, tokens - prompt))
+
 
 FREE = Price(0, 0)
+
+
+@dataclass(frozen=True)
+class WorstCost:
+    """The most a number of a request's tokens may cost: what a budget holds for them."""
+
+    price: Price
+    prompt_bound: int
+    completion_bound: int
+
+    def __call__(self, tokens: int) -> int:
+        return self.price.most_for(self.prompt_bound, self.completion_bound, tokens)
+
+
+NOTHING = WorstCost(Price(0, 0), 0, 0)
 
 
 class PriceList:
@@ -51,6 +75,12 @@ class PriceList:
             if name and canonical(name) in self._prices:
                 return self._prices[canonical(name)]
         return FREE
+
+    def most_of(self, requested: str | None, models: Iterable[str]) -> Price:
+        """A price no answer to a request for `requested` can exceed, whichever of `models` answers."""
+        prices = [self.of(requested, model) for model in models] or [FREE]
+        return Price(max(price.input_per_million_micros for price in prices),
+                     max(price.output_per_million_micros for price in prices))
 
     def named(self) -> dict[str, Price]:
         """Every price, under the name MODEL_PRICES gave it."""

@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
@@ -49,13 +49,18 @@ from infergate.domain.ledger import (
     ANY_NUMBER_HELD,
     HoldsFull,
     LedgerStatement,
+    Level,
+    LevelRefused,
+    LevelUsage,
     PeriodSummary,
     PeriodUsage,
     RequestOutcome,
     Reservation,
     UserTally,
 )
+from infergate.domain.prices import NOTHING, WorstCost
 from infergate.observability import logger
+from infergate.stores.levels import MongoLevels, hold_op, level_month_id, settle_op
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 from infergate.stores.usage_documents import (
     counts,
@@ -64,6 +69,7 @@ from infergate.stores.usage_documents import (
     model_name,
     month_id,
     numbered,
+    resized,
     sum_of_tokens,
     tallies,
     unexpired,
@@ -77,17 +83,36 @@ _RETRIES = 3
 _DUPLICATE_KEY = 11000
 
 
+def _whole_hold(reservation: Reservation, *, quota: int, now: datetime, most_held: int) -> tuple[dict, dict]:
+    """The guarded update that holds the whole of `reservation` in the user's month, if it fits the
+    quota and a hold is free: its filter and its update."""
+    hold = {"id": reservation.reservation_id, "tokens": reservation.tokens, "expires_at": reservation.expires_at}
+    return ({"_id": month_id(reservation.user_id, reservation.period), "committed": {"$lte": quota - reservation.tokens},
+             "reservations.id": {"$ne": reservation.reservation_id},
+             f"reservations.{most_held - 1}": {"$exists": False}},  # fewer than most_held, expired or not
+            {"$inc": {"committed": reservation.tokens}, "$push": {"reservations": hold}, "$set": {"updated_at": now}})
+
+
 class MongoUsageLedger:
     def __init__(self, database: Database, *, archive_every: int = ARCHIVE_EVERY) -> None:
         self._usage = database[USAGE]
         self._log = database[REQUEST_LOG]
         self._archive_every = archive_every
+        self._levels = MongoLevels(self._usage, self._charged)
 
     # -- reserving ----------------------------------------------------------
 
     @unavailable_when_unreachable
     def reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
-                most_held: int = ANY_NUMBER_HELD) -> Reservation | None:
+                most_held: int = ANY_NUMBER_HELD, worst: WorstCost = NOTHING) -> Reservation | None:
+        if reservation.levels:
+            try:
+                return self._reserve_with_levels(reservation, minimum=minimum, quota=quota, now=now,
+                                                 most_held=most_held, worst=worst)
+            except ConnectionFailure:
+                self._resize(reservation, None)  # whatever the first attempt held, then once more
+                return self._reserve_with_levels(reservation, minimum=minimum, quota=quota, now=now,
+                                                 most_held=most_held, worst=worst)
         try:
             return self._reserve(reservation, minimum=minimum, quota=quota, now=now, most_held=most_held)
         except ConnectionFailure:
@@ -97,18 +122,42 @@ class MongoUsageLedger:
                 return replace(reservation, tokens=held)
             return self._reserve(reservation, minimum=minimum, quota=quota, now=now, most_held=most_held)
 
-    def _reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
-                 most_held: int) -> Reservation | None:
-        document_id = month_id(reservation.user_id, reservation.period)
-        hold = {"id": reservation.reservation_id, "tokens": reservation.tokens, "expires_at": reservation.expires_at}
-        whole = self._usage.update_one(
-            {"_id": document_id, "committed": {"$lte": quota - reservation.tokens},
-             "reservations.id": {"$ne": reservation.reservation_id},
-             f"reservations.{most_held - 1}": {"$exists": False}},  # fewer than most_held, expired or not
-            {"$inc": {"committed": reservation.tokens}, "$push": {"reservations": hold}, "$set": {"updated_at": now}},
-        )
-        if whole.matched_count:
+    def _reserve_with_levels(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
+                             most_held: int, worst: WorstCost) -> Reservation | None:
+        """The user's hold and each level's: in one bulk write while everything fits (as many round
+        trips as a user with no team), else one after another, each capped to what remains."""
+        whole = [UpdateOne(*_whole_hold(reservation, quota=quota, now=now, most_held=most_held)),
+                 *(hold_op(level, reservation) for level in reservation.levels)]
+        if self._usage.bulk_write(whole, ordered=False).matched_count == len(whole):
             return reservation
+        self._resize(reservation, None)  # drop what the bulk write held anywhere
+        held = self._reserve(reservation, minimum=minimum, quota=quota, now=now, most_held=most_held, whole=False)
+        if held is None:
+            return None
+        try:
+            for level in reservation.levels:
+                held = self._levels.hold(level, held, minimum=minimum, now=now, worst=worst)
+        except LevelRefused:
+            self._resize(reservation, None)
+            raise
+        self._resize(held, (held.tokens, held.micros or 0))  # a later level may have held less: all hold that
+        return held
+
+    def _resize(self, reservation: Reservation, size: tuple[int, int] | None) -> None:
+        """Make the request's hold at its user's month and at each level `size` (tokens, micros), or
+        drop it where it is held (None)."""
+        ids = [month_id(reservation.user_id, reservation.period),
+               *(level_month_id(level, reservation.period) for level in reservation.levels)]
+        self._usage.update_many({"_id": {"$in": ids}, "reservations.id": reservation.reservation_id},
+                                resized(reservation.reservation_id, size))
+
+    def _reserve(self, reservation: Reservation, *, minimum: int, quota: int, now: datetime,
+                 most_held: int, whole: bool = True) -> Reservation | None:
+        """The user's hold; `whole`: try the whole of it first (not tried yet)."""
+        document_id = month_id(reservation.user_id, reservation.period)
+        if whole:
+            if self._usage.update_one(*_whole_hold(reservation, quota=quota, now=now, most_held=most_held)).matched_count:
+                return reservation
         remains = {"minimum": minimum, "quota": quota, "now": now, "most_held": most_held}
         held = self._reserve_what_remains(document_id, reservation, **remains)
         if held is None:
@@ -184,11 +233,32 @@ class MongoUsageLedger:
     def settle(self, reservation: Reservation, outcome: RequestOutcome, *, quota: int) -> int:
         # Never more than was held: the hold fitted the quota, so the charge does too. What
         # does not fit (only if the model used more than it was allowed) is logged as unbilled.
-        return self._record(reservation, outcome, charge=min(outcome.total_tokens, reservation.tokens), quota=quota)
+        charge = self._record(reservation, outcome, charge=min(outcome.total_tokens, reservation.tokens), quota=quota)
+        self._settle_levels(reservation, outcome, charge)
+        return charge
 
     @unavailable_when_unreachable
     def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         self._record(reservation, outcome, charge=0, quota=None)
+        self._settle_levels(reservation, outcome, 0)
+
+    def _settle_levels(self, reservation: Reservation, outcome: RequestOutcome, charge: int) -> None:
+        """Charge each level what the user's month was charged: one more round trip, once per level.
+        Run again after a failure, it charges only the levels not charged yet."""
+        if not reservation.levels:
+            return
+        counted = outcome.counted(charge)
+        cost = outcome.cost_micros(charge, held=reservation.micros) if counted else 0
+        ops = [settle_op(level, reservation, charge=charge, cost=cost, counted=counted) for level in reservation.levels]
+        try:
+            self._usage.bulk_write(ops, ordered=False)
+        except ConnectionFailure:
+            self._usage.bulk_write(ops, ordered=False)  # each applies only while its hold is there
+
+    def _charged(self, user_id: str, period: str, reservation_id: str) -> tuple[int, int] | None:
+        """What the request log says a request was charged (tokens, micros), or None if it has no line."""
+        line = self._recorded(month_id(user_id, period), reservation_id)
+        return None if line is None else (line["total_tokens"], line.get("cost_micros", 0))
 
     def _record(self, reservation: Reservation, outcome: RequestOutcome, *, charge: int, quota: int | None) -> int:
         """Drop the hold, charge `charge` and log the request: at most once. The tokens charged."""
@@ -203,7 +273,7 @@ class MongoUsageLedger:
         recorded = self._usage.find_one_and_update(
             {"_id": document_id, "reservations.id": reservation.reservation_id},
             {"$pull": {"reservations": {"id": reservation.reservation_id}},
-             "$inc": {"committed": charge - reservation.tokens, **counts(outcome, charge)},
+             "$inc": {"committed": charge - reservation.tokens, **counts(reservation, outcome, charge)},
              "$push": {"journal": log_line(reservation, outcome, charge)}, "$set": {"updated_at": outcome.at}},
             return_document=ReturnDocument.AFTER, projection={"entries": 1},
         )
@@ -226,7 +296,7 @@ class MongoUsageLedger:
             fits = {} if quota is None or not attempt else {"committed": {"$lte": quota - attempt}}
             recorded = self._usage.find_one_and_update(
                 {**not_yet, **fits},
-                {"$inc": {"committed": attempt, **counts(outcome, attempt)},
+                {"$inc": {"committed": attempt, **counts(reservation, outcome, attempt)},
                  "$push": {"journal": log_line(reservation, outcome, attempt)}, "$set": {"updated_at": outcome.at}},
                 return_document=ReturnDocument.AFTER, projection={"entries": 1},
             )
@@ -296,6 +366,10 @@ class MongoUsageLedger:
                            month.get("cost_micros", 0)) for month in heaviest],
             cost_micros=totals["cost"],
         )
+
+    @unavailable_when_unreachable
+    def level_usage(self, level: Level, period: str, *, now: datetime) -> LevelUsage:
+        return self._levels.usage(level, period, now=now)
 
     @unavailable_when_unreachable
     def statement(self, user_id: str, period: str) -> LedgerStatement:

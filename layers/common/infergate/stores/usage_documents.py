@@ -40,11 +40,32 @@ def sum_of_tokens(holds: str) -> dict:
     return {"$sum": {"$map": {"input": holds, "as": "r", "in": "$$r.tokens"}}}
 
 
-def counts(outcome: RequestOutcome, charge: int) -> dict[str, int]:
+def resized(reservation_id: str, size: tuple[int, int] | None) -> list[dict]:
+    """An update (a pipeline) that makes a request's hold `size` (tokens, micros), or drops it
+    (None), keeping `committed` and `committed_micros` the sum of the charges and the holds."""
+    mine = {"$eq": ["$$r.id", reservation_id]}
+    old = {"$arrayElemAt": [{"$filter": {"input": "$reservations", "as": "r", "cond": mine}}, 0]}
+    tokens, micros = size or (0, 0)
+    if size is None:
+        holds = {"$filter": {"input": "$reservations", "as": "r", "cond": {"$ne": ["$$r.id", reservation_id]}}}
+    else:
+        holds = {"$map": {"input": "$reservations", "as": "r", "in": {
+            "$cond": [mine, {"$mergeObjects": ["$$r", {"tokens": tokens, "micros": micros}]}, "$$r"]}}}
+    return [
+        {"$set": {"_old": old}},
+        {"$set": {"committed": {"$add": ["$committed", tokens, {"$multiply": [-1, "$_old.tokens"]}]},
+                  "committed_micros": {"$add": [{"$ifNull": ["$committed_micros", 0]}, micros,
+                                                {"$multiply": [-1, {"$ifNull": ["$_old.micros", 0]}]}]},
+                  "reservations": holds}},
+        {"$unset": "_old"},
+    ]
+
+
+def counts(reservation: Reservation, outcome: RequestOutcome, charge: int) -> dict[str, int]:
     """What recording `outcome` adds to the month's counters and tallies."""
     counts = {"entries": 1}
     if outcome.counted(charge):
-        cost = outcome.cost_micros(charge)
+        cost = outcome.cost_micros(charge, held=reservation.micros)
         counts |= {"tokens_used": charge, "requests": 1, "cost_micros": cost}
         for tally in (f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}"):
             counts |= {f"{tally}.tokens": charge, f"{tally}.requests": 1, f"{tally}.cost_micros": cost}
@@ -64,7 +85,7 @@ def log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> 
         "prompt_tokens": outcome.prompt_tokens if counted else 0,
         "completion_tokens": outcome.completion_tokens if counted else 0,
         "total_tokens": charge,
-        "cost_micros": outcome.cost_micros(charge) if counted else 0,
+        "cost_micros": outcome.cost_micros(charge, held=reservation.micros) if counted else 0,
         "reserved_tokens": reservation.tokens,
         "latency_ms": outcome.latency_ms,
         "created_at": outcome.at,
