@@ -39,7 +39,7 @@ from pydantic.json_schema import models_json_schema  # noqa: E402
 
 from infergate.api.anthropic import ANTHROPIC_TYPES  # noqa: E402
 from infergate.api.errors import ERRORS, status_of, type_of  # noqa: E402
-from infergate.schemas import accounts, admin, anthropic, chat, completions, keys, ops, responses, usage  # noqa: E402
+from infergate.schemas import accounts, admin, anthropic, chat, completions, keys, ops, responses, teams, usage  # noqa: E402, I001
 from infergate.schemas import openai as oai  # noqa: E402
 from infergate.schemas import openai_answers as answers  # noqa: E402
 from infergate.schemas.base import Schema  # noqa: E402
@@ -100,7 +100,7 @@ OPERATORS_ONLY = ("forbidden",)
 STORES = ("service_unavailable",)
 ADMITTED = ("rate_limited",)
 METERED = ("invalid_request", "prompt_too_large", "model_not_found", "model_not_allowed", "rate_limited",
-           "too_many_concurrent_requests", "quota_held_in_flight", "quota_exceeded", "upstream_error", "upstream_busy", "service_unavailable",
+           "too_many_concurrent_requests", "quota_held_in_flight", "budget_held_in_flight", "budget_exceeded", "quota_exceeded", "upstream_error", "upstream_busy", "service_unavailable",
            "upstream_timeout")
 IDEMPOTENT = ("invalid_request", "idempotency_in_progress", "idempotency_key_reused", "service_unavailable")
 
@@ -289,6 +289,29 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/admin/v1/plans"): Operation(
         "listPlans", "The plans and their figures.", "Admin", Auth.ADMIN, admin.PlanList,
         errors=joined(OPERATORS_ONLY, STORES)),
+    ("GET", "/admin/v1/teams"): Operation(
+        "listTeams", "Teams, a page at a time.", "Admin", Auth.ADMIN, teams.TeamPage, query=admin.PageQuery,
+        errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),
+    ("POST", "/admin/v1/teams"): Operation(
+        "createTeam", "A team, with a monthly token quota, budget and models if given; audited.", "Admin",
+        Auth.ADMIN, teams.TeamView, status=201, body=teams.CreateTeamRequest,
+        errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES),
+        examples={"ml team": {"name": "ml", "monthly_token_quota": 20000000, "monthly_budget_micros": 50000000,
+                              "allowed_models": ["llama3.1:8b"]}}),
+    ("GET", "/admin/v1/teams/{team_id}"): Operation(
+        "showTeam", "One team, with its members and this month's standing.", "Admin", Auth.ADMIN, teams.TeamDetail,
+        errors=joined(OPERATORS_ONLY, ("team_not_found",), STORES)),
+    ("PATCH", "/admin/v1/teams/{team_id}"): Operation(
+        "changeTeam", "Set any of a team's figures (null clears one); audited.", "Admin", Auth.ADMIN, teams.TeamView,
+        body=teams.ChangeTeamRequest, errors=joined(OPERATORS_ONLY, ("invalid_request", "team_not_found"), STORES),
+        examples={"budget": {"monthly_budget_micros": 100000000}, "no quota": {"monthly_token_quota": None}}),
+    ("POST", "/admin/v1/teams/{team_id}/members"): Operation(
+        "addTeamMember", "Add a user to a team (a user belongs to one at a time); audited.", "Admin", Auth.ADMIN,
+        admin.UserView, body=teams.MemberRequest,
+        errors=joined(OPERATORS_ONLY, ("invalid_request", "team_not_found", "user_not_found", "conflict"), STORES)),
+    ("DELETE", "/admin/v1/teams/{team_id}/members/{user_id}"): Operation(
+        "removeTeamMember", "Take a user out of a team; audited.", "Admin", Auth.ADMIN, admin.UserView,
+        errors=joined(OPERATORS_ONLY, ("user_not_found",), STORES)),
     ("GET", "/admin/v1/prices"): Operation(
         "listPrices", "What each model's tokens cost (MODEL_PRICES), in millionths of the currency.", "Admin",
         Auth.ADMIN, admin.PriceList, errors=joined(OPERATORS_ONLY, STORES)),
@@ -304,6 +327,7 @@ PATH_PARAMETERS = {
     "model": ("A model's name, as GET /v1/models lists it.", DEFAULT_MODEL),
     "key_id": ("A key's id (`key_...`).", "key_5d0bcbd6b3e6c8e7d57d3e70"),
     "user_id": ("A user's id (`usr_...`).", "usr_8114c73faa4ecc16688ad5fb"),
+    "team_id": ("A team's id (`team_...`).", "team_41d2a9c07be3f6d8e15a2c90"),
     "response_id": ("A kept response's id (`resp_...`).", "resp_chat_36d83be479a9cf7ff1911bb0"),
 }
 

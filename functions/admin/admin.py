@@ -1,6 +1,6 @@
 """The admin API, for operators with an admin key (`iga_…`): users, their plans, overrides,
-suspension and grants, any key's revocation, admin keys themselves, usage across users, plans,
-prices, the model servers, and the audit log.
+suspension and grants, any key's revocation, admin keys themselves, teams and their members,
+usage across users, plans, prices, the model servers, and the audit log.
 
 Collaborators: the account store and the audit log (MongoDB), the usage ledger (MongoDB),
 when keys were last used (Redis), and the accounts version, advanced by every change so that
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from infergate.api import admin
+from infergate.api import admin, teams
 from infergate.api.app import create_app, current_operator, json_response, lambda_entrypoint
 from infergate.bootstrap import instance
 
@@ -83,6 +83,46 @@ def usage_summary() -> Response:
 def plans() -> Response:
     current_operator(app)
     return admin.plans(services.plans)
+
+
+@app.get("/admin/v1/teams")
+def list_teams() -> Response:
+    current_operator(app)
+    query = admin.page_query(app)
+    return teams.team_page(services.teams.list(limit=query.limit + 1, after=query.after), limit=query.limit)
+
+
+@app.post("/admin/v1/teams")
+def create_team() -> Response:
+    operator = current_operator(app)
+    request = teams.create_request(app)
+    figures = request.model_dump(exclude={"name"})
+    return teams.team(services.teams.create(operator, request.name, figures), status=201)
+
+
+@app.get("/admin/v1/teams/<team_id>")
+def show_team(team_id: str) -> Response:
+    current_operator(app)
+    team = services.teams.team(team_id)
+    return teams.team_detail(team, services.teams.standing(team), services.teams.members(team, limit=100),
+                             currency=services.settings.currency)
+
+
+@app.patch("/admin/v1/teams/<team_id>")
+def change_team(team_id: str) -> Response:
+    operator = current_operator(app)
+    return teams.team(services.teams.change(operator, team_id, teams.change_request(app).changes()))
+
+
+@app.post("/admin/v1/teams/<team_id>/members")
+def add_member(team_id: str) -> Response:
+    operator = current_operator(app)
+    return teams.member(services.teams.add_member(operator, team_id, teams.member_request(app).user_id))
+
+
+@app.delete("/admin/v1/teams/<team_id>/members/<user_id>")
+def remove_member(team_id: str, user_id: str) -> Response:
+    return teams.member(services.teams.remove_member(current_operator(app), team_id, user_id))
 
 
 @app.get("/admin/v1/prices")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from infergate.domain.prices import PriceList
     from infergate.domain.registration import Registrar
     from infergate.domain.servers import ServerReports
+    from infergate.domain.team_administration import Teams
     from infergate.domain.telemetry import Telemetry
     from infergate.domain.tokens import Tokenizers
     from infergate.domain.usage import UsageReports
@@ -283,7 +284,7 @@ class Services:
         # A reservation outlives the longest stream, so that a live request always finds it.
         ttl = max(RESERVATION_TTL, timedelta(seconds=self.settings.ollama_stream_timeout + 60))
         return Meter(self.gatekeeper, self.ledger, self.models, self.dispatcher, self.telemetry, clock=self.clock,
-                     reservation_ttl=ttl, prices=self.prices)
+                     reservation_ttl=ttl, prices=self.prices, currency=self.settings.currency)
 
     @cached_property
     def prices(self) -> PriceList:
@@ -365,6 +366,12 @@ class Services:
         from infergate.domain.usage import UsageReports
 
         return UsageReports(self.ledger, self.plans, clock=self.clock, currency=self.settings.currency)
+
+    @cached_property
+    def teams(self) -> Teams:
+        from infergate.domain.team_administration import Teams
+
+        return Teams(self.accounts, self.accounts_version, self.ledger, clock=self.clock)
 
     @cached_property
     def administration(self) -> Administration:

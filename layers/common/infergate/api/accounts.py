@@ -7,12 +7,13 @@ from aws_lambda_powertools.event_handler import Response
 
 from infergate.api.app import App, json_response, parse_body, parse_query
 from infergate.domain.accounts import IssuedKey
+from infergate.domain.ledger import Level, LevelUsage
 from infergate.domain.own_keys import KeyState
 from infergate.domain.registration import Registration
 from infergate.domain.usage import Standing
 from infergate.schemas.accounts import RegisterRequest, RegisterResponse
 from infergate.schemas.keys import CreateKeyRequest, IssuedKeyView, KeyList, KeyView, RotateKeyRequest
-from infergate.schemas.usage import Tally, UsageQuery, UsageResponse
+from infergate.schemas.usage import Tally, TeamUsage, UsageQuery, UsageResponse
 
 
 def registration_request(app: App) -> RegisterRequest:
@@ -71,7 +72,14 @@ def usage_response(standing: Standing) -> UsageResponse:
         resets_at=standing.resets_at,
         by_model={name: _tally(t) for name, t in usage.by_model.items()},
         by_day={day: _tally(t) for day, t in sorted(usage.by_day.items())},
+        team=None if standing.team is None else team_usage(*standing.team),
     )
+
+
+def team_usage(team: Level, month: LevelUsage) -> TeamUsage:
+    return TeamUsage(team_id=team.id, tokens_used=month.tokens_used, token_quota=team.token_quota,
+                     tokens_reserved=month.tokens_reserved, cost_micros=month.cost_micros,
+                     budget_micros=team.budget_micros, micros_reserved=month.micros_reserved, requests=month.requests)
 
 
 def _tally(tally) -> Tally:

@@ -28,6 +28,7 @@ from infergate.schemas.admin import (
     CreateAdminKeyRequest,
     GrantRequest,
     IssuedAdminKey,
+    PageQuery,
     PlanList,
     PlanView,
     PriceView,
@@ -52,6 +53,10 @@ def user_query(app: App) -> UserQuery:
     return parse_query(app, UserQuery)
 
 
+def page_query(app: App) -> PageQuery:
+    return parse_query(app, PageQuery)
+
+
 def audit_query(app: App) -> AuditQuery:
     return parse_query(app, AuditQuery)
 
@@ -71,7 +76,7 @@ def summary_query(app: App) -> UsageSummaryQuery:
 def user_view(user: UserRecord) -> UserView:
     return UserView(user_id=user.user_id, email=user.email, plan=user.plan, status=user.status,
                     overrides=dict(user.overrides), grants=dict(user.grants), identity=user.identity,
-                    created_at=user.created_at)
+                    team_id=user.team_id, created_at=user.created_at)
 
 
 def user(user: UserRecord, *, status: int = 200) -> Response:
@@ -80,7 +85,7 @@ def user(user: UserRecord, *, status: int = 200) -> Response:
 
 def user_page(users: Sequence[UserRecord], *, limit: int) -> Response:
     """A page of `limit` users; `users` holds one more when there is a next page."""
-    data, cursor = _page(users, limit, lambda user: user.user_id)
+    data, cursor = page_of(users, limit, lambda user: user.user_id)
     return json_response(UserPage(data=[user_view(user) for user in data], next_cursor=cursor))
 
 
@@ -138,13 +143,13 @@ def servers(reports: Sequence[ServerReport]) -> Response:
 
 def audit_page(entries: Sequence[AuditEntry], *, limit: int) -> Response:
     """A page of `limit` entries; `entries` holds one more when there is a next page."""
-    data, cursor = _page(entries, limit, lambda entry: entry.entry_id)
+    data, cursor = page_of(entries, limit, lambda entry: entry.entry_id)
     return json_response(AuditPage(data=[
         AuditView(entry_id=entry.entry_id, actor=entry.actor, at=entry.at, action=entry.action,
                   subject=dict(entry.subject), before=entry.before, after=entry.after) for entry in data],
         next_cursor=cursor))
 
 
-def _page(items: Sequence[T], limit: int, id_of: Callable[[T], str]) -> tuple[Sequence[T], str | None]:
+def page_of(items: Sequence[T], limit: int, id_of: Callable[[T], str]) -> tuple[Sequence[T], str | None]:
     page = items[:limit]
     return page, cursor_of(id_of(page[-1])) if len(items) > limit else None

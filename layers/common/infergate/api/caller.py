@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from infergate.domain.errors import InferGateError
+from infergate.domain.ledger import Level
 from infergate.domain.plans import FIGURES, Plan
 from infergate.domain.principal import Operator, Principal
+from infergate.domain.teams import TEAM
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -29,7 +31,23 @@ def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bo
     models = {} if caller.allowed_models is None else {"allowed_models": ",".join(sorted(caller.allowed_models))}
     return {"kind": USER, "user_id": caller.user_id, "key_id": caller.key_id, "plan": caller.plan.name,
             **caller.plan.figures(), "suspended": caller.suspended, "granted_tokens": caller.granted_tokens,
-            "granted_period": caller.granted_period, **models}
+            "granted_period": caller.granted_period, **models, **_team_context(caller.team)}
+
+
+def _team_context(team: Level | None) -> dict[str, str | int]:
+    """The team's limits, each only when set (the map holds no nulls)."""
+    if team is None:
+        return {}
+    figures = {"team_token_quota": team.token_quota, "team_budget_micros": team.budget_micros}
+    return {"team_id": team.id, **{name: value for name, value in figures.items() if value is not None}}
+
+
+def _team_from(context: Mapping[str, Any]) -> Level | None:
+    if not context.get("team_id"):
+        return None
+    quota, budget = context.get("team_token_quota"), context.get("team_budget_micros")
+    return Level(TEAM, str(context["team_id"]), None if quota is None else int(quota),
+                 None if budget is None else int(budget))
 
 
 def refused_context(error: InferGateError, *, status: int) -> dict[str, str | int]:
@@ -55,6 +73,7 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
     return _adapter(Principal).validate_python({
         "user_id": context["user_id"], "key_id": context["key_id"], "plan": plan,
         "allowed_models": None if models is None else frozenset(filter(None, str(models).split(","))),
+        "team": _team_from(context),
         **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})
 
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infergate.domain.errors import InferGateError, NotFound, QuotaExceeded, RateLimited, Unauthorized
+from infergate.domain.errors import (
+    BudgetExceeded,
+    InferGateError,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    Unauthorized,
+)
 from infergate.domain.periods import whole_seconds
 
 if TYPE_CHECKING:
@@ -46,7 +53,8 @@ ERRORS: dict[str, Kind] = {
     "key_not_found": Kind(404, "There is no such key (or it is another user's)."),
     "response_not_found": Kind(404, "No response of that id is kept for this user (another user's, deleted, expired, "
                                     "or asked with `store: false`)."),
-    "user_not_found": Kind(404, "There is no such user."),
+    "user_not_found": Kind(404, "There is no such user (or they are not a member of the team)."),
+    "team_not_found": Kind(404, "There is no such team."),
     "conflict": Kind(409, "The request conflicts with the state of what it names."),
     "email_already_registered": Kind(409, "An account with this email exists."),
     "too_many_keys": Kind(409, "The plan's `max_api_keys` working keys (those in a rotation's grace period "
@@ -58,8 +66,14 @@ ERRORS: dict[str, Kind] = {
     "rate_limited": Kind(429, "Requests per minute of the key (or of the address, for registration) or tokens per "
                               "minute of the user are spent, or API Gateway throttled the request."),
     "too_many_concurrent_requests": Kind(429, "The user has as many chats in flight as the plan allows."),
-    "quota_held_in_flight": Kind(429, "What remains of the month's quota is held by the user's chats in flight."),
-    "quota_exceeded": Kind(429, "The month's quota is spent, or too little of it remains for this prompt."),
+    "quota_held_in_flight": Kind(429, "What remains of the month's quota is held by chats in flight; `param` names "
+                                      "whose: `user` or `team`."),
+    "quota_exceeded": Kind(429, "The month's token quota is spent, or too little of it remains for this prompt; "
+                                "`param` names whose: `user` or `team`."),
+    "budget_held_in_flight": Kind(429, "What remains of the month's budget is held by chats in flight; `param` names "
+                                       "whose (`team`)."),
+    "budget_exceeded": Kind(429, "The month's budget is spent, or too little of it remains for this request's worst "
+                                 "case; `param` names whose (`team`)."),
     "too_many_failed_authentications": Kind(429, "Too many refused credentials from this address in the last minute."),
     "client_closed": Kind(499, "The client closed the connection before a streamed answer ended; only the request "
                                "log sees it."),
@@ -127,7 +141,7 @@ def headers_of(error: InferGateError) -> dict[str, str]:
         headers |= rate_limit_headers(error.requests, error.tokens)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    if isinstance(error, QuotaExceeded):  # Retry-After is the month's end: the SDKs would sleep till then
+    if isinstance(error, QuotaExceeded | BudgetExceeded):  # Retry-After is the month's end: the SDKs would sleep till then
         headers["x-should-retry"] = "false"
     if isinstance(error, Unauthorized) and error.challenge:
         headers["WWW-Authenticate"] = error.challenge

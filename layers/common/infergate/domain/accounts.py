@@ -11,9 +11,12 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infergate.domain import keys
+
+if TYPE_CHECKING:
+    from infergate.domain.teams import Team
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class UserRecord:
     overrides: Mapping[str, int] = field(default_factory=dict)  # plan figures set for this user alone
     grants: Mapping[str, int] = field(default_factory=dict)  # extra tokens by period (YYYY-MM)
     identity: str | None = None  # "<issuer> <subject>" for a user of single sign-on
+    team_id: str | None = None  # the team they belong to, if any (at most one)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,18 @@ class AccountStore(Protocol):
         """The key, revoked (or as it was, if it was already); None if there is no such key."""
 
     def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None: ...
+
+    def find_team(self, team_id: str) -> Team | None: ...
+
+    def teams(self, *, limit: int, after: str | None) -> list[Team]:
+        """Teams by id, after `after`."""
+
+    def create_team(self, team: Team, *, audit: Audit) -> None: ...
+
+    def change_team(self, team_id: str, changes: Mapping[str, Any], *, audit: Audit) -> Team | None:
+        """The team as changed (a None in `changes` clears that figure), or None if there is no such team."""
+
+    def members(self, team_id: str, *, limit: int) -> list[UserRecord]: ...
 
     def audit_log(self, *, limit: int, before: str | None) -> list[AuditEntry]:
         """The newest entries first, those older than entry `before` when given."""

@@ -58,7 +58,7 @@ class Administration:
                     overrides: dict[str, int | None] | None = None, status: str | None = None) -> UserRecord:
         """Move a user to another plan, set or clear overrides of its figures, suspend or reactivate
         them; every instance applies it within a second."""
-        _may_change(operator)
+        ensure_may_change(operator)
         existing = self.user(user_id)
         changes: dict = {}
         if plan is not None:
@@ -75,36 +75,36 @@ class Administration:
         if not changes:
             raise InvalidRequest("Say what to change: plan, overrides or status.")
         action = "suspend" if status == "suspended" else "reactivate" if status == "active" else "change_user"
-        return self._changed(user_id, self._store.change_user(user_id, changes, audit=_audit(operator, action)))
+        return self._changed(user_id, self._store.change_user(user_id, changes, audit=audit_of(operator, action)))
 
     def grant_tokens(self, operator: Operator, user_id: str, tokens: int) -> UserRecord:
         """Extra tokens for this month, on top of the user's quota."""
-        _may_change(operator)
-        granted = self._store.grant(user_id, period_of(self._clock()), tokens, audit=_audit(operator, "grant_tokens"))
+        ensure_may_change(operator)
+        granted = self._store.grant(user_id, period_of(self._clock()), tokens, audit=audit_of(operator, "grant_tokens"))
         return self._changed(user_id, granted)
 
     def revoke_key(self, operator: Operator, key_id: str) -> None:
         """Revoke any user's key."""
-        _may_change(operator)
-        if self._store.revoke_key(key_id, user_id=None, now=self._clock(), audit=_audit(operator, "revoke_key")) is None:
+        ensure_may_change(operator)
+        if self._store.revoke_key(key_id, user_id=None, now=self._clock(), audit=audit_of(operator, "revoke_key")) is None:
             raise NotFound(f"There is no key {key_id}.", code="key_not_found")
         self._version.advance()
 
     def admin_keys(self, operator: Operator) -> list[AdminKeyRecord]:
         """Every admin key (never a secret): for the admin role only, as making and revoking them are."""
-        _may_change(operator)
+        ensure_may_change(operator)
         return self._store.admin_keys()
 
     def create_admin_key(self, operator: Operator, name: str, role: str) -> tuple[AdminKeyRecord, str]:
         """An admin key, audited as the operator's doing; its plaintext leaves once."""
-        _may_change(operator)
+        ensure_may_change(operator)
         return create_admin_key(name, role, store=self._store, now=self._clock(),
-                                audit=_audit(operator, "create_admin_key"))
+                                audit=audit_of(operator, "create_admin_key"))
 
     def revoke_admin_key(self, operator: Operator, key_id: str) -> AdminKeyRecord:
         """Revoke an admin key; every instance refuses it within a second."""
-        _may_change(operator)
-        revoked = self._store.revoke_admin_key(key_id, now=self._clock(), audit=_audit(operator, "revoke_admin_key"))
+        ensure_may_change(operator)
+        revoked = self._store.revoke_admin_key(key_id, now=self._clock(), audit=audit_of(operator, "revoke_admin_key"))
         if revoked is None:
             raise NotFound(f"There is no admin key {key_id}.", code="key_not_found")
         self._version.advance()
@@ -152,10 +152,10 @@ def _no_user(user_id: str) -> NotFound:
     return NotFound(f"There is no user {user_id}.", code="user_not_found")
 
 
-def _may_change(operator: Operator) -> None:
+def ensure_may_change(operator: Operator) -> None:
     if not operator.may_change:
         raise Forbidden("This admin key may only read; changes need a key with the admin role.")
 
 
-def _audit(operator: Operator, action: str) -> Audit:
+def audit_of(operator: Operator, action: str) -> Audit:
     return Audit(actor=f"{operator.name} ({operator.key_id})", action=action)

@@ -34,6 +34,7 @@ from infergate.domain.model_server import CutOff
 from infergate.domain.periods import utc_now
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.principal import Operator, Principal, principal_of
+from infergate.domain.teams import Team
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,8 @@ class Authenticator:
             return INVALID_KEY
         if status == "expired":
             return EXPIRED_KEY
-        return principal_of(key.key_id, user, self._plans, now=now, key_models=key.allowed_models)
+        return principal_of(key.key_id, user, self._plans, now=now, key_models=key.allowed_models,
+                            team=self._team_of(user, source))
 
     def _token(self, token: str, source: str) -> Principal | Refusal:
         try:
@@ -202,7 +204,14 @@ class Authenticator:
                                                               claimable=self._claimable),
                             source)
         # Keys are per credential; a user of sign-in has one: the sign-in.
-        return principal_of(f"sso_{user.user_id.removeprefix('usr_')}", user, self._plans, now=now)
+        return principal_of(f"sso_{user.user_id.removeprefix('usr_')}", user, self._plans, now=now,
+                            team=self._team_of(user, source))
+
+    def _team_of(self, user: UserRecord, source: str) -> Team | None:
+        """The user's team, remembered as users are: a change to it holds within a second."""
+        if user.team_id is None:
+            return None
+        return self._recall(f"team:{user.team_id}", lambda _: self._store.find_team(user.team_id), source)
 
     def _admin_key(self, api_key: str, source: str) -> Operator | Refusal:
         key_hash = keys.hash_key(api_key)

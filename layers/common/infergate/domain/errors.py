@@ -80,8 +80,8 @@ class RateLimited(InferGateError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after: int, limit: str | None = None,
-                 requests: LimitState | None = None, tokens: LimitState | None = None) -> None:
-        super().__init__(message, retry_after=retry_after)
+                 requests: LimitState | None = None, tokens: LimitState | None = None, param: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, param=param)
         self.limit, self.requests, self.tokens = limit, requests, tokens
 
 
@@ -93,6 +93,18 @@ class QuotaExceeded(RateLimited):
     """The month's quota is spent; `retry_after` is when the next month begins."""
 
     code = "quota_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    """A budget in money (a team's) is spent; `param` names whose, `retry_after` is when the next month begins."""
+
+    code = "budget_exceeded"
+
+
+class BudgetHeldInFlight(RateLimited):
+    """What remains of a budget is held by requests in flight; `param` names whose."""
+
+    code = "budget_held_in_flight"
 
 
 class QuotaHeldInFlight(RateLimited):

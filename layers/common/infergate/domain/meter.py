@@ -38,18 +38,17 @@ from infergate.domain.errors import (
     InferGateError,
     ModelNotAllowed,
     ModelNotFound,
-    QuotaExceeded,
-    QuotaHeldInFlight,
     ServiceUnavailable,
     UpstreamError,
 )
-from infergate.domain.ledger import HoldsFull, RequestOutcome, Reservation, UsageLedger
+from infergate.domain.ledger import HoldsFull, LevelRefused, RequestOutcome, Reservation, UsageLedger
 from infergate.domain.model_policy import ModelPolicy
 from infergate.domain.model_server import CLIENT_CLOSED, CutOff
-from infergate.domain.periods import period_end, period_of
+from infergate.domain.periods import period_of
 from infergate.domain.pool import Departure, Placement, Route
-from infergate.domain.prices import PriceList
+from infergate.domain.prices import PriceList, WorstCost
 from infergate.domain.principal import Principal
+from infergate.domain.refusals import level_refusal, user_quota_refusal
 from infergate.domain.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -57,8 +56,6 @@ log = logging.getLogger(__name__)
 # Comfortably longer than a buffered chat can run (API Gateway stops waiting at 29 s), so a
 # live request always finds its reservation when it settles; streams get longer (bootstrap).
 RESERVATION_TTL = timedelta(minutes=2)
-# When the quota is held by requests in flight, retry after this: most finish within it.
-HELD_RETRY_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -93,10 +90,11 @@ class Charge:
 class Meter:
     def __init__(self, gatekeeper: Gatekeeper, ledger: UsageLedger, models: ModelPolicy, dispatcher: Dispatcher,
                  telemetry: Telemetry, *, clock: Callable[[], datetime],
-                 reservation_ttl: timedelta = RESERVATION_TTL, prices: PriceList | None = None) -> None:
+                 reservation_ttl: timedelta = RESERVATION_TTL, prices: PriceList | None = None,
+                 currency: str = "USD") -> None:
         self.gatekeeper, self.ledger, self.models, self.dispatcher = gatekeeper, ledger, models, dispatcher
         self.telemetry, self.clock, self.reservation_ttl = telemetry, clock, reservation_ttl
-        self.prices = prices or PriceList()
+        self.prices, self.currency = prices or PriceList(), currency
 
     def open(self, principal: Principal, estimate: Estimate,
              on_admitted: Callable[[Admission], None] = lambda admission: None, *, seconds: float) -> MeteredCall:
@@ -116,7 +114,7 @@ class Meter:
         admission = self.gatekeeper.admit(principal, tokens=estimate.worst_case, route=route)
         on_admitted(admission)
         try:
-            reservation = self._reserve(principal, estimate)
+            reservation = self._reserve(principal, estimate, route)
         except BaseException:
             seat = admission.seat
             if seat is not None and seat.waiting:
@@ -132,34 +130,33 @@ class Meter:
             raise
         return call
 
-    def _reserve(self, principal: Principal, estimate: Estimate) -> Reservation:
-        """Hold the request's worst case, capped to what remains of the quota but not below its minimum;
-        else QuotaHeldInFlight (held by requests in flight), QuotaExceeded or TooManyConcurrentRequests."""
+    def _reserve(self, principal: Principal, estimate: Estimate, route: Route) -> Reservation:
+        """Hold the request's worst case at the user's month and their team's, capped to what remains
+        there but not below its minimum; else why not (refusals.py), or TooManyConcurrentRequests."""
         now = self.clock()
+        worst = WorstCost(self.prices.most_of(estimate.model, (choice.model for choice in route.choices)),
+                          estimate.prompt_bound, estimate.worst_case - estimate.prompt_bound)
         wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), estimate.worst_case,
-                             now + self.reservation_ttl)
+                             now + self.reservation_ttl, micros=worst(estimate.worst_case),
+                             levels=(principal.team,) if principal.team else ())
         quota, in_flight = principal.quota_for(wanted.period), principal.plan.max_concurrent_requests
         try:
             # The ledger holds the concurrency limit too, where Redis's slots cannot (Redis away, or
             # its data lost): each hold is a request in flight.
             reservation = self.ledger.reserve(wanted, minimum=estimate.minimum, quota=quota, now=now,
-                                              most_held=in_flight)
+                                              most_held=in_flight, worst=worst)
         except HoldsFull:
             raise self.gatekeeper.too_many_in_flight(in_flight) from None
+        except LevelRefused as refused:
+            refusal = level_refusal(refused, period=wanted.period, now=now, currency=self.currency)
+            self.telemetry.count(type(refusal).__name__)
+            raise refusal from None
         if reservation is not None:
             return reservation
         spent = self.ledger.usage(principal.user_id, wanted.period, now=now).tokens_used
-        if quota - spent >= estimate.minimum:
-            self.telemetry.count("QuotaHeldInFlight")
-            raise QuotaHeldInFlight(
-                f"Your requests in flight hold what remains of your monthly quota ({quota - spent} of {quota} "
-                f"tokens); it comes back as they finish. Retry in {HELD_RETRY_SECONDS} s.",
-                retry_after=HELD_RETRY_SECONDS)
-        self.telemetry.count("QuotaExceeded")
-        resets_in = max(1, int((period_end(wanted.period) - now).total_seconds()))
-        raise QuotaExceeded(
-            f"Your monthly quota of {quota} tokens is used up, or too little of it remains for this prompt. "
-            f"It resets at the start of next month, in {resets_in} s (see GET /v1/usage).", retry_after=resets_in)
+        refusal = user_quota_refusal(quota=quota, spent=spent, minimum=estimate.minimum, period=wanted.period, now=now)
+        self.telemetry.count(type(refusal).__name__)
+        raise refusal
 
 
 class MeteredCall:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from infergate.domain.ledger import Level
 from infergate.domain.model_names import canonical
 from infergate.domain.periods import period_of
 from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from infergate.domain.accounts import UserRecord
+    from infergate.domain.teams import Team
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ class Principal:
     suspended: bool = False
     granted_tokens: int = 0  # extra tokens an operator granted for `granted_period`
     granted_period: str = ""
-    allowed_models: frozenset[str] | None = None  # what both the plan and the key allow, `name:tag`; None: any
+    allowed_models: frozenset[str] | None = None  # what the plan, the key and the team allow, `name:tag`; None: any
+    team: Level | None = None  # the user's team's month, which each request must fit under too
 
     def quota_for(self, period: str) -> int:
         """Tokens the user may be charged in `period` (YYYY-MM)."""
@@ -80,11 +83,12 @@ def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
 
 
 def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime,
-                 key_models: Iterable[str] | None = None) -> Principal:
+                 key_models: Iterable[str] | None = None, team: Team | None = None) -> Principal:
     """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now;
-    `key_models`: the models the key alone may use."""
+    `key_models`: the models the key alone may use; `team`: the user's team, if they have one."""
     period = period_of(now)
     plan = plan_of(user, plans)
+    models = allowed_by_all(plan.allowed_models, key_models, team.allowed_models if team else None)
     return Principal(user_id=user.user_id, key_id=key_id, plan=plan,
                      suspended=user.status == "suspended", granted_tokens=user.grants.get(period, 0),
-                     granted_period=period, allowed_models=allowed_by_all(plan.allowed_models, key_models))
+                     granted_period=period, allowed_models=models, team=team.level() if team else None)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from infergate.domain.accounts import UserRecord
 from infergate.domain.errors import InvalidRequest
-from infergate.domain.ledger import PeriodSummary, PeriodUsage, UsageLedger
+from infergate.domain.ledger import Level, LevelUsage, PeriodSummary, PeriodUsage, UsageLedger
 from infergate.domain.periods import period_end, period_of
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.principal import Principal, plan_of
@@ -23,6 +23,7 @@ class Standing:
     token_quota: int
     resets_at: datetime
     currency: str = "USD"  # what the usage's *_micros count millionths of
+    team: tuple[Level, LevelUsage] | None = None  # the caller's team, and its month
 
     @property
     def period(self) -> str:
@@ -47,8 +48,10 @@ class UsageReports:
         now = self._clock()
         period = _begun(period, now=now)
         usage = self._ledger.usage(principal.user_id, period, now=now)
+        team = principal.team
         return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period),
-                        currency=self._currency)
+                        currency=self._currency,
+                        team=None if team is None else (team, self._ledger.level_usage(team, period, now=now)))
 
     def of_user(self, user: UserRecord) -> Standing:
         """A user's standing this month, as an operator sees it."""

@@ -71,6 +71,7 @@ class UserView(Schema):
     overrides: dict[str, int]
     grants: dict[str, int] = Field(description="Extra tokens by month (YYYY-MM).")
     identity: str | None = Field(description="The issuer and subject of a user of single sign-on.")
+    team_id: str | None = Field(None, description="The team they belong to, if any.")
     created_at: datetime
 
 

@@ -32,6 +32,17 @@ class Tally(Schema):
     cost_micros: int = Field(description="What the tokens cost, in millionths of `currency` (MODEL_PRICES).")
 
 
+class TeamUsage(Schema):
+    team_id: str
+    tokens_used: int
+    token_quota: int | None = Field(description="The team's monthly token quota; null: none.")
+    tokens_reserved: int = Field(description="Held by the team's requests in flight.")
+    cost_micros: int
+    budget_micros: int | None = Field(description="The team's monthly budget, in millionths of `currency`; null: none.")
+    micros_reserved: int = Field(description="Held by the team's requests in flight, in millionths of `currency`.")
+    requests: int
+
+
 class UsageResponse(Schema):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
     tokens_used: int
@@ -45,3 +56,4 @@ class UsageResponse(Schema):
     resets_at: datetime
     by_model: dict[str, Tally]
     by_day: dict[str, Tally]
+    team: TeamUsage | None = Field(None, description="The caller's team's month, if they belong to one.")

@@ -30,16 +30,18 @@ from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, Audit, Audit
 from infergate.domain.errors import EmailAlreadyRegistered
 from infergate.domain.periods import utc_now
 from infergate.observability import logger
-from infergate.stores.mongo import ADMIN_KEYS, API_KEYS, AUDIT_LOG, USERS, unavailable_when_unreachable
+from infergate.stores.mongo import ADMIN_KEYS, API_KEYS, AUDIT_LOG, TEAMS, USERS, unavailable_when_unreachable
+from infergate.stores.teams import TeamRecords
 
 ACCOUNTS_VERSION = "accounts:version"  # under the key prefix
 T = TypeVar("T")
 
 
-class MongoAccountStore:
+class MongoAccountStore(TeamRecords):
     def __init__(self, database: Database) -> None:
         self._client = database.client
         self._users = database[USERS]
+        self._teams = database[TEAMS]
         self._keys = database[API_KEYS]
         self._admin_keys = database[ADMIN_KEYS]
         self._audit = database[AUDIT_LOG]
@@ -74,17 +76,17 @@ class MongoAccountStore:
         )
         if found is None or not found["user"]:
             return None
-        return _key_record(found), _user_record(found["user"][0])
+        return _key_record(found), user_record(found["user"][0])
 
     @unavailable_when_unreachable
     def find_user(self, user_id: str) -> UserRecord | None:
         document = self._users.find_one({"_id": user_id})
-        return _user_record(document) if document else None
+        return user_record(document) if document else None
 
     @unavailable_when_unreachable
     def find_user_by_identity(self, identity: str) -> UserRecord | None:
         document = self._users.find_one({"identity": identity})
-        return _user_record(document) if document else None
+        return user_record(document) if document else None
 
     @unavailable_when_unreachable
     def create_identity_user(self, user: UserRecord) -> UserRecord:
@@ -106,7 +108,7 @@ class MongoAccountStore:
             query["plan"] = plan
         if after:
             query["_id"] = {"$gt": after}
-        return [_user_record(document) for document in self._users.find(query).sort("_id", 1).limit(limit)]
+        return [user_record(document) for document in self._users.find(query).sort("_id", 1).limit(limit)]
 
     @unavailable_when_unreachable
     def keys_of(self, user_id: str) -> list[ApiKeyRecord]:
@@ -182,7 +184,7 @@ class MongoAccountStore:
             return after
 
         document = self._transaction(change)
-        return _user_record(document) if document else None
+        return user_record(document) if document else None
 
     def _record(self, session: ClientSession, audit: Audit, subject: dict, before: dict | None, after: dict | None) -> None:
         self._audit.insert_one({
@@ -292,14 +294,16 @@ def _user_document(user: UserRecord) -> dict:
         document["email"] = user.email
     if user.identity is not None:
         document["identity"] = user.identity
+    if user.team_id is not None:
+        document["team_id"] = user.team_id
     return document
 
 
-def _user_record(document: dict) -> UserRecord:
+def user_record(document: dict) -> UserRecord:
     return UserRecord(
         user_id=document["_id"], email=document.get("email"), plan=document["plan"], created_at=document["created_at"],
         status=document.get("status", "active"), overrides=document.get("overrides") or {},
-        grants=document.get("grants") or {}, identity=document.get("identity"),
+        grants=document.get("grants") or {}, identity=document.get("identity"), team_id=document.get("team_id"),
     )
 
 

@@ -24,6 +24,7 @@ USERS = "users"
 API_KEYS = "api_keys"
 ADMIN_KEYS = "admin_keys"
 AUDIT_LOG = "audit_log"
+TEAMS = "teams"
 USAGE = "usage"
 REQUEST_LOG = "request_log"
 RESPONSES = "responses"
@@ -77,6 +78,8 @@ def ensure_indexes(database: Database) -> None:
     database[USERS].create_index([("identity", ASCENDING)], unique=True, name="identity_unique_when_set",
                                  partialFilterExpression={"identity": {"$type": "string"}})
     database[USERS].create_index([("plan", ASCENDING)], name="plan")
+    database[USERS].create_index([("team_id", ASCENDING)], name="team_id",
+                                 partialFilterExpression={"team_id": {"$type": "string"}})
     database[API_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
     database[ADMIN_KEYS].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
     database[API_KEYS].create_index([("user_id", ASCENDING)], name="user_id")

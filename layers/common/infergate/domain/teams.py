@@ -1,0 +1,27 @@
+"""Teams: users who share limits above their own. A team has a monthly token quota and a monthly
+budget in micros of CURRENCY (either may be unset), and may list the models its members may use.
+A user belongs to at most one team; each of their requests must fit under their own quota and
+their team's, and is charged at both (the ledger's levels: domain/ledger.Level)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from infergate.domain.ledger import Level
+
+TEAM = "team"
+FIGURES = ("monthly_token_quota", "monthly_budget_micros", "allowed_models")
+
+
+@dataclass(frozen=True)
+class Team:
+    team_id: str
+    name: str
+    created_at: datetime
+    monthly_token_quota: int | None = None
+    monthly_budget_micros: int | None = None
+    allowed_models: tuple[str, ...] | None = None  # None: any model
+
+    def level(self) -> Level:
+        return Level(TEAM, self.team_id, self.monthly_token_quota, self.monthly_budget_micros)
