@@ -442,9 +442,10 @@ _HOUSEKEEPING = {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildi
                  "HELLO", "CLIENT", "PING", "SCRIPT"}
 
 
-def round_trips(stack: ExitStack, environment: dict[str, str], logs: Path, chats: int) -> dict[str, float]:
+def round_trips(stack: ExitStack, environment: dict[str, str], logs: Path, chats: int) -> dict[str, dict[str, float]]:
     """The requests a chat sends to each store, counted on the wire around `chats` chats through
-    `make run` (one key, in a row): InferGate in front of counting proxies."""
+    `make run` (one key, in a row): InferGate in front of counting proxies. First for a user in
+    no team, then for the same user once a member of a team with a quota and a budget."""
     mongo = Wiretap(_host_port(environment["MONGODB_URI"]), mongo_commands)
     cache = Wiretap(_host_port(environment["REDIS_URL"]), redis_commands)
     counted = {**environment, "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true",
@@ -452,16 +453,56 @@ def round_trips(stack: ExitStack, environment: dict[str, str], logs: Path, chats
     url = start_gateway(stack, "workers", counted, logs, name="counted")
     target = Target("counted", *_host_port(url), "/v1/chat",
                     json.dumps({"prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode(), register(url, 1))
+    counts = {"no team": _per_chat(target, {"MongoDB": mongo, "Redis": cache}, chats)}
+    _join_a_team(environment, url, target.keys[0])
+    counts["team member"] = _per_chat(target, {"MongoDB": mongo, "Redis": cache}, chats)
+    return counts
+
+
+def _per_chat(target: Target, taps: dict[str, Wiretap], chats: int) -> dict[str, float]:
     run_batch(target, Scenario("warm", 1, 1), 1.0)
-    before = {"MongoDB": mongo.snapshot(), "Redis": cache.snapshot()}
+    before = {store: tap.snapshot() for store, tap in taps.items()}
     done = run_count(target, chats)
-    after = {"MongoDB": mongo.snapshot(), "Redis": cache.snapshot()}
     per_chat = {}
-    for store in after:
-        for command, count in (after[store] - before[store]).items():
+    for store, tap in taps.items():
+        for command, count in (tap.snapshot() - before[store]).items():
             if command not in _HOUSEKEEPING:
                 per_chat[f"{store} {command}"] = count / done
     return per_chat
+
+
+def _join_a_team(environment: dict[str, str], url: str, key: str) -> None:
+    """Make a team with a quota and a budget through the admin API and put the key's user in it;
+    back once the gateway holds the user's chats at the team."""
+    import pymongo
+
+    from infergate.domain.administration import create_admin_key
+    from infergate.domain.keys import hash_key
+    from infergate.stores.accounts import MongoAccountStore
+
+    database = pymongo.MongoClient(environment["MONGODB_URI"])[GATEWAY_SETTINGS.get("MONGODB_DB", "infergate")]
+    admin = {"x-api-key": create_admin_key("bench", "admin", store=MongoAccountStore(database),
+                                           now=datetime.now(UTC))[1], "Content-Type": "application/json"}
+    user_id = database.api_keys.find_one({"key_hash": hash_key(key)})["user_id"]
+    connection = http.client.HTTPConnection(*_host_port(url), timeout=30)
+    team = _call(connection, "POST", "/admin/v1/teams", admin, {"name": "bench", "monthly_token_quota": 10**12,
+                                                                 "monthly_budget_micros": 10**12})
+    _call(connection, "POST", f"/admin/v1/teams/{team['team_id']}/members", admin, {"user_id": user_id})
+    deadline = time.monotonic() + 30
+    while _call(connection, "GET", "/v1/usage", {"x-api-key": key}, None).get("team") is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not see the team within 30 s")
+        time.sleep(0.2)
+
+
+def _call(connection: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
+          body: dict | None) -> dict:
+    connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    reply = json.loads(response.read())
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path} failed with {response.status}: {reply}")
+    return reply
 
 
 def run_count(target: Target, chats: int) -> int:
@@ -775,8 +816,10 @@ def after_scenarios(stack: ExitStack, args: argparse.Namespace, environment: dic
     print("\n" + exactness(environment["MONGODB_URI"], GATEWAY_SETTINGS.get("MONGODB_DB", "infergate")))
     print(f"\nRound trips per chat, by command ({args.round_trips} chats through make run, one key, in a row,"
           " counted on the wire):")
-    for name, per_chat in sorted(round_trips(stack, environment, logs, args.round_trips).items()):
-        print(f"  {name:<28} {per_chat:.2f}")
+    counts = round_trips(stack, environment, logs, args.round_trips)
+    print(f"  {'':<28} {'no team':>8} {'team member':>12}")
+    for name in sorted(set(counts["no team"]) | set(counts["team member"])):
+        print(f"  {name:<28} {counts['no team'].get(name, 0):>8.2f} {counts['team member'].get(name, 0):>12.2f}")
     if args.stream_samples > 0:
         streaming_section(stack, environment, logs, args.runtimes, args.stream_samples)
     bounds.report()

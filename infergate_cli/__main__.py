@@ -6,6 +6,9 @@
   users suspend USER_ID | users reactivate USER_ID
   users grant USER_ID TOKENS
   keys revoke KEY_ID
+  teams list | teams show TEAM_ID | teams add-member TEAM_ID USER_ID | teams remove-member TEAM_ID USER_ID
+  teams create --name N [--quota T] [--budget-micros M] [--models a,b]
+  teams set TEAM_ID [--name N] [--quota T|none] [--budget-micros M|none] [--models a,b|none]
   usage top [--period YYYY-MM] [--top N]
   servers
   prices
@@ -81,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     keys = topics.add_parser("keys", help="keys: revoke")
     _Commands(keys, "command").add_parser("revoke", help="revoke any key").add_argument("key_id")
 
+    _team_commands(topics)
+
     usage = topics.add_parser("usage", help="usage across users")
     top = _Commands(usage, "command").add_parser("top", help="totals and the heaviest users")
     top.add_argument("--period", help="YYYY-MM; this month unless given")
@@ -107,6 +112,62 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _team_commands(topics: _Commands) -> None:
+    teams = _Commands(topics.add_parser("teams", help="teams: list, show, create, set, add-member, remove-member"),
+                      "command")
+    listing = teams.add_parser("list", help="every team, a page at a time")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor")
+    teams.add_parser("show", help="one team: its figures, its month and its members").add_argument("team_id")
+    create = teams.add_parser("create", help="a team, with a monthly token quota, budget and models if given")
+    create.add_argument("--name", required=True)
+    change = teams.add_parser("set", help="set a team's figures; `none` clears one")
+    change.add_argument("team_id")
+    change.add_argument("--name")
+    for command in (create, change):
+        command.add_argument("--quota", type=_figure, help="tokens a month, across its members")
+        command.add_argument("--budget-micros", type=_figure, help="millionths of CURRENCY a month")
+        command.add_argument("--models", type=_models, help="comma-separated: the models its members may use")
+    for name, verb in (("add-member", "add a user to"), ("remove-member", "take a user out of")):
+        member = teams.add_parser(name, help=f"{verb} a team")
+        member.add_argument("team_id")
+        member.add_argument("user_id")
+
+
+_NONE = object()  # `none` on the command line: clear the figure
+
+
+def _figure(text: str) -> object:
+    return _NONE if text == "none" else int(text)
+
+
+def _models(text: str) -> object:
+    return _NONE if text == "none" else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _team_figures(arguments: argparse.Namespace) -> dict[str, object]:
+    given = {"name": getattr(arguments, "name", None), "monthly_token_quota": arguments.quota,
+             "monthly_budget_micros": arguments.budget_micros, "allowed_models": arguments.models}
+    return {name: None if value is _NONE else value for name, value in given.items() if value is not None}
+
+
+def _teams(api: AdminApi, arguments: argparse.Namespace) -> tuple[str, object]:
+    match arguments.command:
+        case "list":
+            return "teams", api.get("/admin/v1/teams", limit=arguments.limit, cursor=arguments.cursor)
+        case "show":
+            return "team", api.get(f"/admin/v1/teams/{arguments.team_id}")
+        case "create":
+            return "team", api.send("POST", "/admin/v1/teams", _team_figures(arguments))
+        case "set":
+            return "team", api.send("PATCH", f"/admin/v1/teams/{arguments.team_id}", _team_figures(arguments))
+        case "add-member":
+            return "user", api.send("POST", f"/admin/v1/teams/{arguments.team_id}/members",
+                                    {"user_id": arguments.user_id})
+        case _:
+            return "user", api.send("DELETE", f"/admin/v1/teams/{arguments.team_id}/members/{arguments.user_id}")
+
+
 def run(arguments: argparse.Namespace) -> tuple[str, object]:
     """(what kind of thing came back, the API's JSON for it)."""
     if arguments.topic == "admin-key":
@@ -129,6 +190,8 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
             return "user", api.send("POST", f"/admin/v1/users/{arguments.user_id}/grants", {"tokens": arguments.tokens})
         case "keys", "revoke":
             return "revoked", api.send("DELETE", f"/admin/v1/keys/{arguments.key_id}")
+        case "teams", _:
+            return _teams(api, arguments)
         case "usage", "top":
             return "usage", api.get("/admin/v1/usage", period=arguments.period, top=arguments.top)
         case "admin-keys", "list":

@@ -13,6 +13,11 @@ def table(kind: str, reply) -> str:
         "usage": lambda: _usage(reply),
         "audit": lambda: _audit(reply),
         "servers": lambda: _servers(reply),
+        "teams": lambda: _rows(("TEAM", "NAME", "QUOTA", "BUDGET", "MODELS"), [
+            (t["team_id"], t["name"], t["monthly_token_quota"], _money_or_none(t["monthly_budget_micros"]),
+             ",".join(t["allowed_models"] or []) or None) for t in reply["data"]])
+        + (f"\nmore: --cursor {reply['next_cursor']}" if reply["next_cursor"] else ""),
+        "team": lambda: _team(reply),
         "prices": lambda: _rows(("MODEL", f"INPUT {reply['currency']}/M", f"OUTPUT {reply['currency']}/M"), [
             (model, _money(price["input_per_million_micros"]), _money(price["output_per_million_micros"]))
             for model, price in sorted(reply["prices"].items())]),
@@ -58,6 +63,23 @@ def _usage(summary) -> str:
     return head + "\n\n" + _rows(("USER", "TOKENS", "REQUESTS", f"COST {summary['currency']}"),
                                  [(t["user_id"], t["tokens"], t["requests"], _money(t["cost_micros"]))
                                   for t in summary["top"]])
+
+
+def _team(team) -> str:
+    lines = [f"team      {team['team_id']}", f"name      {team['name']}",
+             f"quota     {team['monthly_token_quota'] if team['monthly_token_quota'] is not None else '-'} tokens",
+             f"budget    {_money_or_none(team['monthly_budget_micros']) or '-'}",
+             f"models    {','.join(team['allowed_models'] or []) or 'any'}"]
+    if "usage" in team:
+        usage = team["usage"]
+        lines.append(f"usage     {usage['tokens_used']} tokens, {_money(usage['cost_micros'])} {team['currency']}, "
+                     f"{usage['requests']} requests; held {usage['tokens_reserved']} tokens")
+        lines += ["", _rows(("MEMBER", "EMAIL"), [(m["user_id"], m["email"]) for m in team["members"]])]
+    return "\n".join(lines)
+
+
+def _money_or_none(micros: int | None) -> str | None:
+    return None if micros is None else _money(micros)
 
 
 def _money(micros: int) -> str:
