@@ -309,6 +309,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "addTeamMember", "Add a user to a team (a user belongs to one at a time); audited.", "Admin", Auth.ADMIN,
         admin.UserView, body=teams.MemberRequest,
         errors=joined(OPERATORS_ONLY, ("invalid_request", "team_not_found", "user_not_found", "conflict"), STORES)),
+    ("POST", "/admin/v1/teams/{team_id}/service-accounts"): Operation(
+        "createServiceAccount", "A service account of the team's: a principal with keys but no person (a "
+        "backend's); its first key shown once; audited.", "Admin", Auth.ADMIN, teams.ServiceAccountView, status=201,
+        body=teams.ServiceAccountRequest, errors=joined(OPERATORS_ONLY, ("invalid_request", "team_not_found"), STORES),
+        examples={"a backend": {"name": "search-backend"}}),
     ("DELETE", "/admin/v1/teams/{team_id}/members/{user_id}"): Operation(
         "removeTeamMember", "Take a user out of a team; audited.", "Admin", Auth.ADMIN, admin.UserView,
         errors=joined(OPERATORS_ONLY, ("user_not_found",), STORES)),

@@ -7,6 +7,7 @@
   users grant USER_ID TOKENS
   keys revoke KEY_ID
   teams list | teams show TEAM_ID | teams add-member TEAM_ID USER_ID | teams remove-member TEAM_ID USER_ID
+  teams add-service-account TEAM_ID --name N
   teams create --name N [--quota T] [--budget-micros M] [--models a,b]
   teams set TEAM_ID [--name N] [--quota T|none] [--budget-micros M|none] [--models a,b|none]
   usage top [--period YYYY-MM] [--top N]
@@ -128,6 +129,9 @@ def _team_commands(topics: _Commands) -> None:
         command.add_argument("--quota", type=_figure, help="tokens a month, across its members")
         command.add_argument("--budget-micros", type=_figure, help="millionths of CURRENCY a month")
         command.add_argument("--models", type=_models, help="comma-separated: the models its members may use")
+    service = teams.add_parser("add-service-account", help="a principal of the team's with a key and no person")
+    service.add_argument("team_id")
+    service.add_argument("--name", required=True, help="what it is for; its key is shown once")
     for name, verb in (("add-member", "add a user to"), ("remove-member", "take a user out of")):
         member = teams.add_parser(name, help=f"{verb} a team")
         member.add_argument("team_id")
@@ -161,6 +165,9 @@ def _teams(api: AdminApi, arguments: argparse.Namespace) -> tuple[str, object]:
             return "team", api.send("POST", "/admin/v1/teams", _team_figures(arguments))
         case "set":
             return "team", api.send("PATCH", f"/admin/v1/teams/{arguments.team_id}", _team_figures(arguments))
+        case "add-service-account":
+            return "service_account", api.send("POST", f"/admin/v1/teams/{arguments.team_id}/service-accounts",
+                                               {"name": arguments.name})
         case "add-member":
             return "user", api.send("POST", f"/admin/v1/teams/{arguments.team_id}/members",
                                     {"user_id": arguments.user_id})

@@ -18,6 +18,8 @@ def table(kind: str, reply) -> str:
              ",".join(t["allowed_models"] or []) or None) for t in reply["data"]])
         + (f"\nmore: --cursor {reply['next_cursor']}" if reply["next_cursor"] else ""),
         "team": lambda: _team(reply),
+        "service_account": lambda: (f"service account {reply['user_id']} ({reply['name']}) of {reply['team_id']}\n"
+                                    f"key {reply['key_id']}: {reply['api_key']}\n(shown once: keep it now)"),
         "prices": lambda: _rows(("MODEL", f"INPUT {reply['currency']}/M", f"OUTPUT {reply['currency']}/M"), [
             (model, _money(price["input_per_million_micros"]), _money(price["output_per_million_micros"]))
             for model, price in sorted(reply["prices"].items())]),
@@ -74,7 +76,8 @@ def _team(team) -> str:
         usage = team["usage"]
         lines.append(f"usage     {usage['tokens_used']} tokens, {_money(usage['cost_micros'])} {team['currency']}, "
                      f"{usage['requests']} requests; held {usage['tokens_reserved']} tokens")
-        lines += ["", _rows(("MEMBER", "EMAIL"), [(m["user_id"], m["email"]) for m in team["members"]])]
+        lines += ["", _rows(("MEMBER", "EMAIL OR NAME", "KIND"),
+                            [(m["user_id"], m["email"] or m["name"], m["kind"]) for m in team["members"]])]
     return "\n".join(lines)
 
 

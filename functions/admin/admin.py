@@ -120,6 +120,13 @@ def add_member(team_id: str) -> Response:
     return teams.member(services.teams.add_member(operator, team_id, teams.member_request(app).user_id))
 
 
+@app.post("/admin/v1/teams/<team_id>/service-accounts")
+def create_service_account(team_id: str) -> Response:
+    operator = current_operator(app)
+    name = teams.service_account_request(app).name
+    return teams.service_account(*services.teams.create_service_account(operator, team_id, name))
+
+
 @app.delete("/admin/v1/teams/<team_id>/members/<user_id>")
 def remove_member(team_id: str, user_id: str) -> Response:
     return teams.member(services.teams.remove_member(current_operator(app), team_id, user_id))

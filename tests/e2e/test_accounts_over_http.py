@@ -155,6 +155,8 @@ def test_operators_run_teams_through_the_command_line(gateway, http):
     shown = cli(gateway, admin, "teams", "show", team["team_id"])
     assert shown.returncode == 0 and user["user_id"] in shown.stdout and "1 requests" in shown.stdout
     assert team["team_id"] in cli(gateway, admin, "teams", "list").stdout
+    backend = cli(gateway, admin, "teams", "add-service-account", team["team_id"], "--name", "search-backend")
+    assert backend.returncode == 0 and "igk_" in backend.stdout and "search-backend" in backend.stdout
     assert cli(gateway, admin, "teams", "remove-member", team["team_id"], user["user_id"]).returncode == 0
     again = cli(gateway, admin, "teams", "remove-member", team["team_id"], user["user_id"])
     assert again.returncode == 3 and "user_not_found" in again.stderr

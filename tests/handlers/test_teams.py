@@ -128,3 +128,28 @@ def test_bad_team_requests_name_the_field(api, admin, database):
     assert api.call("POST", "/admin/v1/teams", key=viewer, body={"name": "no"})["statusCode"] == 403
     listed = body(api.call("GET", "/admin/v1/teams", key=viewer))
     assert [t["team_id"] for t in listed["data"]] == [team["team_id"]]
+
+
+def test_a_service_account_is_a_team_member_with_a_key_and_no_person(api, admin):
+    team = make_team(api, admin, monthly_token_quota=100_000)
+    made = api.call("POST", f"/admin/v1/teams/{team['team_id']}/service-accounts", key=admin,
+                    body={"name": "search-backend"})
+    assert made["statusCode"] == 201, made
+    account = body(made)
+    assert account["api_key"].startswith("igk_") and account["team_id"] == team["team_id"]
+    answered = body(chat(api, account["api_key"]))["usage"]["total_tokens"]
+    assert body(api.call("GET", "/v1/usage", key=account["api_key"]))["team"]["tokens_used"] == answered
+    own = api.call("POST", "/v1/keys", key=account["api_key"], body={"name": "second"})
+    assert own["statusCode"] == 201  # it manages its keys as any user does
+
+    shown = body(api.call("GET", f"/admin/v1/teams/{team['team_id']}", key=admin))
+    assert shown["members"] == [{"user_id": account["user_id"], "email": None, "kind": "service",
+                                 "name": "search-backend"}]
+    user = body(api.call("GET", f"/admin/v1/users/{account['user_id']}", key=admin))
+    assert (user["kind"], user["name"], user["email"]) == ("service", "search-backend", None)
+    audited = body(api.call("GET", "/admin/v1/audit", key=admin))["data"][0]
+    assert (audited["action"], audited["subject"]["id"]) == ("create_service_account", account["user_id"])
+    assert "api_key" not in str(audited) and account["api_key"] not in str(audited)
+    missing = api.call("POST", "/admin/v1/teams/team_000000000000000000000000/service-accounts", key=admin,
+                       body={"name": "x"})
+    assert (missing["statusCode"], body(missing)["error"]["code"]) == (404, "team_not_found")

@@ -69,6 +69,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("GET", "/admin/v1/teams/{team_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("PATCH", "/admin/v1/teams/{team_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("POST", "/admin/v1/teams/{team_id}/members"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("POST", "/admin/v1/teams/{team_id}/service-accounts"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("DELETE", "/admin/v1/teams/{team_id}/members/{user_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/servers"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/audit"): ("AdminFunction", "ApiKeyAuthorizer"),

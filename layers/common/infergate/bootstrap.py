@@ -371,7 +371,7 @@ class Services:
     def teams(self) -> Teams:
         from infergate.domain.team_administration import Teams
 
-        return Teams(self.accounts, self.accounts_version, self.ledger, clock=self.clock)
+        return Teams(self.accounts, self.accounts_version, self.ledger, self.plans, clock=self.clock)
 
     @cached_property
     def administration(self) -> Administration:

@@ -76,7 +76,7 @@ def summary_query(app: App) -> UsageSummaryQuery:
 def user_view(user: UserRecord) -> UserView:
     return UserView(user_id=user.user_id, email=user.email, plan=user.plan, status=user.status,
                     overrides=dict(user.overrides), grants=dict(user.grants), identity=user.identity,
-                    team_id=user.team_id, created_at=user.created_at)
+                    team_id=user.team_id, kind=user.kind, name=user.name, created_at=user.created_at)
 
 
 def user(user: UserRecord, *, status: int = 200) -> Response:

@@ -10,13 +10,15 @@ from aws_lambda_powertools.event_handler import Response
 from infergate.api.accounts import team_usage
 from infergate.api.admin import page_of, user_view
 from infergate.api.app import App, json_response, parse_body
-from infergate.domain.accounts import UserRecord
+from infergate.domain.accounts import IssuedKey, UserRecord
 from infergate.domain.ledger import LevelUsage
 from infergate.domain.teams import Team
 from infergate.schemas.teams import (
     ChangeTeamRequest,
     CreateTeamRequest,
     MemberRequest,
+    ServiceAccountRequest,
+    ServiceAccountView,
     TeamDetail,
     TeamMember,
     TeamPage,
@@ -54,7 +56,18 @@ def team_page(teams: Sequence[Team], *, limit: int) -> Response:
 def team_detail(team: Team, month: LevelUsage, members: Sequence[UserRecord], *, currency: str) -> Response:
     return json_response(TeamDetail(**team_view(team).model_dump(), usage=team_usage(team.level(), month),
                                     currency=currency,
-                                    members=[TeamMember(user_id=user.user_id, email=user.email) for user in members]))
+                                    members=[TeamMember(user_id=user.user_id, email=user.email, kind=user.kind,
+                                                        name=user.name) for user in members]))
+
+
+def service_account_request(app: App) -> ServiceAccountRequest:
+    return parse_body(app, ServiceAccountRequest)
+
+
+def service_account(account: UserRecord, key: IssuedKey) -> Response:
+    return json_response(ServiceAccountView(
+        user_id=account.user_id, name=account.name or "", team_id=account.team_id or "", plan=account.plan,
+        key_id=key.record.key_id, api_key=key.api_key, created_at=account.created_at), status=201)
 
 
 def member(user: UserRecord) -> Response:

@@ -30,6 +30,8 @@ class UserRecord:
     grants: Mapping[str, int] = field(default_factory=dict)  # extra tokens by period (YYYY-MM)
     identity: str | None = None  # "<issuer> <subject>" for a user of single sign-on
     team_id: str | None = None  # the team they belong to, if any (at most one)
+    name: str | None = None  # a service account's name: it has no email
+    kind: str = "person"  # or "service": a team's service account, a principal with keys but no person
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ class Rotation(enum.Enum):
 
 
 class AccountStore(Protocol):
-    def create(self, user: UserRecord, key: ApiKeyRecord) -> None:
-        """Store both or neither; raise EmailAlreadyRegistered if the email is taken."""
+    def create(self, user: UserRecord, key: ApiKeyRecord, *, audit: Audit | None = None) -> None:
+        """Store both or neither (and `audit`'s entry with them); raise EmailAlreadyRegistered if the
+        email is taken."""
 
     def find_by_key_hash(self, key_hash: str) -> tuple[ApiKeyRecord, UserRecord] | None: ...
 

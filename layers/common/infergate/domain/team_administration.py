@@ -9,19 +9,21 @@ from datetime import datetime
 from typing import Any
 
 from infergate.domain import keys
-from infergate.domain.accounts import AccountStore, AccountsVersion, UserRecord
+from infergate.domain.accounts import AccountStore, AccountsVersion, IssuedKey, UserRecord, issue_key
 from infergate.domain.administration import audit_of, ensure_may_change
 from infergate.domain.errors import Conflict, NotFound
 from infergate.domain.ledger import LevelUsage, UsageLedger
 from infergate.domain.periods import period_of
+from infergate.domain.plans import PlanCatalog
 from infergate.domain.principal import Operator
 from infergate.domain.teams import FIGURES, Team
 
 
 class Teams:
-    def __init__(self, store: AccountStore, version: AccountsVersion, ledger: UsageLedger, *,
+    def __init__(self, store: AccountStore, version: AccountsVersion, ledger: UsageLedger, plans: PlanCatalog, *,
                  clock: Callable[[], datetime]) -> None:
         self._store, self._version, self._ledger, self._clock = store, version, ledger, clock
+        self._plans = plans
 
     def list(self, *, limit: int, after: str | None) -> list[Team]:
         return self._store.teams(limit=limit, after=after)
@@ -72,6 +74,18 @@ class Teams:
         if self._user(user_id).team_id != team_id:
             raise NotFound(f"User {user_id} is not a member of team {team_id}.", code="user_not_found")
         return self._set_team(operator, user_id, None, "remove_team_member")
+
+    def create_service_account(self, operator: Operator, team_id: str, name: str) -> tuple[UserRecord, IssuedKey]:
+        """A principal of the team's with a key but no person (a backend's), on the default plan:
+        its first key, whose plaintext leaves once. It manages its keys as any user does."""
+        ensure_may_change(operator)
+        self.team(team_id)
+        now = self._clock()
+        account = UserRecord(user_id=keys.new_id("usr"), email=None, plan=self._plans.default.name, created_at=now,
+                             team_id=team_id, name=name, kind="service")
+        issued = issue_key(account.user_id, name=name, now=now)
+        self._store.create(account, issued.record, audit=audit_of(operator, "create_service_account"))
+        return account, issued
 
     def _user(self, user_id: str) -> UserRecord:
         user = self._store.find_user(user_id)

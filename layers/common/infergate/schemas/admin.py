@@ -72,6 +72,8 @@ class UserView(Schema):
     grants: dict[str, int] = Field(description="Extra tokens by month (YYYY-MM).")
     identity: str | None = Field(description="The issuer and subject of a user of single sign-on.")
     team_id: str | None = Field(None, description="The team they belong to, if any.")
+    kind: str = Field("person", description="`person`, or `service` for a team's service account.")
+    name: str | None = Field(None, description="A service account's name.")
     created_at: datetime
 
 

@@ -44,6 +44,21 @@ class ChangeTeamRequest(Closed):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+class ServiceAccountRequest(Closed):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                      description="What it is for (a backend's name); its key is named so too.")
+
+
+class ServiceAccountView(Schema):
+    user_id: str
+    name: str
+    team_id: str
+    plan: str
+    key_id: str
+    api_key: str = Field(description="Its first key, shown once; InferGate stores only its hash.")
+    created_at: datetime
+
+
 class MemberRequest(Closed):
     user_id: str = Field(min_length=1, max_length=64)
 
@@ -60,6 +75,8 @@ class TeamView(Schema):
 class TeamMember(Schema):
     user_id: str
     email: str | None
+    kind: str = Field(description="`person`, or `service` for a service account.")
+    name: str | None = Field(description="A service account's name.")
 
 
 class TeamDetail(TeamView):

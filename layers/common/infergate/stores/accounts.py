@@ -51,10 +51,13 @@ class MongoAccountStore(TeamRecords):
             return session.with_transaction(work)
 
     @unavailable_when_unreachable
-    def create(self, user: UserRecord, key: ApiKeyRecord) -> None:
+    def create(self, user: UserRecord, key: ApiKeyRecord, *, audit: Audit | None = None) -> None:
         def insert_both(session: ClientSession) -> None:
-            self._users.insert_one(_user_document(user), session=session)
+            document = _user_document(user)
+            self._users.insert_one(document, session=session)
             self._keys.insert_one(_key_document(key), session=session)
+            if audit is not None:
+                self._record(session, audit, {"type": "user", "id": user.user_id}, None, _shown_user(document))
 
         try:
             self._transaction(insert_both)
@@ -296,6 +299,8 @@ def _user_document(user: UserRecord) -> dict:
         document["identity"] = user.identity
     if user.team_id is not None:
         document["team_id"] = user.team_id
+    if user.kind != "person":
+        document |= {"kind": user.kind, "name": user.name}
     return document
 
 
@@ -304,6 +309,7 @@ def user_record(document: dict) -> UserRecord:
         user_id=document["_id"], email=document.get("email"), plan=document["plan"], created_at=document["created_at"],
         status=document.get("status", "active"), overrides=document.get("overrides") or {},
         grants=document.get("grants") or {}, identity=document.get("identity"), team_id=document.get("team_id"),
+        name=document.get("name"), kind=document.get("kind", "person"),
     )
 
 
