@@ -11,6 +11,7 @@
   teams create --name N [--quota T] [--budget-micros M] [--models a,b]
   teams set TEAM_ID [--name N] [--quota T|none] [--budget-micros M|none] [--models a,b|none]
   usage top [--period YYYY-MM] [--top N]
+  usage export --by team|user|key|model [--month YYYY-MM]      CSV, e.g. > december.csv
   servers
   prices
   audit [--limit N] [--cursor C]
@@ -87,10 +88,13 @@ def parser() -> argparse.ArgumentParser:
 
     _team_commands(topics)
 
-    usage = topics.add_parser("usage", help="usage across users")
-    top = _Commands(usage, "command").add_parser("top", help="totals and the heaviest users")
+    usage = _Commands(topics.add_parser("usage", help="usage across users: top, export"), "command")
+    top = usage.add_parser("top", help="totals and the heaviest users")
     top.add_argument("--period", help="YYYY-MM; this month unless given")
     top.add_argument("--top", type=int, default=10)
+    export = usage.add_parser("export", help="a month by team, user, key or model, as CSV on standard output")
+    export.add_argument("--month", help="YYYY-MM; this month unless given")
+    export.add_argument("--by", choices=["team", "user", "key", "model"], required=True)
 
     topics.add_parser("servers", help="the model servers: health, breaker, models, load")
     topics.add_parser("prices", help="what each model's tokens cost (MODEL_PRICES)")
@@ -199,6 +203,8 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
             return "revoked", api.send("DELETE", f"/admin/v1/keys/{arguments.key_id}")
         case "teams", _:
             return _teams(api, arguments)
+        case "usage", "export":
+            return "csv", api.text("/admin/v1/usage", period=arguments.month, by=arguments.by, format="csv")
         case "usage", "top":
             return "usage", api.get("/admin/v1/usage", period=arguments.period, top=arguments.top)
         case "admin-keys", "list":
@@ -230,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error.status in (401, 403):
             return EXIT_NOT_ALLOWED
         return EXIT_FAILED if error.status >= 500 or error.status == 0 else EXIT_REFUSED
+    if kind == "csv":
+        sys.stdout.write(str(reply))
+        return 0
     print(json.dumps(reply, indent=2) if arguments.json else output.table(kind, reply))
     return 0
 

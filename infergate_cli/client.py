@@ -29,14 +29,20 @@ class AdminApi:
     def send(self, method: str, path: str, body: object | None = None) -> object:
         return self._call(method, path, body)
 
-    def _call(self, method: str, path: str, body: object | None = None) -> object:
+    def text(self, path: str, **query: object) -> str:
+        """A GET whose answer is text (a CSV export), as it came."""
+        present = {name: value for name, value in query.items() if value is not None}
+        return self._call("GET", path + "?" + urllib.parse.urlencode(present), text=True)
+
+    def _call(self, method: str, path: str, body: object | None = None, *, text: bool = False) -> object:
         request = urllib.request.Request(
             self._url + path, method=method, data=None if body is None else json.dumps(body).encode(),
             headers={"x-api-key": self._key, "Content-Type": "application/json", "Accept": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                return json.loads(response.read() or b"null")
+                answer = response.read()
+                return answer.decode() if text else json.loads(answer or b"null")
         except urllib.error.HTTPError as error:
             raise _api_error(error.code, error.read()) from None
         except (urllib.error.URLError, TimeoutError, OSError) as error:

@@ -76,7 +76,14 @@ def revoke_admin_key(key_id: str) -> Response:
 def usage_summary() -> Response:
     current_operator(app)
     query = admin.summary_query(app)
-    return admin.summary(services.usage.summary(query.period, top=query.top), currency=services.settings.currency)
+    currency = services.settings.currency
+    summary = services.usage.summary(query.period, top=query.top)
+    if query.by is None:
+        return admin.summary(summary, currency=currency)
+    shares = services.usage.breakdown(summary.period, query.by)
+    if query.format == "csv":
+        return admin.breakdown_csv(shares, by=query.by, period=summary.period, currency=currency)
+    return admin.summary(summary, currency=currency, by=query.by, shares=shares)
 
 
 @app.get("/admin/v1/plans")

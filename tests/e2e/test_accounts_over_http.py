@@ -157,6 +157,10 @@ def test_operators_run_teams_through_the_command_line(gateway, http):
     assert team["team_id"] in cli(gateway, admin, "teams", "list").stdout
     backend = cli(gateway, admin, "teams", "add-service-account", team["team_id"], "--name", "search-backend")
     assert backend.returncode == 0 and "igk_" in backend.stdout and "search-backend" in backend.stdout
+    exported = cli(gateway, admin, "usage", "export", "--by", "team")
+    assert exported.returncode == 0
+    assert exported.stdout.splitlines()[0] == "period,team,tokens,requests,cost_micros,currency"
+    assert f",{team['team_id']}," in exported.stdout
     assert cli(gateway, admin, "teams", "remove-member", team["team_id"], user["user_id"]).returncode == 0
     again = cli(gateway, admin, "teams", "remove-member", team["team_id"], user["user_id"])
     assert again.returncode == 3 and "user_not_found" in again.stderr

@@ -153,3 +153,31 @@ def test_a_service_account_is_a_team_member_with_a_key_and_no_person(api, admin)
     missing = api.call("POST", "/admin/v1/teams/team_000000000000000000000000/service-accounts", key=admin,
                        body={"name": "x"})
     assert (missing["statusCode"], body(missing)["error"]["code"]) == (404, "team_not_found")
+
+
+def test_operators_break_a_month_down_by_team_user_key_and_model_in_json_and_csv(api, admin, priced):
+    team = make_team(api, admin)
+    member_id, member_key = member(api, admin, team, "breakdown@example.com")
+    loner = api.register("loner@example.com")
+    spent = {key: body(chat(api, key))["usage"] for key in (member_key, member_key, loner["api_key"])}
+    member_tokens = 2 * spent[member_key]["total_tokens"]
+
+    by_team = body(api.call("GET", "/admin/v1/usage", key=admin, query={"by": "team"}))
+    assert by_team["by"] == "team"
+    assert [(s["id"], s["tokens"], s["requests"]) for s in by_team["breakdown"]] == [(team["team_id"], member_tokens, 2)]
+    assert by_team["users"] == 2  # the team's month is not a user's
+    by_user = body(api.call("GET", "/admin/v1/usage", key=admin, query={"by": "user"}))["breakdown"]
+    assert {s["id"]: s["requests"] for s in by_user} == {member_id: 2, loner["user_id"]: 1}
+    by_key = body(api.call("GET", "/admin/v1/usage", key=admin, query={"by": "key"}))["breakdown"]
+    assert {s["id"]: s["requests"] for s in by_key} == {loner["key_id"]: 1, **{
+        s["id"]: 2 for s in by_key if s["id"] != loner["key_id"]}} and len(by_key) == 2
+    by_model = body(api.call("GET", "/admin/v1/usage", key=admin, query={"by": "model"}))
+    (model,) = by_model["breakdown"]
+    assert (model["id"], model["requests"], model["cost_micros"]) == ("smollm2:135m", 3, by_model["cost_micros"])
+
+    csv = api.call("GET", "/admin/v1/usage", key=admin, query={"by": "user", "format": "csv"})
+    assert csv["statusCode"] == 200 and header(csv, "Content-Type").startswith("text/csv")
+    lines = csv["body"].split("\r\n")
+    assert lines[0] == "period,user,tokens,requests,cost_micros,currency" and len(lines) == 4 and lines[-1] == ""
+    refused = api.call("GET", "/admin/v1/usage", key=admin, query={"format": "csv"})
+    assert (refused["statusCode"], body(refused)["error"]["param"]) == (400, "format")

@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import Response
 from infergate.api.accounts import key_view, usage_response
 from infergate.api.app import App, json_response, parse_body, parse_query
 from infergate.domain.accounts import AdminKeyRecord, AuditEntry, UserRecord
-from infergate.domain.ledger import PeriodSummary
+from infergate.domain.ledger import PeriodSummary, Share
 from infergate.domain.own_keys import KeyState
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.prices import PriceList
@@ -45,6 +45,9 @@ from infergate.schemas.admin import (
     cursor_of,
 )
 from infergate.schemas.admin import PriceList as PriceListView
+from infergate.schemas.admin import (
+    Share as ShareView,
+)
 
 T = TypeVar("T")
 
@@ -115,12 +118,30 @@ def revoked(key_id: str) -> Response:
     return json_response(RevokedKey(key_id=key_id))
 
 
-def summary(summary: PeriodSummary, *, currency: str) -> Response:
+def summary(summary: PeriodSummary, *, currency: str, by: str | None = None,
+            shares: Sequence[Share] | None = None) -> Response:
     return json_response(UsageSummary(
         period=summary.period, tokens_used=summary.tokens_used, requests=summary.requests, users=summary.users,
         cost_micros=summary.cost_micros, currency=currency,
         top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests, cost_micros=t.cost_micros)
-             for t in summary.top]))
+             for t in summary.top],
+        by=by, breakdown=None if shares is None else [ShareView(**dataclasses.asdict(share)) for share in shares]))
+
+
+def breakdown_csv(shares: Sequence[Share], *, by: str, period: str, currency: str) -> Response:
+    """The breakdown as a spreadsheet reads it: one row a team, user, key or model."""
+    rows = [f"period,{by},tokens,requests,cost_micros,currency"]
+    rows += [f"{period},{_csv_cell(share.id)},{share.tokens},{share.requests},{share.cost_micros},{currency}"
+             for share in shares]
+    return Response(status_code=200, content_type="text/csv; charset=utf-8", body="\r\n".join(rows) + "\r\n",
+                    headers={"Content-Disposition": f'attachment; filename="usage-{period}-by-{by}.csv"'})
+
+
+def _csv_cell(text: str) -> str:
+    """A cell as RFC 4180 quotes it, and never read as a formula by a spreadsheet."""
+    if text[:1] in ("=", "+", "-", "@"):
+        text = "'" + text
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\r\n') else text
 
 
 def prices(prices: PriceList, *, currency: str) -> Response:

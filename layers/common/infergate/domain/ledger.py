@@ -163,6 +163,19 @@ class PeriodSummary:
     cost_micros: int = 0
 
 
+@dataclass(frozen=True)
+class Share:
+    """One team's, user's, key's or model's part of a month."""
+
+    id: str
+    tokens: int
+    requests: int
+    cost_micros: int
+
+
+BREAKDOWNS = ("team", "user", "key", "model")
+
+
 # A user's holds are their requests in flight; with no limit given, any number may be held.
 ANY_NUMBER_HELD = 1_000_000
 
@@ -200,3 +213,6 @@ class UsageLedger(Protocol):
 
     def level_usage(self, level: Level, period: str, *, now: datetime) -> LevelUsage:
         """A level's month (a team's), as charged and held."""
+
+    def breakdown(self, period: str, by: str) -> list[Share]:
+        """The month by team, user, key or model (BREAKDOWNS), the heaviest first."""

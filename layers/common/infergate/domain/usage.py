@@ -9,7 +9,7 @@ from datetime import datetime
 
 from infergate.domain.accounts import UserRecord
 from infergate.domain.errors import InvalidRequest
-from infergate.domain.ledger import Level, LevelUsage, PeriodSummary, PeriodUsage, UsageLedger
+from infergate.domain.ledger import Level, LevelUsage, PeriodSummary, PeriodUsage, Share, UsageLedger
 from infergate.domain.periods import period_end, period_of
 from infergate.domain.plans import PlanCatalog
 from infergate.domain.principal import Principal, plan_of
@@ -60,6 +60,10 @@ class UsageReports:
         quota = plan_of(user, self._plans).monthly_token_quota + user.grants.get(period, 0)
         return Standing(usage=self._ledger.usage(user.user_id, period, now=now), token_quota=quota,
                         resets_at=period_end(period), currency=self._currency)
+
+    def breakdown(self, period: str | None, by: str) -> list[Share]:
+        """A month (this one unless `period` names a past one) by team, user, key or model."""
+        return self._ledger.breakdown(_begun(period, now=self._clock()), by)
 
     def summary(self, period: str | None, *, top: int) -> PeriodSummary:
         """Every user's use of a month (this one unless `period` names a past one), and the heaviest users."""

@@ -8,9 +8,9 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from infergate.schemas.base import Closed, Schema
+from infergate.schemas.base import Closed, Refused, Schema
 from infergate.schemas.keys import KeyName, KeyView
 from infergate.schemas.usage import Period, UsageResponse
 
@@ -61,6 +61,15 @@ class AuditQuery(PageQuery):
 class UsageSummaryQuery(Closed):
     period: Period | None = None
     top: int = Field(10, ge=1, le=100)
+    by: Literal["team", "user", "key", "model"] | None = Field(
+        None, description="Also break the month down by team, user, key or model, the heaviest first.")
+    format: Literal["json", "csv"] = Field("json", description="csv: the breakdown alone, as text/csv (needs `by`).")
+
+    @model_validator(mode="after")
+    def _csv_needs_by(self) -> UsageSummaryQuery:
+        if self.format == "csv" and self.by is None:
+            raise Refused("format", "csv is a breakdown: say `by` (team, user, key or model)")
+        return self
 
 
 class UserView(Schema):
@@ -134,6 +143,13 @@ class RevokedKey(Schema):
     status: Literal["revoked"] = "revoked"
 
 
+class Share(Schema):
+    id: str = Field(description="The team's, user's or key's id, or the model's name.")
+    tokens: int
+    requests: int
+    cost_micros: int
+
+
 class UserUsage(Schema):
     user_id: str
     tokens: int
@@ -149,6 +165,8 @@ class UsageSummary(Schema):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     users: int
     top: list[UserUsage]
+    by: str | None = Field(None, description="What `breakdown` is by, when asked for.")
+    breakdown: list[Share] | None = Field(None, description="The month by `by`, the heaviest first.")
 
 
 class PriceView(Schema):

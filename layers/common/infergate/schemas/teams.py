@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, model_validator
 
-from infergate.schemas.base import Closed, ModelName, Schema
+from infergate.schemas.base import Closed, ModelName, Refused, Schema
 from infergate.schemas.usage import TeamUsage
 
 TeamName = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -37,7 +37,7 @@ class ChangeTeamRequest(Closed):
         if not self.model_fields_set:
             raise ValueError("say what to change: name, monthly_token_quota, monthly_budget_micros or allowed_models")
         if "name" in self.model_fields_set and self.name is None:
-            raise ValueError("name: a team keeps a name")
+            raise Refused("name", "a team keeps a name")
         return self
 
     def changes(self) -> dict:

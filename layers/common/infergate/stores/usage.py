@@ -56,6 +56,7 @@ from infergate.domain.ledger import (
     PeriodUsage,
     RequestOutcome,
     Reservation,
+    Share,
     UserTally,
 )
 from infergate.domain.prices import NOTHING, WorstCost
@@ -63,6 +64,7 @@ from infergate.observability import logger
 from infergate.stores.levels import MongoLevels, hold_op, level_month_id, settle_op
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 from infergate.stores.usage_documents import (
+    breakdown_pipeline,
     counts,
     log_line,
     logged_request,
@@ -354,11 +356,11 @@ class MongoUsageLedger:
     @unavailable_when_unreachable
     def period_summary(self, period: str, *, top: int) -> PeriodSummary:
         totals = next(self._usage.aggregate([
-            {"$match": {"period": period}},
+            {"$match": {"period": period, "user_id": {"$exists": True}}},  # users' months, not teams'
             {"$group": {"_id": None, "tokens": {"$sum": "$tokens_used"}, "requests": {"$sum": "$requests"},
                         "cost": {"$sum": "$cost_micros"}, "users": {"$sum": 1}}},
         ]), {"tokens": 0, "requests": 0, "cost": 0, "users": 0})
-        heaviest = self._usage.find({"period": period}, {"user_id": 1, "tokens_used": 1, "requests": 1,
+        heaviest = self._usage.find({"period": period, "user_id": {"$exists": True}}, {"user_id": 1, "tokens_used": 1, "requests": 1,
                                                          "cost_micros": 1}).sort([("tokens_used", -1), ("_id", 1)]).limit(top)
         return PeriodSummary(
             period=period, tokens_used=totals["tokens"], requests=totals["requests"], users=totals["users"],
@@ -370,6 +372,12 @@ class MongoUsageLedger:
     @unavailable_when_unreachable
     def level_usage(self, level: Level, period: str, *, now: datetime) -> LevelUsage:
         return self._levels.usage(level, period, now=now)
+
+    @unavailable_when_unreachable
+    def breakdown(self, period: str, by: str) -> list[Share]:
+        shares = self._usage.aggregate(breakdown_pipeline(period, by))
+        return [Share(model_name(share["_id"]) if by in ("model", "key") else share["_id"], share["tokens"],
+                      share["requests"], share["cost"]) for share in shares]
 
     @unavailable_when_unreachable
     def statement(self, user_id: str, period: str) -> LedgerStatement:

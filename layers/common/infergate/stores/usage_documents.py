@@ -7,6 +7,7 @@ lines of its request log, and the readings made of them (stores/usage.py writes 
    requests, entries,                       requests that succeeded; log lines written
    reservations: [{id, tokens, expires_at}, ...],
    models: {<model>: {tokens, requests, cost_micros}}, days: {<YYYY-MM-DD>: {...the same}},
+   keys: {<key_id>: {...the same}},
    journal: [<request log line>, ...]}      the newest lines of the request log
 """
 
@@ -40,6 +41,26 @@ def sum_of_tokens(holds: str) -> dict:
     return {"$sum": {"$map": {"input": holds, "as": "r", "in": "$$r.tokens"}}}
 
 
+def breakdown_pipeline(period: str, by: str) -> list[dict]:
+    """A month's shares by team (its level documents), user (their months), key or model (the
+    tallies in the users' months), the heaviest first."""
+    totals = {"tokens": {"$sum": "$tokens"}, "requests": {"$sum": "$requests"}, "cost": {"$sum": "$cost"}}
+    if by in ("team", "user"):
+        match = {"period": period, "level": "team"} if by == "team" else {"period": period, "user_id": {"$exists": True}}
+        owner = "$level_id" if by == "team" else "$user_id"
+        return [{"$match": match},
+                {"$project": {"owner": owner, "tokens": "$tokens_used", "requests": 1,
+                              "cost": {"$ifNull": ["$cost_micros", 0]}}},
+                {"$group": {"_id": "$owner", **totals}}, {"$sort": {"tokens": -1, "_id": 1}}]
+    field = "$models" if by == "model" else "$keys"
+    return [{"$match": {"period": period, "user_id": {"$exists": True}}},
+            {"$project": {"tally": {"$objectToArray": {"$ifNull": [field, {}]}}}},
+            {"$unwind": "$tally"},
+            {"$project": {"owner": "$tally.k", "tokens": "$tally.v.tokens", "requests": "$tally.v.requests",
+                          "cost": {"$ifNull": ["$tally.v.cost_micros", 0]}}},
+            {"$group": {"_id": "$owner", **totals}}, {"$sort": {"tokens": -1, "_id": 1}}]
+
+
 def resized(reservation_id: str, size: tuple[int, int] | None) -> list[dict]:
     """An update (a pipeline) that makes a request's hold `size` (tokens, micros), or drops it
     (None), keeping `committed` and `committed_micros` the sum of the charges and the holds."""
@@ -67,7 +88,8 @@ def counts(reservation: Reservation, outcome: RequestOutcome, charge: int) -> di
     if outcome.counted(charge):
         cost = outcome.cost_micros(charge, held=reservation.micros)
         counts |= {"tokens_used": charge, "requests": 1, "cost_micros": cost}
-        for tally in (f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}"):
+        for tally in (f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}",
+                      f"keys.{fieldmodel_name(outcome.key_id)}"):
             counts |= {f"{tally}.tokens": charge, f"{tally}.requests": 1, f"{tally}.cost_micros": cost}
     return counts
 
