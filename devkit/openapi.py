@@ -269,6 +269,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=admin.GrantRequest,
         errors=joined(OPERATORS_ONLY, ("invalid_request", "user_not_found"), STORES),
         examples={"grant": {"tokens": 50000}}),
+    ("PATCH", "/admin/v1/keys/{key_id}"): Operation(
+        "changeAnyKey", "Set (null clears) any user's key's own monthly budget or models; audited.", "Admin",
+        Auth.ADMIN, keys.KeyView, body=admin.ChangeKeyRequest,
+        errors=joined(OPERATORS_ONLY, ("invalid_request", "key_not_found"), STORES),
+        examples={"a CI key": {"monthly_budget_micros": 2000000, "allowed_models": ["llama3.1:8b"]}}),
     ("DELETE", "/admin/v1/keys/{key_id}"): Operation(
         "revokeAnyKey", "Revoke any user's key.", "Admin", Auth.ADMIN, admin.RevokedKey,
         errors=joined(OPERATORS_ONLY, ("key_not_found",), STORES)),

@@ -49,6 +49,13 @@ def grant_tokens(user_id: str) -> Response:
     return admin.user(services.administration.grant_tokens(operator, user_id, request.tokens), status=201)
 
 
+@app.patch("/admin/v1/keys/<key_id>")
+def change_key(key_id: str) -> Response:
+    operator = current_operator(app)
+    changes = admin.change_key_request(app).changes()
+    return admin.changed_key(services.administration.change_key(operator, key_id, changes), now=services.clock())
+
+
 @app.delete("/admin/v1/keys/<key_id>")
 def revoke_key(key_id: str) -> Response:
     services.administration.revoke_key(current_operator(app), key_id)

@@ -23,7 +23,8 @@ def create_key() -> Response:
     principal = admitted_principal(app)  # who asks first: a refused caller is refused, whatever the body
     request = accounts.key_request(app)
     return accounts.issued(services.keys.create(principal, name=request.name, expires_in_days=request.expires_in_days,
-                                                allowed_models=request.allowed_models))
+                                                allowed_models=request.allowed_models,
+                                                monthly_budget_micros=request.monthly_budget_micros))
 
 
 @app.get("/v1/keys")

@@ -64,6 +64,7 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("GET", "/admin/v1/usage"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/plans"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/prices"): ("AdminFunction", "ApiKeyAuthorizer"),
+        ("PATCH", "/admin/v1/keys/{key_id}"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/teams"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("POST", "/admin/v1/teams"): ("AdminFunction", "ApiKeyAuthorizer"),
         ("GET", "/admin/v1/teams/{team_id}"): ("AdminFunction", "ApiKeyAuthorizer"),

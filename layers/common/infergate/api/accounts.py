@@ -13,7 +13,7 @@ from infergate.domain.registration import Registration
 from infergate.domain.usage import Standing
 from infergate.schemas.accounts import RegisterRequest, RegisterResponse
 from infergate.schemas.keys import CreateKeyRequest, IssuedKeyView, KeyList, KeyView, RotateKeyRequest
-from infergate.schemas.usage import Tally, TeamUsage, UsageQuery, UsageResponse
+from infergate.schemas.usage import KeyBudgetUsage, Tally, TeamUsage, UsageQuery, UsageResponse
 
 
 def registration_request(app: App) -> RegisterRequest:
@@ -40,7 +40,8 @@ def key_view(key: KeyState) -> KeyView:
     record = key.record
     return KeyView(key_id=record.key_id, name=record.name, prefix=record.prefix, created_at=record.created_at,
                    last_used_at=key.last_used_at, expires_at=record.grace_until or record.expires_at, status=key.status,
-                   allowed_models=None if record.allowed_models is None else list(record.allowed_models))
+                   allowed_models=None if record.allowed_models is None else list(record.allowed_models),
+                   monthly_budget_micros=record.monthly_budget_micros)
 
 
 def issued(key: IssuedKey, *, replaces: str | None = None) -> Response:
@@ -73,6 +74,7 @@ def usage_response(standing: Standing) -> UsageResponse:
         by_model={name: _tally(t) for name, t in usage.by_model.items()},
         by_day={day: _tally(t) for day, t in sorted(usage.by_day.items())},
         team=None if standing.team is None else team_usage(*standing.team),
+        key=None if standing.key is None else _key_usage(*standing.key),
     )
 
 
@@ -80,6 +82,12 @@ def team_usage(team: Level, month: LevelUsage) -> TeamUsage:
     return TeamUsage(team_id=team.id, tokens_used=month.tokens_used, token_quota=team.token_quota,
                      tokens_reserved=month.tokens_reserved, cost_micros=month.cost_micros,
                      budget_micros=team.budget_micros, micros_reserved=month.micros_reserved, requests=month.requests)
+
+
+def _key_usage(key: Level, month: LevelUsage) -> KeyBudgetUsage:
+    return KeyBudgetUsage(budget_id=key.id, tokens_used=month.tokens_used, cost_micros=month.cost_micros,
+                          budget_micros=key.budget_micros or 0, micros_reserved=month.micros_reserved,
+                          requests=month.requests)
 
 
 def _tally(tally) -> Tally:

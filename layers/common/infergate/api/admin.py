@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 
 from infergate.api.accounts import key_view, usage_response
 from infergate.api.app import App, json_response, parse_body, parse_query
-from infergate.domain.accounts import AdminKeyRecord, AuditEntry, UserRecord
+from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, AuditEntry, UserRecord
 from infergate.domain.ledger import PeriodSummary, Share
 from infergate.domain.own_keys import KeyState
 from infergate.domain.plans import PlanCatalog
@@ -24,6 +25,7 @@ from infergate.schemas.admin import (
     AuditPage,
     AuditQuery,
     AuditView,
+    ChangeKeyRequest,
     ChangeUserRequest,
     CreateAdminKeyRequest,
     GrantRequest,
@@ -66,6 +68,14 @@ def audit_query(app: App) -> AuditQuery:
 
 def change_request(app: App) -> ChangeUserRequest:
     return parse_body(app, ChangeUserRequest)
+
+
+def change_key_request(app: App) -> ChangeKeyRequest:
+    return parse_body(app, ChangeKeyRequest)
+
+
+def changed_key(record: ApiKeyRecord, *, now: datetime) -> Response:
+    return json_response(key_view(KeyState(record, record.status(now), None)))
 
 
 def grant_request(app: App) -> GrantRequest:

@@ -31,7 +31,9 @@ def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bo
     models = {} if caller.allowed_models is None else {"allowed_models": ",".join(sorted(caller.allowed_models))}
     return {"kind": USER, "user_id": caller.user_id, "key_id": caller.key_id, "plan": caller.plan.name,
             **caller.plan.figures(), "suspended": caller.suspended, "granted_tokens": caller.granted_tokens,
-            "granted_period": caller.granted_period, **models, **_team_context(caller.team)}
+            "granted_period": caller.granted_period, **models, **_team_context(caller.team),
+            **({} if caller.key_budget is None else {"key_budget_id": caller.key_budget.id,
+                                                     "key_budget_micros": caller.key_budget.budget_micros})}
 
 
 def _team_context(team: Level | None) -> dict[str, str | int]:
@@ -74,6 +76,8 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
         "user_id": context["user_id"], "key_id": context["key_id"], "plan": plan,
         "allowed_models": None if models is None else frozenset(filter(None, str(models).split(","))),
         "team": _team_from(context),
+        "key_budget": None if not context.get("key_budget_id") else Level(
+            "key", str(context["key_budget_id"]), None, int(context["key_budget_micros"])),
         **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from infergate.domain import keys
+from infergate.domain.ledger import Level
 
 if TYPE_CHECKING:
     from infergate.domain.teams import Team
@@ -47,6 +48,14 @@ class ApiKeyRecord:
     grace_until: datetime | None = None  # set when rotated: the key works until then
     successor_id: str | None = None
     allowed_models: tuple[str, ...] | None = None  # the models (or aliases) it alone may use; None: any
+    monthly_budget_micros: int | None = None  # what it alone may spend a month; None: no budget of its own
+    budget_id: str | None = None  # whose month it spends: the first key of its line (a successor shares it)
+
+    def budget_level(self) -> Level | None:
+        """The key's own month, when it has a budget: a rotation's successor spends the same month."""
+        if self.monthly_budget_micros is None:
+            return None
+        return Level("key", self.budget_id or self.key_id, None, self.monthly_budget_micros)
 
     @property
     def ends_at(self) -> datetime | None:
@@ -167,6 +176,9 @@ class AccountStore(Protocol):
 
     def members(self, team_id: str, *, limit: int) -> list[UserRecord]: ...
 
+    def change_key(self, key_id: str, changes: Mapping[str, Any], *, audit: Audit) -> ApiKeyRecord | None:
+        """Set (None: clear) a key's budget or models, audited; None if there is no such key."""
+
     def audit_log(self, *, limit: int, before: str | None) -> list[AuditEntry]:
         """The newest entries first, those older than entry `before` when given."""
 
@@ -195,9 +207,12 @@ class IssuedKey:
 
 
 def issue_key(user_id: str, *, name: str | None, now: datetime, expires_at: datetime | None = None,
-              allowed_models: tuple[str, ...] | None = None) -> IssuedKey:
+              allowed_models: tuple[str, ...] | None = None, budget: tuple[int, str | None] | None = None) -> IssuedKey:
+    """A new key; `budget`: its monthly budget in micros, and whose month it spends (None: its own)."""
     api_key = keys.new_api_key()
-    record = ApiKeyRecord(key_id=keys.new_id("key"), user_id=user_id, key_hash=keys.hash_key(api_key), created_at=now,
+    key_id = keys.new_id("key")
+    record = ApiKeyRecord(key_id=key_id, user_id=user_id, key_hash=keys.hash_key(api_key), created_at=now,
                           name=name, prefix=keys.shown_prefix(api_key), expires_at=expires_at,
-                          allowed_models=allowed_models)
+                          allowed_models=allowed_models, monthly_budget_micros=None if budget is None else budget[0],
+                          budget_id=None if budget is None else budget[1] or key_id)
     return IssuedKey(record, api_key)

@@ -13,6 +13,7 @@ from infergate.domain.accounts import (
     AccountStore,
     AccountsVersion,
     AdminKeyRecord,
+    ApiKeyRecord,
     Audit,
     AuditEntry,
     KeyActivity,
@@ -22,7 +23,7 @@ from infergate.domain.errors import Forbidden, InvalidRequest, NotFound
 from infergate.domain.own_keys import KeyState, states
 from infergate.domain.periods import period_of
 from infergate.domain.plans import FIGURES, InvalidPlan, Plan, PlanCatalog
-from infergate.domain.principal import Operator
+from infergate.domain.principal import Operator, allowed_by_all
 
 ROLES = ("admin", "viewer")
 
@@ -89,6 +90,17 @@ class Administration:
         if self._store.revoke_key(key_id, user_id=None, now=self._clock(), audit=audit_of(operator, "revoke_key")) is None:
             raise NotFound(f"There is no key {key_id}.", code="key_not_found")
         self._version.advance()
+
+    def change_key(self, operator: Operator, key_id: str, changes: dict) -> ApiKeyRecord:
+        """Set (None: clear) any user's key's monthly budget or models; every instance applies it within a second."""
+        ensure_may_change(operator)
+        if "allowed_models" in changes and changes["allowed_models"] is not None:
+            changes = {**changes, "allowed_models": sorted(allowed_by_all(changes["allowed_models"]) or ())}
+        changed = self._store.change_key(key_id, changes, audit=audit_of(operator, "change_key"))
+        if changed is None:
+            raise NotFound(f"There is no key {key_id}.", code="key_not_found")
+        self._version.advance()
+        return changed
 
     def admin_keys(self, operator: Operator) -> list[AdminKeyRecord]:
         """Every admin key (never a secret): for the admin role only, as making and revoking them are."""

@@ -191,7 +191,7 @@ class Authenticator:
         if status == "expired":
             return EXPIRED_KEY
         return principal_of(key.key_id, user, self._plans, now=now, key_models=key.allowed_models,
-                            team=self._team_of(user, source))
+                            team=self._team_of(user, source), key_budget=key.budget_level())
 
     def _token(self, token: str, source: str) -> Principal | Refusal:
         try:

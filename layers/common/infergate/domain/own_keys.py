@@ -47,9 +47,10 @@ class OwnKeys:
         self._store, self._version, self._activity, self._clock = store, version, activity, clock
 
     def create(self, principal: Principal, *, name: str | None, expires_in_days: int | None,
-               allowed_models: list[str] | None = None) -> IssuedKey:
-        """A new key; with `allowed_models`, one that may use only those. A key made with a key
-        that may use only some models may use no more than it."""
+               allowed_models: list[str] | None = None, monthly_budget_micros: int | None = None) -> IssuedKey:
+        """A new key; with `allowed_models`, one that may use only those; with `monthly_budget_micros`,
+        one with a budget of its own. A key made with a key that may use only some models may use
+        no more than it; one made with a key that has a budget spends that key's month."""
         now = self._clock()
         expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
         models = allowed_by_all(allowed_models, principal.allowed_models)
@@ -57,7 +58,8 @@ class OwnKeys:
             raise Forbidden("allowed_models names a model the key making it may not use: a key may allow no more "
                             f"than {', '.join(sorted(principal.allowed_models or ()))}.", param="allowed_models")
         issued = issue_key(principal.user_id, name=name, now=now, expires_at=expires_at,
-                           allowed_models=None if models is None else tuple(sorted(models)))
+                           allowed_models=None if models is None else tuple(sorted(models)),
+                           budget=_budget_of_new_key(principal, monthly_budget_micros))
         caller = self._caller(principal)
         if caller is not None and issued.record.outlives(caller):
             raise Forbidden(f"This key stops working at {caller.ends_at.isoformat()}; it cannot create a key that "
@@ -85,7 +87,9 @@ class OwnKeys:
         self._may_change(principal, old, keys, "rotate")
         now = self._clock()
         successor = issue_key(principal.user_id, name=old.name, now=now, expires_at=old.expires_at,
-                              allowed_models=old.allowed_models)
+                              allowed_models=old.allowed_models,
+                              budget=None if old.monthly_budget_micros is None else (
+                                  old.monthly_budget_micros, old.budget_id or old.key_id))
         outcome = self._store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now,
                                          max_working=principal.plan.max_api_keys)
         if outcome is Rotation.NOT_FOUND:
@@ -129,6 +133,18 @@ def states(records: list[ApiKeyRecord], *, activity: KeyActivity, now: datetime)
     ordered = sorted(records, key=lambda key: key.created_at)
     last_used = activity.last_used(ordered[0].user_id, [key.key_id for key in ordered]) if ordered else {}
     return [KeyState(key, key.status(now), last_used.get(key.key_id)) for key in ordered]
+
+
+def _budget_of_new_key(principal: Principal, asked: int | None) -> tuple[int, str | None] | None:
+    """A new key's budget and whose month it spends: its own, or, made with a key that has a
+    budget, that key's (so that a key cannot make itself a larger budget)."""
+    maker = principal.key_budget
+    if maker is None:
+        return None if asked is None else (asked, None)
+    if asked is not None:
+        raise Forbidden("A key with a budget of its own cannot make a key with another budget: a key made with it "
+                        "spends its month.", param="monthly_budget_micros")
+    return maker.budget_micros or 0, maker.id
 
 
 def _known(key_id: str) -> str:

@@ -34,6 +34,11 @@ class Principal:
     granted_period: str = ""
     allowed_models: frozenset[str] | None = None  # what the plan, the key and the team allow, `name:tag`; None: any
     team: Level | None = None  # the user's team's month, which each request must fit under too
+    key_budget: Level | None = None  # the key's own month, when it has a budget
+
+    def levels(self) -> tuple[Level, ...]:
+        """The months above the user's own that each of their requests must fit under."""
+        return tuple(level for level in (self.team, self.key_budget) if level is not None)
 
     def quota_for(self, period: str) -> int:
         """Tokens the user may be charged in `period` (YYYY-MM)."""
@@ -83,12 +88,15 @@ def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
 
 
 def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime,
-                 key_models: Iterable[str] | None = None, team: Team | None = None) -> Principal:
+                 key_models: Iterable[str] | None = None, team: Team | None = None,
+                 key_budget: Level | None = None) -> Principal:
     """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now;
-    `key_models`: the models the key alone may use; `team`: the user's team, if they have one."""
+    `key_models`: the models the key alone may use; `team`: the user's team, if they have one;
+    `key_budget`: the key's own month, if it has a budget."""
     period = period_of(now)
     plan = plan_of(user, plans)
     models = allowed_by_all(plan.allowed_models, key_models, team.allowed_models if team else None)
     return Principal(user_id=user.user_id, key_id=key_id, plan=plan,
                      suspended=user.status == "suspended", granted_tokens=user.grants.get(period, 0),
-                     granted_period=period, allowed_models=models, team=team.level() if team else None)
+                     granted_period=period, allowed_models=models, team=team.level() if team else None,
+                     key_budget=key_budget)

@@ -24,6 +24,7 @@ class Standing:
     resets_at: datetime
     currency: str = "USD"  # what the usage's *_micros count millionths of
     team: tuple[Level, LevelUsage] | None = None  # the caller's team, and its month
+    key: tuple[Level, LevelUsage] | None = None  # the calling key's own budget, and its month
 
     @property
     def period(self) -> str:
@@ -48,10 +49,11 @@ class UsageReports:
         now = self._clock()
         period = _begun(period, now=now)
         usage = self._ledger.usage(principal.user_id, period, now=now)
-        team = principal.team
+        team, key = principal.team, principal.key_budget
         return Standing(usage=usage, token_quota=principal.quota_for(period), resets_at=period_end(period),
                         currency=self._currency,
-                        team=None if team is None else (team, self._ledger.level_usage(team, period, now=now)))
+                        team=None if team is None else (team, self._ledger.level_usage(team, period, now=now)),
+                        key=None if key is None else (key, self._ledger.level_usage(key, period, now=now)))
 
     def of_user(self, user: UserRecord) -> Standing:
         """A user's standing this month, as an operator sees it."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infergate.schemas.base import Closed, Refused, Schema
+from infergate.schemas.base import Closed, ModelName, Refused, Schema
 from infergate.schemas.keys import KeyName, KeyView
 from infergate.schemas.usage import Period, UsageResponse
 
@@ -108,6 +108,24 @@ class ChangeUserRequest(Closed):
         if value and any(figure is not None and figure < 0 for figure in value.values()):
             raise ValueError("figures may not be negative")
         return value
+
+
+class ChangeKeyRequest(Closed):
+    """Any user's key's own limits; null clears one."""
+
+    monthly_budget_micros: int | None = Field(None, ge=0, le=10**15,
+                                              description="What it alone may spend a month, in micros of CURRENCY.")
+    allowed_models: list[ModelName] | None = Field(None, min_length=1, max_length=100,
+                                                   description="The models (or aliases) it may use.")
+
+    @model_validator(mode="after")
+    def _something(self) -> ChangeKeyRequest:
+        if not self.model_fields_set:
+            raise ValueError("say what to change: monthly_budget_micros or allowed_models")
+        return self
+
+    def changes(self) -> dict:
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class GrantRequest(Closed):

@@ -28,6 +28,11 @@ class CreateKeyRequest(Closed):
         None, min_length=1, max_length=100,
         description="The models (or aliases) the key may use; any other is refused with 403 model_not_allowed. "
                     "A key made with a key that has such a list may use no more than it.")
+    monthly_budget_micros: int | None = Field(
+        None, ge=0, le=10**15,
+        description="What the key alone may spend a month, in millionths of CURRENCY (MODEL_PRICES); its chats "
+                    "beyond it are refused with 429 budget_exceeded, param `key`. A key made with a key that has a "
+                    "budget spends that key's month.")
 
 
 class RotateKeyRequest(Closed):
@@ -43,6 +48,7 @@ class KeyView(Schema):
     expires_at: datetime | None
     status: Literal["active", "rotating", "expired", "revoked"]
     allowed_models: list[str] | None = Field(None, description="The models it may use, `name:tag`; null: any.")
+    monthly_budget_micros: int | None = Field(None, description="Its own monthly budget in micros; null: none.")
 
 
 class IssuedKeyView(KeyView):

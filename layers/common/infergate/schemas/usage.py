@@ -43,6 +43,15 @@ class TeamUsage(Schema):
     requests: int
 
 
+class KeyBudgetUsage(Schema):
+    budget_id: str = Field(description="Whose month the key spends: the first key of its line (rotation keeps it).")
+    tokens_used: int
+    cost_micros: int
+    budget_micros: int
+    micros_reserved: int = Field(description="Held by the key's requests in flight, in millionths of `currency`.")
+    requests: int
+
+
 class UsageResponse(Schema):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
     tokens_used: int
@@ -57,3 +66,4 @@ class UsageResponse(Schema):
     by_model: dict[str, Tally]
     by_day: dict[str, Tally]
     team: TeamUsage | None = Field(None, description="The caller's team's month, if they belong to one.")
+    key: KeyBudgetUsage | None = Field(None, description="The calling key's own month, if it has a budget.")

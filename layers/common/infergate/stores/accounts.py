@@ -151,6 +151,27 @@ class MongoAccountStore(TeamRecords):
         return self._transaction(rotate)
 
     @unavailable_when_unreachable
+    def change_key(self, key_id: str, changes: Mapping[str, Any], *, audit: Audit) -> ApiKeyRecord | None:
+        update: dict[str, dict] = {}
+        for name, value in changes.items():
+            update.setdefault("$unset" if value is None else "$set", {})[name] = "" if value is None else value
+
+        def change(session: ClientSession) -> dict | None:
+            before = self._keys.find_one_and_update({"_id": key_id}, update, session=session,
+                                                    return_document=ReturnDocument.BEFORE)
+            if before is None:
+                return None
+            # A key given a budget spends its own month, unless it already shares its line's.
+            self._keys.update_one({"_id": key_id, "monthly_budget_micros": {"$exists": True},
+                                   "budget_id": {"$exists": False}}, {"$set": {"budget_id": key_id}}, session=session)
+            after = self._keys.find_one({"_id": key_id}, session=session)
+            self._record(session, audit, {"type": "key", "id": key_id}, _shown_key(before), _shown_key(after))
+            return after
+
+        changed = self._transaction(change)
+        return _key_record(changed) if changed else None
+
+    @unavailable_when_unreachable
     def revoke_key(self, key_id: str, *, user_id: str | None, now: datetime,
                    audit: Audit | None = None) -> ApiKeyRecord | None:
         owned = {"_id": key_id} if user_id is None else {"_id": key_id, "user_id": user_id}
@@ -321,7 +342,9 @@ def _key_document(key: ApiKeyRecord) -> dict:
     return {"_id": key.key_id, "user_id": key.user_id, "key_hash": key.key_hash, "created_at": key.created_at,
             "name": key.name, "prefix": key.prefix, "expires_at": key.expires_at, "revoked_at": key.revoked_at,
             "grace_until": key.grace_until, "successor_id": key.successor_id,
-            **({"allowed_models": list(key.allowed_models)} if key.allowed_models is not None else {})}
+            **({"allowed_models": list(key.allowed_models)} if key.allowed_models is not None else {}),
+            **({"monthly_budget_micros": key.monthly_budget_micros, "budget_id": key.budget_id}
+               if key.monthly_budget_micros is not None else {})}
 
 
 def _key_record(document: dict) -> ApiKeyRecord:
@@ -331,6 +354,7 @@ def _key_record(document: dict) -> ApiKeyRecord:
         expires_at=document.get("expires_at"), revoked_at=document.get("revoked_at"),
         grace_until=document.get("grace_until"), successor_id=document.get("successor_id"),
         allowed_models=tuple(document["allowed_models"]) if document.get("allowed_models") is not None else None,
+        monthly_budget_micros=document.get("monthly_budget_micros"), budget_id=document.get("budget_id"),
     )
 
 
