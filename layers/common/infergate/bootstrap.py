@@ -13,6 +13,7 @@ pymongo. Tests and benchmarks build their own `Services` with clients of theirs,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from infergate.domain.accounts import AccountStore, AccountsVersion, KeyActivity
     from infergate.domain.administration import Administration
     from infergate.domain.admission import Gatekeeper
+    from infergate.domain.alerts import Alerts
     from infergate.domain.authentication import Authenticator, TokenVerifier
     from infergate.domain.dispatch import Dispatcher
     from infergate.domain.inference import InferenceService
@@ -160,7 +162,20 @@ class Services:
     def ledger(self) -> UsageLedger:
         from infergate.stores.usage import MongoUsageLedger
 
-        return MongoUsageLedger(self.database)
+        return MongoUsageLedger(self.database, alerts=self.alerts)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        """Budget alerts: to BUDGET_ALERT_TOPIC_ARN (the template's alarm topic) and BUDGET_ALERT_WEBHOOK_URL."""
+        from infergate.domain.alerts import Alerts
+        from infergate.stores.alerts import MongoAlertClaims, SnsSender, WebhookSender
+
+        # The stack's alarm topic, which the template writes (not a setting: no one chooses it); a
+        # local run has none.
+        topic, webhook = os.environ.get("BUDGET_ALERT_TOPIC_ARN", ""), self.settings.budget_alert_webhook_url
+        senders = [*([SnsSender(topic)] if topic.startswith("arn:") else []),
+                   *([WebhookSender(webhook)] if webhook else [])]
+        return Alerts(MongoAlertClaims(self.database), senders)
 
     @cached_property
     def accounts(self) -> AccountStore:
@@ -284,7 +299,7 @@ class Services:
         # A reservation outlives the longest stream, so that a live request always finds it.
         ttl = max(RESERVATION_TTL, timedelta(seconds=self.settings.ollama_stream_timeout + 60))
         return Meter(self.gatekeeper, self.ledger, self.models, self.dispatcher, self.telemetry, clock=self.clock,
-                     reservation_ttl=ttl, prices=self.prices, currency=self.settings.currency)
+                     reservation_ttl=ttl, prices=self.prices, currency=self.settings.currency, alerts=self.alerts)
 
     @cached_property
     def prices(self) -> PriceList:

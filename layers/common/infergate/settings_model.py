@@ -81,6 +81,9 @@ class Settings(SettingsRules, Schema):
     # When set, GET /metrics wants `Authorization: Bearer <this>`; unset, it is open.
     metrics_token: str = Field("", alias="METRICS_TOKEN")
     metrics_token_secret: str = Field("", alias="METRICS_TOKEN_SECRET")
+    # Where a team's or key's budget alerts go (50%, 80%, 100%) beside the template's alarm topic
+    # (BUDGET_ALERT_TOPIC_ARN, which the template writes): a URL that takes a JSON POST.
+    budget_alert_webhook_url: str = Field("", pattern=r"^(https?://\S+)?$", alias="BUDGET_ALERT_WEBHOOK_URL")
     # The model server's circuit breaker: this many consecutive failures open it for
     # `open_seconds`, then one probe request decides whether it closes.
     breaker_failures: int = Field(5, ge=1, alias="CIRCUIT_BREAKER_FAILURES")

@@ -33,6 +33,7 @@ from types import TracebackType
 
 from infergate.domain import keys
 from infergate.domain.admission import Admission, Gatekeeper
+from infergate.domain.alerts import Alerts, NoAlerts
 from infergate.domain.dispatch import Dispatcher, healthy_after
 from infergate.domain.errors import (
     InferGateError,
@@ -91,10 +92,10 @@ class Meter:
     def __init__(self, gatekeeper: Gatekeeper, ledger: UsageLedger, models: ModelPolicy, dispatcher: Dispatcher,
                  telemetry: Telemetry, *, clock: Callable[[], datetime],
                  reservation_ttl: timedelta = RESERVATION_TTL, prices: PriceList | None = None,
-                 currency: str = "USD") -> None:
+                 currency: str = "USD", alerts: Alerts | NoAlerts = NoAlerts()) -> None:
         self.gatekeeper, self.ledger, self.models, self.dispatcher = gatekeeper, ledger, models, dispatcher
         self.telemetry, self.clock, self.reservation_ttl = telemetry, clock, reservation_ttl
-        self.prices, self.currency = prices or PriceList(), currency
+        self.prices, self.currency, self.alerts = prices or PriceList(), currency, alerts
 
     def open(self, principal: Principal, estimate: Estimate,
              on_admitted: Callable[[Admission], None] = lambda admission: None, *, seconds: float) -> MeteredCall:
@@ -148,6 +149,9 @@ class Meter:
         except HoldsFull:
             raise self.gatekeeper.too_many_in_flight(in_flight) from None
         except LevelRefused as refused:
+            if not refused.in_flight:  # too little remains: the limit is reached, whatever was charged
+                limit = refused.level.token_quota if refused.limit == "tokens" else refused.level.budget_micros
+                self.alerts.refused(refused.level, refused.limit, wanted.period, used=(limit or 0) - refused.remaining)
             refusal = level_refusal(refused, period=wanted.period, now=now, currency=self.currency)
             self.telemetry.count(type(refusal).__name__)
             raise refusal from None

@@ -52,9 +52,11 @@ def hold_op(level: Level, reservation: Reservation) -> UpdateOne:
                              "$push": {"reservations": _hold(reservation)}})
 
 
-def settle_op(level: Level, reservation: Reservation, *, charge: int, cost: int, counted: bool) -> UpdateOne:
-    """Charge the request `charge` tokens costing `cost` at `level` and drop its hold: once."""
-    return UpdateOne(
+def settle_update(level: Level, reservation: Reservation, *, charge: int, cost: int,
+                  counted: bool) -> tuple[dict, dict]:
+    """Charge the request `charge` tokens costing `cost` at `level` and drop its hold, once: the
+    guarded update's filter and update."""
+    return (
         {"_id": level_month_id(level, reservation.period), "reservations.id": reservation.reservation_id},
         {"$pull": {"reservations": {"id": reservation.reservation_id}},
          "$inc": {"committed": charge - reservation.tokens, "committed_micros": cost - (reservation.micros or 0),
@@ -125,7 +127,7 @@ class MongoLevels:
 
     def release(self, levels: tuple[Level, ...], reservation: Reservation) -> None:
         """Drop the request's holds at `levels`, charging nothing."""
-        ops = [settle_op(level, reservation, charge=0, cost=0, counted=False) for level in levels]
+        ops = [UpdateOne(*settle_update(level, reservation, charge=0, cost=0, counted=False)) for level in levels]
         if ops:
             self._usage.bulk_write(ops, ordered=False)
 

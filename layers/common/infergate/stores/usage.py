@@ -45,6 +45,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
+from infergate.domain.alerts import Alerts, NoAlerts
 from infergate.domain.ledger import (
     ANY_NUMBER_HELD,
     HoldsFull,
@@ -61,7 +62,7 @@ from infergate.domain.ledger import (
 )
 from infergate.domain.prices import NOTHING, WorstCost
 from infergate.observability import logger
-from infergate.stores.levels import MongoLevels, hold_op, level_month_id, settle_op
+from infergate.stores.levels import MongoLevels, hold_op, level_month_id, settle_update
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 from infergate.stores.usage_documents import (
     breakdown_pipeline,
@@ -96,11 +97,14 @@ def _whole_hold(reservation: Reservation, *, quota: int, now: datetime, most_hel
 
 
 class MongoUsageLedger:
-    def __init__(self, database: Database, *, archive_every: int = ARCHIVE_EVERY) -> None:
+    def __init__(self, database: Database, *, archive_every: int = ARCHIVE_EVERY,
+                 alerts: Alerts | NoAlerts = NoAlerts()) -> None:
+        """`alerts`: told of each charge to a level (a team, a key) and how far it took the month."""
         self._usage = database[USAGE]
         self._log = database[REQUEST_LOG]
         self._archive_every = archive_every
         self._levels = MongoLevels(self._usage, self._charged)
+        self._alerts = alerts
 
     # -- reserving ----------------------------------------------------------
 
@@ -251,11 +255,16 @@ class MongoUsageLedger:
             return
         counted = outcome.counted(charge)
         cost = outcome.cost_micros(charge, held=reservation.micros) if counted else 0
-        ops = [settle_op(level, reservation, charge=charge, cost=cost, counted=counted) for level in reservation.levels]
-        try:
-            self._usage.bulk_write(ops, ordered=False)
-        except ConnectionFailure:
-            self._usage.bulk_write(ops, ordered=False)  # each applies only while its hold is there
+        for level in reservation.levels:  # one round trip each: a team member's chat pays one
+            guard, update = settle_update(level, reservation, charge=charge, cost=cost, counted=counted)
+            totals = {"return_document": ReturnDocument.AFTER, "projection": {"tokens_used": 1, "cost_micros": 1}}
+            try:
+                after = self._usage.find_one_and_update(guard, update, **totals)
+            except ConnectionFailure:  # once more: it applies only while its hold is there
+                after = self._usage.find_one_and_update(guard, update, **totals)
+            if after is not None and (charge or cost):
+                now = (after.get("tokens_used", 0), after.get("cost_micros", 0))
+                self._alerts.charged(level, reservation.period, (now[0] - charge, now[1] - cost), now)
 
     def _charged(self, user_id: str, period: str, reservation_id: str) -> tuple[int, int] | None:
         """What the request log says a request was charged (tokens, micros), or None if it has no line."""
