@@ -100,7 +100,8 @@ OPERATORS_ONLY = ("forbidden",)
 STORES = ("service_unavailable",)
 ADMITTED = ("rate_limited",)
 METERED = ("invalid_request", "prompt_too_large", "model_not_found", "model_not_allowed", "rate_limited",
-           "too_many_concurrent_requests", "quota_held_in_flight", "budget_held_in_flight", "budget_exceeded", "quota_exceeded", "upstream_error", "upstream_busy", "service_unavailable",
+           "too_many_concurrent_requests", "quota_held_in_flight", "budget_held_in_flight", "budget_exceeded",
+           "model_quota_held_in_flight", "model_quota_exceeded", "quota_exceeded", "upstream_error", "upstream_busy", "service_unavailable",
            "upstream_timeout")
 IDEMPOTENT = ("invalid_request", "idempotency_in_progress", "idempotency_key_reused", "service_unavailable")
 

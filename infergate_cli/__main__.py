@@ -8,7 +8,7 @@
   keys revoke KEY_ID
   teams list | teams show TEAM_ID | teams add-member TEAM_ID USER_ID | teams remove-member TEAM_ID USER_ID
   teams add-service-account TEAM_ID --name N
-  teams create --name N [--quota T] [--budget-micros M] [--models a,b]
+  teams create --name N [--quota T] [--budget-micros M] [--models a,b] [--model-quotas a=T,b=T]
   teams set TEAM_ID [--name N] [--quota T|none] [--budget-micros M|none] [--models a,b|none]
   usage top [--period YYYY-MM] [--top N]
   usage export --by team|user|key|model [--month YYYY-MM]      CSV, e.g. > december.csv
@@ -133,6 +133,8 @@ def _team_commands(topics: _Commands) -> None:
         command.add_argument("--quota", type=_figure, help="tokens a month, across its members")
         command.add_argument("--budget-micros", type=_figure, help="millionths of CURRENCY a month")
         command.add_argument("--models", type=_models, help="comma-separated: the models its members may use")
+        command.add_argument("--model-quotas", type=_model_quotas,
+                             help="comma-separated model=tokens: a monthly quota of each of those models")
     service = teams.add_parser("add-service-account", help="a principal of the team's with a key and no person")
     service.add_argument("team_id")
     service.add_argument("--name", required=True, help="what it is for; its key is shown once")
@@ -153,9 +155,19 @@ def _models(text: str) -> object:
     return _NONE if text == "none" else [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _model_quotas(text: str) -> object:
+    if text == "none":
+        return _NONE
+    try:
+        return {model.strip(): int(tokens) for model, tokens in (entry.rsplit("=", 1) for entry in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError("model=tokens[,model=tokens...], or none") from None
+
+
 def _team_figures(arguments: argparse.Namespace) -> dict[str, object]:
     given = {"name": getattr(arguments, "name", None), "monthly_token_quota": arguments.quota,
-             "monthly_budget_micros": arguments.budget_micros, "allowed_models": arguments.models}
+             "monthly_budget_micros": arguments.budget_micros, "allowed_models": arguments.models,
+             "model_quotas": arguments.model_quotas}
     return {name: None if value is _NONE else value for name, value in given.items() if value is not None}
 
 

@@ -181,3 +181,27 @@ def test_operators_break_a_month_down_by_team_user_key_and_model_in_json_and_csv
     assert lines[0] == "period,user,tokens,requests,cost_micros,currency" and len(lines) == 4 and lines[-1] == ""
     refused = api.call("GET", "/admin/v1/usage", key=admin, query={"format": "csv"})
     assert (refused["statusCode"], body(refused)["error"]["param"]) == (400, "format")
+
+
+def test_a_teams_quota_for_one_model_refuses_that_model_alone(api, admin):
+    team = make_team(api, admin, model_quotas={"smollm2:135m": 120})
+    assert team["model_quotas"] == {"smollm2:135m": 120}
+    _, key = member(api, admin, team, "permodel@example.com")
+    refused = chat(api, key, max_tokens=5)
+    assert refused["statusCode"] == 200  # about 90 held, about 40 charged
+    charged = body(refused)["usage"]["total_tokens"]
+    for _ in range(4):  # each capped to what is left, until too little is
+        if refused["statusCode"] != 200:
+            break
+        refused = chat(api, key, max_tokens=5)
+        charged += body(refused)["usage"]["total_tokens"] if refused["statusCode"] == 200 else 0
+    assert charged <= 120, "no overspend"
+    error = body(refused)["error"]
+    assert (refused["statusCode"], error["code"], error["param"]) == (429, "model_quota_exceeded", "model"), error
+    assert "smollm2:135m" in error["message"] and int(header(refused, "Retry-After")) > 60
+    assert chat(api, key, model="tiny:latest", max_tokens=5)["statusCode"] == 200  # no quota of its own
+
+    cleared = api.call("PATCH", f"/admin/v1/teams/{team['team_id']}", key=admin, body={"model_quotas": None})
+    assert body(cleared)["model_quotas"] is None
+    reset_instance_state()
+    assert chat(api, key, max_tokens=5)["statusCode"] == 200

@@ -33,7 +33,10 @@ def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bo
             **caller.plan.figures(), "suspended": caller.suspended, "granted_tokens": caller.granted_tokens,
             "granted_period": caller.granted_period, **models, **_team_context(caller.team),
             **({} if caller.key_budget is None else {"key_budget_id": caller.key_budget.id,
-                                                     "key_budget_micros": caller.key_budget.budget_micros})}
+                                                     "key_budget_micros": caller.key_budget.budget_micros}),
+            # Model names hold no comma and no equals sign (schemas.base.ModelName).
+            **({"team_model_quotas": ",".join(f"{model}={quota}" for model, quota in sorted(caller.team_model_quotas))}
+               if caller.team_model_quotas else {})}
 
 
 def _team_context(team: Level | None) -> dict[str, str | int]:
@@ -76,6 +79,8 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
         "user_id": context["user_id"], "key_id": context["key_id"], "plan": plan,
         "allowed_models": None if models is None else frozenset(filter(None, str(models).split(","))),
         "team": _team_from(context),
+        "team_model_quotas": frozenset((model, int(quota)) for model, quota in (
+            entry.split("=", 1) for entry in str(context.get("team_model_quotas") or "").split(",") if entry)),
         "key_budget": None if not context.get("key_budget_id") else Level(
             "key", str(context["key_budget_id"]), None, int(context["key_budget_micros"])),
         **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})

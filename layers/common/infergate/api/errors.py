@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from infergate.domain.errors import (
     BudgetExceeded,
     InferGateError,
+    ModelQuotaExceeded,
     NotFound,
     QuotaExceeded,
     RateLimited,
@@ -72,6 +73,10 @@ ERRORS: dict[str, Kind] = {
                                 "`param` names whose: `user` or `team`."),
     "budget_held_in_flight": Kind(429, "What remains of the month's budget is held by chats in flight; `param` names "
                                        "whose (`team`)."),
+    "model_quota_held_in_flight": Kind(429, "What remains of the team's monthly quota for this model is held by "
+                                            "chats in flight; `param` is `model`."),
+    "model_quota_exceeded": Kind(429, "The team's monthly quota for this model is spent, or too little of it "
+                                      "remains; `param` is `model`."),
     "budget_exceeded": Kind(429, "The month's budget is spent, or too little of it remains for this request's worst "
                                  "case; `param` names whose (`team`)."),
     "too_many_failed_authentications": Kind(429, "Too many refused credentials from this address in the last minute."),
@@ -141,7 +146,7 @@ def headers_of(error: InferGateError) -> dict[str, str]:
         headers |= rate_limit_headers(error.requests, error.tokens)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    if isinstance(error, QuotaExceeded | BudgetExceeded):  # Retry-After is the month's end: the SDKs would sleep till then
+    if isinstance(error, QuotaExceeded | BudgetExceeded | ModelQuotaExceeded):  # Retry-After is the month's end: the SDKs would sleep till then
         headers["x-should-retry"] = "false"
     if isinstance(error, Unauthorized) and error.challenge:
         headers["WWW-Authenticate"] = error.challenge

@@ -41,7 +41,8 @@ def member_request(app: App) -> MemberRequest:
 def team_view(team: Team) -> TeamView:
     return TeamView(team_id=team.team_id, name=team.name, monthly_token_quota=team.monthly_token_quota,
                     monthly_budget_micros=team.monthly_budget_micros, created_at=team.created_at,
-                    allowed_models=None if team.allowed_models is None else list(team.allowed_models))
+                    allowed_models=None if team.allowed_models is None else list(team.allowed_models),
+                    model_quotas=None if team.model_quotas is None else dict(team.model_quotas))
 
 
 def team(team: Team, *, status: int = 200) -> Response:

@@ -53,20 +53,22 @@ class Alerts:
 
     def charged(self, level: Level, period: str, before: tuple[int, int], after: tuple[int, int]) -> None:
         """After a charge took `level`'s month from `before` to `after` (tokens, micros)."""
-        for limit, limit_value, was, now in (("tokens", level.token_quota, before[0], after[0]),
+        kind, tokens = _named(level)
+        for limit, limit_value, was, now in ((tokens, level.token_quota, before[0], after[0]),
                                              ("budget", level.budget_micros, before[1], after[1])):
             if not limit_value:
                 continue
             for threshold in THRESHOLDS:
                 mark = -(-limit_value * threshold // 100)  # the first whole unit at or past it
                 if was < mark <= now:
-                    self._raise(Alert(level.kind, level.id, limit, threshold, now, limit_value, period))
+                    self._raise(Alert(kind, level.id, limit, threshold, now, limit_value, period))
 
     def refused(self, level: Level, limit: str, period: str, *, used: int) -> None:
         """A request was refused at `level`'s `limit` because too little of it remains: 100%."""
         limit_value = level.token_quota if limit == "tokens" else level.budget_micros
+        kind, tokens = _named(level)
         if limit_value is not None:
-            self._raise(Alert(level.kind, level.id, limit, 100, used, limit_value, period))
+            self._raise(Alert(kind, level.id, tokens if limit == "tokens" else limit, 100, used, limit_value, period))
 
     def _raise(self, alert: Alert) -> None:
         try:
@@ -82,6 +84,14 @@ class Alerts:
             except Exception:  # noqa: BLE001 - one way failing leaves the others
                 log.exception("budget alert not delivered", extra={"alert": alert.claim_id(),
                                                                   "to": type(sender).__name__})
+
+
+def _named(level: Level) -> tuple[str, str]:
+    """The level an alert names, and what its token limit is called: a team's month of one model
+    is the team's, its id `<team_id>:<model>`, its limit "model_tokens"."""
+    if level.kind.endswith("_model"):
+        return level.kind.removesuffix("_model"), "model_tokens"
+    return level.kind, "tokens"
 
 
 class NoAlerts:

@@ -107,6 +107,18 @@ class BudgetHeldInFlight(RateLimited):
     code = "budget_held_in_flight"
 
 
+class ModelQuotaExceeded(RateLimited):
+    """A per-model quota (a team's, for one model) is spent; `param` is "model"."""
+
+    code = "model_quota_exceeded"
+
+
+class ModelQuotaHeldInFlight(RateLimited):
+    """What remains of a per-model quota is held by requests in flight."""
+
+    code = "model_quota_held_in_flight"
+
+
 class QuotaHeldInFlight(RateLimited):
     """What remains of the quota is held by the user's requests in flight: it comes back
     (all but what they use) as they finish, within seconds."""

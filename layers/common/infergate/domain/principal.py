@@ -11,12 +11,12 @@ from infergate.domain.ledger import Level
 from infergate.domain.model_names import canonical
 from infergate.domain.periods import period_of
 from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
+from infergate.domain.teams import Team, model_level
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from infergate.domain.accounts import UserRecord
-    from infergate.domain.teams import Team
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,16 @@ class Principal:
     allowed_models: frozenset[str] | None = None  # what the plan, the key and the team allow, `name:tag`; None: any
     team: Level | None = None  # the user's team's month, which each request must fit under too
     key_budget: Level | None = None  # the key's own month, when it has a budget
+    team_model_quotas: frozenset[tuple[str, int]] = frozenset()  # the team's per-model quotas, `name:tag`
 
-    def levels(self) -> tuple[Level, ...]:
-        """The months above the user's own that each of their requests must fit under."""
-        return tuple(level for level in (self.team, self.key_budget) if level is not None)
+    def levels(self, model: str) -> tuple[Level, ...]:
+        """The months above the user's own that each of their requests for `model` must fit under."""
+        levels = [level for level in (self.team, self.key_budget) if level is not None]
+        wanted = canonical(model)
+        if self.team is not None:
+            levels += [model_level(self.team.id, wanted, quota) for name, quota in self.team_model_quotas
+                       if name == wanted]
+        return tuple(levels)
 
     def quota_for(self, period: str) -> int:
         """Tokens the user may be charged in `period` (YYYY-MM)."""
@@ -99,4 +105,6 @@ def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: date
     return Principal(user_id=user.user_id, key_id=key_id, plan=plan,
                      suspended=user.status == "suspended", granted_tokens=user.grants.get(period, 0),
                      granted_period=period, allowed_models=models, team=team.level() if team else None,
-                     key_budget=key_budget)
+                     key_budget=key_budget,
+                     team_model_quotas=frozenset((canonical(model), quota) for model, quota in (
+                         team.model_quotas or () if team else ())))

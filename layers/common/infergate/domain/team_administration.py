@@ -102,4 +102,8 @@ class Teams:
 
 
 def _value(name: str, value: Any) -> Any:
-    return tuple(value) if name == "allowed_models" and value is not None else value
+    if value is None:
+        return None
+    if name == "model_quotas":
+        return tuple(sorted(value.items()))
+    return tuple(value) if name == "allowed_models" else value

@@ -11,7 +11,8 @@ from datetime import datetime
 from infergate.domain.ledger import Level
 
 TEAM = "team"
-FIGURES = ("monthly_token_quota", "monthly_budget_micros", "allowed_models")
+TEAM_MODEL = "team_model"  # a team's month of one model, under a per-model quota
+FIGURES = ("monthly_token_quota", "monthly_budget_micros", "allowed_models", "model_quotas")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,12 @@ class Team:
     monthly_token_quota: int | None = None
     monthly_budget_micros: int | None = None
     allowed_models: tuple[str, ...] | None = None  # None: any model
+    model_quotas: tuple[tuple[str, int], ...] | None = None  # (model, tokens a month): a quota of its own
 
     def level(self) -> Level:
         return Level(TEAM, self.team_id, self.monthly_token_quota, self.monthly_budget_micros)
+
+
+def model_level(team_id: str, model: str, quota: int) -> Level:
+    """A team's month of one model (`name:tag`), under its per-model quota."""
+    return Level(TEAM_MODEL, f"{team_id}:{model}", quota, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -15,6 +16,9 @@ Budget = Field(None, ge=0, le=10**15,
                description="Millionths of CURRENCY a month, across its members (MODEL_PRICES); null: no budget.")
 Models = Field(None, min_length=1, max_length=100,
                description="The models (or aliases) its members may use, within their plans' and keys'; null: any.")
+ModelQuotas = Field(None, min_length=1, max_length=100,
+                    description="Tokens a month of each model named (as requests name it), across its members: "
+                                "beyond it, 429 model_quota_exceeded; a model not named has none of its own.")
 
 
 class CreateTeamRequest(Closed):
@@ -22,6 +26,7 @@ class CreateTeamRequest(Closed):
     monthly_token_quota: int | None = Quota
     monthly_budget_micros: int | None = Budget
     allowed_models: list[ModelName] | None = Models
+    model_quotas: dict[ModelName, Annotated[int, Field(ge=0, le=10**15)]] | None = ModelQuotas
 
 
 class ChangeTeamRequest(Closed):
@@ -31,11 +36,13 @@ class ChangeTeamRequest(Closed):
     monthly_token_quota: int | None = Quota
     monthly_budget_micros: int | None = Budget
     allowed_models: list[ModelName] | None = Models
+    model_quotas: dict[ModelName, Annotated[int, Field(ge=0, le=10**15)]] | None = ModelQuotas
 
     @model_validator(mode="after")
     def _something(self) -> ChangeTeamRequest:
         if not self.model_fields_set:
-            raise ValueError("say what to change: name, monthly_token_quota, monthly_budget_micros or allowed_models")
+            raise ValueError("say what to change: name, monthly_token_quota, monthly_budget_micros, allowed_models "
+                             "or model_quotas")
         if "name" in self.model_fields_set and self.name is None:
             raise Refused("name", "a team keeps a name")
         return self
@@ -69,6 +76,7 @@ class TeamView(Schema):
     monthly_token_quota: int | None
     monthly_budget_micros: int | None
     allowed_models: list[str] | None
+    model_quotas: dict[str, int] | None
     created_at: datetime
 
 

@@ -77,12 +77,19 @@ class TeamRecords:
 
 
 def _stored(value: Any) -> Any:
+    """A figure as the team's document keeps it: a model's name may hold dots, so per-model quotas
+    are a list of pairs, not a map."""
+    if isinstance(value, dict):
+        return [{"model": model, "tokens": tokens} for model, tokens in sorted(value.items())]
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return [{"model": model, "tokens": tokens} for model, tokens in value]
     return list(value) if isinstance(value, tuple) else value
 
 
 def _team(document: dict) -> Team:
-    models = document.get("allowed_models")
+    models, quotas = document.get("allowed_models"), document.get("model_quotas")
     return Team(team_id=document["_id"], name=document["name"], created_at=document["created_at"],
                 monthly_token_quota=document.get("monthly_token_quota"),
                 monthly_budget_micros=document.get("monthly_budget_micros"),
-                allowed_models=None if models is None else tuple(models))
+                allowed_models=None if models is None else tuple(models),
+                model_quotas=None if quotas is None else tuple((q["model"], q["tokens"]) for q in quotas))
