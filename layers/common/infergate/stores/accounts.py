@@ -30,7 +30,15 @@ from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, Audit, Audit
 from infergate.domain.errors import EmailAlreadyRegistered
 from infergate.domain.periods import utc_now
 from infergate.observability import logger
-from infergate.stores.mongo import ADMIN_KEYS, API_KEYS, AUDIT_LOG, TEAMS, USERS, unavailable_when_unreachable
+from infergate.stores.mongo import (
+    ADMIN_KEYS,
+    API_KEYS,
+    AUDIT_LOG,
+    TEAMS,
+    USERS,
+    set_or_unset,
+    unavailable_when_unreachable,
+)
 from infergate.stores.teams import TeamRecords
 
 ACCOUNTS_VERSION = "accounts:version"  # under the key prefix
@@ -152,9 +160,7 @@ class MongoAccountStore(TeamRecords):
 
     @unavailable_when_unreachable
     def change_key(self, key_id: str, changes: Mapping[str, Any], *, audit: Audit) -> ApiKeyRecord | None:
-        update: dict[str, dict] = {}
-        for name, value in changes.items():
-            update.setdefault("$unset" if value is None else "$set", {})[name] = "" if value is None else value
+        update = set_or_unset(changes)
 
         def change(session: ClientSession) -> dict | None:
             before = self._keys.find_one_and_update({"_id": key_id}, update, session=session,

@@ -9,8 +9,8 @@ development). Accounting uses single-document updates only.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 import pymongo
 from pymongo import ASCENDING, MongoClient
@@ -90,6 +90,14 @@ def ensure_indexes(database: Database) -> None:
     database[RESPONSES].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")
     # So do Idempotency-Key records (stores/idempotency_store.py).
     database[IDEMPOTENCY].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")
+
+
+def set_or_unset(changes: Mapping[str, Any], stored: Callable[[Any], Any] = lambda value: value) -> dict:
+    """An update that sets each of `changes` (as `stored` keeps it) and unsets those that are None."""
+    update: dict[str, dict] = {}
+    for name, value in changes.items():
+        update.setdefault("$unset" if value is None else "$set", {})[name] = "" if value is None else stored(value)
+    return update
 
 
 P = ParamSpec("P")

@@ -17,7 +17,7 @@ from pymongo.collection import Collection
 
 from infergate.domain.accounts import Audit
 from infergate.domain.teams import FIGURES, Team
-from infergate.stores.mongo import unavailable_when_unreachable
+from infergate.stores.mongo import set_or_unset, unavailable_when_unreachable
 
 T = TypeVar("T")
 
@@ -53,9 +53,7 @@ class TeamRecords:
 
     @unavailable_when_unreachable
     def change_team(self, team_id: str, changes: Mapping[str, Any], *, audit: Audit) -> Team | None:
-        update: dict[str, dict] = {}
-        for name, value in changes.items():
-            update.setdefault("$unset" if value is None else "$set", {})[name] = "" if value is None else _stored(value)
+        update = set_or_unset(changes, _stored)
 
         def change(session: ClientSession) -> dict | None:
             before = self._teams.find_one_and_update({"_id": team_id}, update, session=session,
