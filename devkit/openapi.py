@@ -74,6 +74,7 @@ class Operation:
     description: str = ""
     streams: bool = False  # `"stream": true` answers text/event-stream
     prometheus: bool = False  # also answers in Prometheus' text exposition format
+    csv: bool = False  # also answers text/csv (`format=csv`)
     idempotent: bool = False  # honours an Idempotency-Key
     rate_limited: bool = False  # admitted against the key's requests per minute (X-RateLimit-* headers)
     chat_function: bool = False  # served by ChatFunction (29 s): an overrun is API Gateway's 504
@@ -290,8 +291,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "revokeAdminKey", "Revoke an admin key, audited; every instance refuses it within a second.", "Admin",
         Auth.ADMIN, admin.AdminKeyView, errors=joined(OPERATORS_ONLY, ("key_not_found",), STORES)),
     ("GET", "/admin/v1/usage"): Operation(
-        "usageAcrossUsers", "A month's totals and its heaviest users.", "Admin", Auth.ADMIN, admin.UsageSummary,
-        query=admin.UsageSummaryQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES)),
+        "usageAcrossUsers", "A month's totals and its heaviest users, and with `by` its breakdown by team, user, "
+        "key or model (`format=csv`: the breakdown alone, as CSV).", "Admin", Auth.ADMIN, admin.UsageSummary,
+        query=admin.UsageSummaryQuery, errors=joined(OPERATORS_ONLY, ("invalid_request",), STORES), csv=True),
     ("GET", "/admin/v1/plans"): Operation(
         "listPlans", "The plans and their figures.", "Admin", Auth.ADMIN, admin.PlanList,
         errors=joined(OPERATORS_ONLY, STORES)),
@@ -591,6 +593,10 @@ def _success(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
     if operation.prometheus:
         content["text/plain"] = {"schema": {"type": "string", "description": "Prometheus' text exposition format, "
                                             "version 0.0.4: the infergate_* families, every instance's together."}}
+    if operation.csv:
+        content["text/csv"] = {"schema": {"type": "string", "description": "With `format=csv`: a header row "
+                                          "(period, what it is by, tokens, requests, cost_micros, currency), then "
+                                          "one row each, RFC 4180."}}
     if operation.streams:
         events = {chat.ChatResponse: _chat_events, anthropic.MessageOut: _anthropic_events,
                   responses.ResponseObject: _response_events, completions.TextCompletion: _text_completion_events}

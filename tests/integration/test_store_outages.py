@@ -73,7 +73,9 @@ def test_a_hung_redis_costs_one_timeout_then_commands_fail_at_once(own_redis):
         assert first < 4 * redis_client.TIMEOUT_SECONDS
         later = [timed(client.ping) for _ in range(20)]
         assert all(isinstance(error, redis.RedisError) for _, error in later)
-        assert max(seconds for seconds, _ in later) < 0.05, "during an outage nothing waits on the network"
+        # Waiting on the network would take the whole timeout; a loaded machine may take a few ms without.
+        assert max(seconds for seconds, _ in later) < redis_client.TIMEOUT_SECONDS / 4, (
+            "during an outage nothing waits on the network")
     eventually(client.ping)
 
 
