@@ -64,3 +64,21 @@ def test_a_list_of_models_is_checked(api):
     for bad in ([], ["a,b"], [""], "smollm2"):
         refused = api.call("POST", "/v1/keys", key=key, body={"allowed_models": bad})
         assert refused["statusCode"] == 400 and body(refused)["error"]["param"].startswith("allowed_models"), bad
+
+
+def test_a_plans_quota_of_one_model_holds_for_each_of_its_users(api, monkeypatch, environment):
+    monkeypatch.setenv("PLANS", json.dumps({"free": {"model_quotas": {"smollm2:135m": 120}}}))
+    reset_instance_state()
+    key = api.register("quota-of-one@example.com")["api_key"]
+    answered, charged = chat(api, key, "smollm2:135m"), 0
+    for _ in range(5):  # each capped to what is left, until too little is
+        if answered["statusCode"] != 200:
+            break
+        charged += body(answered)["usage"]["total_tokens"]
+        answered = chat(api, key, "smollm2:135m")
+    error = body(answered)["error"]
+    assert (answered["statusCode"], error["code"], error["param"]) == (429, "model_quota_exceeded", "model"), error
+    assert "Your plan's" in error["message"] and charged <= 120
+    assert chat(api, key, "tiny:latest")["statusCode"] == 200  # no quota of its own
+    other = api.register("another-user@example.com")["api_key"]
+    assert chat(api, other, "smollm2:135m")["statusCode"] == 200  # each user's own quota of the model

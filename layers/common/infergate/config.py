@@ -122,9 +122,10 @@ def plan_catalog(settings: Settings | CheckedSettings) -> PlanCatalog:
         try:
             for name, given in TypeAdapter(dict[str, PlanFigures]).validate_json(settings.plans).items():
                 figures = given.model_dump(exclude_none=True)
-                models = figures.pop("allowed_models", None)
+                models, quotas = figures.pop("allowed_models", None), figures.pop("model_quotas", None)
                 plan = plans[name].with_figures(figures) if name in plans else Plan(name=name, **figures)
-                plans[name] = replace(plan, allowed_models=tuple(models)) if models else plan
+                plan = replace(plan, allowed_models=tuple(models)) if models else plan
+                plans[name] = replace(plan, model_quotas=tuple(sorted(quotas.items()))) if quotas else plan
         except (ValueError, TypeError) as error:  # pydantic's ValidationError and InvalidPlan are ValueErrors
             raise ValueError(f"PLANS is not valid: {error}") from None
     return PlanCatalog(plans, settings.default_plan)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -117,6 +117,8 @@ class PlanFigures(Schema):
     max_api_keys: int | None = None
     max_concurrent_requests: int | None = None
     allowed_models: list[ModelName] | None = Field(None, min_length=1)  # the models (or aliases) it may use
+    # Tokens a month each user of the plan may spend on each model named.
+    model_quotas: dict[ModelName, Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
 
 
 class PriceEntry(Schema):

@@ -164,7 +164,8 @@ def prices(prices: PriceList, *, currency: str) -> Response:
 def plans(catalog: PlanCatalog) -> Response:
     return json_response(PlanList(data=[
         PlanView(**plan.figures(), name=plan.name, default=plan.name == catalog.default.name,
-                 allowed_models=None if plan.allowed_models is None else list(plan.allowed_models))
+                 allowed_models=None if plan.allowed_models is None else list(plan.allowed_models),
+                 model_quotas=dict(plan.model_quotas))
         for plan in catalog.all()]))
 
 

@@ -35,8 +35,17 @@ def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bo
             **({} if caller.key_budget is None else {"key_budget_id": caller.key_budget.id,
                                                      "key_budget_micros": caller.key_budget.budget_micros}),
             # Model names hold no comma and no equals sign (schemas.base.ModelName).
-            **({"team_model_quotas": ",".join(f"{model}={quota}" for model, quota in sorted(caller.team_model_quotas))}
-               if caller.team_model_quotas else {})}
+            **({"team_model_quotas": _pairs(caller.team_model_quotas)} if caller.team_model_quotas else {}),
+            **({"plan_model_quotas": _pairs(caller.plan.model_quotas)} if caller.plan.model_quotas else {})}
+
+
+def _pairs(quotas) -> str:
+    return ",".join(f"{model}={quota}" for model, quota in sorted(quotas))
+
+
+def _pairs_from(text: object) -> tuple[tuple[str, int], ...]:
+    return tuple((model, int(quota)) for model, quota in (
+        entry.split("=", 1) for entry in str(text or "").split(",") if entry))
 
 
 def _team_context(team: Level | None) -> dict[str, str | int]:
@@ -73,14 +82,14 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
     if context.get("kind", USER) != USER:
         return _adapter(Operator).validate_python({name: context[name] for name in ("key_id", "name", "role")})
     figures = {name: context[name] for name in FIGURES if name in context}
-    plan = _adapter(Plan).validate_python({**figures, "name": context["plan"]})
+    plan = _adapter(Plan).validate_python({**figures, "name": context["plan"],
+                                           "model_quotas": _pairs_from(context.get("plan_model_quotas"))})
     models = context.get("allowed_models")  # model names hold no comma; absent: any model
     return _adapter(Principal).validate_python({
         "user_id": context["user_id"], "key_id": context["key_id"], "plan": plan,
         "allowed_models": None if models is None else frozenset(filter(None, str(models).split(","))),
         "team": _team_from(context),
-        "team_model_quotas": frozenset((model, int(quota)) for model, quota in (
-            entry.split("=", 1) for entry in str(context.get("team_model_quotas") or "").split(",") if entry)),
+        "team_model_quotas": frozenset(_pairs_from(context.get("team_model_quotas"))),
         "key_budget": None if not context.get("key_budget_id") else Level(
             "key", str(context["key_budget_id"]), None, int(context["key_budget_micros"])),
         **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})

@@ -19,6 +19,7 @@ from infergate.domain.ledger import Level
 log = logging.getLogger(__name__)
 
 THRESHOLDS = (50, 80, 100)
+WATCHED = ("team", "key")  # whose months raise alerts: not each user's per-model quota
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Alerts:
     def charged(self, level: Level, period: str, before: tuple[int, int], after: tuple[int, int]) -> None:
         """After a charge took `level`'s month from `before` to `after` (tokens, micros)."""
         kind, tokens = _named(level)
+        if kind not in WATCHED:
+            return
         for limit, limit_value, was, now in ((tokens, level.token_quota, before[0], after[0]),
                                              ("budget", level.budget_micros, before[1], after[1])):
             if not limit_value:
@@ -67,7 +70,7 @@ class Alerts:
         """A request was refused at `level`'s `limit` because too little of it remains: 100%."""
         limit_value = level.token_quota if limit == "tokens" else level.budget_micros
         kind, tokens = _named(level)
-        if limit_value is not None:
+        if limit_value is not None and kind in WATCHED:
             self._raise(Alert(kind, level.id, tokens if limit == "tokens" else limit, 100, used, limit_value, period))
 
     def _raise(self, alert: Alert) -> None:

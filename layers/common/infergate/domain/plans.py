@@ -45,6 +45,7 @@ class Plan:
     max_concurrent_requests: int = 4
     rate_limit_user_rpm: int = 0  # 0: twice `rate_limit_rpm`; never below it
     allowed_models: tuple[str, ...] | None = None  # the models (or aliases) it may use; None: any
+    model_quotas: tuple[tuple[str, int], ...] = ()  # (model, tokens a month): each user's quota of that model
 
     def __post_init__(self) -> None:
         if type(self.rate_limit_rpm) is int and type(self.rate_limit_user_rpm) is int:

@@ -11,7 +11,7 @@ from infergate.domain.ledger import Level
 from infergate.domain.model_names import canonical
 from infergate.domain.periods import period_of
 from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
-from infergate.domain.teams import Team, model_level
+from infergate.domain.teams import USER_MODEL, Team, model_level
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -44,6 +44,8 @@ class Principal:
         if self.team is not None:
             levels += [model_level(self.team.id, wanted, quota) for name, quota in self.team_model_quotas
                        if name == wanted]
+        levels += [model_level(self.user_id, wanted, quota, kind=USER_MODEL) for name, quota in self.plan.model_quotas
+                   if canonical(name) == wanted]
         return tuple(levels)
 
     def quota_for(self, period: str) -> int:

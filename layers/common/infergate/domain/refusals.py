@@ -17,7 +17,7 @@ from infergate.domain.errors import (
 )
 from infergate.domain.ledger import LevelRefused
 from infergate.domain.periods import period_end
-from infergate.domain.teams import TEAM_MODEL
+from infergate.domain.teams import TEAM_MODEL, USER_MODEL
 
 # When what remains is held by requests in flight, retry after this: most finish within it.
 HELD_RETRY_SECONDS = 2
@@ -40,7 +40,7 @@ def user_quota_refusal(*, quota: int, spent: int, minimum: int, period: str, now
 def level_refusal(refused: LevelRefused, *, period: str, now: datetime, currency: str) -> RateLimited:
     """A level (the user's team) cannot hold the request: its tokens or its budget."""
     level, tokens = refused.level, refused.limit == "tokens"
-    if level.kind == TEAM_MODEL:
+    if level.kind in (TEAM_MODEL, USER_MODEL):
         return _model_quota_refusal(refused, period=period, now=now)
     if tokens:
         limit, left = f"monthly quota of {level.token_quota} tokens", f"{refused.remaining} tokens"
@@ -58,16 +58,18 @@ def level_refusal(refused: LevelRefused, *, period: str, now: datetime, currency
 
 
 def _model_quota_refusal(refused: LevelRefused, *, period: str, now: datetime) -> RateLimited:
-    team_id, model = refused.level.id.split(":", 1)
+    """A quota of one model (the team's, or each user's on the plan) is spent or held in flight."""
+    owner, model = refused.level.id.split(":", 1)
+    whose = f"Your team's ({owner})" if refused.level.kind == TEAM_MODEL else "Your plan's"
     limit = f"monthly quota of {refused.level.token_quota} tokens of {model}"
     if refused.in_flight:
         return ModelQuotaHeldInFlight(
-            f"Your team's ({team_id}) requests in flight hold what remains of its {limit} ({refused.remaining} "
+            f"{whose} requests in flight hold what remains of the {limit} ({refused.remaining} "
             f"tokens); it comes back as they finish. Retry in {HELD_RETRY_SECONDS} s.",
             retry_after=HELD_RETRY_SECONDS, param="model")
     resets_in = _resets_in(period, now)
     return ModelQuotaExceeded(
-        f"Your team's ({team_id}) {limit} is used up, or too little of it remains for this request "
+        f"{whose} {limit} is used up, or too little of it remains for this request "
         f"({refused.remaining} tokens left). It resets at the start of next month, in {resets_in} s.",
         retry_after=resets_in, param="model")
 

@@ -12,6 +12,7 @@ from infergate.domain.ledger import Level
 
 TEAM = "team"
 TEAM_MODEL = "team_model"  # a team's month of one model, under a per-model quota
+USER_MODEL = "user_model"  # a user's month of one model, under their plan's per-model quota
 FIGURES = ("monthly_token_quota", "monthly_budget_micros", "allowed_models", "model_quotas")
 
 
@@ -29,6 +30,6 @@ class Team:
         return Level(TEAM, self.team_id, self.monthly_token_quota, self.monthly_budget_micros)
 
 
-def model_level(team_id: str, model: str, quota: int) -> Level:
-    """A team's month of one model (`name:tag`), under its per-model quota."""
-    return Level(TEAM_MODEL, f"{team_id}:{model}", quota, None)
+def model_level(team_id: str, model: str, quota: int, *, kind: str = TEAM_MODEL) -> Level:
+    """A team's (or, of kind USER_MODEL, a user's) month of one model (`name:tag`), under its quota."""
+    return Level(kind, f"{team_id}:{model}", quota, None)

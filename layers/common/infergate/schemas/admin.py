@@ -207,6 +207,7 @@ class PlanView(Schema):
     max_api_keys: int
     max_concurrent_requests: int
     allowed_models: list[str] | None = Field(description="The models (or aliases) it may use; null: any.")
+    model_quotas: dict[str, int] = Field(description="Tokens a month each of its users may spend on each model named.")
     default: bool
 
 
