@@ -38,40 +38,35 @@ def user_quota_refusal(*, quota: int, spent: int, minimum: int, period: str, now
 
 
 def level_refusal(refused: LevelRefused, *, period: str, now: datetime, currency: str) -> RateLimited:
-    """A level (the user's team) cannot hold the request: its tokens or its budget."""
-    level, tokens = refused.level, refused.limit == "tokens"
+    """A level (the user's team, their key, a quota of one model) cannot hold the request."""
+    level = refused.level
     if level.kind in (TEAM_MODEL, USER_MODEL):
-        return _model_quota_refusal(refused, period=period, now=now)
-    if tokens:
-        limit, left = f"monthly quota of {level.token_quota} tokens", f"{refused.remaining} tokens"
+        owner, model = level.id.split(":", 1)
+        whose = f"Your team's ({owner})" if level.kind == TEAM_MODEL else "Your plan's"
+        return _refusal((ModelQuotaHeldInFlight, ModelQuotaExceeded), refused, "model", period=period, now=now,
+                        whose=whose, limit=f"monthly quota of {level.token_quota} tokens of {model}",
+                        left=f"{refused.remaining} tokens", its="the")
+    if refused.limit == "tokens":
+        kinds, limit, left = ((QuotaHeldInFlight, QuotaExceeded), f"monthly quota of {level.token_quota} tokens",
+                              f"{refused.remaining} tokens")
     else:
-        limit, left = f"monthly budget of {_money(level.budget_micros or 0, currency)}", _money(refused.remaining, currency)
-    whose = f"Your {level.kind}'s ({level.id})"
-    if refused.in_flight:
-        kind = QuotaHeldInFlight if tokens else BudgetHeldInFlight
-        return kind(f"{whose} requests in flight hold what remains of its {limit} ({left}); it comes back as they "
-                    f"finish. Retry in {HELD_RETRY_SECONDS} s.", retry_after=HELD_RETRY_SECONDS, param=level.kind)
-    resets_in = _resets_in(period, now)
-    kind = QuotaExceeded if tokens else BudgetExceeded
-    return kind(f"{whose} {limit} is used up, or too little of it remains for this request ({left} left). It "
-                f"resets at the start of next month, in {resets_in} s.", retry_after=resets_in, param=level.kind)
+        kinds, limit, left = ((BudgetHeldInFlight, BudgetExceeded),
+                              f"monthly budget of {_money(level.budget_micros or 0, currency)}",
+                              _money(refused.remaining, currency))
+    return _refusal(kinds, refused, level.kind, period=period, now=now, whose=f"Your {level.kind}'s ({level.id})",
+                    limit=limit, left=left, its="its")
 
 
-def _model_quota_refusal(refused: LevelRefused, *, period: str, now: datetime) -> RateLimited:
-    """A quota of one model (the team's, or each user's on the plan) is spent or held in flight."""
-    owner, model = refused.level.id.split(":", 1)
-    whose = f"Your team's ({owner})" if refused.level.kind == TEAM_MODEL else "Your plan's"
-    limit = f"monthly quota of {refused.level.token_quota} tokens of {model}"
+def _refusal(kinds: tuple[type[RateLimited], type[RateLimited]], refused: LevelRefused, param: str, *,
+             period: str, now: datetime, whose: str, limit: str, left: str, its: str) -> RateLimited:
+    """`kinds[0]` when requests in flight hold what remains (retry in seconds), else `kinds[1]` (next month)."""
+    held, spent = kinds
     if refused.in_flight:
-        return ModelQuotaHeldInFlight(
-            f"{whose} requests in flight hold what remains of the {limit} ({refused.remaining} "
-            f"tokens); it comes back as they finish. Retry in {HELD_RETRY_SECONDS} s.",
-            retry_after=HELD_RETRY_SECONDS, param="model")
+        return held(f"{whose} requests in flight hold what remains of {its} {limit} ({left}); it comes back as "
+                    f"they finish. Retry in {HELD_RETRY_SECONDS} s.", retry_after=HELD_RETRY_SECONDS, param=param)
     resets_in = _resets_in(period, now)
-    return ModelQuotaExceeded(
-        f"{whose} {limit} is used up, or too little of it remains for this request "
-        f"({refused.remaining} tokens left). It resets at the start of next month, in {resets_in} s.",
-        retry_after=resets_in, param="model")
+    return spent(f"{whose} {limit} is used up, or too little of it remains for this request ({left} left). It "
+                 f"resets at the start of next month, in {resets_in} s.", retry_after=resets_in, param=param)
 
 
 def _resets_in(period: str, now: datetime) -> int:
