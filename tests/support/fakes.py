@@ -295,7 +295,7 @@ class MemoryLedger:
 
     def _record(self, month: _Month, reservation: Reservation, outcome: RequestOutcome, charge: int) -> None:
         counted = outcome.counted(charge)
-        cost = outcome.cost_micros(charge, held=reservation.micros) if counted else 0
+        cost = outcome.cost_micros(charge, held=reservation.micros)
         month.lines.append(LoggedRequest(
             reservation.reservation_id, len(month.lines) + 1, outcome.request_id, outcome.key_id, outcome.model,
             outcome.status, outcome.prompt_tokens if counted else 0, outcome.completion_tokens if counted else 0,

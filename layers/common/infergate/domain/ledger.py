@@ -94,7 +94,8 @@ class RequestOutcome:
 
     def cost_micros(self, charge: int, *, held: int | None = None) -> int:
         """What `charge` of its tokens cost, in micros, never more than `held` (what its reservation
-        held for them): worked out once, here, for every total."""
+        held for them): worked out once, here, for every total. Nothing charged costs nothing, so a
+        request that does not count (domain `counted`) costs 0."""
         cost = self.price.cost_of_charge(self.prompt_tokens, self.completion_tokens, charge)
         return cost if held is None else min(cost, held)
 

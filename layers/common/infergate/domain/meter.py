@@ -139,7 +139,7 @@ class Meter:
                           estimate.prompt_bound, estimate.worst_case - estimate.prompt_bound)
         wanted = Reservation(keys.new_id("chat"), principal.user_id, period_of(now), estimate.worst_case,
                              now + self.reservation_ttl, micros=worst(estimate.worst_case),
-                             levels=principal.levels(estimate.model or self.models.default))
+                             levels=principal.levels(route.asked))
         quota, in_flight = principal.quota_for(wanted.period), principal.plan.max_concurrent_requests
         try:
             # The ledger holds the concurrency limit too, where Redis's slots cannot (Redis away, or

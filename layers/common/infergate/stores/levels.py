@@ -125,12 +125,6 @@ class MongoLevels:
              "$inc": {"version": 1}})
         return written.matched_count == 1
 
-    def release(self, levels: tuple[Level, ...], reservation: Reservation) -> None:
-        """Drop the request's holds at `levels`, charging nothing."""
-        ops = [UpdateOne(*settle_update(level, reservation, charge=0, cost=0, counted=False)) for level in levels]
-        if ops:
-            self._usage.bulk_write(ops, ordered=False)
-
     def usage(self, level: Level, period: str, *, now: datetime) -> LevelUsage:
         month = self._usage.find_one({"_id": level_month_id(level, period)}) or {}
         held, _ = _split(month.get("reservations", []), now)

@@ -254,7 +254,7 @@ class MongoUsageLedger:
         if not reservation.levels:
             return
         counted = outcome.counted(charge)
-        cost = outcome.cost_micros(charge, held=reservation.micros) if counted else 0
+        cost = outcome.cost_micros(charge, held=reservation.micros)
         for level in reservation.levels:  # one round trip each: a team member's chat pays one
             guard, update = settle_update(level, reservation, charge=charge, cost=cost, counted=counted)
             totals = {"return_document": ReturnDocument.AFTER, "projection": {"tokens_used": 1, "cost_micros": 1}}

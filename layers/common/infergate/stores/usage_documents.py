@@ -107,7 +107,7 @@ def log_line(reservation: Reservation, outcome: RequestOutcome, charge: int) -> 
         "prompt_tokens": outcome.prompt_tokens if counted else 0,
         "completion_tokens": outcome.completion_tokens if counted else 0,
         "total_tokens": charge,
-        "cost_micros": outcome.cost_micros(charge, held=reservation.micros) if counted else 0,
+        "cost_micros": outcome.cost_micros(charge, held=reservation.micros),
         "reserved_tokens": reservation.tokens,
         "latency_ms": outcome.latency_ms,
         "created_at": outcome.at,
