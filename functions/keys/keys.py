@@ -24,7 +24,8 @@ def create_key() -> Response:
     request = accounts.key_request(app)
     return accounts.issued(services.keys.create(principal, name=request.name, expires_in_days=request.expires_in_days,
                                                 allowed_models=request.allowed_models,
-                                                monthly_budget_micros=request.monthly_budget_micros))
+                                                monthly_budget_micros=request.monthly_budget_micros,
+                                                model_quotas=request.model_quotas))
 
 
 @app.get("/v1/keys")

@@ -1,5 +1,5 @@
-"""A team's month in the MongoDB ledger (stores/levels.py): every request holds at its team what
-it holds at its user's month, is charged there what it is charged at the user's, and never takes
+"""A team's month in the MongoDB ledger (stores/levels.py), and every level like it (a key's
+budget, a quota of one model): every request holds at its team what it holds at its user's month, is charged there what it is charged at the user's, and never takes
 the team past its token quota or its budget, whatever the interleaving; a crash between the two
 charges heals when the team's hold expires."""
 
@@ -65,10 +65,15 @@ def test_a_team_member_holds_and_is_charged_at_the_team_as_at_their_own_month(le
     assert members_total(ledger, ["usr_a"]) == (42, 102)
 
 
-@pytest.mark.parametrize("limit", ["tokens", "budget"])
-def test_many_members_racing_a_team_never_take_it_past_its_limit_and_it_sums_their_logs(ledger, limit):
-    level = team(tokens=1_000) if limit == "tokens" else team(budget=2_000)
-    users = [f"usr_{n}" for n in range(4)]
+@pytest.mark.parametrize(("kind", "limit", "callers"), [
+    ("team", "tokens", 4), ("team", "budget", 4),  # many members of one team
+    ("key", "budget", 1), ("key_model", "tokens", 1),  # one key's budget; one key's quota of one model
+])
+def test_many_requests_racing_a_level_never_take_it_past_its_limit_and_it_sums_their_logs(ledger, kind, limit,
+                                                                                          callers):
+    level = Level(kind, f"{kind}_{uuid.uuid4().hex[:8]}", 1_000 if limit == "tokens" else None,
+                  2_000 if limit == "budget" else None)
+    users = [f"usr_{uuid.uuid4().hex[:8]}" for _ in range(callers)]
     turns = itertools.count()
 
     def chat() -> str:

@@ -3,6 +3,7 @@ from pydantic import ValidationError
 
 from infergate.api import chat, openai
 from infergate.api.caller import authorizer_context, caller_from
+from infergate.domain.ledger import Level
 from infergate.domain.messages import Message
 from infergate.domain.plans import Plan
 from infergate.domain.principal import Principal
@@ -63,6 +64,20 @@ def test_the_principal_survives_api_gateways_stringified_context():
     stringified = {key: str(value) for key, value in authorizer_context(principal).items()}
     stringified["principalId"] = "usr_1"
     assert caller_from(stringified) == principal
+
+
+def test_a_principal_with_every_level_survives_the_context_and_holds_each_for_its_model():
+    plan = Plan(name="team", monthly_token_quota=100, rate_limit_rpm=60, rate_limit_tpm=1000, max_output_tokens=512,
+                model_quotas=(("big", 50),))
+    principal = Principal(user_id="usr_1", key_id="key_2", plan=plan, allowed_models=frozenset({"big:latest"}),
+                          team=Level("team", "team_1", 1000, 5000), key_budget=Level("key", "key_1", None, 0),
+                          key_line="key_1", team_model_quotas=frozenset({("big:latest", 70)}),
+                          key_model_quotas=frozenset({("big:latest", 30), ("small:latest", 9)}))
+    stringified = {key: str(value) for key, value in authorizer_context(principal).items()}
+    assert caller_from(stringified) == principal
+    assert {(level.kind, level.id, level.token_quota) for level in principal.levels("big")} == {
+        ("team", "team_1", 1000), ("key", "key_1", None), ("team_model", "team_1:big:latest", 70),
+        ("user_model", "usr_1:big:latest", 50), ("key_model", "key_1:big:latest", 30)}
 
 
 def test_both_chat_shapes_become_the_domains_messages():

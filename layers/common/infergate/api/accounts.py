@@ -41,7 +41,8 @@ def key_view(key: KeyState) -> KeyView:
     return KeyView(key_id=record.key_id, name=record.name, prefix=record.prefix, created_at=record.created_at,
                    last_used_at=key.last_used_at, expires_at=record.grace_until or record.expires_at, status=key.status,
                    allowed_models=None if record.allowed_models is None else list(record.allowed_models),
-                   monthly_budget_micros=record.monthly_budget_micros)
+                   monthly_budget_micros=record.monthly_budget_micros,
+                   model_quotas=None if record.model_quotas is None else dict(record.model_quotas))
 
 
 def issued(key: IssuedKey, *, replaces: str | None = None) -> Response:

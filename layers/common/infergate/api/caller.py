@@ -32,11 +32,12 @@ def authorizer_context(caller: Principal | Operator) -> dict[str, str | int | bo
     return {"kind": USER, "user_id": caller.user_id, "key_id": caller.key_id, "plan": caller.plan.name,
             **caller.plan.figures(), "suspended": caller.suspended, "granted_tokens": caller.granted_tokens,
             "granted_period": caller.granted_period, **models, **_team_context(caller.team),
-            **({} if caller.key_budget is None else {"key_budget_id": caller.key_budget.id,
-                                                     "key_budget_micros": caller.key_budget.budget_micros}),
+            **({} if caller.key_budget is None else {"key_budget_micros": caller.key_budget.budget_micros}),
+            **({} if caller.key_line is None else {"key_line": caller.key_line}),
             # Model names hold no comma and no equals sign (schemas.base.ModelName).
             **({"team_model_quotas": _pairs(caller.team_model_quotas)} if caller.team_model_quotas else {}),
-            **({"plan_model_quotas": _pairs(caller.plan.model_quotas)} if caller.plan.model_quotas else {})}
+            **({"plan_model_quotas": _pairs(caller.plan.model_quotas)} if caller.plan.model_quotas else {}),
+            **({"key_model_quotas": _pairs(caller.key_model_quotas)} if caller.key_model_quotas else {})}
 
 
 def _pairs(quotas) -> str:
@@ -90,8 +91,10 @@ def caller_from(context: Mapping[str, Any]) -> Principal | Operator:
         "allowed_models": None if models is None else frozenset(filter(None, str(models).split(","))),
         "team": _team_from(context),
         "team_model_quotas": frozenset(_pairs_from(context.get("team_model_quotas"))),
-        "key_budget": None if not context.get("key_budget_id") else Level(
-            "key", str(context["key_budget_id"]), None, int(context["key_budget_micros"])),
+        "key_line": context.get("key_line") or None,
+        "key_model_quotas": frozenset(_pairs_from(context.get("key_model_quotas"))),
+        "key_budget": None if context.get("key_budget_micros") is None else Level(
+            "key", str(context["key_line"]), None, int(context["key_budget_micros"])),
         **{name: context[name] for name in ("suspended", "granted_tokens", "granted_period") if name in context}})
 
 

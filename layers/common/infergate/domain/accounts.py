@@ -49,13 +49,22 @@ class ApiKeyRecord:
     successor_id: str | None = None
     allowed_models: tuple[str, ...] | None = None  # the models (or aliases) it alone may use; None: any
     monthly_budget_micros: int | None = None  # what it alone may spend a month; None: no budget of its own
-    budget_id: str | None = None  # whose month it spends: the first key of its line (a successor shares it)
+    model_quotas: tuple[tuple[str, int], ...] | None = None  # (model, tokens a month) of its own; None: none
+    budget_id: str | None = None  # whose months it spends: the first key of its line (a successor shares them)
+
+    @property
+    def line(self) -> str | None:
+        """Whose months the key's own limits count in, when it has any: a rotation's successor and
+        the keys made with it spend the same months, so that no key buys a fresh budget or quota."""
+        if self.monthly_budget_micros is None and not self.model_quotas:
+            return None
+        return self.budget_id or self.key_id
 
     def budget_level(self) -> Level | None:
-        """The key's own month, when it has a budget: a rotation's successor spends the same month."""
+        """The key's own month, when it has a budget."""
         if self.monthly_budget_micros is None:
             return None
-        return Level("key", self.budget_id or self.key_id, None, self.monthly_budget_micros)
+        return Level("key", self.line, None, self.monthly_budget_micros)
 
     @property
     def ends_at(self) -> datetime | None:
@@ -199,6 +208,22 @@ class KeyActivity(Protocol):
 
 
 @dataclass(frozen=True)
+class KeyLimits:
+    """A key's own limits: a budget a month, tokens a month of some models; `line`: the key whose
+    months they count in (None: the key's own)."""
+
+    monthly_budget_micros: int | None = None
+    model_quotas: tuple[tuple[str, int], ...] | None = None
+    line: str | None = None
+
+    def of(self, key_id: str) -> dict[str, Any]:
+        """The figures of key `key_id`'s record."""
+        limited = self.monthly_budget_micros is not None or bool(self.model_quotas)
+        return {"monthly_budget_micros": self.monthly_budget_micros, "model_quotas": self.model_quotas or None,
+                "budget_id": (self.line or key_id) if limited else None}
+
+
+@dataclass(frozen=True)
 class IssuedKey:
     """A key just made: the plaintext leaves once, in the response that made it."""
 
@@ -207,12 +232,11 @@ class IssuedKey:
 
 
 def issue_key(user_id: str, *, name: str | None, now: datetime, expires_at: datetime | None = None,
-              allowed_models: tuple[str, ...] | None = None, budget: tuple[int, str | None] | None = None) -> IssuedKey:
-    """A new key; `budget`: its monthly budget in micros, and whose month it spends (None: its own)."""
+              allowed_models: tuple[str, ...] | None = None, limits: KeyLimits | None = None) -> IssuedKey:
+    """A new key; `limits`: its own monthly budget and per-model quotas, and whose months they count in."""
     api_key = keys.new_api_key()
     key_id = keys.new_id("key")
     record = ApiKeyRecord(key_id=key_id, user_id=user_id, key_hash=keys.hash_key(api_key), created_at=now,
                           name=name, prefix=keys.shown_prefix(api_key), expires_at=expires_at,
-                          allowed_models=allowed_models, monthly_budget_micros=None if budget is None else budget[0],
-                          budget_id=None if budget is None else budget[1] or key_id)
+                          allowed_models=allowed_models, **(limits or KeyLimits()).of(key_id))
     return IssuedKey(record, api_key)

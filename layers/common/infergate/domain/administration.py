@@ -92,10 +92,13 @@ class Administration:
         self._version.advance()
 
     def change_key(self, operator: Operator, key_id: str, changes: dict) -> ApiKeyRecord:
-        """Set (None: clear) any user's key's monthly budget or models; every instance applies it within a second."""
+        """Set (None: clear) any user's key's monthly budget, models or per-model quotas; every instance
+        applies it within a second."""
         ensure_may_change(operator)
         if "allowed_models" in changes and changes["allowed_models"] is not None:
             changes = {**changes, "allowed_models": sorted(allowed_by_all(changes["allowed_models"]) or ())}
+        if changes.get("model_quotas") is not None:
+            changes = {**changes, "model_quotas": tuple(sorted(changes["model_quotas"].items()))}
         changed = self._store.change_key(key_id, changes, audit=audit_of(operator, "change_key"))
         if changed is None:
             raise NotFound(f"There is no key {key_id}.", code="key_not_found")

@@ -190,8 +190,7 @@ class Authenticator:
             return INVALID_KEY
         if status == "expired":
             return EXPIRED_KEY
-        return principal_of(key.key_id, user, self._plans, now=now, key_models=key.allowed_models,
-                            team=self._team_of(user, source), key_budget=key.budget_level())
+        return principal_of(key.key_id, user, self._plans, now=now, team=self._team_of(user, source), key=key)
 
     def _token(self, token: str, source: str) -> Principal | Refusal:
         try:

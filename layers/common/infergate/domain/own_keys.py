@@ -21,6 +21,7 @@ from infergate.domain.accounts import (
     ApiKeyRecord,
     IssuedKey,
     KeyActivity,
+    KeyLimits,
     Rotation,
     issue_key,
 )
@@ -47,10 +48,12 @@ class OwnKeys:
         self._store, self._version, self._activity, self._clock = store, version, activity, clock
 
     def create(self, principal: Principal, *, name: str | None, expires_in_days: int | None,
-               allowed_models: list[str] | None = None, monthly_budget_micros: int | None = None) -> IssuedKey:
-        """A new key; with `allowed_models`, one that may use only those; with `monthly_budget_micros`,
-        one with a budget of its own. A key made with a key that may use only some models may use
-        no more than it; one made with a key that has a budget spends that key's month."""
+               allowed_models: list[str] | None = None, monthly_budget_micros: int | None = None,
+               model_quotas: dict[str, int] | None = None) -> IssuedKey:
+        """A new key; with `allowed_models`, one that may use only those; with `monthly_budget_micros`
+        or `model_quotas`, one with a budget or per-model quotas of its own. A key made with a key that
+        may use only some models may use no more than it; one made with a key that has limits of its
+        own spends that key's months."""
         now = self._clock()
         expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
         models = allowed_by_all(allowed_models, principal.allowed_models)
@@ -59,7 +62,7 @@ class OwnKeys:
                             f"than {', '.join(sorted(principal.allowed_models or ()))}.", param="allowed_models")
         issued = issue_key(principal.user_id, name=name, now=now, expires_at=expires_at,
                            allowed_models=None if models is None else tuple(sorted(models)),
-                           budget=_budget_of_new_key(principal, monthly_budget_micros))
+                           limits=_limits_of_new_key(principal, monthly_budget_micros, model_quotas))
         caller = self._caller(principal)
         if caller is not None and issued.record.outlives(caller):
             raise Forbidden(f"This key stops working at {caller.ends_at.isoformat()}; it cannot create a key that "
@@ -88,8 +91,7 @@ class OwnKeys:
         now = self._clock()
         successor = issue_key(principal.user_id, name=old.name, now=now, expires_at=old.expires_at,
                               allowed_models=old.allowed_models,
-                              budget=None if old.monthly_budget_micros is None else (
-                                  old.monthly_budget_micros, old.budget_id or old.key_id))
+                              limits=KeyLimits(old.monthly_budget_micros, old.model_quotas, old.line))
         outcome = self._store.rotate_key(key_id, principal.user_id, successor.record, grace_until=now + grace, now=now,
                                          max_working=principal.plan.max_api_keys)
         if outcome is Rotation.NOT_FOUND:
@@ -135,16 +137,19 @@ def states(records: list[ApiKeyRecord], *, activity: KeyActivity, now: datetime)
     return [KeyState(key, key.status(now), last_used.get(key.key_id)) for key in ordered]
 
 
-def _budget_of_new_key(principal: Principal, asked: int | None) -> tuple[int, str | None] | None:
-    """A new key's budget and whose month it spends: its own, or, made with a key that has a
-    budget, that key's (so that a key cannot make itself a larger budget)."""
-    maker = principal.key_budget
-    if maker is None:
-        return None if asked is None else (asked, None)
-    if asked is not None:
-        raise Forbidden("A key with a budget of its own cannot make a key with another budget: a key made with it "
-                        "spends its month.", param="monthly_budget_micros")
-    return maker.budget_micros or 0, maker.id
+def _limits_of_new_key(principal: Principal, budget: int | None, quotas: dict[str, int] | None) -> KeyLimits:
+    """A new key's budget and per-model quotas, and whose months they count in: its own, or, made
+    with a key that has limits of its own, that key's (so that a key cannot make itself fresh ones)."""
+    asked = tuple(sorted(quotas.items())) if quotas else None
+    if principal.key_line is None:
+        return KeyLimits(budget, asked)
+    for name, value in (("monthly_budget_micros", budget), ("model_quotas", quotas)):
+        if value is not None:
+            raise Forbidden("A key with a budget or per-model quotas of its own cannot make a key with other limits: "
+                            "a key made with it spends its months.", param=name)
+    maker_budget = principal.key_budget
+    return KeyLimits(None if maker_budget is None else maker_budget.budget_micros,
+                     tuple(sorted(principal.key_model_quotas)) or None, principal.key_line)
 
 
 def _known(key_id: str) -> str:

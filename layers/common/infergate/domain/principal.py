@@ -11,12 +11,12 @@ from infergate.domain.ledger import Level
 from infergate.domain.model_names import canonical
 from infergate.domain.periods import period_of
 from infergate.domain.plans import InvalidPlan, Plan, PlanCatalog
-from infergate.domain.teams import USER_MODEL, Team, model_level
+from infergate.domain.teams import KEY_MODEL, USER_MODEL, Team, model_level
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from infergate.domain.accounts import UserRecord
+    from infergate.domain.accounts import ApiKeyRecord, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class Principal:
     team: Level | None = None  # the user's team's month, which each request must fit under too
     key_budget: Level | None = None  # the key's own month, when it has a budget
     team_model_quotas: frozenset[tuple[str, int]] = frozenset()  # the team's per-model quotas, `name:tag`
+    key_line: str | None = None  # whose months the key's own limits count in, when it has any
+    key_model_quotas: frozenset[tuple[str, int]] = frozenset()  # the key's per-model quotas, `name:tag`
 
     def levels(self, model: str) -> tuple[Level, ...]:
         """The months above the user's own that each of their requests for `model` must fit under."""
@@ -46,6 +48,9 @@ class Principal:
                        if name == wanted]
         levels += [model_level(self.user_id, wanted, quota, kind=USER_MODEL) for name, quota in self.plan.model_quotas
                    if canonical(name) == wanted]
+        if self.key_line is not None:
+            levels += [model_level(self.key_line, wanted, quota, kind=KEY_MODEL) for name, quota in
+                       self.key_model_quotas if name == wanted]
         return tuple(levels)
 
     def quota_for(self, period: str) -> int:
@@ -96,17 +101,21 @@ def plan_of(user: UserRecord, plans: PlanCatalog) -> Plan:
 
 
 def principal_of(key_id: str, user: UserRecord, plans: PlanCatalog, *, now: datetime,
-                 key_models: Iterable[str] | None = None, team: Team | None = None,
-                 key_budget: Level | None = None) -> Principal:
+                 team: Team | None = None, key: ApiKeyRecord | None = None) -> Principal:
     """The user of `key_id` (an API key's id, or their sign-in's) and what their plan allows now;
-    `key_models`: the models the key alone may use; `team`: the user's team, if they have one;
-    `key_budget`: the key's own month, if it has a budget."""
+    `team`: the user's team, if they have one; `key`: the key they came with (none for a sign-in),
+    whose own models, budget and per-model quotas hold too."""
     period = period_of(now)
     plan = plan_of(user, plans)
-    models = allowed_by_all(plan.allowed_models, key_models, team.allowed_models if team else None)
+    models = allowed_by_all(plan.allowed_models, key.allowed_models if key else None,
+                            team.allowed_models if team else None)
     return Principal(user_id=user.user_id, key_id=key_id, plan=plan,
                      suspended=user.status == "suspended", granted_tokens=user.grants.get(period, 0),
                      granted_period=period, allowed_models=models, team=team.level() if team else None,
-                     key_budget=key_budget,
-                     team_model_quotas=frozenset((canonical(model), quota) for model, quota in (
-                         team.model_quotas or () if team else ())))
+                     key_budget=key.budget_level() if key else None, key_line=key.line if key else None,
+                     team_model_quotas=_canonical_quotas(team.model_quotas if team else None),
+                     key_model_quotas=_canonical_quotas(key.model_quotas if key else None))
+
+
+def _canonical_quotas(quotas: Iterable[tuple[str, int]] | None) -> frozenset[tuple[str, int]]:
+    return frozenset((canonical(model), quota) for model, quota in quotas or ())

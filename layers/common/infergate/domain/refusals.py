@@ -17,7 +17,7 @@ from infergate.domain.errors import (
 )
 from infergate.domain.ledger import LevelRefused
 from infergate.domain.periods import period_end
-from infergate.domain.teams import TEAM_MODEL, USER_MODEL
+from infergate.domain.teams import KEY_MODEL, TEAM_MODEL, USER_MODEL
 
 # When what remains is held by requests in flight, retry after this: most finish within it.
 HELD_RETRY_SECONDS = 2
@@ -40,9 +40,9 @@ def user_quota_refusal(*, quota: int, spent: int, minimum: int, period: str, now
 def level_refusal(refused: LevelRefused, *, period: str, now: datetime, currency: str) -> RateLimited:
     """A level (the user's team, their key, a quota of one model) cannot hold the request."""
     level = refused.level
-    if level.kind in (TEAM_MODEL, USER_MODEL):
+    if level.kind in (TEAM_MODEL, USER_MODEL, KEY_MODEL):
         owner, model = level.id.split(":", 1)
-        whose = f"Your team's ({owner})" if level.kind == TEAM_MODEL else "Your plan's"
+        whose = {TEAM_MODEL: f"Your team's ({owner})", KEY_MODEL: f"Your key's ({owner})"}.get(level.kind, "Your plan's")
         return _refusal((ModelQuotaHeldInFlight, ModelQuotaExceeded), refused, "model", period=period, now=now,
                         whose=whose, limit=f"monthly quota of {level.token_quota} tokens of {model}",
                         left=f"{refused.remaining} tokens", its="the")

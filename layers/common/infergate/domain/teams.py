@@ -13,6 +13,7 @@ from infergate.domain.ledger import Level
 TEAM = "team"
 TEAM_MODEL = "team_model"  # a team's month of one model, under a per-model quota
 USER_MODEL = "user_model"  # a user's month of one model, under their plan's per-model quota
+KEY_MODEL = "key_model"  # a key line's month of one model, under the key's per-model quota
 FIGURES = ("monthly_token_quota", "monthly_budget_micros", "allowed_models", "model_quotas")
 
 
@@ -30,6 +31,7 @@ class Team:
         return Level(TEAM, self.team_id, self.monthly_token_quota, self.monthly_budget_micros)
 
 
-def model_level(team_id: str, model: str, quota: int, *, kind: str = TEAM_MODEL) -> Level:
-    """A team's (or, of kind USER_MODEL, a user's) month of one model (`name:tag`), under its quota."""
-    return Level(kind, f"{team_id}:{model}", quota, None)
+def model_level(owner: str, model: str, quota: int, *, kind: str = TEAM_MODEL) -> Level:
+    """A team's (or, of kind USER_MODEL, a user's; of KEY_MODEL, a key line's) month of one model
+    (`name:tag`), under its quota."""
+    return Level(kind, f"{owner}:{model}", quota, None)

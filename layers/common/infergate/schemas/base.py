@@ -48,3 +48,5 @@ def without_unsupported(data: Any, unsupported: Unsupported) -> Any:
 
 # A model's (or an alias's) name where a list of them is given: never a comma, which joins them.
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
+# Tokens a month of each model named: a team's, a key's.
+ModelQuotaMap = dict[ModelName, Annotated[int, Field(ge=0, le=10**15)]]

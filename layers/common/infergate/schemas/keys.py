@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from infergate.schemas.base import Closed, ModelName, Schema
+from infergate.schemas.base import Closed, ModelName, ModelQuotaMap, Schema
 from infergate.schemas.text import hidden
 
 
@@ -33,6 +33,11 @@ class CreateKeyRequest(Closed):
         description="What the key alone may spend a month, in millionths of CURRENCY (MODEL_PRICES); its chats "
                     "beyond it are refused with 429 budget_exceeded, param `key`. A key made with a key that has a "
                     "budget spends that key's month.")
+    model_quotas: ModelQuotaMap | None = Field(
+        None, min_length=1, max_length=100,
+        description="Tokens a month the key may spend on each model named (as requests name it); beyond it, 429 "
+                    "model_quota_exceeded, param `model`. A key made with a key that has a budget or such quotas "
+                    "spends that key's months.")
 
 
 class RotateKeyRequest(Closed):
@@ -49,6 +54,7 @@ class KeyView(Schema):
     status: Literal["active", "rotating", "expired", "revoked"]
     allowed_models: list[str] | None = Field(None, description="The models it may use, `name:tag`; null: any.")
     monthly_budget_micros: int | None = Field(None, description="Its own monthly budget in micros; null: none.")
+    model_quotas: dict[str, int] | None = Field(None, description="Its own tokens a month of each model; null: none.")
 
 
 class IssuedKeyView(KeyView):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from infergate.schemas.base import Closed, ModelName, Refused, Schema
+from infergate.schemas.base import Closed, ModelName, ModelQuotaMap, Refused, Schema
 from infergate.schemas.usage import TeamUsage
 
 TeamName = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -26,7 +25,7 @@ class CreateTeamRequest(Closed):
     monthly_token_quota: int | None = Quota
     monthly_budget_micros: int | None = Budget
     allowed_models: list[ModelName] | None = Models
-    model_quotas: dict[ModelName, Annotated[int, Field(ge=0, le=10**15)]] | None = ModelQuotas
+    model_quotas: ModelQuotaMap | None = ModelQuotas
 
 
 class ChangeTeamRequest(Closed):
@@ -36,7 +35,7 @@ class ChangeTeamRequest(Closed):
     monthly_token_quota: int | None = Quota
     monthly_budget_micros: int | None = Budget
     allowed_models: list[ModelName] | None = Models
-    model_quotas: dict[ModelName, Annotated[int, Field(ge=0, le=10**15)]] | None = ModelQuotas
+    model_quotas: ModelQuotaMap | None = ModelQuotas
 
     @model_validator(mode="after")
     def _something(self) -> ChangeTeamRequest:

@@ -36,7 +36,9 @@ from infergate.stores.mongo import (
     AUDIT_LOG,
     TEAMS,
     USERS,
+    quotas_of,
     set_or_unset,
+    stored,
     unavailable_when_unreachable,
 )
 from infergate.stores.teams import TeamRecords
@@ -160,16 +162,17 @@ class MongoAccountStore(TeamRecords):
 
     @unavailable_when_unreachable
     def change_key(self, key_id: str, changes: Mapping[str, Any], *, audit: Audit) -> ApiKeyRecord | None:
-        update = set_or_unset(changes)
+        update = set_or_unset(changes, stored)
 
         def change(session: ClientSession) -> dict | None:
             before = self._keys.find_one_and_update({"_id": key_id}, update, session=session,
                                                     return_document=ReturnDocument.BEFORE)
             if before is None:
                 return None
-            # A key given a budget spends its own month, unless it already shares its line's.
-            self._keys.update_one({"_id": key_id, "monthly_budget_micros": {"$exists": True},
-                                   "budget_id": {"$exists": False}}, {"$set": {"budget_id": key_id}}, session=session)
+            # A key given limits of its own spends its own months, unless it already shares its line's.
+            limited = {"$or": [{"monthly_budget_micros": {"$exists": True}}, {"model_quotas": {"$exists": True}}]}
+            self._keys.update_one({"_id": key_id, "budget_id": {"$exists": False}, **limited},
+                                  {"$set": {"budget_id": key_id}}, session=session)
             after = self._keys.find_one({"_id": key_id}, session=session)
             self._record(session, audit, {"type": "key", "id": key_id}, _shown_key(before), _shown_key(after))
             return after
@@ -349,8 +352,9 @@ def _key_document(key: ApiKeyRecord) -> dict:
             "name": key.name, "prefix": key.prefix, "expires_at": key.expires_at, "revoked_at": key.revoked_at,
             "grace_until": key.grace_until, "successor_id": key.successor_id,
             **({"allowed_models": list(key.allowed_models)} if key.allowed_models is not None else {}),
-            **({"monthly_budget_micros": key.monthly_budget_micros, "budget_id": key.budget_id}
-               if key.monthly_budget_micros is not None else {})}
+            **({"monthly_budget_micros": key.monthly_budget_micros} if key.monthly_budget_micros is not None else {}),
+            **({"model_quotas": stored(key.model_quotas)} if key.model_quotas else {}),
+            **({"budget_id": key.budget_id} if key.budget_id is not None else {})}
 
 
 def _key_record(document: dict) -> ApiKeyRecord:
@@ -360,7 +364,8 @@ def _key_record(document: dict) -> ApiKeyRecord:
         expires_at=document.get("expires_at"), revoked_at=document.get("revoked_at"),
         grace_until=document.get("grace_until"), successor_id=document.get("successor_id"),
         allowed_models=tuple(document["allowed_models"]) if document.get("allowed_models") is not None else None,
-        monthly_budget_micros=document.get("monthly_budget_micros"), budget_id=document.get("budget_id"),
+        monthly_budget_micros=document.get("monthly_budget_micros"), model_quotas=quotas_of(document),
+        budget_id=document.get("budget_id"),
     )
 
 

@@ -100,6 +100,22 @@ def set_or_unset(changes: Mapping[str, Any], stored: Callable[[Any], Any] = lamb
     return update
 
 
+def stored(value: Any) -> Any:
+    """A figure as a document keeps it: a model's name may hold dots, so per-model quotas are a
+    list of pairs, not a map."""
+    if isinstance(value, dict):
+        return [{"model": model, "tokens": tokens} for model, tokens in sorted(value.items())]
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return [{"model": model, "tokens": tokens} for model, tokens in value]
+    return list(value) if isinstance(value, tuple) else value
+
+
+def quotas_of(document: Mapping[str, Any]) -> tuple[tuple[str, int], ...] | None:
+    """A document's per-model quotas, as `stored` keeps them."""
+    quotas = document.get("model_quotas")
+    return None if quotas is None else tuple((quota["model"], quota["tokens"]) for quota in quotas)
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -17,7 +17,7 @@ from pymongo.collection import Collection
 
 from infergate.domain.accounts import Audit
 from infergate.domain.teams import FIGURES, Team
-from infergate.stores.mongo import set_or_unset, unavailable_when_unreachable
+from infergate.stores.mongo import quotas_of, set_or_unset, stored, unavailable_when_unreachable
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ class TeamRecords:
     @unavailable_when_unreachable
     def create_team(self, team: Team, *, audit: Audit) -> None:
         document = {"_id": team.team_id, "name": team.name, "created_at": team.created_at,
-                    **{name: _stored(getattr(team, name)) for name in FIGURES if getattr(team, name) is not None}}
+                    **{name: stored(getattr(team, name)) for name in FIGURES if getattr(team, name) is not None}}
 
         def create(session: ClientSession) -> None:
             self._teams.insert_one(document, session=session)
@@ -53,7 +53,7 @@ class TeamRecords:
 
     @unavailable_when_unreachable
     def change_team(self, team_id: str, changes: Mapping[str, Any], *, audit: Audit) -> Team | None:
-        update = set_or_unset(changes, _stored)
+        update = set_or_unset(changes, stored)
 
         def change(session: ClientSession) -> dict | None:
             before = self._teams.find_one_and_update({"_id": team_id}, update, session=session,
@@ -74,20 +74,10 @@ class TeamRecords:
         return [user_record(document) for document in self._users.find({"team_id": team_id}).sort("_id", 1).limit(limit)]
 
 
-def _stored(value: Any) -> Any:
-    """A figure as the team's document keeps it: a model's name may hold dots, so per-model quotas
-    are a list of pairs, not a map."""
-    if isinstance(value, dict):
-        return [{"model": model, "tokens": tokens} for model, tokens in sorted(value.items())]
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return [{"model": model, "tokens": tokens} for model, tokens in value]
-    return list(value) if isinstance(value, tuple) else value
-
-
 def _team(document: dict) -> Team:
-    models, quotas = document.get("allowed_models"), document.get("model_quotas")
+    models = document.get("allowed_models")
     return Team(team_id=document["_id"], name=document["name"], created_at=document["created_at"],
                 monthly_token_quota=document.get("monthly_token_quota"),
                 monthly_budget_micros=document.get("monthly_budget_micros"),
                 allowed_models=None if models is None else tuple(models),
-                model_quotas=None if quotas is None else tuple((q["model"], q["tokens"]) for q in quotas))
+                model_quotas=quotas_of(document))
