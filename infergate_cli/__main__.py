@@ -11,7 +11,8 @@
   teams create --name N [--quota T] [--budget-micros M] [--models a,b] [--model-quotas a=T,b=T]
   teams set TEAM_ID [--name N] [--quota T|none] [--budget-micros M|none] [--models a,b|none]
   usage top [--period YYYY-MM] [--top N]
-  usage export --by team|user|key|model [--month YYYY-MM]      CSV, e.g. > december.csv
+  usage export --by team|user|key|model [--month YYYY-MM | --start YYYY-MM-DD --end YYYY-MM-DD]
+                                                               CSV, e.g. > december.csv
   servers
   prices
   audit [--limit N] [--cursor C]
@@ -92,8 +93,10 @@ def parser() -> argparse.ArgumentParser:
     top = usage.add_parser("top", help="totals and the heaviest users")
     top.add_argument("--period", help="YYYY-MM; this month unless given")
     top.add_argument("--top", type=int, default=10)
-    export = usage.add_parser("export", help="a month by team, user, key or model, as CSV on standard output")
-    export.add_argument("--month", help="YYYY-MM; this month unless given")
+    export = usage.add_parser("export", help="a month (or days) by team, user, key or model, as CSV on standard output")
+    export.add_argument("--month", help="YYYY-MM; this month unless given, or a range of days is")
+    export.add_argument("--start", help="YYYY-MM-DD: the first day of a range of days, with --end")
+    export.add_argument("--end", help="YYYY-MM-DD: the range's last day, itself included")
     export.add_argument("--by", choices=["team", "user", "key", "model"], required=True)
 
     topics.add_parser("servers", help="the model servers: health, breaker, models, load")
@@ -216,7 +219,8 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
         case "teams", _:
             return _teams(api, arguments)
         case "usage", "export":
-            return "csv", api.text("/admin/v1/usage", period=arguments.month, by=arguments.by, format="csv")
+            return "csv", api.text("/admin/v1/usage", period=arguments.month, start=arguments.start, end=arguments.end,
+                                   by=arguments.by, format="csv")
         case "usage", "top":
             return "usage", api.get("/admin/v1/usage", period=arguments.period, top=arguments.top)
         case "admin-keys", "list":

@@ -84,6 +84,11 @@ def usage_summary() -> Response:
     current_operator(app)
     query = admin.summary_query(app)
     currency = services.settings.currency
+    if query.start is not None:
+        shares = services.usage.breakdown_days(query.start, query.end, query.by)
+        if query.format == "csv":
+            return admin.breakdown_csv(shares, by=query.by, period=f"{query.start}..{query.end}", currency=currency)
+        return admin.usage_range(query.start, query.end, shares, by=query.by, currency=currency)
     summary = services.usage.summary(query.period, top=query.top)
     if query.by is None:
         return admin.summary(summary, currency=currency)

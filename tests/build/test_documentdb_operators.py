@@ -27,7 +27,8 @@ from tests.support.paths import ROOT
 PACKAGE = ROOT / "layers" / "common" / "infergate"
 LISTED = ROOT / "tests" / "data" / "documentdb" / "supported.txt"
 OPERATOR = re.compile(r"\$[a-z][A-Za-z0-9]*")
-FIELD_PATHS = {"$requests", "$reservations", "$committed", "$cost", "$keys", "$models", "$owner", "$tally", "$tokens"}
+FIELD_PATHS = {"$requests", "$reservations", "$committed", "$cost", "$day", "$days", "$keys", "$models", "$owner",
+               "$tally", "$tokens"}
 STAGES, PARTIAL, GAPS = "aggregation pipeline stages", "partial index filter operators", "not supported"
 PIPELINE_ARGUMENT = {"aggregate": 0, "update_one": 1, "update_many": 1, "find_one_and_update": 1}
 

@@ -5,6 +5,7 @@ refused, naming the team, once its quota or budget is spent."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -181,6 +182,35 @@ def test_operators_break_a_month_down_by_team_user_key_and_model_in_json_and_csv
     assert lines[0] == "period,user,tokens,requests,cost_micros,currency" and len(lines) == 4 and lines[-1] == ""
     refused = api.call("GET", "/admin/v1/usage", key=admin, query={"format": "csv"})
     assert (refused["statusCode"], body(refused)["error"]["param"]) == (400, "format")
+
+
+def test_operators_break_a_range_of_days_down_as_the_month_and_a_bad_range_names_its_field(api, admin, priced):
+    team = make_team(api, admin)
+    _, member_key = member(api, admin, team, "days@example.com")
+    loner = api.register("days-loner@example.com")
+    for key in (member_key, member_key, loner["api_key"]):
+        assert chat(api, key)["statusCode"] == 200
+    today = datetime.now(UTC).date()
+    days = {"start": (today - timedelta(days=40)).isoformat(), "end": today.isoformat()}  # two months, or three
+    for by in ("team", "user", "key", "model"):
+        month = body(api.call("GET", "/admin/v1/usage", key=admin, query={"by": by}))
+        ranged = body(api.call("GET", "/admin/v1/usage", key=admin, query={"by": by, **days}))
+        assert ranged["breakdown"] == month["breakdown"] and ranged["by"] == by, by
+        assert (ranged["start"], ranged["end"]) == (days["start"], days["end"])
+    before = {"by": "user", "start": "2020-01-01", "end": "2020-01-31"}
+    assert body(api.call("GET", "/admin/v1/usage", key=admin, query=before))["breakdown"] == []
+    csv = api.call("GET", "/admin/v1/usage", key=admin, query={"by": "model", "format": "csv", **days})
+    assert csv["body"].split("\r\n")[1].startswith(f"{days['start']}..{days['end']},smollm2:135m,")
+
+    for query, field in (({"by": "user", "start": days["start"]}, "end"), (dict(days), "by"),
+                         ({"by": "user", "start": "2026-02-01", "end": "2026-01-01"}, "end"),
+                         ({"by": "user", "period": "2026-01", **days}, "period"),
+                         ({"by": "user", "start": "2026-13-01", "end": "2026-13-02"}, "start")):
+        refused = api.call("GET", "/admin/v1/usage", key=admin, query=query)
+        assert (refused["statusCode"], body(refused)["error"]["param"]) == (400, field), (query, body(refused))
+    future = (today + timedelta(days=2)).isoformat()
+    refused = api.call("GET", "/admin/v1/usage", key=admin, query={"by": "user", "start": future, "end": future})
+    assert (refused["statusCode"], body(refused)["error"]["param"]) == (400, "start")
 
 
 def test_a_teams_quota_for_one_model_refuses_that_model_alone(api, admin):

@@ -1,6 +1,7 @@
 """A function instance that dies between any two steps of a chat, on real stores and a real
 model server over HTTP: nothing is lost or counted twice, and what it held heals by expiry or
-by the next request.
+by the next request. A chat held at levels above its user's month (a team's, a key's) may die
+between those levels' steps too: each level heals when its hold expires.
 
 Each case runs one chat in a process of its own that exits (os._exit, no cleanup runs) right
 after the step named, then checks the ledger as a reader sees it, then lets a later request
@@ -16,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pymongo
 import pytest
 
+from infergate.domain.alerts import NoAlerts
+from infergate.domain.ledger import Level
 from infergate.schemas.chat import ChatRequest
 from infergate.stores.redis_keys import shard
 from infergate.stores.usage import MongoUsageLedger
@@ -48,10 +51,11 @@ def _die_before(owner, method: str) -> None:
 
 def _chat_until(args: tuple) -> None:
     """A function instance that dies at `step` of one chat."""
-    mongo_uri, database, redis_url, ollama_url, prefix, user, step = args
+    mongo_uri, database, redis_url, ollama_url, prefix, user, step, *levels = args
     services = build_services(mongo_uri, database, redis_url, ollama_url, clock=lambda: WHEN, redis_key_prefix=prefix)
     # Archive at every line, so that the archive's own steps are boundaries too.
-    ledger = services.ledger = MongoUsageLedger(pymongo.MongoClient(mongo_uri, tz_aware=True)[database], archive_every=1)
+    ledger = services.ledger = MongoUsageLedger(pymongo.MongoClient(mongo_uri, tz_aware=True)[database], archive_every=1,
+                                                alerts=(alerts := NoAlerts()))
     {
         "admitted": lambda: _die_after(services.gatekeeper, "admit"),
         "reserved": lambda: _die_after(ledger, "reserve"),
@@ -60,8 +64,10 @@ def _chat_until(args: tuple) -> None:
         "copied to the log": lambda: _die_before(ledger, "_drop_from_journal"),
         "archived": lambda: _die_after(ledger, "settle"),
         "concluded": lambda: _die_after(services.gatekeeper, "conclude"),
+        "user charged": lambda: _die_before(ledger, "_settle_levels"),
+        "one level charged": lambda: _die_after(alerts, "charged"),  # told of each level once it is charged
     }[step]()
-    chat_once(services, principal(quota=QUOTA, user=user), REQUEST)
+    chat_once(services, principal(quota=QUOTA, user=user, levels=tuple(levels)), REQUEST)
     os._exit(0)  # the step never came
 
 
@@ -116,3 +122,41 @@ def test_a_crash_after_each_step_loses_nothing_and_counts_nothing_twice(step, da
     archived = [line["_id"] for line in database.request_log.find({"user_id": user})]
     assert len(archived) == len(set(archived)) == ok
     assert database.usage.find_one({"_id": f"{user}:{PERIOD}"})["journal"] == []
+
+
+def team_and_key(step: str) -> tuple[Level, Level]:
+    """A team's month and a key's budget month, each roomy: the chat is held at both."""
+    return (Level("team", f"team_crash_{LEVEL_STEPS.index(step)}", 1_000_000, None),
+            Level("key", f"key_crash_{LEVEL_STEPS.index(step)}", None, 1_000_000))
+
+
+LEVEL_STEPS = ["reserved", "user charged", "one level charged", "archived"]
+CHARGED_AT = {"reserved": (0, 0, 0), "user charged": (USED, 0, 0), "one level charged": (USED, USED, 0),
+              "archived": (USED, USED, USED)}  # what the user, the team and the key were charged when it died
+
+
+@pytest.mark.parametrize("step", LEVEL_STEPS)
+def test_a_crash_between_levels_heals_each_level_by_the_request_log(step, database, mongo_uri, redis_url,
+                                                                    ollama_url):
+    user, levels = f"usr_levels_{LEVEL_STEPS.index(step)}", team_and_key(step)
+    prefix = f"crash:levels:{LEVEL_STEPS.index(step)}:{os.getpid()}:"
+    process = multiprocessing.get_context("spawn").Process(
+        target=_chat_until, args=((mongo_uri, database.name, redis_url, ollama_url, prefix, user, step, *levels),))
+    process.start()
+    process.join(120)
+    assert process.exitcode == CRASHED
+
+    ledger = MongoUsageLedger(database)
+    at_levels = [ledger.level_usage(level, PERIOD, now=WHEN) for level in levels]
+    assert (ledger_totals(database, user, PERIOD)[0], *(month.tokens_used for month in at_levels)) == CHARGED_AT[step]
+    held = [month.tokens_reserved for month in at_levels]
+    assert held == [0 if charged else WORST_CASE for charged in CHARGED_AT[step][1:]]  # a level's hold stands until charged
+
+    healer = build_services(mongo_uri, database.name, redis_url, ollama_url, clock=lambda: later)
+    later = WHEN + healer.meter.reservation_ttl + timedelta(seconds=1)
+    assert chat_once(healer, principal(quota=QUOTA, user=user, levels=levels), REQUEST) == ("ok", USED)
+
+    logged = ledger_totals(database, user, PERIOD)
+    for month in (ledger.level_usage(level, PERIOD, now=later) for level in levels):
+        assert (month.tokens_used, month.requests, month.tokens_reserved) == (logged[1], logged[2], 0), \
+            "each level sums the user's log"

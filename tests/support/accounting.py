@@ -16,6 +16,7 @@ from infergate.api.chat import task
 from infergate.bootstrap import Services
 from infergate.config import Settings
 from infergate.domain.errors import InferGateError
+from infergate.domain.ledger import Level
 from infergate.domain.periods import utc_now
 from infergate.domain.plans import Plan
 from infergate.domain.principal import Principal
@@ -28,10 +29,14 @@ from tests.support import services
 
 
 def principal(*, quota: int, rpm: int = 10_000, tpm: int = 10_000_000, user: str = "usr_load", key: str = "key_load",
-              concurrent: int = 1000) -> Principal:
+              concurrent: int = 1000, levels: tuple[Level, ...] = ()) -> Principal:
+    """A user of a plan of these figures; `levels`: a team's month and a key's budget month above theirs."""
+    team = next((level for level in levels if level.kind == "team"), None)
+    key_budget = next((level for level in levels if level.kind == "key"), None)
     return Principal(user_id=user, key_id=key, plan=Plan(
         name="test", monthly_token_quota=quota, rate_limit_rpm=rpm, rate_limit_tpm=tpm, max_output_tokens=4096,
-        max_concurrent_requests=concurrent))
+        max_concurrent_requests=concurrent), team=team, key_budget=key_budget,
+        key_line=None if key_budget is None else key_budget.id)
 
 
 def build_services(mongo_uri: str, database: str, redis_url: str, ollama_url: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 
 from aws_lambda_powertools.event_handler import Response
@@ -37,6 +37,7 @@ from infergate.schemas.admin import (
     RevokedKey,
     ServerList,
     ServerView,
+    UsageRange,
     UsageSummary,
     UsageSummaryQuery,
     UserDetail,
@@ -136,6 +137,13 @@ def summary(summary: PeriodSummary, *, currency: str, by: str | None = None,
         top=[UserUsage(user_id=t.user_id, tokens=t.tokens, requests=t.requests, cost_micros=t.cost_micros)
              for t in summary.top],
         by=by, breakdown=None if shares is None else [ShareView(**dataclasses.asdict(share)) for share in shares]))
+
+
+def usage_range(start: date, end: date, shares: Sequence[Share], *, by: str, currency: str) -> Response:
+    return json_response(UsageRange(
+        start=start, end=end, by=by, currency=currency, tokens_used=sum(share.tokens for share in shares),
+        requests=sum(share.requests for share in shares), cost_micros=sum(share.cost_micros for share in shares),
+        breakdown=[ShareView(**dataclasses.asdict(share)) for share in shares]))
 
 
 def breakdown_csv(shares: Sequence[Share], *, by: str, period: str, currency: str) -> Response:

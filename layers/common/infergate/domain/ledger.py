@@ -11,7 +11,7 @@ test_ledger_contract.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from infergate.domain.prices import FREE, NOTHING, Price, WorstCost
@@ -217,3 +217,6 @@ class UsageLedger(Protocol):
 
     def breakdown(self, period: str, by: str) -> list[Share]:
         """The month by team, user, key or model (BREAKDOWNS), the heaviest first."""
+
+    def breakdown_days(self, start: date, end: date, by: str) -> list[Share]:
+        """Days `start` to `end` (both included) by team, user, key or model, the heaviest first."""

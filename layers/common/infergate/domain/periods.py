@@ -3,7 +3,7 @@ in UTC, named `YYYY-MM`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 
 def whole_seconds(milliseconds: int) -> int:
@@ -33,3 +33,12 @@ def period_end(period: str) -> datetime:
 
 def day_of(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def months_between(start: date, end: date) -> list[str]:
+    """The months (YYYY-MM) that days `start` to `end` fall in, in order."""
+    months, year, month = [], start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months

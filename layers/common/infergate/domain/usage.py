@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from infergate.domain.accounts import UserRecord
 from infergate.domain.errors import InvalidRequest
@@ -66,6 +66,13 @@ class UsageReports:
     def breakdown(self, period: str | None, by: str) -> list[Share]:
         """A month (this one unless `period` names a past one) by team, user, key or model."""
         return self._ledger.breakdown(_begun(period, now=self._clock()), by)
+
+    def breakdown_days(self, start: date, end: date, by: str) -> list[Share]:
+        """Days `start` to `end` (both included) by team, user, key or model."""
+        today = self._clock().date()
+        if start > today:
+            raise InvalidRequest(f"start {start} has not begun; today is {today}.", param="start")
+        return self._ledger.breakdown_days(start, end, by)
 
     def summary(self, period: str | None, *, top: int) -> PeriodSummary:
         """Every user's use of a month (this one unless `period` names a past one), and the heaviest users."""

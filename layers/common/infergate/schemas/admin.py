@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infergate.schemas.base import Closed, ModelName, Refused, Schema
+from infergate.schemas.base import Closed, ModelName, ModelQuotaMap, Refused, Schema
 from infergate.schemas.keys import KeyName, KeyView
 from infergate.schemas.usage import Period, UsageResponse
 
@@ -60,6 +60,8 @@ class AuditQuery(PageQuery):
 
 class UsageSummaryQuery(Closed):
     period: Period | None = None
+    start: date | None = Field(None, description="The first day of a range of days (YYYY-MM-DD), instead of a month.")
+    end: date | None = Field(None, description="The range's last day, itself included: at most 366 days after start.")
     top: int = Field(10, ge=1, le=100)
     by: Literal["team", "user", "key", "model"] | None = Field(
         None, description="Also break the month down by team, user, key or model, the heaviest first.")
@@ -69,7 +71,19 @@ class UsageSummaryQuery(Closed):
     def _csv_needs_by(self) -> UsageSummaryQuery:
         if self.format == "csv" and self.by is None:
             raise Refused("format", "csv is a breakdown: say `by` (team, user, key or model)")
+        if self.start is not None or self.end is not None:
+            self._a_range()
         return self
+
+    def _a_range(self) -> None:
+        if self.start is None or self.end is None:
+            raise Refused("start" if self.start is None else "end", "a range of days needs both start and end")
+        if self.period is not None:
+            raise Refused("period", "say a month (period) or a range of days (start and end), not both")
+        if self.by is None:
+            raise Refused("by", "a range of days is a breakdown: say `by` (team, user, key or model)")
+        if not 0 <= (self.end - self.start).days <= 366:
+            raise Refused("end", "a range ends on or after its start, at most 366 days later")
 
 
 class UserView(Schema):
@@ -117,11 +131,13 @@ class ChangeKeyRequest(Closed):
                                               description="What it alone may spend a month, in micros of CURRENCY.")
     allowed_models: list[ModelName] | None = Field(None, min_length=1, max_length=100,
                                                    description="The models (or aliases) it may use.")
+    model_quotas: ModelQuotaMap | None = Field(None, min_length=1, max_length=100,
+                                               description="Tokens a month it may spend on each model named.")
 
     @model_validator(mode="after")
     def _something(self) -> ChangeKeyRequest:
         if not self.model_fields_set:
-            raise ValueError("say what to change: monthly_budget_micros or allowed_models")
+            raise ValueError("say what to change: monthly_budget_micros, allowed_models or model_quotas")
         return self
 
     def changes(self) -> dict:
@@ -185,6 +201,19 @@ class UsageSummary(Schema):
     top: list[UserUsage]
     by: str | None = Field(None, description="What `breakdown` is by, when asked for.")
     breakdown: list[Share] | None = Field(None, description="The month by `by`, the heaviest first.")
+
+
+class UsageRange(Schema):
+    """A range of days broken down: its totals are the breakdown's (by team: its members' use)."""
+
+    start: date
+    end: date
+    tokens_used: int
+    requests: int
+    cost_micros: int = Field(description="What the range's tokens cost, in millionths of `currency`.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    by: str
+    breakdown: list[Share] = Field(description="The days by `by`, the heaviest first.")
 
 
 class PriceView(Schema):

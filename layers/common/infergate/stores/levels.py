@@ -3,6 +3,7 @@ the users' months' collection so that one bulk write reaches a user's month and 
 
   {_id: "<kind>:<id>:<YYYY-MM>", level: <kind>, level_id, period,
    tokens_used, cost_micros, requests,       what its requests were charged
+   days: {<YYYY-MM-DD>: {tokens, cost_micros, requests}},   the same, by day
    committed, committed_micros,              the same, and every hold listed below
    reservations: [{id, user_id, tokens, micros, expires_at}, ...], version}
 
@@ -12,16 +13,18 @@ reading the month and writing it back only if its `version` did not change meanw
 caps the hold to what both the tokens and the budget leave. Settling is a guarded update per
 level, as for the user: only while the request's hold is there, so at most once.
 
-A hold that expires unsettled is dropped by the next hold that reads the month; if its request
-was charged at its user's month (its line is in the request log: the function died between the
-two writes), the level is charged the same as it is dropped, so that every level's counter is
-the sum of its members' log lines.
+A hold that expires unsettled sends the next request at that level down the slow path, which
+reads the month and drops the hold; if its request was charged at its user's month (its line is
+in the request log: the function died between the two writes), the level is charged the same
+(tokens, cost, a request, its day) as it is dropped, so that every level's counters are the sum
+of its members' log lines.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pymongo import UpdateOne
@@ -40,9 +43,12 @@ def level_month_id(level: Level, period: str) -> str:
     return f"{level.kind}:{level.id}:{period}"
 
 
-def hold_op(level: Level, reservation: Reservation) -> UpdateOne:
-    """Hold the whole of `reservation` at `level`, if it fits: the fast path, for a bulk write."""
-    guard: dict = {"_id": level_month_id(level, reservation.period), "reservations.id": {"$ne": reservation.reservation_id}}
+def hold_op(level: Level, reservation: Reservation, now: datetime) -> UpdateOne:
+    """Hold the whole of `reservation` at `level`, if it fits and none of its holds has expired:
+    the fast path, for a bulk write. A month with an expired hold takes the slow path, which
+    repairs it (the hold's request may have been charged at its user's month, not yet here)."""
+    guard: dict = {"_id": level_month_id(level, reservation.period), "reservations.id": {"$ne": reservation.reservation_id},
+                   "reservations.expires_at": {"$not": {"$lte": now}}}
     if level.token_quota is not None:
         guard["committed"] = {"$lte": level.token_quota - reservation.tokens}
     if level.budget_micros is not None:
@@ -52,15 +58,32 @@ def hold_op(level: Level, reservation: Reservation) -> UpdateOne:
                              "$push": {"reservations": _hold(reservation)}})
 
 
-def settle_update(level: Level, reservation: Reservation, *, charge: int, cost: int,
-                  counted: bool) -> tuple[dict, dict]:
-    """Charge the request `charge` tokens costing `cost` at `level` and drop its hold, once: the
-    guarded update's filter and update."""
+def settle_update(level: Level, reservation: Reservation, charge: Charge) -> tuple[dict, dict]:
+    """Charge the request `charge` at `level` and drop its hold, once: the guarded update's filter
+    and update."""
     return (
         {"_id": level_month_id(level, reservation.period), "reservations.id": reservation.reservation_id},
         {"$pull": {"reservations": {"id": reservation.reservation_id}},
-         "$inc": {"committed": charge - reservation.tokens, "committed_micros": cost - (reservation.micros or 0),
-                  "tokens_used": charge, "cost_micros": cost, "requests": int(counted), "version": 1}})
+         "$inc": {"committed": charge.tokens - reservation.tokens,
+                  "committed_micros": charge.micros - (reservation.micros or 0), **charge.counts(), "version": 1}})
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What a request was charged at its user's month, which each of its levels is charged too."""
+
+    tokens: int
+    micros: int
+    day: str  # YYYY-MM-DD: the day's tally it counts in
+    counted: bool  # whether it counts as a request (domain/ledger.RequestOutcome.counted)
+
+    def counts(self) -> dict[str, int]:
+        """What it adds to a level's month: its totals, and its day's tally."""
+        if not self.counted:
+            return {}
+        return {"tokens_used": self.tokens, "cost_micros": self.micros, "requests": 1,
+                f"days.{self.day}.tokens": self.tokens, f"days.{self.day}.cost_micros": self.micros,
+                f"days.{self.day}.requests": 1}
 
 
 def _hold(reservation: Reservation) -> dict:
@@ -69,9 +92,9 @@ def _hold(reservation: Reservation) -> dict:
 
 
 class MongoLevels:
-    def __init__(self, usage: Collection, charged: Callable[[str, str, str], tuple[int, int] | None]) -> None:
+    def __init__(self, usage: Collection, charged: Callable[[str, str, str], Charge | None]) -> None:
         """`charged(user_id, period, reservation_id)`: what the request log says a request was
-        charged, (tokens, micros), or None if it has no line."""
+        charged, or None if it has no line."""
         self._usage, self._charged = usage, charged
 
     def hold(self, level: Level, wanted: Reservation, *, minimum: int, now: datetime, worst: WorstCost) -> Reservation:
@@ -82,13 +105,15 @@ class MongoLevels:
         for _ in range(_ATTEMPTS):
             month = self._month(month_id, level, wanted.period, now)
             held, expired = _split(month.get("reservations", []), now)
-            used, cost = self._with_repairs(month, expired, wanted.period)
+            repairs = self._repairs(expired, wanted.period)
+            used = month.get("tokens_used", 0) + sum(charge.tokens for charge in repairs)
+            cost = month.get("cost_micros", 0) + sum(charge.micros for charge in repairs)
             room = (_room(level.token_quota, used, held, "tokens"), _room(level.budget_micros, cost, held, "micros"))
             tokens = _affordable(min(wanted.tokens, room[0]), room[1], worst)
             if tokens < minimum:
                 raise _refusal(level, worst(minimum), used=used, cost=cost, room=room, minimum=minimum)
             granted = replace(wanted, tokens=tokens, micros=min(wanted.micros or 0, worst(tokens)))
-            if self._write(month, held, granted, used, cost):
+            if self._write(month, held, granted, repairs):
                 return granted
         raise LevelRefused(level, "tokens", in_flight=True, remaining=0)  # too busy to tell: retry shortly
 
@@ -104,25 +129,25 @@ class MongoLevels:
             pass  # made a moment ago by a concurrent request
         return self._usage.find_one({"_id": month_id})
 
-    def _with_repairs(self, month: dict, expired: list[dict], period: str) -> tuple[int, int]:
-        """The month's charges with those of its expired holds whose requests were charged at their
-        user's month (the function died before charging the level)."""
-        used, cost = month.get("tokens_used", 0), month.get("cost_micros", 0)
-        for hold in expired:
-            charged = self._charged(hold["user_id"], period, hold["id"])
-            if charged is not None:
-                used, cost = used + charged[0], cost + charged[1]
-        return used, cost
+    def _repairs(self, expired: list[dict], period: str) -> list[Charge]:
+        """The charges of the month's expired holds whose requests were charged at their user's
+        month (the function died before charging the level); the others cost nothing."""
+        charges = (self._charged(hold["user_id"], period, hold["id"]) for hold in expired)
+        return [charge for charge in charges if charge is not None]
 
-    def _write(self, month: dict, held: list[dict], granted: Reservation, used: int, cost: int) -> bool:
-        """Write the month back with `granted` held, if no other request changed it since it was read."""
+    def _write(self, month: dict, held: list[dict], granted: Reservation, repairs: list[Charge]) -> bool:
+        """Write the month back with `granted` held and its expired holds dropped, charged what
+        `repairs` say, if no other request changed it since it was read."""
         holds = [*held, _hold(granted)]
+        counts: Counter[str] = Counter({"version": 1})
+        for charge in repairs:
+            counts.update(charge.counts())
+        used, cost = month.get("tokens_used", 0) + counts["tokens_used"], month.get("cost_micros", 0) + counts["cost_micros"]
         written = self._usage.update_one(
             {"_id": month["_id"], "version": month.get("version", 0)},
-            {"$set": {"reservations": holds, "tokens_used": used, "cost_micros": cost,
-                      "committed": used + sum(hold["tokens"] for hold in holds),
+            {"$set": {"reservations": holds, "committed": used + sum(hold["tokens"] for hold in holds),
                       "committed_micros": cost + sum(hold["micros"] for hold in holds)},
-             "$inc": {"version": 1}})
+             "$inc": dict(counts)})
         return written.matched_count == 1
 
     def usage(self, level: Level, period: str, *, now: datetime) -> LevelUsage:

@@ -39,7 +39,7 @@ its counter.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
@@ -60,13 +60,15 @@ from infergate.domain.ledger import (
     Share,
     UserTally,
 )
+from infergate.domain.periods import day_of, months_between
 from infergate.domain.prices import NOTHING, WorstCost
 from infergate.observability import logger
-from infergate.stores.levels import MongoLevels, hold_op, level_month_id, settle_update
+from infergate.stores.levels import Charge, MongoLevels, hold_op, level_month_id, settle_update
 from infergate.stores.mongo import REQUEST_LOG, USAGE, unavailable_when_unreachable
 from infergate.stores.usage_documents import (
     breakdown_pipeline,
     counts,
+    days_breakdown_pipeline,
     log_line,
     logged_request,
     model_name,
@@ -133,7 +135,7 @@ class MongoUsageLedger:
         """The user's hold and each level's: in one bulk write while everything fits (as many round
         trips as a user with no team), else one after another, each capped to what remains."""
         whole = [UpdateOne(*_whole_hold(reservation, quota=quota, now=now, most_held=most_held)),
-                 *(hold_op(level, reservation) for level in reservation.levels)]
+                 *(hold_op(level, reservation, now) for level in reservation.levels)]
         if self._usage.bulk_write(whole, ordered=False).matched_count == len(whole):
             return reservation
         self._resize(reservation, None)  # drop what the bulk write held anywhere
@@ -253,10 +255,10 @@ class MongoUsageLedger:
         Run again after a failure, it charges only the levels not charged yet."""
         if not reservation.levels:
             return
-        counted = outcome.counted(charge)
         cost = outcome.cost_micros(charge, held=reservation.micros)
+        charged = Charge(charge, cost, day_of(outcome.at), outcome.counted(charge))
         for level in reservation.levels:  # one round trip each: a team member's chat pays one
-            guard, update = settle_update(level, reservation, charge=charge, cost=cost, counted=counted)
+            guard, update = settle_update(level, reservation, charged)
             totals = {"return_document": ReturnDocument.AFTER, "projection": {"tokens_used": 1, "cost_micros": 1}}
             try:
                 after = self._usage.find_one_and_update(guard, update, **totals)
@@ -266,10 +268,13 @@ class MongoUsageLedger:
                 now = (after.get("tokens_used", 0), after.get("cost_micros", 0))
                 self._alerts.charged(level, reservation.period, (now[0] - charge, now[1] - cost), now)
 
-    def _charged(self, user_id: str, period: str, reservation_id: str) -> tuple[int, int] | None:
-        """What the request log says a request was charged (tokens, micros), or None if it has no line."""
+    def _charged(self, user_id: str, period: str, reservation_id: str) -> Charge | None:
+        """What the request log says a request was charged, or None if it has no line."""
         line = self._recorded(month_id(user_id, period), reservation_id)
-        return None if line is None else (line["total_tokens"], line.get("cost_micros", 0))
+        if line is None:
+            return None
+        charge = line["total_tokens"]
+        return Charge(charge, line.get("cost_micros", 0), line["day"], line["status"] == "ok" or charge > 0)
 
     def _record(self, reservation: Reservation, outcome: RequestOutcome, *, charge: int, quota: int | None) -> int:
         """Drop the hold, charge `charge` and log the request: at most once. The tokens charged."""
@@ -385,6 +390,13 @@ class MongoUsageLedger:
     @unavailable_when_unreachable
     def breakdown(self, period: str, by: str) -> list[Share]:
         shares = self._usage.aggregate(breakdown_pipeline(period, by))
+        return [Share(model_name(share["_id"]) if by in ("model", "key") else share["_id"], share["tokens"],
+                      share["requests"], share["cost"]) for share in shares]
+
+    @unavailable_when_unreachable
+    def breakdown_days(self, start: date, end: date, by: str) -> list[Share]:
+        months = months_between(start, end)
+        shares = self._usage.aggregate(days_breakdown_pipeline(months, start.isoformat(), end.isoformat(), by))
         return [Share(model_name(share["_id"]) if by in ("model", "key") else share["_id"], share["tokens"],
                       share["requests"], share["cost"]) for share in shares]
 

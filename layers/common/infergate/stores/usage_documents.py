@@ -6,8 +6,8 @@ lines of its request log, and the readings made of them (stores/usage.py writes 
    cost_micros,                             what tokens_used cost (domain/prices.py)
    requests, entries,                       requests that succeeded; log lines written
    reservations: [{id, tokens, expires_at}, ...],
-   models: {<model>: {tokens, requests, cost_micros}}, days: {<YYYY-MM-DD>: {...the same}},
-   keys: {<key_id>: {...the same}},
+   models: {<model>: {tokens, requests, cost_micros}}, keys: {<key_id>: {...the same}},
+   days: {<YYYY-MM-DD>: {...the same, models: {...}, keys: {...}}},   a day's, and its own by model and key
    journal: [<request log line>, ...]}      the newest lines of the request log
 """
 
@@ -41,24 +41,50 @@ def sum_of_tokens(holds: str) -> dict:
     return {"$sum": {"$map": {"input": holds, "as": "r", "in": "$$r.tokens"}}}
 
 
+# Shares summed by owner, the heaviest first.
+_GROUPED = ({"$group": {"_id": "$owner", "tokens": {"$sum": "$tokens"}, "requests": {"$sum": "$requests"},
+                        "cost": {"$sum": "$cost"}}},
+            {"$sort": {"tokens": -1, "_id": 1}})
+
+
 def breakdown_pipeline(period: str, by: str) -> list[dict]:
     """A month's shares by team (its level documents), user (their months), key or model (the
     tallies in the users' months), the heaviest first."""
-    totals = {"tokens": {"$sum": "$tokens"}, "requests": {"$sum": "$requests"}, "cost": {"$sum": "$cost"}}
     if by in ("team", "user"):
         match = {"period": period, "level": "team"} if by == "team" else {"period": period, "user_id": {"$exists": True}}
         owner = "$level_id" if by == "team" else "$user_id"
         return [{"$match": match},
                 {"$project": {"owner": owner, "tokens": "$tokens_used", "requests": 1,
-                              "cost": {"$ifNull": ["$cost_micros", 0]}}},
-                {"$group": {"_id": "$owner", **totals}}, {"$sort": {"tokens": -1, "_id": 1}}]
+                              "cost": {"$ifNull": ["$cost_micros", 0]}}}, *_GROUPED]
     field = "$models" if by == "model" else "$keys"
     return [{"$match": {"period": period, "user_id": {"$exists": True}}},
             {"$project": {"tally": {"$objectToArray": {"$ifNull": [field, {}]}}}},
-            {"$unwind": "$tally"},
-            {"$project": {"owner": "$tally.k", "tokens": "$tally.v.tokens", "requests": "$tally.v.requests",
-                          "cost": {"$ifNull": ["$tally.v.cost_micros", 0]}}},
-            {"$group": {"_id": "$owner", **totals}}, {"$sort": {"tokens": -1, "_id": 1}}]
+            {"$unwind": "$tally"}, _share("$tally.k", "$tally.v"), *_GROUPED]
+
+
+def days_breakdown_pipeline(periods: list[str], first: str, last: str, by: str) -> list[dict]:
+    """Days `first` to `last` (YYYY-MM-DD, within the months `periods`) by team (its level
+    documents' days), user (their months' days), key or model (each day's own tallies of them),
+    the heaviest first."""
+    whose = {"level": "team"} if by == "team" else {"user_id": {"$exists": True}}
+    owner = "$level_id" if by == "team" else "$user_id"
+    days = [{"$match": {"period": {"$in": periods}, **whose}},
+            {"$project": {"owner": owner, "day": {"$objectToArray": {"$ifNull": ["$days", {}]}}}},
+            {"$unwind": "$day"},
+            {"$match": {"day.k": {"$gte": first, "$lte": last}}}]
+    if by in ("team", "user"):
+        shares = [_share("$owner", "$day.v")]
+    else:
+        tallies = "$day.v.models" if by == "model" else "$day.v.keys"
+        shares = [{"$project": {"tally": {"$objectToArray": {"$ifNull": [tallies, {}]}}}}, {"$unwind": "$tally"},
+                  _share("$tally.k", "$tally.v")]
+    return [*days, *shares, *_GROUPED]
+
+
+def _share(owner: str, tally: str) -> dict:
+    """A stage that makes a tally (`tally`: its path) its owner's share."""
+    return {"$project": {"owner": owner, "tokens": f"{tally}.tokens", "requests": f"{tally}.requests",
+                         "cost": {"$ifNull": [f"{tally}.cost_micros", 0]}}}
 
 
 def resized(reservation_id: str, size: tuple[int, int] | None) -> list[dict]:
@@ -88,8 +114,8 @@ def counts(reservation: Reservation, outcome: RequestOutcome, charge: int) -> di
     if outcome.counted(charge):
         cost = outcome.cost_micros(charge, held=reservation.micros)
         counts |= {"tokens_used": charge, "requests": 1, "cost_micros": cost}
-        for tally in (f"models.{fieldmodel_name(outcome.model)}", f"days.{day_of(outcome.at)}",
-                      f"keys.{fieldmodel_name(outcome.key_id)}"):
+        model, key, day = fieldmodel_name(outcome.model), fieldmodel_name(outcome.key_id), f"days.{day_of(outcome.at)}"
+        for tally in (f"models.{model}", f"keys.{key}", day, f"{day}.models.{model}", f"{day}.keys.{key}"):
             counts |= {f"{tally}.tokens": charge, f"{tally}.requests": 1, f"{tally}.cost_micros": cost}
     return counts
 
