@@ -167,7 +167,8 @@ def servers() -> Response:
 def audit() -> Response:
     current_operator(app)
     query = admin.audit_query(app)
-    return admin.audit_page(services.administration.audit(limit=query.limit + 1, before=query.after), limit=query.limit)
+    entries = services.administration.audit(limit=query.limit + 1, before=query.after, only=admin.audit_filter(query))
+    return admin.audit_page(entries, limit=query.limit)
 
 
 lambda_handler = lambda_entrypoint(app)

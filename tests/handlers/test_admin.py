@@ -103,6 +103,29 @@ def test_any_key_can_be_revoked_and_every_change_is_audited(api, admin_key):
     assert "key_hash" not in str(revocation)
 
 
+def test_the_audit_log_filters_by_actor_subject_and_action_a_page_at_a_time(api, admin_key):
+    first, second = api.register("first-audited@example.com"), api.register("second-audited@example.com")
+    for user in (first, second, first):
+        api.call("POST", f"/admin/v1/users/{user['user_id']}/grants", key=admin_key, body={"tokens": 10})
+    api.call("DELETE", f"/admin/v1/keys/{first['key_id']}", key=admin_key)
+
+    def entries(**only: str) -> list[tuple[str, str]]:
+        page = body(api.call("GET", "/admin/v1/audit", key=admin_key, query={"limit": "1", **only}))
+        found = [(entry["action"], entry["subject"]["id"]) for entry in page["data"]]
+        while page["next_cursor"]:
+            page = body(api.call("GET", "/admin/v1/audit", key=admin_key, query={"cursor": page["next_cursor"],
+                                                                                 "limit": "1", **only}))
+            found += [(entry["action"], entry["subject"]["id"]) for entry in page["data"]]
+        return found
+
+    assert entries(subject=first["user_id"]) == [("grant_tokens", first["user_id"])] * 2
+    assert entries(action="revoke_key") == [("revoke_key", first["key_id"])]
+    assert entries(action="grant_tokens", subject=second["user_id"]) == [("grant_tokens", second["user_id"])]
+    assert len(entries(actor="ops (adm_")) == 4 and entries(actor="someone else") == []
+    refused = api.call("GET", "/admin/v1/audit", key=admin_key, query={"action": "Drop Table"})
+    assert refused["statusCode"] == 400 and body(refused)["error"]["param"] == "action"
+
+
 def test_viewers_read_everything_and_change_nothing(api, viewer_key):
     user = api.register()
     for path in ("/admin/v1/users", f"/admin/v1/users/{user['user_id']}", "/admin/v1/usage", "/admin/v1/plans",

@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from infergate.api.accounts import key_view, usage_response
 from infergate.api.app import App, json_response, parse_body, parse_query
-from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, AuditEntry, UserRecord
+from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, AuditEntry, AuditFilter, UserRecord
 from infergate.domain.ledger import PeriodSummary, Share
 from infergate.domain.own_keys import KeyState
 from infergate.domain.plans import PlanCatalog
@@ -65,6 +65,10 @@ def page_query(app: App) -> PageQuery:
 
 def audit_query(app: App) -> AuditQuery:
     return parse_query(app, AuditQuery)
+
+
+def audit_filter(query: AuditQuery) -> AuditFilter:
+    return AuditFilter(actor=query.actor, subject=query.subject, action=query.action)
 
 
 def change_request(app: App) -> ChangeUserRequest:

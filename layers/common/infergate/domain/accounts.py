@@ -116,6 +116,15 @@ class AuditEntry:
     after: Mapping[str, Any] | None
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which entries of the audit log to read: each given part must match (None: any)."""
+
+    actor: str | None = None  # a part of who made the change: an operator's name or admin key id
+    subject: str | None = None  # the id of what changed: a user, a key, a team
+    action: str | None = None  # what was done: suspend, change_key, ...
+
+
 class Rotation(enum.Enum):
     ROTATED = "rotated"
     NOT_FOUND = "not_found"
@@ -188,8 +197,8 @@ class AccountStore(Protocol):
     def change_key(self, key_id: str, changes: Mapping[str, Any], *, audit: Audit) -> ApiKeyRecord | None:
         """Set (None: clear) a key's budget or models, audited; None if there is no such key."""
 
-    def audit_log(self, *, limit: int, before: str | None) -> list[AuditEntry]:
-        """The newest entries first, those older than entry `before` when given."""
+    def audit_log(self, *, limit: int, before: str | None, only: AuditFilter = AuditFilter()) -> list[AuditEntry]:
+        """The newest entries first, those older than entry `before` when given, those `only` lets through."""
 
 
 class AccountsVersion(Protocol):

@@ -16,6 +16,7 @@ from infergate.domain.accounts import (
     ApiKeyRecord,
     Audit,
     AuditEntry,
+    AuditFilter,
     KeyActivity,
     UserRecord,
 )
@@ -49,9 +50,9 @@ class Administration:
     def keys_of(self, user_id: str) -> list[KeyState]:
         return states(self._store.keys_of(user_id), activity=self._activity, now=self._clock())
 
-    def audit(self, *, limit: int, before: str | None) -> list[AuditEntry]:
-        """The newest entries first, those older than entry `before` when given."""
-        return self._store.audit_log(limit=limit, before=before)
+    def audit(self, *, limit: int, before: str | None, only: AuditFilter = AuditFilter()) -> list[AuditEntry]:
+        """The newest entries first, those older than entry `before` when given, those `only` lets through."""
+        return self._store.audit_log(limit=limit, before=before, only=only)
 
     # -- changing ------------------------------------------------------------------------
 

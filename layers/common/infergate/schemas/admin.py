@@ -55,7 +55,14 @@ class UserQuery(PageQuery):
 
 
 class AuditQuery(PageQuery):
-    """The audit log, a page at a time."""
+    """The audit log, a page at a time; each filter given must match."""
+
+    actor: str | None = Field(None, min_length=1, max_length=200,
+                              description="A part of who made the change: an operator's name or admin key id.")
+    subject: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$",
+                                description="The id of what changed: a user, a key, a team.")
+    action: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[a-z_]+$",
+                               description="What was done, e.g. change_user, revoke_key.")
 
 
 class UsageSummaryQuery(Closed):

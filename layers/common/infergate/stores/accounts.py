@@ -26,7 +26,7 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, Audit, AuditEntry, Rotation, UserRecord
+from infergate.domain.accounts import AdminKeyRecord, ApiKeyRecord, Audit, AuditEntry, AuditFilter, Rotation, UserRecord
 from infergate.domain.errors import EmailAlreadyRegistered
 from infergate.domain.periods import utc_now
 from infergate.observability import logger
@@ -261,8 +261,14 @@ class MongoAccountStore(TeamRecords):
         return _admin_key_record(revoked) if revoked else None
 
     @unavailable_when_unreachable
-    def audit_log(self, *, limit: int, before: str | None) -> list[AuditEntry]:
-        query = {"_id": {"$lt": before}} if before else {}
+    def audit_log(self, *, limit: int, before: str | None, only: AuditFilter = AuditFilter()) -> list[AuditEntry]:
+        query: dict = {"_id": {"$lt": before}} if before else {}
+        if only.actor:
+            query["actor"] = {"$regex": re.escape(only.actor)}
+        if only.subject:
+            query["subject.id"] = only.subject
+        if only.action:
+            query["action"] = only.action
         return [AuditEntry(entry_id=document["_id"], actor=document["actor"], at=document["at"],
                            action=document["action"], subject=document["subject"], before=document.get("before"),
                            after=document.get("after"))
