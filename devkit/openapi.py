@@ -75,6 +75,7 @@ class Operation:
     streams: bool = False  # `"stream": true` answers text/event-stream
     prometheus: bool = False  # also answers in Prometheus' text exposition format
     csv: bool = False  # also answers text/csv (`format=csv`)
+    text: Mapping[str, str] = field(default_factory=dict)  # answers not JSON but these media types (what each is)
     idempotent: bool = False  # honours an Idempotency-Key
     rate_limited: bool = False  # admitted against the key's requests per minute (X-RateLimit-* headers)
     chat_function: bool = False  # served by ChatFunction (29 s): an overrun is API Gateway's 504
@@ -144,6 +145,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "the answer is Prometheus' text exposition format (0.0.4).", prometheus=True),
     ("GET", "/openapi.json"): Operation(
         "openapi", "This document.", "Operations", Auth.NONE, None),
+    ("GET", "/console"): Operation(
+        "console", "The web console: keys, usage and a playground for users; users, usage, model servers and the "
+        "audit log for operators.", "Console", Auth.NONE, None,
+        text={"text/html": "The console's page: it signs in with an API key, an admin key or single sign-on "
+                           "(CONSOLE_OIDC_ISSUER), and calls this API from the same origin."},
+        description="Never cached; its Content-Security-Policy allows scripts and styles from the gateway alone."),
+    ("GET", "/console/assets/{asset}"): Operation(
+        "consoleAsset", "A file of the console, by the hashed name its page gives.", "Console", Auth.NONE, None,
+        text={"text/javascript": "The console's script.", "text/css": "The console's styles."},
+        not_found=("not_found",), description="Cached for a year (`immutable`): a release that changes a file "
+                                              "changes its name."),
     ("POST", "/v1/register"): Operation(
         "register", "A new user and their first API key (shown once).", "Accounts", Auth.NONE,
         accounts.RegisterResponse, status=201, body=accounts.RegisterRequest,
@@ -342,6 +354,7 @@ PATH_PARAMETERS = {
     "user_id": ("A user's id (`usr_...`).", "usr_8114c73faa4ecc16688ad5fb"),
     "team_id": ("A team's id (`team_...`).", "team_41d2a9c07be3f6d8e15a2c90"),
     "response_id": ("A kept response's id (`resp_...`).", "resp_chat_36d83be479a9cf7ff1911bb0"),
+    "asset": ("A console file's hashed name, as the console's page gives it.", "console.3f2a9c07be3f.js"),
 }
 
 SECURITY = {
@@ -401,8 +414,8 @@ front of an Ollama model server, with InferGate's own chat API and an OpenAI-com
 
 **Authentication.** Protected routes take a user's API key in `x-api-key` or as `Authorization: Bearer <key>` \
 (with single sign-on configured, also the identity provider's token as a bearer token); the admin API takes an \
-admin key the same way. `/health`, `/health/ready`, `/metrics`, `/openapi.json` and `POST /v1/register` need none; \
-`/metrics` wants `Authorization: Bearer <METRICS_TOKEN>` when the deployment sets one.
+admin key the same way. `/health`, `/health/ready`, `/metrics`, `/openapi.json`, the console's page and files, \
+and `POST /v1/register` need none; `/metrics` wants `Authorization: Bearer <METRICS_TOKEN>` when the deployment sets one.
 
 **Errors.** Every error, on every route, has one body: `{"error": {"message", "type", "param", "code"}}`, where \
 `type` follows from the status (OpenAI's error types), `code` is stable and listed under each response, and \
@@ -590,6 +603,8 @@ def _success(operation: Operation, schemas: _SchemaSet) -> dict[str, Any]:
     else:
         schema = schemas.ref(operation.response, "serialization")
     content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if operation.text:
+        content = {media: {"schema": {"type": "string", "description": what}} for media, what in operation.text.items()}
     if operation.prometheus:
         content["text/plain"] = {"schema": {"type": "string", "description": "Prometheus' text exposition format, "
                                             "version 0.0.4: the infergate_* families, every instance's together."}}

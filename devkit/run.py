@@ -274,6 +274,7 @@ def main() -> int:
         say(f"  curl -s -X POST {server.url}/v1/register -H 'content-type: application/json' -d '{{\"email\": \"ada@example.com\"}}'")
         say(f"  curl -s -X POST {server.url}/v1/chat -H 'x-api-key: <api_key from above>' -H 'content-type: application/json' -d '{{\"prompt\": \"Say hello\"}}'")
         say(f"  curl -s {server.url}/v1/usage -H 'x-api-key: <api_key>'")
+        say(f"Or open the console, and sign in with the api_key: {server.url}/console")
         say("Ctrl-C stops it.\n")
         stop.wait()
         say("Stopping: letting requests in flight finish ...")

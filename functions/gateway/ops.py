@@ -1,9 +1,9 @@
-"""Operator endpoints: GET /health (liveness: the function answers, nothing else is asked),
+"""Operator endpoints, and the console: GET /health (liveness: the function answers, nothing else is asked),
 GET /health/ready (readiness: MongoDB, Redis and the model server each answer in time),
 GET /metrics (request totals, or with `Accept: text/plain` or `?format=prometheus` every
 instance's request metrics in Prometheus' text format) and GET /openapi.json (the API's
 OpenAPI document, which the common layer ships: read on the first request an instance
-serves, then kept).
+serves, then kept); GET /console and GET /console/assets/{asset}, the web console (api/console.py).
 
 GET /metrics is open unless METRICS_TOKEN is set; then it wants
 `Authorization: Bearer <METRICS_TOKEN>`.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from infergate.api import ops
+from infergate.api import console, ops
 from infergate.api.app import create_app, lambda_entrypoint
 from infergate.bootstrap import instance
 
@@ -39,6 +39,17 @@ def metrics() -> Response:
 @app.get("/openapi.json")
 def openapi() -> Response:
     return ops.openapi_document()
+
+
+@app.get("/console")
+def console_page() -> Response:
+    settings = services.settings
+    return console.page(oidc_issuer=settings.console_oidc_issuer, oidc_client_id=settings.console_oidc_client_id)
+
+
+@app.get("/console/assets/<asset>")
+def console_asset(asset: str) -> Response:
+    return console.asset(asset)
 
 
 lambda_handler = lambda_entrypoint(app)

@@ -80,7 +80,7 @@ def test_every_operation_documents_its_success_errors_and_authentication(committ
 
 
 PUBLIC = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"),
-          ("POST", "/v1/register")}
+          ("GET", "/console"), ("GET", "/console/assets/{asset}"), ("POST", "/v1/register")}
 
 
 def test_streamed_chats_are_documented_as_server_sent_events(committed):

@@ -92,6 +92,15 @@ def test_register_chat_usage_and_a_wrong_key_through_the_lambda_runtime(api):
     assert api.output().count("INIT REPORT") >= 4
 
 
+def test_the_built_layer_serves_the_console_and_its_files(api):
+    with api.client() as http:
+        page = http.get("/console")
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html"), page.text
+        script = page.text.split('src="console/assets/')[1].split('"')[0]
+        served = http.get(f"/console/assets/{script}")
+        assert served.status_code == 200 and "InferGate's console" in served.text
+
+
 def wait_until_tokens_are_held(url: str, key: str, timeout: float = 120) -> None:
     """Until GET /v1/usage shows tokens held for a request in flight (a chat reserves its worst case
     before it asks the model)."""

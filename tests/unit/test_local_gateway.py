@@ -35,6 +35,8 @@ def test_the_template_yields_every_route_with_its_authorizer():
         ("GET", "/health/ready"): ("OpsFunction", None),
         ("GET", "/metrics"): ("OpsFunction", None),
         ("GET", "/openapi.json"): ("OpsFunction", None),
+        ("GET", "/console"): ("OpsFunction", None),
+        ("GET", "/console/assets/{asset}"): ("OpsFunction", None),
         ("POST", "/v1/register"): ("RegisterFunction", None),
         ("POST", "/v1/chat"): ("ChatFunction", "ApiKeyAuthorizer"),
         ("POST", "/v1/chat/completions"): ("ChatFunction", "ApiKeyAuthorizer"),
