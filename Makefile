@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 LAMBDA_RUNTIME := .lambda-runtime
 E2E_INSTRUCTOR := .e2e/instructor
 E2E_AGENTS := .e2e/agents
+E2E_CONSOLE := .e2e/console
 CHECKOV := .checkov
+DOCS := .docs
 # sam build looks for python3.12 on PATH; the virtualenv provides it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
@@ -25,7 +27,7 @@ ifneq ($(findstring Architecture=,$(OVERRIDES)),)
 $(error make deploy: give the architecture as ARCH=..., which the build is made for too, not in OVERRIDES)
 endif
 
-.PHONY: help run run-lambda test test-cluster unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi settings-schema smoke sam-local-env localstack-deploy checkov clean
+.PHONY: help run run-lambda test test-cluster unit build validate deploy model-runtime bench bench-pool coldstart cost admin-key openapi settings-schema config-reference docs smoke sam-local-env localstack-deploy checkov clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$${PORT:-3000} with local backends"
@@ -43,6 +45,8 @@ help:
 	@echo "make openapi   regenerate the OpenAPI document (layers/common/infergate/openapi.json)"
 	@echo "make settings-schema   regenerate the settings' validator each function's init runs (layers/common/infergate/settings.schema.json)"
 	@echo "make checkov   checkov's policy checks over template.yaml (.checkov.yaml says what is skipped, and why)"
+	@echo "make docs      serve the documentation (docs/, mkdocs.yml) on http://127.0.0.1:$${DOCS_PORT:-8000}"
+	@echo "make config-reference   regenerate the configuration reference (docs/operating/configuration-reference.md)"
 	@echo "make build [ARCH=x86_64]   sam build, for arm64 (the template's Architecture) unless ARCH says"
 	@echo "make deploy [ENV=dev|staging|prod] [ARCH=x86_64] [OVERRIDES='Key=value ...']   sam build, then a release"
 
@@ -89,7 +93,7 @@ smoke: $(BIN)/.installed
 	$(BIN)/python -m infergate_cli.smoke --url "$(API_URL)" $(if $(API_KEY),--key "$(API_KEY)")
 
 # For Docker users: the env-vars file `sam local start-api` reads (the host's services, as the
-# containers reach them), and the command that uses it. See README, Development.
+# containers reach them), and the command that uses it. See docs/contributing.md.
 sam-local-env: $(BIN)/.installed
 	$(BIN)/python -m devkit.sam_local
 
@@ -147,6 +151,16 @@ $(E2E_AGENTS)/.installed: tests/e2e/agents/package.json tests/e2e/agents/package
 	npm ci --prefix $(E2E_AGENTS) --no-audit --no-fund --no-update-notifier
 	@touch $@
 
+# axe-core, which the console's browser tests run in each page; the browser is Debian's chromium
+# (apt-get install chromium: .ci/run installs it), so nothing comes from a browser download site.
+$(E2E_CONSOLE)/.installed: tests/e2e/console/package.json tests/e2e/console/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is required for the console's browser tests"; exit 1; }
+	@command -v chromium >/dev/null || { echo "chromium is required for the console's browser tests: apt-get install chromium"; exit 1; }
+	mkdir -p $(E2E_CONSOLE)
+	cp tests/e2e/console/package.json tests/e2e/console/package-lock.json $(E2E_CONSOLE)/
+	npm ci --prefix $(E2E_CONSOLE) --no-audit --no-fund --no-update-notifier
+	@touch $@
+
 # checkov pins boto3 1.35 and packaging<24, which the SAM CLI cannot share a virtualenv with.
 $(CHECKOV)/.installed: requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV)
@@ -157,6 +171,22 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 checkov: $(CHECKOV)/.installed
 	LOG_LEVEL=WARNING $(CHECKOV)/bin/checkov --config-file .checkov.yaml -f template.yaml --compact
 
+# MkDocs and its Material theme, pinned apart from the suite's packages (tests/build/test_docs.py
+# builds the site with it, --strict).
+$(DOCS)/.installed: requirements-docs.txt
+	$(PYTHON) -m venv $(DOCS)
+	$(DOCS)/bin/python -m pip install --quiet --upgrade pip
+	$(DOCS)/bin/python -m pip install --quiet -r requirements-docs.txt
+	@touch $@
+
+# The documentation as a site, rebuilt as its pages change.
+docs: $(DOCS)/.installed
+	NO_MKDOCS_2_WARNING=1 $(DOCS)/bin/mkdocs serve -a 127.0.0.1:$${DOCS_PORT:-8000}
+
+# docs/operating/configuration-reference.md, from the settings and template.yaml (devkit/config_reference.py).
+config-reference: $(BIN)/.installed
+	$(BIN)/python -m devkit.config_reference
+
 # The suites that hold Redis's state (limits, slots, breakers, counters, idempotency, metrics),
 # run a second time with the suite's Redis a cluster of three masters: every gateway and
 # service they start then runs on it. `make test-cluster` runs every suite that way.
@@ -166,11 +196,11 @@ CLUSTER_SUITES := tests/handlers tests/integration/test_accounts_store.py tests/
 	idempotency_and_readiness.py make_run.py outages.py pool.py prometheus_metrics.py quota_answers.py smoke.py \
 	store_connections.py streaming_over_http.py)
 
-test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(CHECKOV)/.installed model-runtime build
+test: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(E2E_CONSOLE)/.installed $(CHECKOV)/.installed $(DOCS)/.installed model-runtime build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	TEST_REDIS_CLUSTER=true $(BIN)/python -m pytest -p no:cacheprovider $(CLUSTER_SUITES) $(PYTEST_ARGS)
 
-test-cluster: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(CHECKOV)/.installed model-runtime build
+test-cluster: $(BIN)/.installed $(LAMBDA_RUNTIME)/.installed $(E2E_INSTRUCTOR)/.installed $(E2E_AGENTS)/.installed $(E2E_CONSOLE)/.installed $(CHECKOV)/.installed $(DOCS)/.installed model-runtime build
 	TEST_REDIS_CLUSTER=true $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A release (devkit/release.py): the build deployed with samconfig.toml's ENV environment and
@@ -179,4 +209,4 @@ deploy: build
 	$(BIN)/python -m devkit.release --config-env $(or $(ENV),default) $(OVERRIDES) $(if $(ARCH),Architecture=$(ARCH))
 
 clean:
-	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e $(CHECKOV)
+	rm -rf .aws-sam .pytest_cache $(LAMBDA_RUNTIME) .bench .e2e $(CHECKOV) $(DOCS)

@@ -30,7 +30,7 @@ CUT_AFTER = 5  # pieces generated before the cut, as in the case that showed the
 
 PROMPTS = {
     "English, one line": [Message("user", "What is the capital of France?")],
-    "English, a page": [Message("user", (ROOT / "README.md").read_text()[:3000])],
+    "English, a page": [Message("user", (ROOT / "docs/architecture.md").read_text()[:3000])],
     "code": [Message("user", "Fix this:\n" + (ROOT / "layers/common/infergate/domain/tokens.py").read_text()[:3000])],
     "CJK": [Message("user", "日本語のテキストです。東京は大きい都市です。" * 40)],
     "emoji": [Message("user", "🎉😀🚀❤️" * 150)],

@@ -47,7 +47,7 @@ AUTHORIZER, CHAT, OTHER = "AuthorizerFunction", "ChatFunction", "UsageFunction"
 DEFAULT_MEMORY, DEFAULT_ARCHITECTURE = 128, "x86_64"
 # With no ReauthorizeEvery, SAM sets no TTL and API Gateway keeps an authorizer's answer 300 s.
 API_GATEWAY_DEFAULT_TTL = 300
-# Redis script calls on the wire (README, make bench: EVALSHA 3.00 a chat: admit, conclude and the
+# Redis script calls on the wire (docs/performance.md, make bench: EVALSHA 3.00 a chat: admit, conclude and the
 # shared metrics, which every other request feeds too).
 ECPUS_PER_CHAT, ECPUS_PER_OTHER = 3, 1
 # ElastiCache Serverless for Valkey meters at least 100 MB a cache (AWS's pricing page).

@@ -24,7 +24,7 @@ ARCHITECTURES = ("arm64", "x86_64")
 # ELF e_machine of each Lambda architecture.
 E_MACHINE = {"arm64": 183, "x86_64": 62}
 HOST = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
-# Each function's memory (MB) by default, from the measurements in the README (Performance, Memory
+# Each function's memory (MB) by default, from the measurements in docs/performance.md (Memory
 # and architecture): peak RSS under load with headroom, cold start from the CPU share.
 MEMORY = {"AuthorizerFunction": 512, "OpsFunction": 256, "RegisterFunction": 256, "ChatFunction": 208,
           "UsageFunction": 256, "KeysFunction": 256, "AdminFunction": 256}

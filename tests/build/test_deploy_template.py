@@ -460,15 +460,17 @@ def test_a_domain_without_its_certificate_is_refused_before_anything_is_made():
     assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]}
 
 
-# ---- The README's first deploy ----
+# ---- The documentation's first deploy ----
 
-def test_the_readmes_first_deploy_names_parameters_the_template_takes_and_deploys():
-    """The OVERRIDES of README's step-by-step first deploy: each a parameter, each value accepted,
-    and what they deploy: the functions in the subnets, reading the two secrets named."""
+def test_the_docs_first_deploy_names_parameters_the_template_takes_and_deploys():
+    """The OVERRIDES of the step-by-step first deploy (docs/operating/deploy.md): each a parameter,
+    each value accepted, and what they deploy: the functions in the subnets, reading the two secrets named."""
     from samcli.cli.types import CfnParameterOverridesType
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### A first deploy into a VPC with secrets"):readme.index("### Limits")]
+    page = (ROOT / "docs" / "operating" / "deploy.md").read_text()
+    start = page.index("\n## A first deploy into a VPC with secrets\n")
+    end = page.find("\n## ", start + 1)
+    section = page[start:end if end != -1 else len(page)]
     (given,) = re.findall(r"make deploy ENV=prod OVERRIDES='([^']+)'", section)
     parameters = {**overrides("prod"), **dict(CfnParameterOverridesType().convert(given, None, None))}
     for name, value in parameters.items():

@@ -147,7 +147,7 @@ def test_count_tokens_is_the_prompts_bound_and_is_not_metered(gateway, key):
     client = sdk(gateway, key)
     asked = {"model": SONNET, "system": "be brief", "messages": [{"role": "user", "content": "hello count"}]}
     counted = client.messages.count_tokens(**asked)
-    # The gateway's bound (README): UTF-8 bytes, 8 a message (the system prompt is one), 64 a request.
+    # The gateway's bound (docs/api/plans-and-limits.md): UTF-8 bytes, 8 a message (the system prompt is one), 64 a request.
     assert counted.input_tokens == 64 + (len("be brief") + 8) + (len("hello count") + 8)
     assert client.messages.count_tokens(**asked, tools=[WEATHER]).input_tokens > counted.input_tokens
     # It is the bound a message is admitted against: never less than what the model counts.

@@ -1,4 +1,4 @@
-"""`make run` end to end over HTTP: the path a user walks with the README's curl examples."""
+"""`make run` end to end over HTTP: the path a user walks with the README's quick start and its curl examples."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ def texts() -> list[str]:
     chosen = ["Hello, world!", "def f(x):\n    return x**2 + 12345\n", "日本語のテキストです。東京は大きい。",
               "中文字符测试，包括标点。", "😀" * 50, "🎉 party 🎊 time 2026-12-05", "Ünïcödé çàfé naïve",
               "  multiple   spaces\n\n\ttabs", "<|im_start|> not special", "x = [1,2,3]; y = {'a': 1}",
-              "The quick brown fox jumps over the lazy dog. " * 20, (ROOT / "README.md").read_text()[:6000]]
+              "The quick brown fox jumps over the lazy dog. " * 20, (ROOT / "docs/architecture.md").read_text()[:6000]]
     draw = random.Random(5)
     alphabets = [(32, 126), (0x4E00, 0x9FFF), (0x1F300, 0x1F64F), (0xC0, 0x24F), (0x400, 0x4FF)]
     for _ in range(40):

@@ -96,6 +96,9 @@ class Settings(SettingsRules, Schema):
     jwt_plan_claim: str = Field("infergate_plan", alias="JWT_PLAN_CLAIM")
     # The plans a sign-in token's plan claim may grant, comma-separated; the default plan always.
     jwt_allowed_plans: str = Field("", alias="JWT_ALLOWED_PLANS")
+    # The console's single sign-on (authorization code with PKCE, in the browser), when both are set.
+    console_oidc_issuer: str = Field("", alias="CONSOLE_OIDC_ISSUER", pattern=r"^$|^https?://[^\s\"<>]+$")
+    console_oidc_client_id: str = Field("", alias="CONSOLE_OIDC_CLIENT_ID", pattern=r"^[^\s\"<>]{0,200}$")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

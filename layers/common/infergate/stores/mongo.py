@@ -52,7 +52,7 @@ def connect(uri: str, **options) -> MongoClient:
         # An instance serves one request at a time, and a request asks one thing at a time: a pool
         # of one is all it uses. The driver's monitor polls (one more socket) rather than streaming
         # (two more), as MongoDB advises for functions. So 1,000 instances hold 2,000 sockets, not
-        # 3,000, within an M10's 1,500 only below 750 instances (README: MongoDB at scale).
+        # 3,000, within an M10's 1,500 only below 750 instances (docs/operating/scaling.md: MongoDB at scale).
         "maxPoolSize": 1,
         "serverMonitoringMode": "poll",
         # Every write InferGate makes is safe to repeat, and the ledger repeats its own
