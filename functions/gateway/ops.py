@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from infergate.api import console, ops
+from infergate.api import ops
 from infergate.api.app import create_app, lambda_entrypoint
 from infergate.bootstrap import instance
 
@@ -43,12 +43,16 @@ def openapi() -> Response:
 
 @app.get("/console")
 def console_page() -> Response:
+    from infergate.api import console  # imported by the console's first request, not by every cold start
+
     settings = services.settings
     return console.page(oidc_issuer=settings.console_oidc_issuer, oidc_client_id=settings.console_oidc_client_id)
 
 
 @app.get("/console/assets/<asset>")
 def console_asset(asset: str) -> Response:
+    from infergate.api import console
+
     return console.asset(asset)
 
 
