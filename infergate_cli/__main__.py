@@ -15,7 +15,7 @@
                                                                CSV, e.g. > december.csv
   servers
   prices
-  audit [--limit N] [--cursor C]
+  audit [--limit N] [--cursor C] [--actor A] [--subject ID] [--action NAME]
   admin-keys list | admin-keys create --name NAME [--role admin|viewer] | admin-keys revoke KEY_ID
   admin-key create --name NAME [--role admin|viewer]     straight to MongoDB: the first key
 
@@ -104,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     audit = topics.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--cursor")
+    audit.add_argument("--actor", help="a part of who made the change: an operator's name or admin key id")
+    audit.add_argument("--subject", help="the id of what changed: a user, a key, a team")
+    audit.add_argument("--action", help="what was done, e.g. change_user, revoke_key")
 
     admin_keys = _Commands(topics.add_parser("admin-keys", help="admin keys: list, create, revoke (audited)"),
                            "command")
@@ -235,7 +238,8 @@ def run(arguments: argparse.Namespace) -> tuple[str, object]:
         case "prices", _:
             return "prices", api.get("/admin/v1/prices")
         case "audit", _:
-            return "audit", api.get("/admin/v1/audit", limit=arguments.limit, cursor=arguments.cursor)
+            return "audit", api.get("/admin/v1/audit", limit=arguments.limit, cursor=arguments.cursor,
+                                    actor=arguments.actor, subject=arguments.subject, action=arguments.action)
     raise AssertionError("argparse admits no other command")
 
 

@@ -131,6 +131,9 @@ def test_operators_work_through_the_command_line(gateway, http):
     by_ops = [entry for entry in audit if entry["actor"].startswith("ops (adm_")]
     assert [entry["action"] for entry in by_ops] == ["revoke_key", "reactivate", "suspend", "grant_tokens", "change_user"]
     assert by_ops[-1]["before"]["plan"] == "free" and by_ops[-1]["after"]["plan"] == "pro"
+    theirs = json.loads(cli(gateway, viewer, "--json", "audit", "--subject", user["user_id"], "--actor", "ops (",
+                            "--action", "suspend").stdout)["data"]
+    assert [(entry["action"], entry["subject"]["id"]) for entry in theirs] == [("suspend", user["user_id"])]
 
 
 def test_operators_run_teams_through_the_command_line(gateway, http):
