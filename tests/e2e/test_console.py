@@ -27,7 +27,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = ROOT / ".e2e" / "console" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or ROOT / ".e2e" / "console" / "screenshots")
 PHONE, DESKTOP = {"width": 375, "height": 740}, {"width": 1280, "height": 860}
-USER_PAGES, OPERATOR_PAGES = ("Usage", "Keys", "Playground"), ("Users", "Usage", "Model servers", "Audit log")
+USER_PAGES, OPERATOR_PAGES = ("Usage", "Keys", "Playground"), ("Users", "Teams", "Usage", "Model servers", "Audit log")
 expect.set_options(timeout=30_000)  # a loaded machine: every wait is for something to appear, never a fixed time
 
 
@@ -183,6 +183,33 @@ def test_an_operator_suspends_a_user_whose_next_call_is_refused_and_finds_it_in_
     page.get_by_label("Subject id").fill(user["user_id"])
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("table", name="Changes, the newest first")).to_contain_text('status: "active" → "suspended"')
+    visit.shown_only_the_gateway()
+
+
+def test_an_operator_makes_a_team_and_adds_a_user_who_then_sees_its_standing(visit, browser, gateway, http):
+    user = gateway.register(http)
+    page = visit.sign_in(gateway.admin()["x-api-key"], "Users")
+    visit.go("Teams")
+    created = page.get_by_role("form", name="Create a team")
+    created.get_by_label("Team name").fill("ml-console")
+    created.get_by_label("Team tokens a month").fill("50000")
+    created.get_by_role("button", name="Create team").click()
+    visit.confirm("Create team ml-console?", "Create")
+    expect(visit.notice()).to_have_text("Team ml-console created.")
+    page.get_by_label("User id to add").fill(user["user_id"])
+    page.get_by_role("button", name="Add member").click()
+    visit.confirm(f"Add {user['user_id']} to ml-console?", "Add")
+    expect(visit.notice()).to_have_text(f"{user['user_id']} joined ml-console.")
+    expect(page.get_by_role("table", name="ml-console's members")).to_contain_text("person")
+    expect(page.get_by_role("table", name="Teams")).to_contain_text("50,000")
+
+    wait_for(lambda: http.get("/v1/usage", headers={"x-api-key": user["api_key"]}).json().get("team"), timeout=30,
+             what="the membership applied")
+    member = Visit(browser.new_context(viewport=PHONE), gateway.url)
+    member.sign_in(user["api_key"], "Usage")
+    expect(member.page.get_by_text("Your team's tokens")).to_contain_text("0 of 50,000")
+    member.shown_only_the_gateway()
+    member.context.close()
     visit.shown_only_the_gateway()
 
 

@@ -234,6 +234,7 @@
   // ---- a user's pages ---------------------------------------------------------------------------
 
   function meter(label, used, limit) {
+    if (limit === null || limit === undefined) return el("p", { text: `${label}: ${number(used)}, with no limit.` });
     const share = limit ? Math.min(100, Math.round((used / limit) * 100)) : 0;
     return el("div", { class: "meter" }, el("span", { text: `${label}: ${number(used)} of ${number(limit)} (${share}%)` }),
       el("progress", { max: 100, value: share, "aria-label": label }));
@@ -449,6 +450,68 @@
         user.user_id, number(user.tokens), number(user.requests), money(user.cost_micros, month.currency)])));
   }
 
+  async function teamsPage() {
+    const detail = el("section", { "aria-label": "The chosen team" });
+    const list = paged((cursor) => api("GET", query("/admin/v1/teams", { cursor, limit: 20 })), (teams) => table("Teams",
+      ["Team", "Tokens a month", "Budget a month (micros)", "Models", ""], teams.map((team) => [
+        team.name, number(team.monthly_token_quota), number(team.monthly_budget_micros),
+        (team.allowed_models || ["any"]).join(", "),
+        el("button", { type: "button", class: "secondary", text: "Manage", "aria-label": `Manage ${team.name}`,
+          onclick: () => attempt(() => showTeam(team.team_id, detail)) })])));
+    const name = field("Team name", { maxlength: 100, required: true });
+    const limits = teamLimits({});
+    const create = el("form", { class: "card inline", "aria-label": "Create a team", onsubmit: async (event) => {
+      event.preventDefault();
+      const named = name.querySelector("input").value.trim();
+      if (!await confirmAction(`Create team ${named}?`, "Create")) return;
+      let made;
+      if (await attempt(async () => { made = await api("POST", "/admin/v1/teams", { name: named, ...limits.values() }); },
+        `Team ${named} created.`)) {
+        await list.open();
+        await showTeam(made.team_id, detail);
+      }
+    } }, name, ...limits.fields, el("button", { type: "submit", text: "Create team" }));
+    heading("Teams", create, list.place, detail);
+    await list.open();
+  }
+
+  /** A team's two figures as fields: empty is none (null), which clears a figure when changed. */
+  function teamLimits(team) {
+    const quota = field("Team tokens a month", { type: "number", min: 0, value: team.monthly_token_quota ?? "", placeholder: "no quota" });
+    const budget = field("Team budget a month, in micros", { type: "number", min: 0, value: team.monthly_budget_micros ?? "", placeholder: "no budget" });
+    const read = (part) => (part.querySelector("input").value === "" ? null : Number(part.querySelector("input").value));
+    return { fields: [quota, budget], values: () => ({ monthly_token_quota: read(quota), monthly_budget_micros: read(budget) }) };
+  }
+
+  async function showTeam(teamId, place) {
+    const team = await api("GET", `/admin/v1/teams/${teamId}`);
+    const reopen = () => showTeam(teamId, place);
+    const limits = teamLimits(team);
+    const member = field("User id to add", { maxlength: 64, required: true, placeholder: "usr_…" });
+    place.replaceChildren(el("h2", { text: team.name }),
+      meter(`${team.name}'s tokens this month`, team.usage.tokens_used, team.usage.token_quota),
+      meter(`${team.name}'s spend this month, in micros of ${team.currency}`, team.usage.cost_micros, team.usage.budget_micros),
+      el("form", { class: "card inline", "aria-label": `Set ${team.name}'s limits`, onsubmit: async (event) => {
+        event.preventDefault();
+        if (!await confirmAction(`Change ${team.name}'s limits? An empty one is none.`, "Change")) return;
+        if (await attempt(() => api("PATCH", `/admin/v1/teams/${teamId}`, limits.values()), "Changed.")) reopen();
+      } }, ...limits.fields, el("button", { type: "submit", text: "Change" })),
+      el("form", { class: "card inline", "aria-label": `Add a member to ${team.name}`, onsubmit: async (event) => {
+        event.preventDefault();
+        const userId = member.querySelector("input").value.trim();
+        if (!await confirmAction(`Add ${userId} to ${team.name}? Their requests count against the team from now on.`, "Add")) return;
+        if (await attempt(() => api("POST", `/admin/v1/teams/${teamId}/members`, { user_id: userId }), `${userId} joined ${team.name}.`)) reopen();
+      } }, member, el("button", { type: "submit", text: "Add member" })),
+      table(`${team.name}'s members`, ["Member", "Kind", ""], team.members.map((one) => {
+        const who = one.email || one.name || one.user_id;
+        return [who, one.kind, el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${who}`,
+          onclick: async () => {
+            if (!await confirmAction(`Remove ${who} from ${team.name}?`, "Remove")) return;
+            if (await attempt(() => api("DELETE", `/admin/v1/teams/${teamId}/members/${one.user_id}`), `${who} left ${team.name}.`)) reopen();
+          } })];
+      })));
+  }
+
   async function serversPage() {
     const { data } = await api("GET", "/admin/v1/servers");
     heading("Model servers", table("The pool", ["Server", "Health", "Breaker", "Models loaded", "In flight", "Requests a minute", "Failures a minute", "p50"],
@@ -488,7 +551,7 @@
 
   const PAGES = {
     user: { "#/usage": ["Usage", usagePage], "#/keys": ["Keys", keysPage], "#/playground": ["Playground", playgroundPage] },
-    operator: { "#/users": ["Users", usersPage], "#/usage": ["Usage", operatorUsagePage],
+    operator: { "#/users": ["Users", usersPage], "#/teams": ["Teams", teamsPage], "#/usage": ["Usage", operatorUsagePage],
       "#/servers": ["Model servers", serversPage], "#/audit": ["Audit log", auditPage] },
   };
 
