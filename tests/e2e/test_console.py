@@ -132,6 +132,12 @@ def test_a_user_makes_and_revokes_a_key_streams_a_chat_and_sees_it_in_their_usag
     expect(page.get_by_role("table", name="Your keys")).to_contain_text("revoked")
     wait_for(lambda: http.get("/v1/usage", headers={"x-api-key": made}).status_code == 401, timeout=30,
              what="the revoked key refused")
+    limited = http.post("/v1/keys", headers={"x-api-key": user["api_key"]},
+                        json={"name": "ci", "allowed_models": ["tiny"], "model_quotas": {"tiny": 9000}})
+    assert limited.status_code == 201, limited.text
+    visit.go("Usage")
+    visit.go("Keys")  # the list as it stands now
+    expect(page.get_by_role("row", name="ci")).to_contain_text("models: tiny:latest; tiny: 9,000 tokens a month")
 
     visit.go("Playground")
     model = page.get_by_label("Model").input_value()

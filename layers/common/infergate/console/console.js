@@ -271,7 +271,7 @@
   async function keysPage(made) {
     const { data } = await api("GET", "/v1/keys");
     const rows = data.map((key) => [key.name || "–", el("code", { text: `${key.prefix}…` }), key.status, when(key.created_at),
-      when(key.last_used_at), when(key.expires_at), keyActions(key)]);
+      when(key.last_used_at), when(key.expires_at), keyLimits(key), keyActions(key)]);
     const name = field("Name", { maxlength: 64, placeholder: "ci" });
     const days = field("Expires in days", { type: "number", min: 1, max: 3650, placeholder: "never" });
     const form = el("form", { class: "card inline", onsubmit: async (event) => {
@@ -287,7 +287,18 @@
       if (await attempt(async () => { issued = await api("POST", "/v1/keys", body); }, "Key created.")) keysPage(issued);
     } }, name, days, el("button", { type: "submit", text: "Create key" }));
     heading("Keys", made ? shownOnce(made, made.replaces ? "Key rotated" : "Key created") : null, form,
-      table("Your keys", ["Name", "Key", "Status", "Created", "Last used", "Stops working", ""], rows));
+      table("Your keys", ["Name", "Key", "Status", "Created", "Last used", "Stops working", "Limits of its own", ""], rows));
+  }
+
+  /** What a key alone may do, beyond its user's plan: its models, its budget, its quotas of some models. */
+  function keyLimits(key) {
+    const limits = [];
+    if (key.allowed_models) limits.push(`models: ${key.allowed_models.join(", ")}`);
+    if (key.monthly_budget_micros !== null && key.monthly_budget_micros !== undefined) {
+      limits.push(`budget: ${number(key.monthly_budget_micros)} micros a month`);
+    }
+    for (const [model, tokens] of Object.entries(key.model_quotas || {})) limits.push(`${model}: ${number(tokens)} tokens a month`);
+    return limits.join("; ") || "none";
   }
 
   function keyActions(key) {
