@@ -70,6 +70,10 @@
         : el("tr", {}, el("td", { colspan: columns.length, text: "Nothing here yet." })))));
   }
 
+  /** What was typed in a field (trimmed), and the same as a figure: "" is none (null). */
+  const typed = (part) => part.querySelector("input").value.trim();
+  const figure = (part) => (typed(part) === "" ? null : Number(typed(part)));
+
   /** A labelled field: the label names the input for screen readers and for tests alike. */
   function field(label, attributes) {
     const id = `f-${label.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
@@ -201,7 +205,7 @@
       class: "card",
       onsubmit: async (event) => {
         event.preventDefault();
-        if (await attempt(() => signInWithKey(key.querySelector("input").value.trim()))) render();
+        if (await attempt(() => signInWithKey(typed(key)))) render();
       },
     }, el("p", { text: "Sign in with a key: a user's key (igk_…) opens your keys, usage and playground; an admin key (iga_…) opens the operator's pages." }),
     key, el("button", { type: "submit", text: "Sign in" }));
@@ -277,8 +281,8 @@
     const form = el("form", { class: "card inline", onsubmit: async (event) => {
       event.preventDefault();
       const body = {};
-      const named = name.querySelector("input").value.trim();
-      const lasting = days.querySelector("input").value;
+      const named = typed(name);
+      const lasting = typed(days);
       if (named) body.name = named;
       if (lasting) body.expires_in_days = Number(lasting);
       const lasts = lasting ? `for ${lasting} days` : "until you revoke it";
@@ -389,7 +393,7 @@
     const plan = field("Plan", { type: "search", maxlength: 64 });
     const detail = el("section", { "aria-label": "The chosen user" });
     const list = paged((cursor) => api("GET", query("/admin/v1/users", {
-      email: email.querySelector("input").value.trim(), plan: plan.querySelector("input").value.trim(), cursor, limit: 20,
+      email: typed(email), plan: typed(plan), cursor, limit: 20,
     })), (users) => table("Users", ["User", "Plan", "Status", "Team", ""], users.map((user) => [
       user.email || user.name || user.user_id, user.plan, user.status, user.team_id || "–",
       el("button", { type: "button", class: "secondary", text: "Manage", "aria-label": `Manage ${user.email || user.user_id}`,
@@ -423,14 +427,11 @@
       changeForm(`Change ${who}'s plan`, [el("div", { class: "field" }, el("label", { for: "f-user-plan", text: "Plan" }), planPick)],
         () => ({ plan: planPick.value }), `Put ${who} on another plan?`, userId, reopen),
       changeForm(`Set ${who}'s own figures`, figures.map(([, input]) => input), () => ({
-        overrides: Object.fromEntries(figures.map(([name, input]) => {
-          const value = input.querySelector("input").value;
-          return [name, value === "" ? null : Number(value)];
-        })),
+        overrides: Object.fromEntries(figures.map(([name, input]) => [name, figure(input)])),
       }), `Change ${who}'s own figures? An empty one takes the plan's.`, userId, reopen),
       el("form", { class: "card inline", "aria-label": `Grant ${who} tokens`, onsubmit: async (event) => {
         event.preventDefault();
-        const tokens = Number(grant.querySelector("input").value);
+        const tokens = figure(grant);
         if (!await confirmAction(`Grant ${who} ${number(tokens)} more tokens this month?`, "Grant")) return;
         if (await attempt(() => api("POST", `/admin/v1/users/${userId}/grants`, { tokens }), `${who} was granted ${number(tokens)} tokens.`)) reopen();
       } }, grant, el("button", { type: "submit", text: "Grant" })),
@@ -473,7 +474,7 @@
     const limits = teamLimits({});
     const create = el("form", { class: "card inline", "aria-label": "Create a team", onsubmit: async (event) => {
       event.preventDefault();
-      const named = name.querySelector("input").value.trim();
+      const named = typed(name);
       if (!await confirmAction(`Create team ${named}?`, "Create")) return;
       let made;
       if (await attempt(async () => { made = await api("POST", "/admin/v1/teams", { name: named, ...limits.values() }); },
@@ -490,8 +491,7 @@
   function teamLimits(team) {
     const quota = field("Team tokens a month", { type: "number", min: 0, value: team.monthly_token_quota ?? "", placeholder: "no quota" });
     const budget = field("Team budget a month, in micros", { type: "number", min: 0, value: team.monthly_budget_micros ?? "", placeholder: "no budget" });
-    const read = (part) => (part.querySelector("input").value === "" ? null : Number(part.querySelector("input").value));
-    return { fields: [quota, budget], values: () => ({ monthly_token_quota: read(quota), monthly_budget_micros: read(budget) }) };
+    return { fields: [quota, budget], values: () => ({ monthly_token_quota: figure(quota), monthly_budget_micros: figure(budget) }) };
   }
 
   async function showTeam(teamId, place) {
@@ -509,7 +509,7 @@
       } }, ...limits.fields, el("button", { type: "submit", text: "Change" })),
       el("form", { class: "card inline", "aria-label": `Add a member to ${team.name}`, onsubmit: async (event) => {
         event.preventDefault();
-        const userId = member.querySelector("input").value.trim();
+        const userId = typed(member);
         if (!await confirmAction(`Add ${userId} to ${team.name}? Their requests count against the team from now on.`, "Add")) return;
         if (await attempt(() => api("POST", `/admin/v1/teams/${teamId}/members`, { user_id: userId }), `${userId} joined ${team.name}.`)) reopen();
       } }, member, el("button", { type: "submit", text: "Add member" })),
@@ -536,9 +536,8 @@
     const actor = field("Actor", { type: "search", maxlength: 200 });
     const subject = field("Subject id", { type: "search", maxlength: 100 });
     const action = field("Action", { type: "search", maxlength: 64, placeholder: "change_user" });
-    const value = (part) => part.querySelector("input").value.trim();
     const list = paged((cursor) => api("GET", query("/admin/v1/audit", {
-      actor: value(actor), subject: value(subject), action: value(action), cursor, limit: 20,
+      actor: typed(actor), subject: typed(subject), action: typed(action), cursor, limit: 20,
     })), (entries) => table("Changes, the newest first", ["When", "Actor", "Action", "Subject", "Change"], entries.map((entry) => [
       when(entry.at), entry.actor, entry.action, `${entry.subject.type} ${entry.subject.id}`, changed(entry)])));
     const filter = el("form", { class: "card inline", role: "search", onsubmit: (event) => {
