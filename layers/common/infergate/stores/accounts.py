@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import redis
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -162,22 +163,14 @@ class MongoAccountStore(TeamRecords):
 
     @unavailable_when_unreachable
     def change_key(self, key_id: str, changes: Mapping[str, Any], *, audit: Audit) -> ApiKeyRecord | None:
-        update = set_or_unset(changes, stored)
-
-        def change(session: ClientSession) -> dict | None:
-            before = self._keys.find_one_and_update({"_id": key_id}, update, session=session,
-                                                    return_document=ReturnDocument.BEFORE)
-            if before is None:
-                return None
+        def own_line(session: ClientSession) -> None:
             # A key given limits of its own spends its own months, unless it already shares its line's.
             limited = {"$or": [{"monthly_budget_micros": {"$exists": True}}, {"model_quotas": {"$exists": True}}]}
             self._keys.update_one({"_id": key_id, "budget_id": {"$exists": False}, **limited},
                                   {"$set": {"budget_id": key_id}}, session=session)
-            after = self._keys.find_one({"_id": key_id}, session=session)
-            self._record(session, audit, {"type": "key", "id": key_id}, _shown_key(before), _shown_key(after))
-            return after
 
-        changed = self._transaction(change)
+        changed = self._change_audited(self._keys, {"type": "key", "id": key_id}, set_or_unset(changes, stored),
+                                       audit, shown=_shown_key, then=own_line)
         return _key_record(changed) if changed else None
 
     @unavailable_when_unreachable
@@ -207,17 +200,26 @@ class MongoAccountStore(TeamRecords):
         return self._change_user(user_id, {"$inc": {f"grants.{period}": tokens}}, audit)
 
     def _change_user(self, user_id: str, update: dict, audit: Audit) -> UserRecord | None:
+        document = self._change_audited(self._users, {"type": "user", "id": user_id}, update, audit, shown=_shown_user)
+        return user_record(document) if document else None
+
+    def _change_audited(self, collection: Collection, subject: dict, update: dict, audit: Audit, *,
+                        shown: Callable[[dict], dict] = lambda document: document,
+                        then: Callable[[ClientSession], None] | None = None) -> dict | None:
+        """Apply `update` to the document `subject` names (and `then`, in the same transaction), and
+        audit it as `shown` before and after: the document as it is now, or None if there is none."""
         def change(session: ClientSession) -> dict | None:
-            before = self._users.find_one_and_update({"_id": user_id}, update, session=session,
-                                                     return_document=ReturnDocument.BEFORE)
+            before = collection.find_one_and_update({"_id": subject["id"]}, update, session=session,
+                                                    return_document=ReturnDocument.BEFORE)
             if before is None:
                 return None
-            after = self._users.find_one({"_id": user_id}, session=session)
-            self._record(session, audit, {"type": "user", "id": user_id}, _shown_user(before), _shown_user(after))
+            if then is not None:
+                then(session)
+            after = collection.find_one({"_id": subject["id"]}, session=session)
+            self._record(session, audit, subject, shown(before), shown(after))
             return after
 
-        document = self._transaction(change)
-        return user_record(document) if document else None
+        return self._transaction(change)
 
     def _record(self, session: ClientSession, audit: Audit, subject: dict, before: dict | None, after: dict | None) -> None:
         self._audit.insert_one({

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
@@ -29,6 +28,7 @@ class TeamRecords:
     _users: Collection
     _transaction: Callable[[Callable[[ClientSession], Any]], Any]
     _record: Callable[..., None]
+    _change_audited: Callable[..., dict | None]
 
     @unavailable_when_unreachable
     def find_team(self, team_id: str) -> Team | None:
@@ -53,18 +53,8 @@ class TeamRecords:
 
     @unavailable_when_unreachable
     def change_team(self, team_id: str, changes: Mapping[str, Any], *, audit: Audit) -> Team | None:
-        update = set_or_unset(changes, stored)
-
-        def change(session: ClientSession) -> dict | None:
-            before = self._teams.find_one_and_update({"_id": team_id}, update, session=session,
-                                                     return_document=ReturnDocument.BEFORE)
-            if before is None:
-                return None
-            after = self._teams.find_one({"_id": team_id}, session=session)
-            self._record(session, audit, {"type": "team", "id": team_id}, before, after)
-            return after
-
-        document = self._transaction(change)
+        document = self._change_audited(self._teams, {"type": "team", "id": team_id}, set_or_unset(changes, stored),
+                                        audit)
         return _team(document) if document else None
 
     @unavailable_when_unreachable

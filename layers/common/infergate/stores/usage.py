@@ -38,6 +38,7 @@ its counter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -389,16 +390,12 @@ class MongoUsageLedger:
 
     @unavailable_when_unreachable
     def breakdown(self, period: str, by: str) -> list[Share]:
-        shares = self._usage.aggregate(breakdown_pipeline(period, by))
-        return [Share(model_name(share["_id"]) if by in ("model", "key") else share["_id"], share["tokens"],
-                      share["requests"], share["cost"]) for share in shares]
+        return _shares(self._usage.aggregate(breakdown_pipeline(period, by)), by)
 
     @unavailable_when_unreachable
     def breakdown_days(self, start: date, end: date, by: str) -> list[Share]:
-        months = months_between(start, end)
-        shares = self._usage.aggregate(days_breakdown_pipeline(months, start.isoformat(), end.isoformat(), by))
-        return [Share(model_name(share["_id"]) if by in ("model", "key") else share["_id"], share["tokens"],
-                      share["requests"], share["cost"]) for share in shares]
+        pipeline = days_breakdown_pipeline(months_between(start, end), start.isoformat(), end.isoformat(), by)
+        return _shares(self._usage.aggregate(pipeline), by)
 
     @unavailable_when_unreachable
     def statement(self, user_id: str, period: str) -> LedgerStatement:
@@ -418,3 +415,7 @@ class MongoUsageLedger:
                                cost_micros=document.get("cost_micros", 0))
 
 
+def _shares(grouped: Iterable[dict], by: str) -> list[Share]:
+    """A breakdown's groups as shares: a model's or a key's name as it was before it became a field name."""
+    return [Share(model_name(share["_id"]) if by in ("model", "key") else share["_id"], share["tokens"],
+                  share["requests"], share["cost"]) for share in grouped]
