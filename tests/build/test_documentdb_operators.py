@@ -28,7 +28,7 @@ PACKAGE = ROOT / "layers" / "common" / "infergate"
 LISTED = ROOT / "tests" / "data" / "documentdb" / "supported.txt"
 OPERATOR = re.compile(r"\$[a-z][A-Za-z0-9]*")
 FIELD_PATHS = {"$requests", "$reservations", "$committed", "$cost", "$day", "$days", "$keys", "$models", "$owner",
-               "$tally", "$tokens"}
+               "$tally", "$tokens", "$version"}
 STAGES, PARTIAL, GAPS = "aggregation pipeline stages", "partial index filter operators", "not supported"
 PIPELINE_ARGUMENT = {"aggregate": 0, "update_one": 1, "update_many": 1, "find_one_and_update": 1}
 

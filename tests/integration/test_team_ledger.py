@@ -14,6 +14,7 @@ import pytest
 
 from infergate.domain.ledger import Level, LevelRefused, RequestOutcome, Reservation
 from infergate.domain.prices import Price, WorstCost
+from infergate.stores.levels import MongoLevels
 from infergate.stores.usage import MongoUsageLedger
 from tests.support.concurrency import at_once
 
@@ -139,3 +140,19 @@ def test_a_failed_request_costs_nothing_at_any_level(ledger):
     ledger.release(held, replace(answered("usr_a", 0, 0), status="upstream_error"))
     standing = ledger.level_usage(level, PERIOD, now=NOW)
     assert (standing.tokens_used, standing.cost_micros, standing.tokens_reserved, standing.micros_reserved) == (0, 0, 0, 0)
+
+
+def test_a_hold_dropped_while_another_request_reads_the_month_is_not_written_back(ledger, monkeypatch):
+    level = team(tokens=150)  # the second request does not fit beside the first: it reads the month, then writes it
+    first = reserve(ledger, wanted("usr_a", level))
+    read = MongoLevels._month
+
+    def and_meanwhile_the_first_is_dropped(self, *args):
+        month = read(self, *args)
+        monkeypatch.setattr(MongoLevels, "_month", read)
+        ledger._resize(first, None)  # as when a later level refuses the first request
+        return month
+
+    monkeypatch.setattr(MongoLevels, "_month", and_meanwhile_the_first_is_dropped)
+    second = reserve(ledger, wanted("usr_b", level))
+    assert ledger.level_usage(level, PERIOD, now=NOW).tokens_reserved == second.tokens == 100

@@ -89,7 +89,9 @@ def _share(owner: str, tally: str) -> dict:
 
 def resized(reservation_id: str, size: tuple[int, int] | None) -> list[dict]:
     """An update (a pipeline) that makes a request's hold `size` (tokens, micros), or drops it
-    (None), keeping `committed` and `committed_micros` the sum of the charges and the holds."""
+    (None), keeping `committed` and `committed_micros` the sum of the charges and the holds. It
+    advances the month's `version`, as every write to a level's month does: a request that read
+    the month before it (stores/levels.py) must not write back the hold as it was."""
     mine = {"$eq": ["$$r.id", reservation_id]}
     old = {"$arrayElemAt": [{"$filter": {"input": "$reservations", "as": "r", "cond": mine}}, 0]}
     tokens, micros = size or (0, 0)
@@ -103,7 +105,7 @@ def resized(reservation_id: str, size: tuple[int, int] | None) -> list[dict]:
         {"$set": {"committed": {"$add": ["$committed", tokens, {"$multiply": [-1, "$_old.tokens"]}]},
                   "committed_micros": {"$add": [{"$ifNull": ["$committed_micros", 0]}, micros,
                                                 {"$multiply": [-1, {"$ifNull": ["$_old.micros", 0]}]}]},
-                  "reservations": holds}},
+                  "reservations": holds, "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]}}},
         {"$unset": "_old"},
     ]
 
